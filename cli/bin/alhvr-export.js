@@ -1,0 +1,3 @@
+#!/usr/bin/env node
+// Thin launcher so the bin exists before the TypeScript build; the command lives in src/bin.
+import "../dist/bin/alhvr-export.js";

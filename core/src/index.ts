@@ -1,0 +1,4 @@
+// Browser-safe entry point: everything here works on bytes and arrays, never on the file system.
+export * from './geometry/affine.js';
+export * from './volume.js';
+export * from './errors.js';

@@ -1,0 +1,2 @@
+// Node-only entry point: file-system readers, folder scanning and atomic writes.
+export * from './io/atomic-write.js';
