@@ -2,3 +2,5 @@
 export * from './geometry/affine.js';
 export * from './volume.js';
 export * from './errors.js';
+export * from './geometry/reorient.js';
+export * from './geometry/resample.js';
