@@ -1,0 +1,163 @@
+import { InputError } from './errors.js';
+import type { ResizeRule } from './geometry/resample.js';
+import type { SliceAxisRule } from './geometry/reorient.js';
+
+/** Key of the ONNX `metadata_props` entry that holds the card as JSON. */
+export const MODEL_CARD_KEY = 'alhvr.model_card';
+export const MODEL_CARD_SCHEMA = 'alhvr-model-card/1';
+
+export interface ModelClass {
+  value: number;
+  name: string;
+  color: [number, number, number];
+}
+
+/** Intensity normalisation applied per volume before slicing. */
+export type Normalisation =
+  | { kind: 'minmax-volume' }
+  | { kind: 'zscore-volume' }
+  | { kind: 'window'; low: number; high: number };
+
+/**
+ * Everything inference needs besides the weights, in the spirit of nnU-Net's plans file: a
+ * model file carrying this card needs nothing else to be run correctly.
+ */
+export interface ModelCard {
+  schema: typeof MODEL_CARD_SCHEMA;
+  name: string;
+  description?: string;
+  classes: ModelClass[];
+  input: {
+    /** Model plane size [width, height]; both multiples of 16. */
+    size: [number, number];
+    channels: 1;
+    sliceAxis: SliceAxisRule;
+    /** Graph input name and layout. */
+    name: string;
+    layout: 'NCHW';
+  };
+  normalisation: Normalisation;
+  /** How planes go to the model size (image) and back to the source size (label, maps). */
+  resize: { image: ResizeRule; labelBack: ResizeRule; mapBack: ResizeRule };
+  /** Region-map rule: γ the model carries, and β for the per-volume quantile alternative. */
+  regions: { gamma: number; beta: number; gammaSource: 'training-final' | 'calibrated' | 'default' };
+  students: 'both' | 'a' | 'b';
+  outputs: { probabilities: string; label: string; confidence: string; region?: string };
+  training: {
+    method: 'alhvr' | 'supervised' | 'unknown';
+    iterations: number;
+    datasetFingerprint?: string;
+    config?: Record<string, unknown>;
+    bestValidation?: Record<string, unknown>;
+  };
+  toolkit: { version: string; gitCommit?: string };
+  createdAt: string;
+}
+
+type Check = (value: unknown, at: string) => void;
+
+function fail(at: string, what: string): never {
+  throw new InputError(`model card: ${at} ${what}`);
+}
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const str: Check = (v, at) => {
+  if (typeof v !== 'string' || v.length === 0) fail(at, 'must be a non-empty string');
+};
+const num: Check = (v, at) => {
+  if (typeof v !== 'number' || !Number.isFinite(v)) fail(at, 'must be a finite number');
+};
+const oneOf =
+  (...allowed: unknown[]): Check =>
+  (v, at) => {
+    if (!allowed.includes(v)) fail(at, `must be one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}`);
+  };
+const obj =
+  (fields: Record<string, Check>, optional: string[] = []): Check =>
+  (v, at) => {
+    if (!isObject(v)) fail(at, 'must be an object');
+    for (const [key, check] of Object.entries(fields)) {
+      if (v[key] === undefined && optional.includes(key)) continue;
+      check(v[key], `${at}.${key}`);
+    }
+  };
+const anyObject: Check = (v, at) => {
+  if (!isObject(v)) fail(at, 'must be an object');
+};
+const resizeRule = obj({ interpolation: oneOf('nearest', 'linear'), alignment: oneOf('corners', 'half-pixel') });
+
+const checkCard = obj(
+  {
+    schema: oneOf(MODEL_CARD_SCHEMA),
+    name: str,
+    description: str,
+    classes: (v, at) => {
+      if (!Array.isArray(v) || v.length < 2) fail(at, 'must list at least two classes');
+      const values = new Set<number>();
+      v.forEach((c, n) => {
+        obj({ value: num, name: str, color: (col, a) => {
+          if (!Array.isArray(col) || col.length !== 3 || !col.every((x) => Number.isInteger(x) && x >= 0 && x <= 255)) fail(a, 'must be [r, g, b] in 0–255');
+        } })(c, `${at}[${n}]`);
+        const value = (c as ModelClass).value;
+        if (!Number.isInteger(value) || value < 0 || value > 255) fail(`${at}[${n}].value`, 'must be an integer label 0–255');
+        if (values.has(value)) fail(`${at}[${n}].value`, `repeats label ${value}`);
+        values.add(value);
+      });
+    },
+    input: obj({
+      size: (v, at) => {
+        if (!Array.isArray(v) || v.length !== 2 || !v.every((x) => Number.isInteger(x) && x > 0 && x % 16 === 0)) fail(at, 'must be [width, height], positive multiples of 16');
+      },
+      channels: oneOf(1),
+      sliceAxis: oneOf('largest-spacing', 0, 1, 2),
+      name: str,
+      layout: oneOf('NCHW'),
+    }),
+    normalisation: (v, at) => {
+      if (!isObject(v)) fail(at, 'must be an object');
+      oneOf('minmax-volume', 'zscore-volume', 'window')(v.kind, `${at}.kind`);
+      if (v.kind === 'window') obj({ low: num, high: num })(v, at);
+    },
+    resize: obj({ image: resizeRule, labelBack: resizeRule, mapBack: resizeRule }),
+    regions: (v, at) => {
+      obj({ gamma: num, beta: num, gammaSource: oneOf('training-final', 'calibrated', 'default') })(v, at);
+      const r = v as ModelCard['regions'];
+      if (!(r.gamma > 0 && r.gamma <= 1)) fail(`${at}.gamma`, 'must be in (0, 1]');
+      if (!(r.beta > 0 && r.beta < 1)) fail(`${at}.beta`, 'must be in (0, 1)');
+    },
+    students: oneOf('both', 'a', 'b'),
+    outputs: obj({ probabilities: str, label: str, confidence: str, region: str }, ['region']),
+    training: obj(
+      { method: oneOf('alhvr', 'supervised', 'unknown'), iterations: num, datasetFingerprint: str, config: anyObject, bestValidation: anyObject },
+      ['datasetFingerprint', 'config', 'bestValidation'],
+    ),
+    toolkit: obj({ version: str, gitCommit: str }, ['gitCommit']),
+    createdAt: str,
+  },
+  ['description'],
+);
+
+/** Validate an already-parsed card; throws InputError naming the first bad field. */
+export function validateModelCard(value: unknown): ModelCard {
+  checkCard(value, 'card');
+  const card = value as ModelCard;
+  if (card.students === 'both' && !card.outputs.region) fail('card.outputs.region', 'is required for a two-student model');
+  return card;
+}
+
+/** Parse the JSON stored in ONNX metadata and validate it. */
+export function parseModelCard(json: string): ModelCard {
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch (err) {
+    throw new InputError(`model card is not valid JSON (${(err as Error).message})`);
+  }
+  return validateModelCard(value);
+}
+
+/** The ACDC-recipe defaults: scipy-zoom style nearest resizing both ways, per-volume min–max. */
+export const ALHVR_RECIPE_RESIZE: ModelCard['resize'] = {
+  image: { interpolation: 'nearest', alignment: 'corners' },
+  labelBack: { interpolation: 'nearest', alignment: 'corners' },
+  mapBack: { interpolation: 'linear', alignment: 'corners' },
+};
