@@ -4,3 +4,6 @@ export * from './volume.js';
 export * from './errors.js';
 export * from './geometry/reorient.js';
 export * from './geometry/resample.js';
+export * from './model-card.js';
+export * from './random.js';
+export * from './metrics/segmentation.js';
