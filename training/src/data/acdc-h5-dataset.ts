@@ -1,0 +1,137 @@
+import { createHash } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { InputError } from '@alhvr/core';
+import type { DatasetClass, SliceDataset, SliceRef, ValidationVolume } from './slice-dataset.js';
+
+/** ACDC as the SSL4MIS preprocessing lays it out; its slices are already min–max normalised. */
+export interface AcdcH5Options {
+  /** Labelled slices: the first N of train_slices.list (7 cases = 136, 14 cases = 256). */
+  labeledSlices: number;
+  /** Which list supplies validation volumes (default val.list). */
+  validationList?: 'val' | 'test';
+}
+
+export const ACDC_CLASSES: DatasetClass[] = [
+  { value: 0, name: 'background' },
+  { value: 1, name: 'RV' },
+  { value: 2, name: 'Myo' },
+  { value: 3, name: 'LV' },
+];
+
+/** Labeled slice counts of the published splits (SSL4MIS `patients_to_slices`). */
+export const ACDC_SLICES_FOR_CASES: Record<number, number> = { 1: 32, 3: 68, 7: 136, 14: 256, 21: 396, 28: 512, 35: 664, 140: 1312 };
+
+type H5Module = typeof import('h5wasm/node').default;
+let h5: Promise<H5Module> | undefined;
+
+/** h5wasm (HDF5 compiled to WebAssembly) loads once, on first use. */
+function loadH5(): Promise<H5Module> {
+  h5 ??= import('h5wasm/node').then(async (m) => {
+    await m.default.ready;
+    return m.default;
+  });
+  return h5;
+}
+
+async function readList(root: string, name: string): Promise<string[]> {
+  const path = join(root, 'data_list', `${name}.list`);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch {
+    throw new InputError(`missing ${name}.list (expected the SSL4MIS ACDC layout: data_list/{train_slices,val,test}.list, slices/*.h5, <case>.h5)`, join(root, 'data_list'));
+  }
+  return text.split(/\r?\n/).map((l) => l.trim()).filter(Boolean);
+}
+
+function datasetOf(file: any, name: string, path: string): any {
+  const d = file.get(name);
+  if (!d || !d.shape) throw new InputError(`has no "${name}" dataset`, path);
+  return d;
+}
+
+export async function openAcdcH5Dataset(root: string, opts: AcdcH5Options): Promise<SliceDataset> {
+  const h5wasm = await loadH5();
+  const slices = await readList(root, 'train_slices');
+  const valIds = await readList(root, opts.validationList ?? 'val');
+  if (opts.labeledSlices < 1 || opts.labeledSlices >= slices.length) {
+    throw new InputError(`labeled slices ${opts.labeledSlices} must be in 1–${slices.length - 1} (train_slices.list has ${slices.length})`, root);
+  }
+  const slicePath = (name: string) => join(root, 'slices', `${name}.h5`);
+  const open = (path: string) => {
+    try {
+      return new h5wasm.File(path, 'r');
+    } catch (err) {
+      throw new InputError(`cannot open HDF5 file (${(err as Error).message})`, path);
+    }
+  };
+  // Read every slice's shape once up front: a missing or malformed file fails before training.
+  let maxSliceVoxels = 0;
+  const hash = createHash('sha256');
+  for (const name of slices) {
+    const path = slicePath(name);
+    try {
+      await stat(path);
+    } catch {
+      throw new InputError('listed in train_slices.list but missing', path);
+    }
+    const f = open(path);
+    try {
+      const shape = datasetOf(f, 'image', path).shape as number[];
+      if (shape.length !== 2) throw new InputError(`image must be 2D, has shape ${shape.join('×')}`, path);
+      maxSliceVoxels = Math.max(maxSliceVoxels, shape[0] * shape[1]);
+    } finally {
+      f.close();
+    }
+    hash.update(`${name}\n`);
+  }
+  hash.update(JSON.stringify({ labeledSlices: opts.labeledSlices, valIds }));
+  const refs: SliceRef[] = slices.map((caseId) => ({ caseId, slice: 0 }));
+
+  return {
+    format: 'acdc-h5',
+    classes: ACDC_CLASSES,
+    labeled: refs.slice(0, opts.labeledSlices),
+    unlabeled: refs.slice(opts.labeledSlices),
+    validationIds: valIds,
+    maxSliceVoxels,
+    fingerprint: hash.digest('hex'),
+    readSlice(ref, image, label) {
+      const path = slicePath(ref.caseId);
+      const f = open(path);
+      try {
+        const d = datasetOf(f, 'image', path);
+        const [h, w] = d.shape as number[];
+        image.set(d.value as ArrayLike<number>);
+        if (label) {
+          const l = datasetOf(f, 'label', path).value as ArrayLike<number>;
+          for (let p = 0; p < w * h; p++) {
+            if (l[p] > 3 || l[p] < 0) throw new InputError(`label value ${l[p]} is not one of the ACDC classes 0–3`, path);
+            label[p] = l[p];
+          }
+        }
+        return { width: w, height: h };
+      } finally {
+        f.close();
+      }
+    },
+    async readValidation(id): Promise<ValidationVolume> {
+      const path = join(root, `${id}.h5`);
+      const f = open(path);
+      try {
+        const d = datasetOf(f, 'image', path);
+        const [k, h, w] = d.shape as number[];
+        const src = d.value as ArrayLike<number>;
+        // Stored [slice, row, col]; our volumes are x fastest, then y, then slice: same order.
+        const image = src instanceof Float32Array ? src : Float32Array.from(src);
+        const label = Uint8Array.from(datasetOf(f, 'label', path).value as ArrayLike<number>);
+        // The released test script scores in voxels: unit spacing reproduces its numbers.
+        return { id, dims: [w, h, k], spacing: [1, 1, 1], image, label };
+      } finally {
+        f.close();
+      }
+    },
+    async close() {},
+  };
+}
