@@ -1,0 +1,84 @@
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { InputError } from '@alhvr/core';
+import * as ort from 'onnxruntime-node';
+
+/** What the user asks for with `--device`. */
+export type DeviceRequest = 'auto' | 'cuda' | 'cpu';
+export type Device = 'cuda' | 'cpu';
+
+export const DEVICE_REQUESTS: readonly DeviceRequest[] = ['auto', 'cuda', 'cpu'];
+
+/**
+ * onnxruntime-node ships the CPU provider only; the CUDA provider's shared libraries come from
+ * its install script, which this repository's `.npmrc` skips. This reinstalls them for CUDA 12
+ * (flag read by node_modules/onnxruntime-node/script/install-utils.js `parseInstallFlag`).
+ */
+export const CUDA_INSTALL_COMMAND = 'npm rebuild onnxruntime-node --onnxruntime-node-install=cuda12';
+
+export interface DevicePlan {
+  requested: DeviceRequest;
+  /** Providers to try, in order; the session falls back along this list only for `auto`. */
+  candidates: Device[];
+  /** Why CUDA is or is not among the candidates, for the report. */
+  note: string;
+}
+
+const require = createRequire(import.meta.url);
+
+/** Folder holding onnxruntime-node's native binding for this platform. */
+function ortBinaryFolder(): string {
+  const pkg = dirname(require.resolve('onnxruntime-node/package.json'));
+  return join(pkg, 'bin', 'napi-v6', process.platform, process.arch);
+}
+
+/**
+ * Whether the CUDA execution provider can be loaded: the binding must have been built with it
+ * (`listSupportedBackends`) and, when it is not bundled, its provider library must be on disk.
+ * CUDA/cuDNN themselves are only checked when a session is created.
+ */
+export function cudaProviderInstalled(): boolean {
+  const cuda = ort.listSupportedBackends().find((b) => b.name === 'cuda');
+  if (!cuda) return false;
+  if (cuda.bundled) return true;
+  return existsSync(join(ortBinaryFolder(), 'libonnxruntime_providers_cuda.so'));
+}
+
+export function parseDeviceRequest(value: string): DeviceRequest {
+  if ((DEVICE_REQUESTS as readonly string[]).includes(value)) return value as DeviceRequest;
+  throw new InputError(`--device must be one of ${DEVICE_REQUESTS.join(', ')} (got "${value}")`);
+}
+
+/** Decide which providers to try. `cuda` without the provider installed is an input error. */
+export function planDevice(requested: DeviceRequest, cudaInstalled = cudaProviderInstalled()): DevicePlan {
+  if (requested === 'cpu') return { requested, candidates: ['cpu'], note: 'CPU requested' };
+  if (requested === 'cuda') {
+    if (!cudaInstalled) {
+      throw new InputError(`--device cuda: the ONNX Runtime CUDA provider is not installed; install it with: ${CUDA_INSTALL_COMMAND}`);
+    }
+    return { requested, candidates: ['cuda'], note: 'CUDA requested' };
+  }
+  return cudaInstalled
+    ? { requested, candidates: ['cuda', 'cpu'], note: 'CUDA provider installed' }
+    : { requested, candidates: ['cpu'], note: `CUDA provider not installed (${CUDA_INSTALL_COMMAND})` };
+}
+
+export interface ThreadOptions {
+  /** Intra-op threads; undefined lets ONNX Runtime choose (one per physical core). */
+  threads?: number;
+}
+
+/** Session options for one provider. */
+export function sessionOptionsFor(device: Device, opts: ThreadOptions = {}): ort.InferenceSession.SessionOptions {
+  const options: ort.InferenceSession.SessionOptions = {
+    executionProviders: device === 'cuda' ? ['cuda', 'cpu'] : ['cpu'],
+    graphOptimizationLevel: 'all',
+  };
+  if (opts.threads !== undefined) {
+    if (!Number.isInteger(opts.threads) || opts.threads < 1) throw new InputError(`--threads must be a positive integer (got ${opts.threads})`);
+    options.intraOpNumThreads = opts.threads;
+    options.interOpNumThreads = 1;
+  }
+  return options;
+}

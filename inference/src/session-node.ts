@@ -1,0 +1,52 @@
+import { readFile } from 'node:fs/promises';
+import { InputError } from '@alhvr/core';
+import * as ort from 'onnxruntime-node';
+import { planDevice, sessionOptionsFor, type Device, type DeviceRequest } from './device.js';
+import { createSliceModel, type ModelIdentity, type OrtRuntime, type OrtSliceModel } from './session.js';
+
+export interface OpenModelOptions {
+  device?: DeviceRequest;
+  threads?: number;
+}
+
+export interface OpenedModel {
+  model: OrtSliceModel;
+  identity: ModelIdentity;
+  /** Provider the session actually runs on. */
+  device: Device;
+  /** How the device was chosen (and why CUDA was skipped, if it was). */
+  deviceNote: string;
+}
+
+/** Load an ONNX segmentation model from a file with the requested execution provider. */
+export async function openModelFile(path: string, opts: OpenModelOptions = {}): Promise<OpenedModel> {
+  const plan = planDevice(opts.device ?? 'auto');
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFile(path);
+  } catch (err) {
+    throw new InputError(`cannot read model (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, path);
+  }
+  let lastError: unknown;
+  for (const device of plan.candidates) {
+    try {
+      const opened = await createSliceModel(bytes, ort as unknown as OrtRuntime, sessionOptionsFor(device, opts), path);
+      const fellBack = device !== plan.candidates[0];
+      const note = fellBack ? `${plan.note}; CUDA session failed (${firstLine(lastError)}), using CPU` : plan.note;
+      return { ...opened, device, deviceNote: note };
+    } catch (err) {
+      // Card and contract errors are the model's fault, not the provider's: no fallback.
+      if (device === 'cpu' || plan.requested !== 'auto' || isCardError(err)) throw err;
+      lastError = err;
+    }
+  }
+  throw lastError;
+}
+
+function firstLine(err: unknown): string {
+  return err instanceof Error ? err.message.split('\n')[0] : String(err);
+}
+
+function isCardError(err: unknown): boolean {
+  return err instanceof InputError && !/ONNX Runtime could not load/.test(err.message);
+}
