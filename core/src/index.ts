@@ -7,3 +7,7 @@ export * from './geometry/resample.js';
 export * from './model-card.js';
 export * from './random.js';
 export * from './metrics/segmentation.js';
+export * from './normalise.js';
+export * from './dicom/codecs.js';
+export * from './dicom/instance.js';
+export * from './dicom/series.js';

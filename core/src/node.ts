@@ -1,2 +1,3 @@
 // Node-only entry point: file-system readers, folder scanning and atomic writes.
 export * from './io/atomic-write.js';
+export * from './dicom/scan.js';
