@@ -3,8 +3,8 @@ import {
   PlaneResizer,
   Volume,
   canonicalOrientation,
+  normaliseIntensities,
   type ModelCard,
-  type Normalisation,
   type Orientation,
   type VoxelArray,
 } from '@alhvr/core';
@@ -48,40 +48,6 @@ export interface SegmentResult {
   orientation: Orientation;
   slices: number;
   timings: SegmentTimings;
-}
-
-/** Per-volume intensity mapping the card prescribes; non-finite voxels map to 0. */
-export function normaliser(data: ArrayLike<number>, norm: Normalisation): (v: number) => number {
-  if (norm.kind === 'window') {
-    const { low, high } = norm;
-    const span = high - low;
-    return (v) => (Number.isFinite(v) ? Math.min(Math.max((v - low) / span, 0), 1) : 0);
-  }
-  let lo = Infinity;
-  let hi = -Infinity;
-  let sum = 0;
-  let count = 0;
-  for (let n = 0; n < data.length; n++) {
-    const v = data[n];
-    if (!Number.isFinite(v)) continue;
-    if (v < lo) lo = v;
-    if (v > hi) hi = v;
-    sum += v;
-    count++;
-  }
-  if (count === 0) return () => 0;
-  if (norm.kind === 'minmax-volume') {
-    const span = hi - lo;
-    return span > 0 ? (v) => (Number.isFinite(v) ? (v - lo) / span : 0) : () => 0;
-  }
-  const mean = sum / count;
-  let ss = 0;
-  for (let n = 0; n < data.length; n++) {
-    const v = data[n];
-    if (Number.isFinite(v)) ss += (v - mean) * (v - mean);
-  }
-  const std = Math.sqrt(ss / count);
-  return std > 0 ? (v) => (Number.isFinite(v) ? (v - mean) / std : 0) : () => 0;
 }
 
 /**
@@ -137,7 +103,8 @@ export async function segmentVolume(vol: Volume<VoxelArray>, model: SliceModel, 
   const [mw, mh] = card.input.size;
   const planeIn = width * height;
   const planeModel = mw * mh;
-  const norm = normaliser(vol.data, card.normalisation);
+  // The same function training uses, so the model sees the numbers it was trained on.
+  const normalised = normaliseIntensities(vol.data, card.normalisation);
 
   const toModel = new PlaneResizer(width, height, mw, mh, card.resize.image);
   const labelBack = new PlaneResizer(mw, mh, width, height, card.resize.labelBack);
@@ -168,7 +135,7 @@ export async function segmentVolume(vol: Volume<VoxelArray>, model: SliceModel, 
     const count = Math.min(batch, slices - k0);
     const tPre = now();
     for (let b = 0; b < count; b++) {
-      gatherPlane(grid, vol.data, k0 + b, sourcePlane, norm);
+      gatherPlane(grid, normalised, k0 + b, sourcePlane);
       toModel.resize(sourcePlane, 0, batchBuf, b * planeModel);
     }
     const tRun = now();

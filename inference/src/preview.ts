@@ -1,0 +1,110 @@
+import { PNG } from 'pngjs';
+import type { ModelCard, Orientation, Volume, VoxelArray } from '@alhvr/core';
+import { canonicalGrid, gatherPlane } from './canonical-grid.js';
+
+export interface PreviewOptions {
+  /** Most slices shown. Default 8. */
+  maxSlices?: number;
+  /** Longest tile side in pixels. Default 192. */
+  tileSize?: number;
+}
+
+const REGION_COLORS: Record<number, [number, number, number]> = { 2: [255, 170, 0], 3: [230, 20, 20] };
+const GAP = 2;
+
+/** Evenly spaced slice indices over the slices containing foreground (all slices when there is none). */
+export function previewSlices(label: Volume<Uint8Array>, orientation: Orientation, maxSlices: number): number[] {
+  const grid = canonicalGrid(label.dims, orientation);
+  const [w, h, k] = grid.dims;
+  const plane = new Uint8Array(w * h);
+  let first = -1;
+  let last = -1;
+  for (let s = 0; s < k; s++) {
+    gatherPlane(grid, label.data, s, plane);
+    if (plane.some((v) => v !== 0)) {
+      if (first < 0) first = s;
+      last = s;
+    }
+  }
+  if (first < 0) [first, last] = [0, k - 1];
+  const count = Math.min(maxSlices, last - first + 1);
+  const out: number[] = [];
+  for (let n = 0; n < count; n++) out.push(count === 1 ? first : Math.round(first + ((last - first) * n) / (count - 1)));
+  return [...new Set(out)];
+}
+
+/** 1st–99th percentile of a sample of the intensities: a display window robust to outliers. */
+function displayWindow(data: ArrayLike<number>): [number, number] {
+  const stride = Math.max(1, Math.floor(data.length / 100_000));
+  const sample: number[] = [];
+  for (let n = 0; n < data.length; n += stride) if (Number.isFinite(data[n])) sample.push(data[n]);
+  if (!sample.length) return [0, 1];
+  sample.sort((a, b) => a - b);
+  const lo = sample[Math.floor(0.01 * (sample.length - 1))];
+  const hi = sample[Math.ceil(0.99 * (sample.length - 1))];
+  return hi > lo ? [lo, hi] : [lo, lo + 1];
+}
+
+/**
+ * A PNG montage: for each chosen slice (canonical orientation, patient right on the left of
+ * the screen), the image with the mask in class colours next to the image with regions 2
+ * (orange, one student confident) and 3 (red, neither) highlighted.
+ */
+export function renderPreview(
+  image: Volume<VoxelArray>,
+  label: Volume<Uint8Array>,
+  region: Volume<Uint8Array> | undefined,
+  card: ModelCard,
+  orientation: Orientation,
+  opts: PreviewOptions = {},
+): Uint8Array {
+  const grid = canonicalGrid(image.dims, orientation);
+  const [w, h] = grid.dims;
+  const slices = previewSlices(label, orientation, opts.maxSlices ?? 8);
+  const scale = (opts.tileSize ?? 192) / Math.max(w, h);
+  const tw = Math.max(1, Math.round(w * scale));
+  const th = Math.max(1, Math.round(h * scale));
+  const panels = region ? 2 : 1;
+  const perRow = Math.min(slices.length, region ? 2 : 4);
+  const rows = Math.ceil(slices.length / perRow);
+  const width = perRow * panels * (tw + GAP) + GAP;
+  const height = rows * (th + GAP) + GAP;
+  const png = new PNG({ width, height });
+  png.data.fill(0);
+  for (let p = 3; p < png.data.length; p += 4) png.data[p] = 255;
+
+  const colors = new Map(card.classes.map((c) => [c.value, c.color] as const));
+  const [lo, hi] = displayWindow(image.data);
+  const img = new Float32Array(w * h);
+  const lab = new Uint8Array(w * h);
+  const reg = new Uint8Array(w * h);
+  // Canonical +i points to the patient's right and +j anterior/superior; radiological display puts
+  // the patient's right on the screen's left and anterior/superior at the top, so both flip.
+  const srcX = Int32Array.from({ length: tw }, (_, x) => w - 1 - Math.min(w - 1, Math.floor(x / scale)));
+  const srcY = Int32Array.from({ length: th }, (_, y) => h - 1 - Math.min(h - 1, Math.floor(y / scale)));
+
+  slices.forEach((k, n) => {
+    gatherPlane(grid, image.data, k, img);
+    gatherPlane(grid, label.data, k, lab);
+    if (region) gatherPlane(grid, region.data, k, reg);
+    const ox = GAP + (n % perRow) * panels * (tw + GAP);
+    const oy = GAP + Math.floor(n / perRow) * (th + GAP);
+    for (let panel = 0; panel < panels; panel++) {
+      const px = ox + panel * (tw + GAP);
+      for (let y = 0; y < th; y++) {
+        for (let x = 0; x < tw; x++) {
+          const s = srcY[y] * w + srcX[x];
+          const g = Math.round(255 * Math.min(1, Math.max(0, (img[s] - lo) / (hi - lo))));
+          let rgb: [number, number, number] = [g, g, g];
+          const overlay = panel === 0 ? (lab[s] !== 0 ? colors.get(lab[s]) : undefined) : REGION_COLORS[reg[s]];
+          if (overlay) rgb = [0, 1, 2].map((c) => Math.round(0.55 * rgb[c] + 0.45 * overlay[c])) as [number, number, number];
+          const o = ((oy + y) * width + px + x) * 4;
+          png.data[o] = rgb[0];
+          png.data[o + 1] = rgb[1];
+          png.data[o + 2] = rgb[2];
+        }
+      }
+    }
+  });
+  return PNG.sync.write(png);
+}

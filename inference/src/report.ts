@@ -1,0 +1,165 @@
+import { InputError, type Mat4, type ModelCard, type Volume } from '@alhvr/core';
+import type { GammaUsed } from './pipeline.js';
+
+/** Fractions of a set of voxels in region 1 (both students confident), 2 (one) and 3 (neither). */
+export interface RegionFractions {
+  reliable: number;
+  unstable: number;
+  unreliable: number;
+}
+
+export interface ClassStats {
+  value: number;
+  name: string;
+  voxels: number;
+  volumeMl: number;
+  /** Mean ensemble confidence over the class's voxels; null when the class is absent. */
+  meanConfidence: number | null;
+  regions: RegionFractions | null;
+}
+
+export interface CaseStats {
+  voxelVolumeMm3: number;
+  classes: ClassStats[];
+  /** All non-background classes (every class whose value is not 0) together. */
+  foreground: Omit<ClassStats, 'value' | 'name'>;
+  meanConfidence: number;
+}
+
+/**
+ * Triage rule: reject when the foreground is largely unreliable or unconfident, accept when it
+ * is mostly reliable and confident, review otherwise (and always when nothing was found).
+ */
+export interface TriageThresholds {
+  acceptReliableFraction: number;
+  acceptMeanConfidence: number;
+  rejectUnreliableFraction: number;
+  rejectMeanConfidence: number;
+}
+
+export const DEFAULT_TRIAGE: TriageThresholds = {
+  acceptReliableFraction: 0.9,
+  acceptMeanConfidence: 0.85,
+  rejectUnreliableFraction: 0.2,
+  rejectMeanConfidence: 0.6,
+};
+
+export type Verdict = 'accept' | 'review' | 'reject';
+
+export interface Triage {
+  verdict: Verdict;
+  reasons: string[];
+  thresholds: TriageThresholds;
+}
+
+export function validateTriageThresholds(t: TriageThresholds): TriageThresholds {
+  for (const [key, v] of Object.entries(t)) {
+    if (!(typeof v === 'number' && v >= 0 && v <= 1)) throw new InputError(`triage threshold ${key} must be in [0, 1] (got ${v})`);
+  }
+  if (t.rejectMeanConfidence > t.acceptMeanConfidence) throw new InputError('triage: rejectMeanConfidence must not exceed acceptMeanConfidence');
+  return t;
+}
+
+/** Volume of one voxel in mm³: |det| of the affine's linear part (exact for oblique grids too). */
+export function voxelVolumeMm3(a: Mat4): number {
+  return Math.abs(
+    a[0][0] * (a[1][1] * a[2][2] - a[1][2] * a[2][1]) -
+      a[0][1] * (a[1][0] * a[2][2] - a[1][2] * a[2][0]) +
+      a[0][2] * (a[1][0] * a[2][1] - a[1][1] * a[2][0]),
+  );
+}
+
+export function computeCaseStats(
+  label: Volume<Uint8Array>,
+  confidence: Volume<Float32Array>,
+  region: Volume<Uint8Array> | undefined,
+  card: ModelCard,
+): CaseStats {
+  const counts = new Float64Array(256);
+  const confSum = new Float64Array(256);
+  const regionCounts = new Float64Array(256 * 4);
+  const l = label.data;
+  const c = confidence.data;
+  const r = region?.data;
+  let total = 0;
+  for (let n = 0; n < l.length; n++) {
+    const v = l[n];
+    counts[v]++;
+    confSum[v] += c[n];
+    total += c[n];
+    if (r) regionCounts[v * 4 + r[n]]++;
+  }
+  const mm3 = voxelVolumeMm3(label.affine);
+  const fractions = (voxels: number, sum: (reg: number) => number): RegionFractions | null =>
+    r && voxels > 0 ? { reliable: sum(1) / voxels, unstable: sum(2) / voxels, unreliable: sum(3) / voxels } : null;
+  const classes = card.classes.map((cls): ClassStats => {
+    const v = cls.value;
+    const voxels = counts[v];
+    return {
+      value: v,
+      name: cls.name,
+      voxels,
+      volumeMl: (voxels * mm3) / 1000,
+      meanConfidence: voxels > 0 ? confSum[v] / voxels : null,
+      regions: fractions(voxels, (reg) => regionCounts[v * 4 + reg]),
+    };
+  });
+  const fg = card.classes.filter((cls) => cls.value !== 0).map((cls) => cls.value);
+  const fgVoxels = fg.reduce((s, v) => s + counts[v], 0);
+  const fgConf = fg.reduce((s, v) => s + confSum[v], 0);
+  return {
+    voxelVolumeMm3: mm3,
+    classes,
+    foreground: {
+      voxels: fgVoxels,
+      volumeMl: (fgVoxels * mm3) / 1000,
+      meanConfidence: fgVoxels > 0 ? fgConf / fgVoxels : null,
+      regions: fractions(fgVoxels, (reg) => fg.reduce((s, v) => s + regionCounts[v * 4 + reg], 0)),
+    },
+    meanConfidence: l.length ? total / l.length : 0,
+  };
+}
+
+export function triageCase(stats: CaseStats, thresholds: TriageThresholds = DEFAULT_TRIAGE): Triage {
+  const fg = stats.foreground;
+  const reasons: string[] = [];
+  if (fg.voxels === 0) return { verdict: 'review', reasons: ['no foreground voxels predicted'], thresholds };
+  const conf = fg.meanConfidence ?? 0;
+  const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+  if (fg.regions && fg.regions.unreliable > thresholds.rejectUnreliableFraction) {
+    reasons.push(`${pct(fg.regions.unreliable)} of foreground unreliable (> ${pct(thresholds.rejectUnreliableFraction)})`);
+  }
+  if (conf < thresholds.rejectMeanConfidence) reasons.push(`foreground mean confidence ${conf.toFixed(3)} < ${thresholds.rejectMeanConfidence}`);
+  if (reasons.length) return { verdict: 'reject', reasons, thresholds };
+  if (fg.regions && fg.regions.reliable < thresholds.acceptReliableFraction) {
+    reasons.push(`${pct(fg.regions.reliable)} of foreground reliable (< ${pct(thresholds.acceptReliableFraction)})`);
+  }
+  if (conf < thresholds.acceptMeanConfidence) reasons.push(`foreground mean confidence ${conf.toFixed(3)} < ${thresholds.acceptMeanConfidence}`);
+  return { verdict: reasons.length ? 'review' : 'accept', reasons, thresholds };
+}
+
+/**
+ * How much a case needs a human, for sorting the summary: the share of foreground voxels that
+ * are not reliable (or 1 − mean confidence for single-student models); 1 when nothing was found.
+ */
+export function unreliabilityScore(stats: CaseStats): number {
+  const fg = stats.foreground;
+  if (fg.voxels === 0) return 1;
+  return fg.regions ? 1 - fg.regions.reliable : 1 - (fg.meanConfidence ?? 0);
+}
+
+export interface CaseReport {
+  caseId: string;
+  input: string;
+  model: { name: string; cardHash: string; modelHash: string; classes: ModelCard['classes'] };
+  device: { used: string; note: string; threads?: number };
+  geometry: { dims: [number, number, number]; spacingMm: [number, number, number]; slices: number };
+  gamma: GammaUsed | null;
+  stats: CaseStats;
+  unreliability: number;
+  triage: Triage;
+  timingsMs: Record<string, number>;
+  warnings: string[];
+  createdAt: string;
+}
+
