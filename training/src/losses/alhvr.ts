@@ -1,0 +1,170 @@
+/**
+ * The full ALHVR objective for two students on one batch (method spec, "One training
+ * iteration"): L_i = sup_i + w(t)·(focus_i + proto_i), loss = L_A + L_B.
+ *
+ * Quirk switches (defaults = released behaviour):
+ *   diceLoss      'released' | 'standard'  → supervised Dice (supervised.ts)
+ *   detachTeacher false | true             → DTCT teacher gradient (dtct.ts)
+ *   protoCe       'released' | 'masked'    → CG-CPCL cross-entropy reduction (cgcpcl.ts)
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { InputError } from '@alhvr/core';
+import { noGrad } from '../model/no-grad.js';
+import { ceLoss, diceLoss, oneHotLabels, type DiceVariant } from './supervised.js';
+import { regionMasks } from './regions.js';
+import { dtctLoss } from './dtct.js';
+import { cgCpclLoss, type ProtoCeReduction } from './cgcpcl.js';
+import { rampWeight } from './ramp.js';
+
+/** What alhvrLoss needs from one student's training forward (UNetOutput in training mode). */
+export interface StudentOutputs {
+  logits: tf.Tensor4D;
+  logitsAux: tf.Tensor4D;
+  fea: tf.Tensor4D;
+  feaAux: tf.Tensor4D;
+}
+
+export interface AlhvrLossOptions {
+  /** Bl: the first Bl images of the batch are labeled, the rest unlabeled. */
+  labeledCount: number;
+  /** Iterations completed before this one (drives w(t)). */
+  iteration: number;
+  /** β (released 0.8). */
+  proportion?: number;
+  /** Sharpening temperature (released 0.1). */
+  temperature?: number;
+  /** Prototype-logit multiplier (released 1). */
+  scaler?: number;
+  /** Maximum unsupervised weight (released 0.1). */
+  consistency?: number;
+  diceLoss?: DiceVariant;
+  detachTeacher?: boolean;
+  protoCe?: ProtoCeReduction;
+}
+
+export interface AlhvrLossTerms {
+  /** L_A + L_B: the scalar to differentiate. */
+  loss: tf.Scalar;
+  lossA: tf.Scalar;
+  lossB: tf.Scalar;
+  supA: tf.Scalar;
+  supB: tf.Scalar;
+  ceA: tf.Scalar;
+  ceB: tf.Scalar;
+  diceA: tf.Scalar;
+  diceB: tf.Scalar;
+  focusA: tf.Scalar;
+  focusB: tf.Scalar;
+  mseA: tf.Scalar;
+  mseB: tf.Scalar;
+  protoA: tf.Scalar;
+  protoB: tf.Scalar;
+  protoCeA: tf.Scalar;
+  protoCeB: tf.Scalar;
+  protoCosA: tf.Scalar;
+  protoCosB: tf.Scalar;
+  gamma: tf.Scalar;
+  /** Fractions of unlabeled pixels in Ω1, Ω2 (= M_A ∪ M_B), Ω3 (sum to 1 barring ties with γ). */
+  omega1Fraction: tf.Scalar;
+  omega2Fraction: tf.Scalar;
+  omega3Fraction: tf.Scalar;
+  /** w(t) used for this iteration. */
+  weight: number;
+}
+
+function checkShapes(a: StudentOutputs, b: StudentOutputs, labels: tf.Tensor3D, bl: number): void {
+  const [n, h, w, c] = a.logits.shape;
+  const same = (x: tf.Tensor, shape: number[], what: string) => {
+    if (!tf.util.arraysEqual(x.shape, shape)) throw new InputError(`alhvrLoss: ${what} has shape [${x.shape}], expected [${shape}]`);
+  };
+  for (const [s, name] of [[a, 'A'], [b, 'B']] as const) {
+    same(s.logits, [n, h, w, c], `logits of ${name}`);
+    same(s.logitsAux, [n, h, w, c], `logitsAux of ${name}`);
+    same(s.feaAux, s.fea.shape, `feaAux of ${name}`);
+    if (s.fea.shape[0] !== n) throw new InputError(`alhvrLoss: fea of ${name} has batch ${s.fea.shape[0]}, expected ${n}`);
+  }
+  if (!Number.isInteger(bl) || bl < 1 || bl >= n) {
+    throw new InputError(`alhvrLoss: labeledCount must be in [1, ${n - 1}] for a batch of ${n}, got ${bl}`);
+  }
+  same(labels, [bl, h, w], 'labels');
+}
+
+const head = (x: tf.Tensor4D, n: number) => tf.slice(x, [0, 0, 0, 0], [n, -1, -1, -1]);
+const tail = (x: tf.Tensor4D, n: number) => tf.slice(x, [n, 0, 0, 0], [-1, -1, -1, -1]);
+
+export function alhvrLoss(a: StudentOutputs, b: StudentOutputs, labels: tf.Tensor3D, options: AlhvrLossOptions): AlhvrLossTerms {
+  const bl = options.labeledCount;
+  checkShapes(a, b, labels, bl);
+  const weight = rampWeight(options.iteration, options.consistency ?? 0.1);
+  const terms = tf.tidy(() => {
+    const numClasses = a.logits.shape[3];
+    const pA = tf.softmax(a.logits, -1);
+    const pB = tf.softmax(b.logits, -1);
+    const qA = tf.softmax(a.logitsAux, -1);
+    const qB = tf.softmax(b.logitsAux, -1);
+
+    const onehot = oneHotLabels(labels, numClasses);
+    const dice = { variant: options.diceLoss ?? 'released' };
+    const ceA = ceLoss(head(a.logits, bl), labels);
+    const ceB = ceLoss(head(b.logits, bl), labels);
+    const diceA = diceLoss(head(pA, bl), onehot, dice);
+    const diceB = diceLoss(head(pB, bl), onehot, dice);
+    const supA = tf.add(ceA, diceA) as tf.Scalar;
+    const supB = tf.add(ceB, diceB) as tf.Scalar;
+
+    const uPA = tail(pA, bl);
+    const uPB = tail(pB, bl);
+    const uQA = tail(qA, bl);
+    const uQB = tail(qB, bl);
+    const confidence = (q: tf.Tensor4D) => noGrad((x) => tf.max(x, -1), q);
+    const regions = regionMasks(confidence(uQA), confidence(uQB), options.proportion ?? 0.8);
+
+    const dtct = dtctLoss(
+      { pA: uPA, pB: uPB, qA: uQA, qB: uQB, omega3: regions.omega3 },
+      { temperature: options.temperature ?? 0.1, detachTeacher: options.detachTeacher ?? false },
+    );
+    const proto = cgCpclLoss(
+      {
+        pA: uPA,
+        pB: uPB,
+        feaA: tail(a.fea, bl),
+        feaB: tail(b.fea, bl),
+        feaAuxA: tail(a.feaAux, bl),
+        feaAuxB: tail(b.feaAux, bl),
+        mA: regions.mA,
+        mB: regions.mB,
+      },
+      { scaler: options.scaler ?? 1, protoCe: options.protoCe ?? 'released' },
+    );
+
+    const lossA = tf.add(supA, tf.mul(tf.add(dtct.focusA, proto.protoA), weight)) as tf.Scalar;
+    const lossB = tf.add(supB, tf.mul(tf.add(dtct.focusB, proto.protoB), weight)) as tf.Scalar;
+    const terms: Omit<AlhvrLossTerms, 'weight'> = {
+      loss: tf.add(lossA, lossB) as tf.Scalar,
+      lossA,
+      lossB,
+      supA,
+      supB,
+      ceA,
+      ceB,
+      diceA,
+      diceB,
+      focusA: dtct.focusA,
+      focusB: dtct.focusB,
+      mseA: dtct.mseA,
+      mseB: dtct.mseB,
+      protoA: proto.protoA,
+      protoB: proto.protoB,
+      protoCeA: proto.ceA,
+      protoCeB: proto.ceB,
+      protoCosA: proto.cosA,
+      protoCosB: proto.cosB,
+      gamma: regions.gamma,
+      omega1Fraction: tf.mean(regions.omega1) as tf.Scalar,
+      omega2Fraction: tf.add(tf.mean(regions.mA), tf.mean(regions.mB)) as tf.Scalar,
+      omega3Fraction: tf.mean(regions.omega3) as tf.Scalar,
+    };
+    return terms as unknown as tf.TensorContainerObject;
+  }) as unknown as Omit<AlhvrLossTerms, 'weight'>;
+  return { ...terms, weight };
+}
