@@ -1,0 +1,39 @@
+import { readFileSync } from 'node:fs';
+import yargs, { type Argv } from 'yargs';
+import { UsageError } from './run-command.js';
+
+export interface GlobalOptions {
+  verbose: boolean;
+  quiet: boolean;
+}
+
+function packageVersion(): string {
+  // dist/lib/command-line.js → cli/package.json; read at run time so the version has one home.
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+/**
+ * The option parser every alhvr-* command starts from: the same --help, --version, --verbose
+ * and --quiet everywhere, unknown options rejected, and parse errors raised as UsageError
+ * (exit code 2) instead of yargs printing the whole help text.
+ */
+export function commandLine(command: string, args: string[], usage: string, description: string): Argv<GlobalOptions> {
+  return yargs(args)
+    .scriptName(command)
+    .usage(`Usage: ${command} ${usage}\n\n${description}`)
+    .option('verbose', { type: 'boolean', default: false, description: 'Print more detail, and the stack trace on errors' })
+    .option('quiet', { type: 'boolean', default: false, description: 'Print only results and errors (no progress)' })
+    .group(['verbose', 'quiet', 'help', 'version'], 'General options:')
+    .help('help')
+    .alias('help', 'h')
+    .version('version', 'Show the version number', packageVersion())
+    .strict()
+    .strictOptions()
+    .showHelpOnFail(false)
+    .wrap(Math.min(100, process.stdout.columns || 100))
+    .fail((message, err) => {
+      if (err) throw err;
+      throw new UsageError(`${message} (see ${command} --help)`);
+    });
+}
