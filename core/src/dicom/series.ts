@@ -304,7 +304,8 @@ export async function assembleDicomVolume(instances: DicomInstance[], opts: Asse
     const spacing = stated !== undefined && stated > 0 ? stated : 1;
     if (!(stated !== undefined && stated > 0)) warnings.push('slice spacing unknown (no SpacingBetweenSlices/SliceThickness): 1 mm assumed');
     const n = normal ?? cross(rowDir, colDir);
-    kStep = [n[0] * spacing, n[1] * spacing, n[2] * spacing];
+    const len = Math.hypot(n[0], n[1], n[2]);
+    kStep = [(n[0] / len) * spacing, (n[1] / len) * spacing, (n[2] / len) * spacing];
   }
   // PixelSpacing[1] is the distance between columns, i.e. the step along a row (index i).
   const lps: Mat4 = [
