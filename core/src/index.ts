@@ -11,3 +11,7 @@ export * from './normalise.js';
 export * from './dicom/codecs.js';
 export * from './dicom/instance.js';
 export * from './dicom/series.js';
+export * from './dicom/uid.js';
+export * from './dicom/seg-write.js';
+export * from './nifti/read.js';
+export * from './nifti/write.js';
