@@ -1,5 +1,5 @@
 import { InputError } from '../errors.js';
-import type { Mat4, Vec3 } from '../geometry/affine.js';
+import { type Mat4, type Vec3, isFiniteMat4 } from '../geometry/affine.js';
 import { type DicomSeriesMeta, type DicomSliceRef, type Dims3, type VoxelArray, Volume } from '../volume.js';
 import { type DicomFrameInfo, type DicomInstance, type Orientation6, type StoredFrame, parseDicomInstance } from './instance.js';
 
@@ -315,6 +315,7 @@ export async function assembleDicomVolume(instances: DicomInstance[], opts: Asse
     [0, 0, 0, 1],
   ];
   const affine = lps.map((row, r) => (r < 2 ? row.map((v) => -v) : row));
+  if (!isFiniteMat4(affine)) throw new InputError('geometry attributes give a non-finite affine', where0);
 
   const { float, sourceDatatype } = outputKind(slices);
   const plane = rows * columns;
