@@ -1,1 +1,6 @@
 export {};
+export * from './model-metadata.js';
+export * from './session.js';
+export * from './pipeline.js';
+export * from './canonical-grid.js';
+export * from './report.js';

@@ -1,0 +1,62 @@
+import { createHash } from 'node:crypto';
+import { InputError } from '@alhvr/core';
+
+export const CASE_ID_MAX_LENGTH = 80;
+
+const hash = (s: string) => createHash('sha256').update(s).digest('hex');
+
+/**
+ * A case id that is safe as one folder name under the output folder whatever the source tag
+ * values hold: only [A-Za-z0-9._-], no "..", no leading dot or dash, length-capped, never empty.
+ */
+export function sanitiseCaseId(raw: string): string {
+  let id = raw
+    .normalize('NFKD')
+    .replace(/[^A-Za-z0-9._-]+/g, '_')
+    .replace(/\.{2,}/g, '_')
+    .replace(/_+/g, '_')
+    .replace(/^[._-]+/, '')
+    .replace(/[._-]+$/, '');
+  if (id.length > CASE_ID_MAX_LENGTH) id = id.slice(0, CASE_ID_MAX_LENGTH).replace(/[._-]+$/, '');
+  return id || 'case';
+}
+
+/** Readable DICOM case id: PatientID_StudyDate_SeriesNumber (missing parts skipped). */
+export function dicomCaseStem(tags: { patientId?: string; studyDate?: string; seriesNumber?: string }): string {
+  const parts = [tags.patientId, tags.studyDate, tags.seriesNumber].filter((p): p is string => !!p && p.trim() !== '');
+  return parts.length ? parts.map((p) => p.trim()).join('_') : 'series';
+}
+
+/** Pseudonymous id: a hash of the readable id, so the same case keeps its id across runs. */
+export function anonymousCaseId(readableId: string): string {
+  return `case-${hash(readableId).slice(0, 16)}`;
+}
+
+/**
+ * Make ids unique: every id shared by several cases gets a suffix from a hash of that case's
+ * unique key (its input), so the suffix does not depend on the order the cases were listed in.
+ */
+export function uniqueCaseIds(items: { stem: string; key: string }[]): string[] {
+  const count = new Map<string, number>();
+  for (const { stem } of items) count.set(stem, (count.get(stem) ?? 0) + 1);
+  return items.map(({ stem, key }) => (count.get(stem)! > 1 ? sanitiseCaseId(`${stem.slice(0, CASE_ID_MAX_LENGTH - 9)}-${hash(key).slice(0, 8)}`) : stem));
+}
+
+/** Shard of a case (0-based): a hash of its id, so membership does not depend on the case list. */
+export function shardOf(caseId: string, shards: number): number {
+  return createHash('sha256').update(caseId).digest().readUInt32BE(0) % shards;
+}
+
+export interface Shard {
+  /** 1-based, as written on the command line ("2/4" is the second of four). */
+  index: number;
+  count: number;
+}
+
+export function parseShard(value: string): Shard {
+  const m = /^(\d+)\/(\d+)$/.exec(value.trim());
+  const index = m ? Number(m[1]) : NaN;
+  const count = m ? Number(m[2]) : NaN;
+  if (!m || count < 1 || index < 1 || index > count) throw new InputError(`--shard must be i/n with 1 ≤ i ≤ n (got "${value}")`);
+  return { index, count };
+}

@@ -1,0 +1,277 @@
+import { createHash } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
+import { InputError, parseDicomInstance, type Volume, type VoxelArray } from '@alhvr/core';
+import { readDicomSeries, readNiftiFile, writeFileAtomic } from '@alhvr/core/node';
+import { anonymousCaseId, dicomCaseStem, sanitiseCaseId, shardOf, uniqueCaseIds, type Shard } from './case-id.js';
+import type { DeviceRequest } from './device.js';
+import { readManifest, recordManifestEntry, writeSummary, type ManifestEntry } from './manifest.js';
+import { CASE_FILES, writeCaseOutputs, type OutputFormat } from './outputs.js';
+import { segmentVolume, type GammaMode } from './pipeline.js';
+import { computeCaseStats, DEFAULT_TRIAGE, triageCase, unreliabilityScore, type CaseReport, type TriageThresholds } from './report.js';
+import { openModelFile, type OpenedModel } from './session-node.js';
+
+/** One image to segment, as found by input expansion. */
+export type CaseSource =
+  | { kind: 'nifti'; path: string }
+  | { kind: 'dicom-series'; path: string; seriesId: string; files: string[] };
+
+export interface SegmentCase {
+  id: string;
+  source: CaseSource;
+}
+
+export interface RunOptions {
+  output: string;
+  model: string;
+  device?: DeviceRequest;
+  threads?: number;
+  batch?: number;
+  formats?: ReadonlySet<OutputFormat>;
+  saveProbabilities?: boolean;
+  preview?: boolean;
+  resume?: boolean;
+  shard?: Shard;
+  failFast?: boolean;
+  anonymizeIds?: boolean;
+  gammaMode?: GammaMode;
+  triage?: TriageThresholds;
+  signal?: AbortSignal;
+  /** Called when the model is loaded and the case list is known. */
+  onStart?: (info: { cases: SegmentCase[]; model: OpenedModel }) => void;
+  onCaseDone?: (entry: ManifestEntry, skipped: boolean) => void;
+  onSlices?: (caseId: string, done: number, total: number) => void;
+}
+
+export interface RunResult {
+  cases: SegmentCase[];
+  entries: ManifestEntry[];
+  skipped: number;
+  failed: number;
+  device: string;
+  /** 0 when every case of this run succeeded, 1 otherwise. */
+  exitCode: number;
+}
+
+const NIFTI_PAIR = /^(.*)\.(hdr|img)(\.gz)?$/i;
+const NIFTI_EXT = /\.(nii(\.gz)?|hdr(\.gz)?|img(\.gz)?)$/i;
+
+async function readDicomTags(file: string): Promise<{ patientId?: string; studyDate?: string; seriesNumber?: string }> {
+  const bytes = await readFile(file);
+  const inst = parseDicomInstance(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), file, { headerOnly: true });
+  return { patientId: inst.patientStudy.PatientID, studyDate: inst.patientStudy.StudyDate, seriesNumber: inst.seriesNumber };
+}
+
+/**
+ * Stable, readable, filesystem-safe ids: the file stem for NIfTI, PatientID_StudyDate_SeriesNumber
+ * for DICOM (or a hash of that with `anonymize`); clashes get a suffix hashed from the input.
+ */
+export async function assignCaseIds(sources: CaseSource[], anonymize = false): Promise<SegmentCase[]> {
+  const items: { stem: string; key: string }[] = [];
+  for (const source of sources) {
+    let readable: string;
+    let key: string;
+    if (source.kind === 'nifti') {
+      readable = basename(source.path).replace(NIFTI_EXT, '');
+      key = resolve(source.path);
+    } else {
+      readable = dicomCaseStem(await readDicomTags(source.files[0]));
+      key = source.seriesId;
+    }
+    items.push({ stem: anonymize ? anonymousCaseId(readable) : sanitiseCaseId(readable), key: anonymize ? anonymousCaseId(key) : key });
+  }
+  const ids = uniqueCaseIds(items);
+  return sources.map((source, n) => ({ id: ids[n], source }));
+}
+
+export function selectShard(cases: SegmentCase[], shard: Shard | undefined): SegmentCase[] {
+  if (!shard || shard.count === 1) return cases;
+  return cases.filter((c) => shardOf(c.id, shard.count) === shard.index - 1);
+}
+
+/** sha256 over the bytes of every file the case reads, in a fixed order. */
+export async function hashCaseInput(source: CaseSource): Promise<string> {
+  let files: string[];
+  if (source.kind === 'dicom-series') {
+    files = [...source.files].sort();
+  } else {
+    files = [source.path];
+    const m = NIFTI_PAIR.exec(source.path);
+    if (m) {
+      const partner = `${m[1]}.${m[2].toLowerCase() === 'hdr' ? 'img' : 'hdr'}`;
+      for (const p of [partner, `${partner}.gz`, partner.toUpperCase()]) {
+        if (await stat(p).then(() => true, () => false)) {
+          files.push(p);
+          break;
+        }
+      }
+    }
+  }
+  const h = createHash('sha256');
+  for (const f of files) {
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(f);
+    } catch (err) {
+      throw new InputError(`cannot read input (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, f);
+    }
+    h.update(`${basename(f)}\0${bytes.length}\0`);
+    h.update(bytes);
+  }
+  return h.digest('hex');
+}
+
+export function loadCase(source: CaseSource): Promise<Volume<VoxelArray>> {
+  return source.kind === 'nifti' ? readNiftiFile(source.path) : readDicomSeries(source.files, { seriesUID: source.seriesId });
+}
+
+function expectedOutputs(opts: RunOptions, kind: CaseSource['kind'], twoStudents: boolean): string[] {
+  const formats = opts.formats ?? new Set<OutputFormat>(['nifti', 'dicom-seg']);
+  const out: string[] = [];
+  if (formats.has('nifti')) out.push(CASE_FILES.mask, CASE_FILES.confidence, ...(twoStudents ? [CASE_FILES.region] : []));
+  if (opts.saveProbabilities) out.push(CASE_FILES.probabilities);
+  if (formats.has('dicom-seg') && kind === 'dicom-series') out.push(CASE_FILES.seg);
+  if (opts.preview !== false) out.push(CASE_FILES.preview);
+  out.push(CASE_FILES.report);
+  return out;
+}
+
+async function alreadyDone(dir: string, prev: ManifestEntry | undefined, inputHash: string, modelHash: string, wanted: string[]): Promise<boolean> {
+  if (!prev || prev.status !== 'ok' || prev.inputHash !== inputHash || prev.modelHash !== modelHash) return false;
+  if (!wanted.every((f) => prev.outputs.includes(f))) return false;
+  for (const f of wanted) if (!(await stat(join(dir, prev.caseId, f)).then(() => true, () => false))) return false;
+  return true;
+}
+
+function oneLine(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  return message.split('\n').find((l) => l.trim()) ?? 'unknown error';
+}
+
+/**
+ * Segment every case into `<output>/<case-id>/`, recording each outcome in manifest.jsonl as it
+ * finishes; a failing case is recorded and the run goes on (unless failFast). Writes
+ * summary.csv at the end. Model problems throw before any case is touched.
+ */
+export async function runSegmentation(sources: CaseSource[], opts: RunOptions): Promise<RunResult> {
+  const dir = resolve(opts.output);
+  const triage = opts.triage ?? DEFAULT_TRIAGE;
+  const opened = await openModelFile(opts.model, { device: opts.device, threads: opts.threads });
+  const { identity, model } = opened;
+  const twoStudents = model.available.has('region');
+  try {
+    const all = await assignCaseIds(sources, opts.anonymizeIds);
+    const cases = selectShard(all, opts.shard);
+    opts.onStart?.({ cases, model: opened });
+    const previous = opts.resume ? await readManifest(dir) : new Map<string, ManifestEntry>();
+    const entries: ManifestEntry[] = [];
+    let skipped = 0;
+    let failed = 0;
+    for (const c of cases) {
+      if (opts.signal?.aborted) break;
+      const started = performance.now();
+      const timingsMs: Record<string, number> = {};
+      const input = c.source.kind === 'nifti' ? c.source.path : c.source.path;
+      let inputHash = '';
+      let entry: ManifestEntry;
+      try {
+        inputHash = await hashCaseInput(c.source);
+        const wanted = expectedOutputs(opts, c.source.kind, twoStudents);
+        if (opts.resume && (await alreadyDone(dir, previous.get(c.id), inputHash, identity.modelHash, wanted))) {
+          skipped++;
+          entries.push(previous.get(c.id)!);
+          opts.onCaseDone?.(previous.get(c.id)!, true);
+          continue;
+        }
+        let t = performance.now();
+        const image = await loadCase(c.source);
+        timingsMs.read = performance.now() - t;
+        const result = await segmentVolume(image, model, {
+          batch: opts.batch,
+          saveProbabilities: opts.saveProbabilities,
+          gammaMode: opts.gammaMode,
+          onProgress: (done, total) => opts.onSlices?.(c.id, done, total),
+        });
+        Object.assign(timingsMs, result.timings);
+        t = performance.now();
+        const caseDir = join(dir, c.id);
+        const outputs = await writeCaseOutputs(caseDir, image, result, identity.card, {
+          formats: opts.formats ?? new Set<OutputFormat>(['nifti', 'dicom-seg']),
+          preview: opts.preview !== false,
+        });
+        timingsMs.write = performance.now() - t;
+        const stats = computeCaseStats(result.label, result.confidence, result.region, identity.card);
+        const verdict = triageCase(stats, triage);
+        timingsMs.total = performance.now() - started;
+        const report: CaseReport = {
+          caseId: c.id,
+          input,
+          model: { name: identity.card.name, cardHash: identity.cardHash, modelHash: identity.modelHash, classes: identity.card.classes },
+          device: { used: opened.device, note: opened.deviceNote, threads: opts.threads },
+          geometry: { dims: image.dims, spacingMm: image.spacing, slices: result.slices },
+          gamma: result.gamma ?? null,
+          stats,
+          unreliability: unreliabilityScore(stats),
+          triage: verdict,
+          timingsMs,
+          warnings: image.meta.warnings,
+          createdAt: new Date().toISOString(),
+        };
+        await writeFileAtomic(join(caseDir, CASE_FILES.report), `${JSON.stringify(report, null, 2)}\n`);
+        outputs.push(CASE_FILES.report);
+        const fg = stats.foreground;
+        entry = {
+          caseId: c.id,
+          input,
+          kind: c.source.kind,
+          inputHash,
+          modelHash: identity.modelHash,
+          status: 'ok',
+          outputs,
+          timingsMs,
+          summary: {
+            verdict: verdict.verdict,
+            unreliability: report.unreliability,
+            foregroundMl: fg.volumeMl,
+            foregroundMeanConfidence: fg.meanConfidence,
+            foregroundReliable: fg.regions?.reliable ?? null,
+            foregroundUnstable: fg.regions?.unstable ?? null,
+            foregroundUnreliable: fg.regions?.unreliable ?? null,
+          },
+          finishedAt: new Date().toISOString(),
+        };
+      } catch (err) {
+        // Errors of the output folder itself are not the case's fault: stop the run.
+        if (isOutputFailure(err, dir)) throw err;
+        failed++;
+        timingsMs.total = performance.now() - started;
+        entry = {
+          caseId: c.id,
+          input,
+          kind: c.source.kind,
+          inputHash,
+          modelHash: identity.modelHash,
+          status: 'failed',
+          error: oneLine(err),
+          outputs: [],
+          timingsMs,
+          finishedAt: new Date().toISOString(),
+        };
+      }
+      await recordManifestEntry(dir, entry);
+      entries.push(entry);
+      opts.onCaseDone?.(entry, false);
+      if (entry.status === 'failed' && opts.failFast) break;
+    }
+    await writeSummary(dir);
+    return { cases, entries, skipped, failed, device: opened.device, exitCode: failed > 0 ? 1 : 0 };
+  } finally {
+    await model.release();
+  }
+}
+
+function isOutputFailure(err: unknown, dir: string): boolean {
+  const path = (err as NodeJS.ErrnoException)?.path ?? (err instanceof InputError ? err.path : undefined);
+  const code = (err as NodeJS.ErrnoException)?.code;
+  return typeof path === 'string' && resolve(path).startsWith(dir) && (code === 'ENOSPC' || code === 'EACCES' || code === 'EROFS');
+}
