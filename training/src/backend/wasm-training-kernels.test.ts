@@ -1,0 +1,145 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import { selectBackend } from './select-backend.js';
+
+/**
+ * Every gradient the U-Net training needs is computed twice, once on the reference `cpu` backend
+ * (plain JS kernels, all present) and once on `wasm` with our kernels, from identical inputs.
+ */
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    return s / 2 ** 32 - 0.5;
+  };
+}
+
+function randomArray(n: number, r: () => number): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = r();
+  return a;
+}
+
+/** Evaluates `f` on the named backend and returns the gradient values for every input. */
+async function gradsOn(
+  backend: 'cpu' | 'wasm',
+  inputs: { data: Float32Array; shape: number[] }[],
+  f: (...xs: tf.Tensor[]) => tf.Scalar,
+): Promise<Float32Array[]> {
+  await tf.setBackend(backend);
+  return tf.tidy(() => {
+    const xs = inputs.map((i) => tf.tensor(i.data, i.shape));
+    const gs = tf.grads(f)(xs);
+    return gs.map((g) => g.dataSync() as Float32Array);
+  });
+}
+
+/** max |a−b| ≤ 1e-4 · max |b| (relative to the gradient's scale, so tiny entries do not dominate). */
+function expectClose(a: Float32Array, b: Float32Array, what: string): void {
+  expect(a.length, what).toBe(b.length);
+  let maxAbs = 0;
+  let maxDiff = 0;
+  for (let i = 0; i < b.length; i++) {
+    maxAbs = Math.max(maxAbs, Math.abs(b[i]));
+    maxDiff = Math.max(maxDiff, Math.abs(a[i] - b[i]));
+  }
+  expect(maxAbs, `${what}: reference gradient is all zero, the test would prove nothing`).toBeGreaterThan(0);
+  expect(maxDiff / maxAbs, what).toBeLessThanOrEqual(1e-4);
+}
+
+async function compare(
+  name: string,
+  inputs: { data: Float32Array; shape: number[] }[],
+  f: (...xs: tf.Tensor[]) => tf.Scalar,
+): Promise<void> {
+  const ref = await gradsOn('cpu', inputs, f);
+  const got = await gradsOn('wasm', inputs, f);
+  ref.forEach((r, i) => expectClose(got[i], r, `${name} d/dinput${i}`));
+}
+
+beforeAll(async () => {
+  await selectBackend('wasm', { threads: 2, log: () => {} });
+});
+afterAll(async () => {
+  await tf.setBackend('cpu');
+});
+
+describe('wasm training kernels match the cpu backend', () => {
+  const convCases: { b: number; h: number; w: number; ci: number; co: number; k: number; stride: number; pad: 'same' | 'valid' }[] = [
+    { b: 1, h: 5, w: 7, ci: 1, co: 1, k: 3, stride: 1, pad: 'same' },
+    { b: 2, h: 9, w: 8, ci: 3, co: 5, k: 3, stride: 1, pad: 'same' },
+    { b: 3, h: 16, w: 16, ci: 32, co: 16, k: 3, stride: 1, pad: 'same' },
+    { b: 2, h: 12, w: 10, ci: 17, co: 32, k: 1, stride: 1, pad: 'same' },
+    { b: 2, h: 11, w: 9, ci: 4, co: 6, k: 3, stride: 1, pad: 'valid' },
+    { b: 2, h: 11, w: 9, ci: 4, co: 6, k: 3, stride: 2, pad: 'same' },
+    { b: 1, h: 10, w: 13, ci: 2, co: 3, k: 5, stride: 2, pad: 'valid' },
+  ];
+  for (const c of convCases) {
+    it(`conv2d ${c.k}×${c.k} stride ${c.stride} pad ${c.pad}, x [${c.b},${c.h},${c.w},${c.ci}] → ${c.co}`, async () => {
+      const r = rng(c.b * 1000 + c.ci * 10 + c.co);
+      const x = { data: randomArray(c.b * c.h * c.w * c.ci, r), shape: [c.b, c.h, c.w, c.ci] };
+      const w = { data: randomArray(c.k * c.k * c.ci * c.co, r), shape: [c.k, c.k, c.ci, c.co] };
+      const oh = c.pad === 'same' ? Math.ceil(c.h / c.stride) : Math.ceil((c.h - c.k + 1) / c.stride);
+      const ow = c.pad === 'same' ? Math.ceil(c.w / c.stride) : Math.ceil((c.w - c.k + 1) / c.stride);
+      const wy = randomArray(c.b * oh * ow * c.co, r);
+      await compare('conv2d', [x, w], (xt, wt) =>
+        tf.sum(tf.mul(tf.conv2d(xt as tf.Tensor4D, wt as tf.Tensor4D, c.stride, c.pad), tf.tensor(wy, [c.b, oh, ow, c.co]))));
+    });
+  }
+
+  it('conv2d filter gradient over more pixels than one im2col chunk (chunked accumulation)', async () => {
+    // 2^21 floats per chunk / (3·3·32 taps) = 7281 pixels per chunk; 2×64×64 = 8192 pixels → 2 chunks.
+    const r = rng(7);
+    const x = { data: randomArray(2 * 64 * 64 * 32, r), shape: [2, 64, 64, 32] };
+    const w = { data: randomArray(3 * 3 * 32 * 2, r), shape: [3, 3, 32, 2] };
+    const wy = randomArray(2 * 64 * 64 * 2, r);
+    await compare('conv2d chunked', [x, w], (xt, wt) =>
+      tf.sum(tf.mul(tf.conv2d(xt as tf.Tensor4D, wt as tf.Tensor4D, 1, 'same'), tf.tensor(wy, [2, 64, 64, 2]))));
+  });
+
+  // tfjs-backend-wasm 4.22's own MaxPoolGrad misroutes gradients in all-negative windows.
+  for (const [k, s, pad] of [[2, 2, 'valid'], [3, 2, 'same'], [3, 1, 'same']] as const) {
+    it(`maxPool ${k}×${k} stride ${s} pad ${pad} with mostly negative inputs`, async () => {
+      const r = rng(11 + k * s);
+      const x = { data: randomArray(2 * 10 * 12 * 5, r).map((v) => v - 0.4), shape: [2, 10, 12, 5] };
+      const oh = pad === 'same' ? Math.ceil(10 / s) : Math.floor((10 - k) / s) + 1;
+      const ow = pad === 'same' ? Math.ceil(12 / s) : Math.floor((12 - k) / s) + 1;
+      const wy = randomArray(2 * oh * ow * 5, r);
+      await compare('maxPool', [x], (xt) =>
+        tf.sum(tf.mul(tf.maxPool(xt as tf.Tensor4D, k, s, pad), tf.tensor(wy, [2, oh, ow, 5]))));
+    });
+  }
+
+  it('a U-Net block: conv, batch-norm from moments, LeakyReLU, dropout mask, maxpool, 1×1 conv, bilinear ×2, concat, softmax CE', async () => {
+    const r = rng(42);
+    const B = 2, H = 16, W = 16, C = 8, K = 4;
+    const x = { data: randomArray(B * H * W * 3, r), shape: [B, H, W, 3] };
+    const w1 = { data: randomArray(3 * 3 * 3 * C, r), shape: [3, 3, 3, C] };
+    const gamma = { data: randomArray(C, r).map((v) => 1 + v), shape: [C] };
+    const beta = { data: randomArray(C, r), shape: [C] };
+    const w2 = { data: randomArray(C * C, r), shape: [1, 1, C, C] };
+    const w3 = { data: randomArray(3 * 3 * 2 * C * K, r), shape: [3, 3, 2 * C, K] };
+    const keep = randomArray(B * H * W * C, r).map((v) => (v > -0.3 ? 1 / 0.8 : 0));
+    const labels = new Int32Array(B * H * W).map((_, i) => (i * 7 + 3) % K);
+    await compare('unet block', [x, w1, gamma, beta, w2, w3], (xt, w1t, gt, bt, w2t, w3t) => {
+      const y = tf.conv2d(xt as tf.Tensor4D, w1t as tf.Tensor4D, 1, 'same');
+      const { mean, variance } = tf.moments(y, [0, 1, 2]);
+      const bn = tf.add(tf.mul(tf.div(tf.sub(y, mean), tf.sqrt(tf.add(variance, 1e-5))), gt), bt);
+      const act = tf.mul(tf.leakyRelu(bn, 0.01), tf.tensor(keep, [B, H, W, C]));
+      const down = tf.maxPool(act as tf.Tensor4D, 2, 2, 'valid');
+      const reduced = tf.conv2d(down, w2t as tf.Tensor4D, 1, 'same');
+      const up = tf.image.resizeBilinear(reduced, [H, W], true);
+      const cat = tf.concat([act, up], 3) as tf.Tensor4D;
+      const logits = tf.conv2d(cat, w3t as tf.Tensor4D, 1, 'same');
+      const logp = tf.logSoftmax(logits);
+      const onehot = tf.reshape(tf.oneHot(tf.tensor1d(labels, 'int32'), K), [B, H, W, K]);
+      const ce = tf.neg(tf.mean(tf.sum(tf.mul(logp, onehot), -1)));
+      const p = tf.softmax(logits);
+      const ent = tf.neg(tf.mean(tf.sum(tf.mul(p, tf.log(tf.add(p, 1e-6))), -1)));
+      const upHalf = tf.image.resizeBilinear(reduced, [H, W], false);
+      return tf.add(tf.add(ce, ent), tf.mean(tf.square(upHalf))) as tf.Scalar;
+    });
+  });
+});
