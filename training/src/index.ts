@@ -1,1 +1,3 @@
 export {};
+export * from './backend/select-backend.js';
+export * from './backend/wasm-training-kernels.js';
