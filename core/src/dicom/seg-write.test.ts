@@ -1,12 +1,14 @@
 import { describe, expect, it, beforeAll, afterAll } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import dcmjs from 'dcmjs';
 import { daikonSeries } from '../../../test/fixtures.js';
-import { Volume, type DicomSeriesMeta, type DicomSliceRef } from '../volume.js';
+import { Volume, type DicomSeriesMeta } from '../volume.js';
+import { readDicomSeries } from './scan.js';
 import { InputError } from '../errors.js';
+import { scalingAffine } from '../geometry/affine.js';
 import { encodeDicomSeg, rgbToDicomLab, SEGMENTATION_SOP_CLASS_UID, type SegClass } from './seg-write.js';
 import { isValidUid, newUid } from './uid.js';
 
@@ -23,51 +25,15 @@ function differingVoxels(a: Uint8Array, b: Uint8Array): number {
 }
 const asArray = <T>(v: T | T[] | undefined): T[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
 
-/**
- * The source series' header as `DicomSeriesMeta`, parsed here with dcmjs (independently of the
- * SEG writer): files in instance-number order, pixel data not read.
- */
-function readSourceHeaders(dir: string): { meta: DicomSeriesMeta; rows: number; cols: number } {
-  const files = readdirSync(dir)
-    .filter((f) => f.endsWith('.dcm'))
-    .map((f) => join(dir, f));
-  const parsed = files.map((file) => {
-    const b = readFileSync(file);
-    const ab = b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
-    const d = dcmjs.data.DicomMessage.readFile(ab, { untilTag: '7FE00010', ignoreErrors: true });
-    return { file, ds: dcmjs.data.DicomMetaDictionary.naturalizeDataset(d.dict) };
-  });
-  parsed.sort((a, b) => a.ds.InstanceNumber - b.ds.InstanceNumber);
-  const first = parsed[0].ds;
-  const slices: DicomSliceRef[] = parsed.map(({ file, ds }) => ({
-    sopClassUID: ds.SOPClassUID,
-    sopInstanceUID: ds.SOPInstanceUID,
-    imagePositionPatient: ds.ImagePositionPatient as Vec3,
-    file,
-  }));
-  const meta: DicomSeriesMeta = {
-    patientStudy: {
-      PatientID: first.PatientID,
-      PatientSex: first.PatientSex,
-      PatientBirthDate: first.PatientBirthDate,
-      StudyInstanceUID: first.StudyInstanceUID,
-      StudyDate: first.StudyDate,
-      StudyTime: first.StudyTime,
-      StudyID: first.StudyID,
-      AccessionNumber: first.AccessionNumber,
-      StudyDescription: first.StudyDescription,
-    },
-    seriesInstanceUID: first.SeriesInstanceUID,
-    seriesNumber: String(first.SeriesNumber),
-    modality: first.Modality,
-    frameOfReferenceUID: first.FrameOfReferenceUID,
-    imageOrientationPatient: first.ImageOrientationPatient,
-    pixelSpacing: first.PixelSpacing,
-    slices,
-    transferSyntaxUIDs: ['1.2.840.10008.1.2.1'],
-    fileCount: files.length,
-  };
-  return { meta, rows: first.Rows, cols: first.Columns };
+// The source series through the project's reader: the SEG is written for what it produces.
+const sourceVolume = await readDicomSeries(daikonSeries);
+const sourceMeta = sourceVolume.meta.dicom!;
+const [cols, rows] = sourceVolume.dims;
+
+/** A label volume on the source geometry, with `meta.dicom` replaced when given. */
+function labelVolume(data: Uint8Array, dicom: DicomSeriesMeta = sourceMeta): Volume<Uint8Array> {
+  const v = sourceVolume.withData(data);
+  return new Volume({ data, dims: v.dims, affine: v.affine, meta: { ...v.meta, dicom } });
 }
 
 /** The same series with its (illegal, root "0.0.0.0") UIDs replaced by fresh valid ones. */
@@ -81,21 +47,6 @@ function withValidUids(meta: DicomSeriesMeta): DicomSeriesMeta {
     frameOfReferenceUID: map(meta.frameOfReferenceUID!),
     slices: meta.slices.map((s) => ({ ...s, sopInstanceUID: map(s.sopInstanceUID) })),
   };
-}
-
-/** RAS affine of a slice stack: i along the row direction, j along the column direction, k slice to slice. */
-function affineOf(meta: DicomSeriesMeta): number[][] {
-  const o = meta.imageOrientationPatient;
-  const [rowSp, colSp] = meta.pixelSpacing;
-  const p0 = meta.slices[0].imagePositionPatient;
-  const pn = meta.slices[meta.slices.length - 1].imagePositionPatient;
-  const n = Math.max(1, meta.slices.length - 1);
-  const kStep = [(pn[0] - p0[0]) / n, (pn[1] - p0[1]) / n, (pn[2] - p0[2]) / n];
-  if (meta.slices.length === 1) kStep.splice(0, 3, 0, 0, 1);
-  const lpsToRas = [-1, -1, 1];
-  return [0, 1, 2]
-    .map((r) => [o[r] * colSp * lpsToRas[r], o[3 + r] * rowSp * lpsToRas[r], kStep[r] * lpsToRas[r], p0[r] * lpsToRas[r]])
-    .concat([[0, 0, 0, 1]]);
 }
 
 interface ParsedSeg {
@@ -160,11 +111,22 @@ function reconstruct(seg: ParsedSeg, meta: DicomSeriesMeta, classes: SegClass[],
   return out;
 }
 
+// Independent reader: pydicom unpacks the 1-bit frames itself (numpy.unpackbits, little bit order).
+const PYDICOM_SCRIPT = `
+import sys, json, pydicom
+ds = pydicom.dcmread(sys.argv[1])
+px = ds.pixel_array.reshape(int(ds.NumberOfFrames), ds.Rows, ds.Columns).astype('uint8')
+px.tofile(sys.argv[2])
+print(json.dumps([{"segment": int(f.SegmentIdentificationSequence[0].ReferencedSegmentNumber),
+  "uid": str(f.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID)}
+  for f in ds.PerFrameFunctionalGroupsSequence]))
+`;
+
 let tmp: string;
 beforeAll(() => {
   tmp = mkdtempSync(join(tmpdir(), 'seg-write-'));
 });
-afterAll(() => { if (!process.env.KEEP_SEG) rmSync(tmp, { recursive: true, force: true }); else console.log('kept', tmp); });
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 /** dciodvfy's findings for bytes written to a file; the SEG is valid when none starts with "Error". */
 function dciodvfy(bytes: Uint8Array, name: string): { errors: string[]; warnings: string[] } {
@@ -177,7 +139,7 @@ function dciodvfy(bytes: Uint8Array, name: string): { errors: string[]; warnings
 }
 
 describe('encodeDicomSeg on the 20-slice oblique MR series', () => {
-  const { meta, rows, cols } = readSourceHeaders(daikonSeries);
+  const meta = sourceMeta;
   const dims: Vec3 = [cols, rows, meta.slices.length];
   const classes: SegClass[] = [
     { value: 1, name: 'Liver', color: [200, 100, 50] },
@@ -197,7 +159,7 @@ describe('encodeDicomSeg on the 20-slice oblique MR series', () => {
       }
     }
   }
-  const volume = new Volume({ data: mask, dims, affine: affineOf(meta), meta: { kind: 'dicom-series', dicom: meta } });
+  const volume = labelVolume(mask);
   const now = new Date(2024, 4, 6, 7, 8, 9);
   const bytes = encodeDicomSeg(volume, classes, { algorithmName: 'ALHVR test', algorithmVersion: '1.2', now, contentCreator: 'Doe^Jane' });
   const seg = parseSeg(bytes);
@@ -219,10 +181,31 @@ describe('encodeDicomSeg on the 20-slice oblique MR series', () => {
     }
     // The same geometry and mask with the source's UIDs replaced by valid ones: no errors at all.
     const validMeta = withValidUids(meta);
-    const valid = new Volume({ data: mask, dims, affine: volume.affine, meta: { kind: 'dicom-series', dicom: validMeta } });
+    const valid = labelVolume(mask, validMeta);
     const checked = dciodvfy(encodeDicomSeg(valid, classes, { now }), 'sphere.dcm');
     expect(checked.errors).toEqual([]);
     expect(checked.warnings).toEqual([]);
+  });
+
+  it('decodes the same in pydicom (Debian python3-pydicom): frames, segments and source references', () => {
+    const file = join(tmp, 'sphere-pydicom.dcm');
+    writeFileSync(file, bytes);
+    const out = join(tmp, 'sphere-pydicom.u8');
+    const r = spawnSync('/usr/bin/python3', ['-c', PYDICOM_SCRIPT, file, out], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    const frameInfo = JSON.parse(r.stdout) as { segment: number; uid: string }[];
+    const pixels = new Uint8Array(readFileSync(out));
+    const size = rows * cols;
+    expect(pixels.length).toBe(frameInfo.length * size);
+    const kOf = new Map(meta.slices.map((s, k) => [s.sopInstanceUID, k]));
+    let wrong = 0;
+    frameInfo.forEach(({ segment, uid }, f) => {
+      const k = kOf.get(uid)!;
+      const value = classes[segment - 1].value;
+      for (let n = 0; n < size; n++) if (pixels[f * size + n] !== (mask[k * size + n] === value ? 1 : 0)) wrong++;
+    });
+    expect(wrong).toBe(0);
+    expect(frameInfo.length).toBe(seg.ds.NumberOfFrames);
   });
 
   it('reconstructs the mask exactly on the same source instances', () => {
@@ -299,7 +282,7 @@ describe('encodeDicomSeg on the 20-slice oblique MR series', () => {
     const flipped = new Uint8Array(mask.length);
     for (let k = 0; k < dims[2]; k++) flipped.set(mask.subarray(k * n, (k + 1) * n), (dims[2] - 1 - k) * n);
     const revMeta: DicomSeriesMeta = { ...meta, slices: [...meta.slices].reverse() };
-    const rev = new Volume({ data: flipped, dims, affine: affineOf(revMeta), meta: { kind: 'dicom-series', dicom: revMeta } });
+    const rev = labelVolume(flipped, revMeta);
     const revSeg = parseSeg(encodeDicomSeg(rev, classes));
     expect(differingVoxels(reconstruct(revSeg, revMeta, classes, dims), flipped)).toBe(0);
     // Same physical frames as the forward encoding: same sources, same order along the normal.
@@ -309,14 +292,12 @@ describe('encodeDicomSeg on the 20-slice oblique MR series', () => {
 });
 
 describe('encodeDicomSeg edge cases', () => {
-  const source = readSourceHeaders(daikonSeries);
-  const { rows, cols } = source;
-  const meta = withValidUids(source.meta);
+  const meta = withValidUids(sourceMeta);
   const dims: Vec3 = [cols, rows, meta.slices.length];
   const classes: SegClass[] = [{ value: 1, name: 'LV' }];
 
   it('writes an all-empty label volume as a valid SEG with one empty frame of segment 1', () => {
-    const empty = new Volume({ data: new Uint8Array(dims[0] * dims[1] * dims[2]), dims, affine: affineOf(meta), meta: { kind: 'dicom-series', dicom: meta } });
+    const empty = labelVolume(new Uint8Array(dims[0] * dims[1] * dims[2]), meta);
     const bytes = encodeDicomSeg(empty, classes);
     expect(dciodvfy(bytes, 'empty.dcm')).toEqual({ errors: [], warnings: [] });
     const seg = parseSeg(bytes);
@@ -325,6 +306,21 @@ describe('encodeDicomSeg edge cases', () => {
     const item = asArray(seg.ds.PerFrameFunctionalGroupsSequence)[0] as any;
     expect((asArray(item.SegmentIdentificationSequence)[0] as any).ReferencedSegmentNumber).toBe(1);
     expect((asArray(seg.ds.SegmentSequence)[0] as any).SegmentedPropertyTypeCodeSequence.CodeValue).toBe('87878005');
+  });
+
+  it('puts i along columns and j along rows of a non-square frame', () => {
+    const small: DicomSeriesMeta = { ...meta, slices: meta.slices.slice(0, 3) };
+    const data = new Uint8Array(5 * 3 * 3);
+    data[4 + 5 * (0 + 3 * 1)] = 1; // i = 4 (last column), j = 0 (first row), k = 1
+    data[0 + 5 * (2 + 3 * 1)] = 1; // i = 0, j = 2 (last row), k = 1
+    const vol = new Volume({ data, dims: [5, 3, 3], affine: scalingAffine([1, 1, 7]), meta: { kind: 'dicom-series', dicom: small } });
+    const bytes = encodeDicomSeg(vol, classes);
+    expect(dciodvfy(bytes, 'non-square.dcm')).toEqual({ errors: [], warnings: [] });
+    const seg = parseSeg(bytes);
+    expect([seg.ds.Rows, seg.ds.Columns, seg.ds.NumberOfFrames]).toEqual([3, 5, 1]);
+    // DICOM stores a frame row by row: pixel (row r, column c) is at r * Columns + c.
+    expect([...seg.frames[0]].flatMap((v, n) => (v ? [n] : []))).toEqual([4, 2 * 5 + 0]);
+    expect(frameSource(asArray(seg.ds.PerFrameFunctionalGroupsSequence)[0]).uid).toBe(small.slices[1].sopInstanceUID);
   });
 
   it('references frames of a multi-frame source with ReferencedFrameNumber', () => {
@@ -337,7 +333,7 @@ describe('encodeDicomSeg edge cases', () => {
     const data = new Uint8Array(dims[0] * dims[1] * dims[2]);
     const n = dims[0] * dims[1];
     for (const k of [2, 7, 8]) for (let p = 0; p < 500; p++) data[k * n + 3000 + p * 17] = 1;
-    const vol = new Volume({ data, dims, affine: affineOf(mfMeta), meta: { kind: 'dicom-series', dicom: mfMeta } });
+    const vol = labelVolume(data, mfMeta);
     const bytes = encodeDicomSeg(vol, classes);
     expect(dciodvfy(bytes, 'multiframe.dcm')).toEqual({ errors: [], warnings: [] });
     const seg = parseSeg(bytes);
@@ -349,17 +345,17 @@ describe('encodeDicomSeg edge cases', () => {
   });
 
   it('rejects label volumes without DICOM metadata, unknown label values and bad classes', () => {
-    const plain = new Volume({ data: new Uint8Array(8), dims: [2, 2, 2], affine: affineOf(meta), meta: { path: 'mask.nii.gz' } });
+    const plain = new Volume({ data: new Uint8Array(8), dims: [2, 2, 2], affine: sourceVolume.affine, meta: { path: 'mask.nii.gz' } });
     expect(() => encodeDicomSeg(plain, classes)).toThrow(InputError);
     expect(() => encodeDicomSeg(plain, classes)).toThrow(/mask\.nii\.gz: .*no DICOM source metadata/);
     const data = new Uint8Array(dims[0] * dims[1] * dims[2]);
     data[12345] = 2;
-    const vol = new Volume({ data, dims, affine: affineOf(meta), meta: { kind: 'dicom-series', dicom: meta } });
+    const vol = labelVolume(data, meta);
     expect(() => encodeDicomSeg(vol, classes)).toThrow(/label value 2 .*no segment class/);
     expect(() => encodeDicomSeg(vol, [])).toThrow(InputError);
     expect(() => encodeDicomSeg(vol, [{ value: 0, name: 'bg' }])).toThrow(/1–255/);
     expect(() => encodeDicomSeg(vol, [{ value: 2, name: 'a' }, { value: 2, name: 'b' }])).toThrow(/more than one/);
-    const short = new Volume({ data: new Uint8Array(8), dims: [2, 2, 2], affine: affineOf(meta), meta: { kind: 'dicom-series', dicom: meta } });
+    const short = new Volume({ data: new Uint8Array(8), dims: [2, 2, 2], affine: sourceVolume.affine, meta: { kind: 'dicom-series', dicom: meta } });
     expect(() => encodeDicomSeg(short, classes)).toThrow(/2 slices but .* 20 source images/);
   });
 });
