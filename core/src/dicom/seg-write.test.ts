@@ -1,6 +1,6 @@
 import { describe, expect, it, beforeAll, afterAll } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import dcmjs from 'dcmjs';
@@ -11,6 +11,7 @@ import { InputError } from '../errors.js';
 import { scalingAffine } from '../geometry/affine.js';
 import { encodeDicomSeg, rgbToDicomLab, SEGMENTATION_SOP_CLASS_UID, type SegClass } from './seg-write.js';
 import { isValidUid, newUid } from './uid.js';
+import { writeDicomSegFile } from './seg-file.js';
 
 dcmjs.log.setLevel('error');
 
@@ -357,6 +358,20 @@ describe('encodeDicomSeg edge cases', () => {
     expect(() => encodeDicomSeg(vol, [{ value: 2, name: 'a' }, { value: 2, name: 'b' }])).toThrow(/more than one/);
     const short = new Volume({ data: new Uint8Array(8), dims: [2, 2, 2], affine: sourceVolume.affine, meta: { kind: 'dicom-series', dicom: meta } });
     expect(() => encodeDicomSeg(short, classes)).toThrow(/2 slices but .* 20 source images/);
+  });
+});
+
+describe('writeDicomSegFile', () => {
+  it('writes the SEG atomically to a new folder, leaving no temporary file', async () => {
+    const dir = join(tmp, 'out', 'nested');
+    const data = new Uint8Array(sourceVolume.voxelCount);
+    data[cols * rows * 4 + 1000] = 1;
+    await writeDicomSegFile(join(dir, 'seg.dcm'), labelVolume(data), [{ value: 1, name: 'Liver' }]);
+    expect(readdirSync(dir)).toEqual(['seg.dcm']);
+    const seg = parseSeg(new Uint8Array(readFileSync(join(dir, 'seg.dcm'))));
+    expect(seg.ds.SOPClassUID).toBe(SEGMENTATION_SOP_CLASS_UID);
+    expect(frameSource(asArray(seg.ds.PerFrameFunctionalGroupsSequence)[0]).uid).toBe(sourceMeta.slices[4].sopInstanceUID);
+    expect(seg.frames[0].indexOf(1)).toBe(1000);
   });
 });
 
