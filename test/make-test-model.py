@@ -9,7 +9,11 @@ student_confidence (each student's max), region (1 both > gamma, 2 exactly one, 
 The weights are also what `reference_forward` below uses, so tests can compare the ONNX
 Runtime pipeline against an independent numpy computation.
 
-usage: make-test-model.py OUT.onnx [--card-json CARD_OVERRIDES_JSON] [--reference IN.npy OUT.npz]
+usage: make-test-model.py OUT.onnx [--card-json CARD_OVERRIDES_JSON] [--reference SLICES.f32 N H W OUT_PREFIX]
+
+--reference reads N preprocessed slices (raw little-endian float32, N x H x W) and writes
+OUT_PREFIX.label.u8 (argmax), OUT_PREFIX.margin.f32 (top-1 minus top-2 mean probability) and
+OUT_PREFIX.student.f32 (N x 2 x H x W, each student's max probability).
 """
 import argparse
 import json
@@ -153,16 +157,20 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--size", type=int, nargs=2, default=[64, 64], metavar=("W", "H"))
     ap.add_argument("--card-json", default=None, help="JSON object merged over the default card")
-    ap.add_argument("--reference", nargs=2, metavar=("IN_NPY", "OUT_NPZ"),
-                    help="also run the numpy reference on preprocessed slices (N x H x W float32)")
+    ap.add_argument("--reference", nargs=5, metavar=("SLICES", "N", "H", "W", "OUT_PREFIX"),
+                    help="also run the numpy reference on preprocessed slices")
     args = ap.parse_args()
     card = default_card(list(args.size))
     if args.card_json:
         card.update(json.loads(args.card_json))
     onnx.save(build(card), args.out)
     if args.reference:
-        label, margin, student = reference_forward(np.load(args.reference[0]))
-        np.savez(args.reference[1], label=label, margin=margin, student=student)
+        path, n, h, w, prefix = args.reference
+        slices = np.fromfile(path, dtype="<f4").reshape(int(n), int(h), int(w))
+        label, margin, student = reference_forward(slices)
+        label.astype(np.uint8).tofile(prefix + ".label.u8")
+        margin.astype("<f4").tofile(prefix + ".margin.f32")
+        student.astype("<f4").tofile(prefix + ".student.f32")
 
 
 if __name__ == "__main__":
