@@ -9,7 +9,7 @@ export function formatNumber(v: number): string {
 }
 
 function row(label: string, value: string): string {
-  return `  ${`${label}:`.padEnd(14)}${value}`;
+  return `  ${(label ? `${label}:` : '').padEnd(14)}${value}`;
 }
 
 function affineLines(affine: number[][]): string[] {

@@ -52,9 +52,12 @@ function niftiStem(path: string, root?: string): string {
   return sanitiseFileStem(stripNiftiExtension(rel).split(sep).join('_'));
 }
 
+const present = (s: string | undefined): s is string => s !== undefined && s.trim() !== '';
+
+/** "2_FSE_PD_AXIAL_OBL": series number, then description (or modality); the UID when unnumbered. */
 function seriesStem(series: DicomSeriesSummary): string {
-  const parts = [series.number, series.description].filter((p): p is string => !!p && p.trim() !== '');
-  return sanitiseFileStem(parts.length ? parts.join('_') : series.id, 'series');
+  const parts = [present(series.number) ? series.number : series.id, present(series.description) ? series.description : series.modality];
+  return sanitiseFileStem(parts.filter(present).join('_'), 'series');
 }
 
 async function expandOne(path: string, options: ExpandInputsOptions): Promise<{ found: (ImageSource & { stem: string })[]; skipped: SkippedFile[] }> {

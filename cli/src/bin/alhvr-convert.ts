@@ -1,0 +1,108 @@
+import { InputError, Volume } from '@alhvr/core';
+import { readDicomSeries, readNiftiFile, writeNiftiFile } from '@alhvr/core/node';
+import { commandLine } from '../lib/command-line.js';
+import { exactDatatype, toDatatype } from '../lib/exact-datatype.js';
+import { type ImageSource, describeSeries, expandInputs } from '../lib/inputs.js';
+import { checkOverwrite, outputFileFor, resolveOutputTarget } from '../lib/output-paths.js';
+import { createProgress } from '../lib/progress.js';
+import { UsageError, runCommand, throwIfCancelled } from '../lib/run-command.js';
+
+const COMMAND = 'alhvr-convert';
+
+function describeSource(s: ImageSource): string {
+  return s.kind === 'nifti' ? `${s.path} (NIfTI)` : describeSeries(s.series);
+}
+
+function selectSources(sources: ImageSource[], seriesUID: string | undefined, input: string): ImageSource[] {
+  if (seriesUID === undefined) return sources;
+  const hit = sources.filter(
+    (s) => s.kind === 'dicom-series' && (s.series.id === seriesUID || s.series.seriesInstanceUID === seriesUID),
+  );
+  if (hit.length === 0) {
+    const available = sources.filter((s) => s.kind === 'dicom-series').map(describeSource);
+    throw new InputError(
+      `series ${seriesUID} not found${available.length ? `; available: ${available.join('; ')}` : ' (no DICOM series here)'}`,
+      input,
+    );
+  }
+  return hit;
+}
+
+async function readSource(source: ImageSource, volumeIndex: number | undefined): Promise<Volume> {
+  if (source.kind === 'nifti') {
+    return readNiftiFile(source.path, volumeIndex === undefined ? { allFrames: true } : { volumeIndex });
+  }
+  const vol = await readDicomSeries(source.series.files, { seriesUID: source.series.id });
+  if (volumeIndex === undefined) return vol;
+  if (volumeIndex >= vol.frames) {
+    throw new InputError(`--volume ${volumeIndex} is out of range: the series has ${vol.frames} volume(s)`, source.path);
+  }
+  const n = vol.voxelCount;
+  return new Volume({ data: vol.data.slice(volumeIndex * n, (volumeIndex + 1) * n), dims: vol.dims, affine: vol.affine, meta: vol.meta });
+}
+
+/** Same voxels in the smallest storage type that keeps every value exact. */
+function exactCopy(vol: Volume): Volume {
+  const dt = exactDatatype(vol.data, vol.meta.sourceDatatype);
+  return vol.withData(toDatatype(vol.data, dt), vol.frames);
+}
+
+await runCommand(COMMAND, async (args, { signal }) => {
+  const argv = await commandLine(
+    COMMAND,
+    args,
+    'INPUT --out FILE.nii.gz|DIR [--series UID] [--volume N]',
+    'Convert a DICOM series or a NIfTI file to NIfTI in the source geometry (same voxel order, affine ' +
+      'voxel → RAS+ mm as read, values after rescaling, stored in a type that keeps them exact). INPUT is ' +
+      'a file or a folder; a folder with several series needs --series, or --out naming a folder to ' +
+      'write one file per series.',
+  )
+    .option('out', {
+      alias: 'o',
+      type: 'string',
+      demandOption: true,
+      description: 'Output .nii/.nii.gz file, or a folder (existing, ending in "/", or without a NIfTI extension)',
+    })
+    .option('series', { type: 'string', description: 'SeriesInstanceUID of the series to convert (see alhvr-info)' })
+    .option('volume', { type: 'number', description: 'Convert only this 0-based volume of a 4D input (default: all volumes)' })
+    .option('force', { type: 'boolean', default: false, description: 'Overwrite existing output files' })
+    .demandCommand(1, 1, 'give one INPUT', 'give only one INPUT')
+    .parseAsync();
+  const input = String(argv._[0]);
+  const volumeIndex = argv.volume;
+  if (volumeIndex !== undefined && !(Number.isInteger(volumeIndex) && volumeIndex >= 0)) {
+    throw new UsageError(`--volume must be a whole number ≥ 0, got ${String(volumeIndex)}`);
+  }
+  if (argv.out.trim() === '') throw new UsageError('--out must not be empty');
+
+  const target = await resolveOutputTarget(argv.out);
+  const { sources: all } = await expandInputs([input], { signal });
+  const sources = selectSources(all, argv.series, input);
+  if (sources.length > 1 && target.kind === 'file') {
+    const what = sources.every((s) => s.kind === 'dicom-series') ? 'series' : 'images';
+    throw new InputError(
+      `${sources.length} ${what} found; choose one with --series UID or give --out a folder: ${sources.map(describeSource).join('; ')}`,
+      input,
+    );
+  }
+  const outputs = sources.map((s) => (target.kind === 'file' ? target.path : outputFileFor(target.path, s.id)));
+  await checkOverwrite(outputs, argv.force);
+
+  const progress = sources.length > 1 ? createProgress({ total: sources.length, label: 'converting', quiet: argv.quiet }) : undefined;
+  for (let n = 0; n < sources.length; n++) {
+    throwIfCancelled(signal);
+    const vol = exactCopy(await readSource(sources[n], volumeIndex));
+    throwIfCancelled(signal);
+    await writeNiftiFile(outputs[n], vol);
+    progress?.tick();
+    if (!argv.quiet) {
+      const type = vol.data.constructor.name.replace(/Array$/, '').toLowerCase();
+      const frames = vol.frames > 1 ? `×${vol.frames}` : '';
+      process.stdout.write(`wrote ${outputs[n]} (${vol.dims.join('×')}${frames} ${type})\n`);
+    }
+    const source = sources[n];
+    const label = source.kind === 'nifti' ? source.path : `series ${source.series.id}`;
+    for (const w of vol.meta.warnings) process.stderr.write(`${COMMAND}: warning: ${label}: ${w}\n`);
+  }
+  progress?.finish();
+});
