@@ -54,7 +54,8 @@ const dcm = (codeValue: string, codeMeaning: string): CodedConcept => ({
   codeMeaning,
 });
 
-const ANATOMICAL_STRUCTURE = sct('123037004', 'Anatomical Structure');
+// CID 7150's current code for "Anatomical Structure" (the older 123037004 is retired there).
+const ANATOMICAL_STRUCTURE = sct('91723000', 'Anatomical Structure');
 const TISSUE = sct('85756007', 'Tissue');
 
 // Segmented Property Type codes for structure names this toolkit's models commonly produce
