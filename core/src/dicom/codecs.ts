@@ -145,7 +145,15 @@ function j2kDimensions(bytes: Uint8Array): [number, number] | undefined {
  * allocates for it: a corrupt header must not make a decoder reserve gigabytes.
  */
 function checkStreamSize(family: Family, encoded: Uint8Array, layout: FrameLayout, file?: string): void {
-  if (family === 'rle') return;
+  if (family === 'rle') {
+    // RLE states no image size, but a run packs at most 128 bytes into 2: more output than 64×
+    // the input cannot be genuine, and must not be allocated.
+    const need = layout.rows * layout.columns * layout.samplesPerPixel * bytesPerSample(layout);
+    if (need > 64 * encoded.length) {
+      throw new InputError(`RLE frame of ${encoded.length} bytes cannot hold ${layout.columns}×${layout.rows} pixels`, file);
+    }
+    return;
+  }
   const dims = family === 'jpeg-2000' ? j2kDimensions(encoded) : jpegDimensions(encoded);
   if (!dims) throw new InputError(`corrupt ${family} frame: no image size in the codestream header`, file);
   if (dims[0] !== layout.columns || dims[1] !== layout.rows) {
