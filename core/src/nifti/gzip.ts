@@ -3,8 +3,15 @@ import { InputError } from '../errors.js';
 
 /** DEFLATE cannot expand data by more than about 1032:1, so a header may not claim more than this. */
 const MAX_DEFLATE_RATIO = 1032;
-/** Compressed bytes fed per step: at most ~17 MB of output can appear between two size checks. */
-const INPUT_STEP = 16 * 1024;
+/**
+ * Compressed bytes fed per step, chosen from the compression ratio seen so far so that about
+ * TARGET_OUTPUT_PER_STEP appears between two size checks. Small steps are slow (fflate allocates
+ * fresh output buffers per push), large ones let a bomb expand far before we look; the cap
+ * bounds one step's output to MAX_STEP × 1032 ≈ 270 MB even if the ratio jumps.
+ */
+const MIN_STEP = 16 * 1024;
+const MAX_STEP = 256 * 1024;
+const TARGET_OUTPUT_PER_STEP = 32 * 1024 * 1024;
 const INITIAL_CAPACITY = 1 << 20;
 
 export function isGzip(bytes: Uint8Array): boolean {
@@ -53,9 +60,13 @@ export function inflateRange(
     filled = need;
   });
   try {
-    for (let offset = 0; offset < gz.length && filled < length; offset += INPUT_STEP) {
-      const stop = Math.min(offset + INPUT_STEP, gz.length);
+    let offset = 0;
+    while (offset < gz.length && filled < length) {
+      const ratio = offset > 0 ? Math.max(position / offset, 1) : MAX_DEFLATE_RATIO;
+      const step = Math.min(MAX_STEP, Math.max(MIN_STEP, Math.floor(TARGET_OUTPUT_PER_STEP / ratio)));
+      const stop = Math.min(offset + step, gz.length);
       gunzip.push(gz.subarray(offset, stop), stop === gz.length);
+      offset = stop;
     }
   } catch (err) {
     if (err instanceof InputError) throw err;
