@@ -62,7 +62,7 @@ const fieldMutations: [string, Field][] = [
   ['scl_slope=inf', (dv, le, v2) => (v2 ? dv.setFloat64(176, Infinity, le) : dv.setFloat32(112, Infinity, le))],
   ['scl_inter=NaN,slope=2', (dv, le, v2) => (v2 ? (dv.setFloat64(176, 2, le), dv.setFloat64(184, NaN, le)) : (dv.setFloat32(112, 2, le), dv.setFloat32(116, NaN, le)))],
   ['sform=NaN', (dv, le, v2) => (v2 ? (dv.setInt32(348, 1, le), dv.setFloat64(400, NaN, le)) : (dv.setInt16(254, 1, le), dv.setFloat32(280, NaN, le)))],
-  ['sform=zero', (dv, le, v2) => { if (v2) dv.setInt32(348, 2, le); else dv.setInt16(254, 2, le); for (let n = 0; n < 12; n++) (v2 ? dv.setFloat64(400 + 8 * n, 0, le) : dv.setFloat32(280 + 4 * n, 0, le)); }],
+  ['sform=zero', (dv, le, v2) => { if (v2) dv.setInt32(348, 2, le); else dv.setInt16(254, 2, le); for (let n = 0; n < 12; n++) { if (v2) dv.setFloat64(400 + 8 * n, 0, le); else dv.setFloat32(280 + 4 * n, 0, le); } }],
   ['sform=1e38 m', (dv, le, v2) => (v2 ? (dv.setInt32(348, 1, le), dv.setFloat64(400, 1e308, le), dv.setInt32(500, 1, le)) : (dv.setInt16(254, 1, le), dv.setFloat32(280, 1e38, le), dv.setUint8(123, 1)))],
   ['qform=huge quaternion', (dv, le, v2) => (v2 ? (dv.setInt32(348, 0, le), dv.setInt32(344, 1, le), dv.setFloat64(352, 1e300, le)) : (dv.setInt16(254, 0, le), dv.setInt16(252, 1, le), dv.setFloat32(256, 1e30, le)))],
   ['qform=NaN', (dv, le, v2) => (v2 ? (dv.setInt32(348, 0, le), dv.setInt32(344, 1, le), dv.setFloat64(360, NaN, le)) : (dv.setInt16(254, 0, le), dv.setInt16(252, 1, le), dv.setFloat32(260, NaN, le)))],
