@@ -1,0 +1,118 @@
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { InputError } from '@alhvr/core';
+import {
+  DEFAULT_TRIAGE,
+  parseDeviceRequest,
+  parseFormats,
+  parseShard,
+  runSegmentation,
+  validateTriageThresholds,
+  type CaseSource,
+  type GammaMode,
+} from '@alhvr/inference/node';
+import { commandLine } from '../lib/command-line.js';
+import { formatSkipped } from '../lib/format-info.js';
+import { expandInputs } from '../lib/inputs.js';
+import { createProgress } from '../lib/progress.js';
+import { runCommand } from '../lib/run-command.js';
+
+const COMMAND = 'alhvr-segment';
+const DEFAULT_MODEL_FILE = 'alhvr-default.onnx';
+
+/** The model shipped in the @alhvr/models package, resolved from wherever the CLI is installed. */
+function defaultModelPath(): string {
+  let dir: string;
+  try {
+    dir = dirname(createRequire(import.meta.url).resolve('@alhvr/models/package.json'));
+  } catch {
+    throw new InputError(`no --model given and the @alhvr/models package (which ships ${DEFAULT_MODEL_FILE}) is not installed; pass --model FILE`);
+  }
+  const path = join(dir, DEFAULT_MODEL_FILE);
+  if (!existsSync(path)) throw new InputError(`no --model given and the default model is not installed yet; pass --model FILE (an ONNX file from alhvr-export)`, path);
+  return path;
+}
+
+await runCommand(COMMAND, async (args, { signal }) => {
+  const argv = await commandLine(
+    COMMAND,
+    args,
+    'INPUT... --output DIR [options]',
+    'Segment NIfTI files and DICOM series (folders are searched recursively) with an ALHVR ONNX model. Per case, ' +
+      'DIR/<case-id>/ receives mask.nii.gz, confidence.nii.gz, region.nii.gz (1 both students confident, 2 one, 3 neither), ' +
+      'seg.dcm for DICOM input, preview.png and report.json; DIR/manifest.jsonl and DIR/summary.csv (most unreliable first) list every case.',
+  )
+    .option('output', { alias: 'o', type: 'string', demandOption: true, description: 'Output folder' })
+    .option('model', { type: 'string', description: `ONNX model (default: the shipped ${DEFAULT_MODEL_FILE})` })
+    .option('device', { type: 'string', default: 'auto', choices: ['auto', 'cuda', 'cpu'], description: 'Execution provider; auto uses CUDA when its provider is installed' })
+    .option('batch', { type: 'number', default: 8, description: 'Slices per model call' })
+    .option('threads', { type: 'number', description: 'CPU threads for ONNX Runtime (default: one per core)' })
+    .option('formats', { type: 'string', default: 'nifti,dicom-seg', description: 'Output formats: nifti, dicom-seg (SEG only for DICOM input)' })
+    .option('save-probabilities', { type: 'boolean', default: false, description: 'Also write probabilities.nii.gz (4D, one frame per class)' })
+    .option('preview', { type: 'boolean', default: true, description: 'Write preview.png (disable with --no-preview)' })
+    .option('gamma-mode', { type: 'string', default: 'model', choices: ['model', 'volume'], description: 'Region threshold γ: from the model card, or the β-quantile rule per volume' })
+    .option('resume', { type: 'boolean', default: false, description: 'Skip cases already done with the same input and model' })
+    .option('shard', { type: 'string', description: 'Process shard i of n (1-based "i/n"), partitioned by case id' })
+    .option('fail-fast', { type: 'boolean', default: false, description: 'Stop at the first failing case' })
+    .option('anonymize-ids', { type: 'boolean', default: false, description: 'Name case folders by a hash instead of file names / PatientID' })
+    .option('accept-reliable', { type: 'number', default: DEFAULT_TRIAGE.acceptReliableFraction, description: 'Triage: accept needs at least this fraction of foreground in region 1' })
+    .option('accept-confidence', { type: 'number', default: DEFAULT_TRIAGE.acceptMeanConfidence, description: 'Triage: accept needs at least this foreground mean confidence' })
+    .option('reject-unreliable', { type: 'number', default: DEFAULT_TRIAGE.rejectUnreliableFraction, description: 'Triage: reject above this fraction of foreground in region 3' })
+    .option('reject-confidence', { type: 'number', default: DEFAULT_TRIAGE.rejectMeanConfidence, description: 'Triage: reject below this foreground mean confidence' })
+    .group(['output', 'model', 'device', 'batch', 'threads', 'formats', 'save-probabilities', 'preview', 'gamma-mode'], 'Segmentation:')
+    .group(['resume', 'shard', 'fail-fast', 'anonymize-ids'], 'Batch runs:')
+    .group(['accept-reliable', 'accept-confidence', 'reject-unreliable', 'reject-confidence'], 'Triage:')
+    .demandCommand(1, 'give at least one INPUT')
+    .parseAsync();
+
+  const triage = validateTriageThresholds({
+    acceptReliableFraction: argv['accept-reliable'],
+    acceptMeanConfidence: argv['accept-confidence'],
+    rejectUnreliableFraction: argv['reject-unreliable'],
+    rejectMeanConfidence: argv['reject-confidence'],
+  });
+  const options = {
+    output: argv.output,
+    model: argv.model ?? defaultModelPath(),
+    device: parseDeviceRequest(argv.device),
+    batch: argv.batch,
+    threads: argv.threads,
+    formats: parseFormats(argv.formats),
+    saveProbabilities: argv['save-probabilities'],
+    preview: argv.preview,
+    gammaMode: argv['gamma-mode'] as GammaMode,
+    resume: argv.resume,
+    shard: argv.shard === undefined ? undefined : parseShard(argv.shard),
+    failFast: argv['fail-fast'],
+    anonymizeIds: argv['anonymize-ids'],
+    triage,
+    signal,
+  };
+  const { sources, skipped } = await expandInputs(argv._.map(String), { signal });
+  if (sources.length === 0) throw new InputError('no NIfTI files or DICOM series found in the inputs');
+  const cases: CaseSource[] = sources.map((s) =>
+    s.kind === 'nifti' ? { kind: 'nifti', path: s.path } : { kind: 'dicom-series', path: s.path, seriesId: s.series.id, files: s.series.files },
+  );
+  const say = (line: string) => {
+    if (!argv.quiet) process.stderr.write(`${line}\n`);
+  };
+  if (skipped.length) say(formatSkipped(skipped, argv.verbose));
+  let progress: ReturnType<typeof createProgress> | undefined;
+  const result = await runSegmentation(cases, {
+    ...options,
+    onStart: ({ cases: mine, model }) => {
+      say(`${COMMAND}: model ${model.identity.card.name} on ${model.device.toUpperCase()} (${model.deviceNote}); ${mine.length} case(s)`);
+      progress = createProgress({ total: mine.length, label: 'cases', quiet: argv.quiet });
+    },
+    onCaseDone: (entry, wasSkipped) => {
+      if (entry.status === 'failed') say(`${COMMAND}: case ${entry.caseId} failed: ${entry.error}`);
+      else if (argv.verbose) say(`${entry.caseId}: ${wasSkipped ? 'already done' : entry.summary?.verdict}`);
+      progress?.tick();
+    },
+  });
+  progress?.finish();
+  const ok = result.entries.filter((e) => e.status === 'ok').length;
+  say(`${COMMAND}: ${ok} ok (${result.skipped} already done), ${result.failed} failed; see ${join(argv.output, 'summary.csv')}`);
+  return result.exitCode;
+});
