@@ -1,3 +1,15 @@
 export {};
 export * from './backend/select-backend.js';
 export * from './backend/wasm-training-kernels.js';
+export * from './model/unet.js';
+export * from './model/params.js';
+export * from './model/resize.js';
+export * from './model/perturb.js';
+export * from './model/no-grad.js';
+export * from './model/random-source.js';
+export * from './losses/supervised.js';
+export * from './losses/regions.js';
+export * from './losses/dtct.js';
+export * from './losses/cgcpcl.js';
+export * from './losses/ramp.js';
+export * from './losses/alhvr.js';

@@ -10,7 +10,7 @@ import * as tf from '@tensorflow/tfjs-core';
 export function noGrad<T extends tf.Tensor>(compute: (...xs: tf.Tensor[]) => T, ...inputs: tf.Tensor[]): T {
   const f = tf.customGrad((...args: unknown[]) => {
     const xs = args.slice(0, inputs.length) as tf.Tensor[];
-    return { value: compute(...xs), gradFunc: () => xs.map((x) => tf.zerosLike(x)) };
+    return { value: compute(...xs), gradFunc: () => xs.map((x) => tf.zeros(x.shape, 'float32')) };
   });
   return f(...inputs) as T;
 }

@@ -14,6 +14,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import { InputError } from '@alhvr/core';
 import { addBatchNorm, addConv, ParameterStore } from './params.js';
 import { conv, convBlock, type BlockMode } from './layers.js';
+
+/** Numerical constants an exporter must reproduce (PyTorch BatchNorm2d / LeakyReLU defaults). */
+export { BN_EPS, BN_MOMENTUM, LEAKY_SLOPE } from './layers.js';
 import { perturbFeatures, type PerturbationKind } from './perturb.js';
 import { resizeBilinear } from './resize.js';
 import type { UniformSource } from './random-source.js';
