@@ -171,7 +171,7 @@ export async function runSegmentation(sources: CaseSource[], opts: RunOptions): 
       if (opts.signal?.aborted) break;
       const started = performance.now();
       const timingsMs: Record<string, number> = {};
-      const input = c.source.kind === 'nifti' ? c.source.path : c.source.path;
+      const input = c.source.path;
       let inputHash = '';
       let entry: ManifestEntry;
       try {
