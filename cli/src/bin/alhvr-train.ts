@@ -1,0 +1,142 @@
+import { readFile } from 'node:fs/promises';
+import { InputError } from '@alhvr/core';
+import { BACKEND_CHOICES, DEFAULT_CONFIG, resolveConfig, train, type TrainConfig } from '@alhvr/training';
+import { commandLine } from '../lib/command-line.js';
+import { createProgress } from '../lib/progress.js';
+import { UsageError, runCommand } from '../lib/run-command.js';
+
+const COMMAND = 'alhvr-train';
+
+function parseBatch(text: string): { batchLabeled: number; batchUnlabeled: number } {
+  const m = /^(\d+)\+(\d+)$/.exec(text.trim());
+  if (!m) throw new UsageError(`--batch must look like L+U (e.g. 8+8), got "${text}"`);
+  return { batchLabeled: Number(m[1]), batchUnlabeled: Number(m[2]) };
+}
+
+function parseWidths(text: string): number[] {
+  const widths = text.split(',').map((s) => Number(s.trim()));
+  if (widths.length !== 5 || !widths.every((w) => Number.isInteger(w) && w > 0)) throw new UsageError(`--widths needs five positive integers, got "${text}"`);
+  return widths;
+}
+
+async function readConfigFile(path: string): Promise<Partial<TrainConfig>> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new InputError(`cannot read config (${(err as NodeJS.ErrnoException).code})`, path);
+  }
+  try {
+    const value = JSON.parse(text);
+    // A run's config.json nests the resolved config under "config"; accept either form.
+    return (value.config ?? value) as Partial<TrainConfig>;
+  } catch (err) {
+    throw new InputError(`not valid JSON (${(err as Error).message})`, path);
+  }
+}
+
+await runCommand(COMMAND, async (args, { signal }) => {
+  const d = DEFAULT_CONFIG;
+  const argv = await commandLine(
+    COMMAND,
+    args,
+    '--data DIR --out RUN_DIR [options]',
+    'Train two ALHVR students (semi-supervised: few labelled, many unlabeled scans). Defaults are the\n' +
+      'published ACDC recipe (30 000 iterations, batch 8+8, 256², widths 16..256); on a CPU start with\n' +
+      'smaller --patch, --widths and --batch. Writes RUN_DIR/config.json, metrics.jsonl and the\n' +
+      'checkpoints latest.ckpt, best-a.ckpt and best-b.ckpt. Ctrl-C saves latest.ckpt; --resume continues.',
+  )
+    .option('data', { type: 'string', description: 'Dataset folder (nnU-Net raw layout, or SSL4MIS ACDC HDF5 layout)' })
+    .option('out', { type: 'string', description: 'Run folder for config, metrics and checkpoints' })
+    .option('config', { type: 'string', description: 'JSON file with any of the settings below (command-line options win)' })
+    .option('format', { choices: ['nnunet', 'acdc-h5'] as const, description: `Dataset layout [default: ${d.format}]` })
+    .option('method', { choices: ['alhvr', 'supervised'] as const, description: `alhvr, or the labelled-only baseline [default: ${d.method}]` })
+    .option('labeled-cases', { type: 'string', description: `nnU-Net: number of labelled cases, or a file listing case ids [default: ${d.labeledCases}]` })
+    .option('labeled-slices', { type: 'number', description: `ACDC HDF5: labelled slices (7 cases = 136) [default: ${d.labeledSlices}]` })
+    .option('val-cases', { type: 'number', description: `nnU-Net: labelled cases held out for validation [default: ${d.valCases}]` })
+    .option('unlabeled', { type: 'string', description: 'Extra folder of unlabeled NIfTI images' })
+    .option('iterations', { type: 'number', description: `Training iterations [default: ${d.iterations}]` })
+    .option('batch', { type: 'string', description: `Labelled+unlabeled slices per batch [default: ${d.batchLabeled}+${d.batchUnlabeled}]` })
+    .option('patch', { type: 'number', description: `Slice size fed to the network, multiple of 16 [default: ${d.patch}]` })
+    .option('widths', { type: 'string', description: `Five encoder widths [default: ${d.widths.join(',')}]` })
+    .option('lr', { type: 'number', description: `SGD learning rate [default: ${d.lr}]` })
+    .option('dice-loss', { choices: ['released', 'standard'] as const, description: `Dice variant [default: ${d.diceLoss}]` })
+    .option('detach-teacher', { type: 'boolean', description: `Detach the DTCT teacher [default: ${d.detachTeacher}]` })
+    .option('backend', { choices: BACKEND_CHOICES, description: `TensorFlow.js backend [default: ${d.backend}]` })
+    .option('threads', { type: 'number', description: 'Threads for the wasm backend' })
+    .option('seed', { type: 'number', description: `Random seed [default: ${d.seed}]` })
+    .option('val-every', { type: 'number', description: `Validate every N iterations [default: ${d.valEvery}]` })
+    .option('checkpoint-every', { type: 'number', description: `Write latest.ckpt every N iterations [default: ${d.checkpointEvery}]` })
+    .option('resume', { type: 'boolean', default: false, description: 'Continue the run in --out from latest.ckpt' })
+    .demandCommand(0, 0, '', `${COMMAND} takes no positional arguments`)
+    .parseAsync();
+
+  const fromFile = argv.config ? await readConfigFile(argv.config) : {};
+  let labeledCases: TrainConfig['labeledCases'] | undefined;
+  if (argv['labeled-cases'] !== undefined) {
+    const text = argv['labeled-cases'];
+    labeledCases = /^\d+$/.test(text)
+      ? Number(text)
+      : (await readFile(text, 'utf8').catch(() => {
+          throw new InputError('--labeled-cases is neither a number nor a readable list file', text);
+        })).split(/\r?\n/).map((l) => l.trim()).filter(Boolean);
+  }
+  const cli: Partial<TrainConfig> = {
+    data: argv.data,
+    out: argv.out,
+    format: argv.format,
+    method: argv.method,
+    labeledCases,
+    labeledSlices: argv['labeled-slices'],
+    valCases: argv['val-cases'],
+    unlabeledDir: argv.unlabeled,
+    iterations: argv.iterations,
+    ...(argv.batch ? parseBatch(argv.batch) : {}),
+    patch: argv.patch,
+    widths: argv.widths ? parseWidths(argv.widths) : undefined,
+    lr: argv.lr,
+    diceLoss: argv['dice-loss'],
+    detachTeacher: argv['detach-teacher'],
+    backend: argv.backend,
+    threads: argv.threads,
+    seed: argv.seed,
+    valEvery: argv['val-every'],
+    checkpointEvery: argv['checkpoint-every'],
+  };
+  const merged = { ...fromFile, ...Object.fromEntries(Object.entries(cli).filter(([, v]) => v !== undefined)) };
+  if (!merged.data) throw new UsageError('--data is required (or "data" in --config)');
+  if (!merged.out) throw new UsageError('--out is required (or "out" in --config)');
+  let config: TrainConfig;
+  try {
+    config = resolveConfig(merged as Partial<TrainConfig> & { data: string; out: string });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+
+  const log = (m: string) => {
+    if (!argv.quiet) process.stderr.write(`${m}\n`);
+  };
+  let progress: ReturnType<typeof createProgress> | undefined;
+  let last = '';
+  const result = await train(config, {
+    resume: argv.resume,
+    signal,
+    events: {
+      log,
+      onStart: (info) => {
+        log(`config: ${JSON.stringify(info.config)}`);
+        log(`backend: ${info.backend}; ${info.labeledSlices} labelled and ${info.unlabeledSlices} unlabeled slices`);
+        progress = createProgress({ total: info.config.iterations, label: 'iterations', quiet: argv.quiet });
+        progress.update(info.startIteration);
+      },
+      onIteration: (r) => {
+        last = `loss ${r.loss.toFixed(4)} γ ${r.gamma.toFixed(3)}`;
+        progress?.update(r.iteration);
+      },
+      onValidation: (v) => log(`\n[${v.iteration}] student ${v.student}: mean Dice ${v.meanDice.toFixed(4)}, HD95 ${v.meanHd95Mm.toFixed(2)} mm${v.best ? ' (best)' : ''}`),
+    },
+  });
+  progress?.finish();
+  log(`${result.stopped ? 'stopped' : 'finished'} at iteration ${result.iteration} (${last}); best A ${result.best.a?.meanDice.toFixed(4) ?? '-'}, best B ${result.best.b?.meanDice.toFixed(4) ?? '-'}`);
+  return result.stopped ? 130 : 0;
+});

@@ -1,0 +1,88 @@
+import type { DiceVariant } from './losses/supervised.js';
+import type { ProtoCeReduction } from './losses/cgcpcl.js';
+
+/**
+ * One plain object holds every training decision. Defaults are the published ACDC recipe
+ * (method spec); the resolved object is printed at start and saved with every checkpoint.
+ */
+export interface TrainConfig {
+  data: string;
+  out: string;
+  format: 'nnunet' | 'acdc-h5';
+  method: 'alhvr' | 'supervised';
+  /** nnU-Net layout: number of labelled cases (first N) or a list of case ids. */
+  labeledCases: number | string[];
+  /** ACDC HDF5 layout: labelled slices (7 cases = 136). */
+  labeledSlices: number;
+  /** nnU-Net layout: labelled cases held out for validation. */
+  valCases: number;
+  unlabeledDir?: string;
+  iterations: number;
+  batchLabeled: number;
+  batchUnlabeled: number;
+  patch: number;
+  widths: number[];
+  dropout: number[];
+  lr: number;
+  momentum: number;
+  weightDecay: number;
+  /** β: fraction of the batch's lowest mean confidences that sets γ. */
+  proportion: number;
+  temperature: number;
+  consistency: number;
+  diceLoss: DiceVariant;
+  detachTeacher: boolean;
+  protoCe: ProtoCeReduction;
+  seed: number;
+  valEvery: number;
+  checkpointEvery: number;
+  backend: 'auto' | 'tensorflow' | 'tensorflow-gpu' | 'wasm' | 'cpu';
+  threads?: number;
+}
+
+export const DEFAULT_CONFIG: Omit<TrainConfig, 'data' | 'out'> = {
+  format: 'nnunet',
+  method: 'alhvr',
+  labeledCases: 7,
+  labeledSlices: 136,
+  valCases: 2,
+  iterations: 30_000,
+  batchLabeled: 8,
+  batchUnlabeled: 8,
+  patch: 256,
+  widths: [16, 32, 64, 128, 256],
+  dropout: [0.05, 0.1, 0.2, 0.3, 0.5],
+  lr: 0.01,
+  momentum: 0.9,
+  weightDecay: 1e-4,
+  proportion: 0.8,
+  temperature: 0.1,
+  consistency: 0.1,
+  diceLoss: 'released',
+  detachTeacher: false,
+  protoCe: 'released',
+  seed: 1337,
+  valEvery: 200,
+  checkpointEvery: 200,
+  backend: 'auto',
+};
+
+/** Merge user settings over the defaults and reject impossible combinations before any work. */
+export function resolveConfig(user: Partial<TrainConfig> & { data: string; out: string }): TrainConfig {
+  const defined = Object.fromEntries(Object.entries(user).filter(([, v]) => v !== undefined));
+  const c = { ...DEFAULT_CONFIG, ...defined } as TrainConfig;
+  const bad = (msg: string) => {
+    throw new Error(`invalid training config: ${msg}`);
+  };
+  const posInt = (v: number) => Number.isInteger(v) && v > 0;
+  if (!posInt(c.iterations)) bad(`iterations must be a positive integer (got ${c.iterations})`);
+  if (!posInt(c.batchLabeled)) bad(`labelled batch must be a positive integer (got ${c.batchLabeled})`);
+  if (c.method === 'alhvr' && !posInt(c.batchUnlabeled)) bad(`ALHVR needs unlabeled slices in each batch (got ${c.batchUnlabeled})`);
+  if (!posInt(c.patch) || c.patch % 16 !== 0) bad(`patch must be a positive multiple of 16 (got ${c.patch})`);
+  if (c.widths.length !== 5 || !c.widths.every(posInt)) bad(`widths must be five positive integers (got ${c.widths})`);
+  if (!(c.proportion > 0 && c.proportion < 1)) bad(`proportion β must be in (0, 1) (got ${c.proportion})`);
+  if (!(c.lr > 0)) bad(`lr must be positive (got ${c.lr})`);
+  if (!posInt(c.valEvery) || !posInt(c.checkpointEvery)) bad('valEvery and checkpointEvery must be positive integers');
+  if (c.method === 'supervised') c.batchUnlabeled = 0;
+  return c;
+}

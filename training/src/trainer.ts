@@ -1,0 +1,363 @@
+/**
+ * The ALHVR training loop, top to bottom: backend, data, two students, then per iteration
+ * batch → forward both → loss → one backward pass → step both optimisers → log; validation
+ * and checkpoints on a schedule. Everything a run decides lives in its TrainConfig.
+ */
+import { appendFile, mkdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { InputError, Rng, type RngState } from '@alhvr/core';
+import { writeFileAtomic } from '@alhvr/core/node';
+import { selectBackend } from './backend/select-backend.js';
+import { type TrainConfig } from './config.js';
+import { openNnunetDataset } from './data/nnunet-dataset.js';
+import { openAcdcH5Dataset } from './data/acdc-h5-dataset.js';
+import type { SliceDataset } from './data/slice-dataset.js';
+import { BatchSampler, type BatchSamplerState } from './data/batch-sampler.js';
+import { SliceAugmenter, drawAugmentation } from './data/augment.js';
+import { UNet } from './model/unet.js';
+import { alhvrLoss } from './losses/alhvr.js';
+import { rampWeight } from './losses/ramp.js';
+import { ceLoss, diceLoss, oneHotLabels } from './losses/supervised.js';
+import { Sgd } from './sgd.js';
+import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
+import { validate, type ValidationResult } from './validate.js';
+
+export const TOOLKIT_VERSION = '0.1.0';
+
+/** Everything besides tensors that a checkpoint must restore for an exact resume. */
+export interface TrainState {
+  version: 1;
+  iteration: number;
+  config: TrainConfig;
+  rng: { netA: RngState; netB: RngState; data: RngState };
+  sampler: BatchSamplerState;
+  /** γ of the last iteration: the value an exported model carries. */
+  gamma: number;
+  best: { a: BestRecord | null; b: BestRecord | null };
+  datasetFingerprint: string;
+  backend: string;
+}
+
+export interface BestRecord {
+  iteration: number;
+  meanDice: number;
+  result: Omit<ValidationResult, 'summary'>;
+}
+
+export interface IterationRecord {
+  type: 'iteration';
+  iteration: number;
+  loss: number;
+  terms: Record<string, number>;
+  gamma: number;
+  regions: { omega1: number; omega2: number; omega3: number };
+  weight: number;
+  lr: number;
+  stepMs: number;
+  tensors: number;
+}
+
+export interface ValidationRecord {
+  type: 'validation';
+  iteration: number;
+  student: 'a' | 'b';
+  meanDice: number;
+  meanHd95Mm: number;
+  perClass: BestRecord['result']['perClass'];
+  best: boolean;
+}
+
+export interface TrainEvents {
+  log?: (message: string) => void;
+  onStart?: (info: { config: TrainConfig; startIteration: number; backend: string; labeledSlices: number; unlabeledSlices: number }) => void;
+  onIteration?: (record: IterationRecord) => void;
+  onValidation?: (record: ValidationRecord) => void;
+}
+
+export interface TrainOptions {
+  /** Continue from RUN_DIR/latest.ckpt. */
+  resume?: boolean;
+  /** Stop after the current iteration and write `latest` (Ctrl-C). */
+  signal?: AbortSignal;
+  events?: TrainEvents;
+}
+
+export interface TrainResult {
+  iteration: number;
+  stopped: boolean;
+  gamma: number;
+  best: TrainState['best'];
+}
+
+export const checkpointPath = (out: string, name: 'latest' | 'best-a' | 'best-b') => join(out, `${name}.ckpt`);
+
+async function openDataset(c: TrainConfig, log: (m: string) => void): Promise<SliceDataset> {
+  if (c.format === 'acdc-h5') return openAcdcH5Dataset(c.data, { labeledSlices: c.labeledSlices });
+  return openNnunetDataset(c.data, {
+    labeledCases: c.labeledCases,
+    valCases: c.valCases,
+    unlabeledDir: c.unlabeledDir,
+    cacheDir: join(c.out, 'cache'),
+    onProgress: (done, total) => {
+      if (done === total) log(`preprocessed ${total} cases into ${join(c.out, 'cache')}`);
+    },
+  });
+}
+
+const exists = (p: string) => stat(p).then(() => true, () => false);
+
+/** Drop metrics lines written after the checkpoint a resumed run restarts from. */
+async function truncateMetrics(path: string, iteration: number): Promise<void> {
+  if (!(await exists(path))) return;
+  const kept = (await readFile(path, 'utf8'))
+    .split('\n')
+    .filter((line) => line && (JSON.parse(line) as { iteration: number }).iteration <= iteration);
+  await writeFileAtomic(path, kept.map((l) => `${l}\n`).join(''));
+}
+
+function restoreStudent(net: UNet, sgd: Sgd, groups: Awaited<ReturnType<typeof loadCheckpoint>>['groups'], key: 'a' | 'b'): void {
+  const params = groups[`${key}.params`];
+  const momentum = groups[`${key}.momentum`];
+  if (!params) throw new InputError(`checkpoint has no parameters for student ${key}`);
+  net.params.assign(Object.fromEntries([...params].map(([n, t]) => [n, tf.tensor(t.data, t.shape)])));
+  if (momentum) {
+    sgd.restore(new Map([...momentum].map(([n, t]) => [n, t.data])), new Map([...momentum].map(([n, t]) => [n, t.shape])), key);
+  }
+}
+
+function studentGroups(net: UNet, sgd: Sgd, key: 'a' | 'b'): Record<string, Map<string, tf.Tensor>> {
+  return { [`${key}.params`]: new Map(net.params.variables), [`${key}.momentum`]: new Map(sgd.state()) };
+}
+
+export async function train(config: TrainConfig, options: TrainOptions = {}): Promise<TrainResult> {
+  const events = options.events ?? {};
+  const log = events.log ?? ((m: string) => console.log(m));
+  const latest = checkpointPath(config.out, 'latest');
+
+  // ---- resume or start fresh -------------------------------------------------------------
+  let resumed: Awaited<ReturnType<typeof loadCheckpoint<TrainState>>> | undefined;
+  if (options.resume) {
+    if (!(await exists(latest))) throw new InputError('nothing to resume: no latest.ckpt', config.out);
+    resumed = await loadCheckpoint<TrainState>(latest);
+    // A resumed run keeps its saved recipe; only the iteration budget may be extended.
+    config = { ...resumed.state.config, iterations: config.iterations, backend: config.backend, threads: config.threads };
+  } else if (await exists(latest)) {
+    throw new InputError('already holds a training run (latest.ckpt); pass --resume to continue it or choose another --out', config.out);
+  }
+  await mkdir(config.out, { recursive: true });
+
+  // ---- backend, data -----------------------------------------------------------------------
+  const backend = await selectBackend(config.backend, { threads: config.threads, log });
+  const dataset = await openDataset(config, log);
+  const alhvr = config.method === 'alhvr';
+  if (config.batchLabeled > dataset.labeled.length) {
+    throw new InputError(`a batch of ${config.batchLabeled} labelled slices is larger than the ${dataset.labeled.length} labelled slices available`, config.data);
+  }
+  if (alhvr && dataset.unlabeled.length === 0) throw new InputError('the unlabeled pool is empty', config.data);
+  if (resumed && resumed.state.datasetFingerprint !== dataset.fingerprint) {
+    throw new InputError('the dataset changed since this run started (fingerprint differs); resume with the same data', config.data);
+  }
+
+  // ---- two students, their optimisers and random streams -----------------------------------
+  const root = new Rng(config.seed);
+  const initA = root.fork(1);
+  const initB = root.fork(2);
+  let netRngA = root.fork(3);
+  let netRngB = root.fork(4);
+  let dataRng = root.fork(5);
+  const samplerSeed = root.nextUint32();
+  const netConfig = { numClasses: dataset.classes.length, widths: config.widths, dropout: config.dropout };
+  const netA = new UNet(netConfig, initA, 'student_a');
+  const netB = alhvr ? new UNet(netConfig, initB, 'student_b') : undefined;
+  const sgdA = new Sgd(config.lr, config.momentum, config.weightDecay);
+  const sgdB = new Sgd(config.lr, config.momentum, config.weightDecay);
+  let sampler = new BatchSampler(dataset.labeled.length, dataset.unlabeled.length, config.batchLabeled, alhvr ? config.batchUnlabeled : 0, samplerSeed);
+  let iteration = 0;
+  let gamma = NaN;
+  let best: TrainState['best'] = { a: null, b: null };
+  if (resumed) {
+    const s = resumed.state;
+    restoreStudent(netA, sgdA, resumed.groups, 'a');
+    if (netB) restoreStudent(netB, sgdB, resumed.groups, 'b');
+    netRngA = new Rng(s.rng.netA);
+    netRngB = new Rng(s.rng.netB);
+    dataRng = new Rng(s.rng.data);
+    sampler = new BatchSampler(dataset.labeled.length, dataset.unlabeled.length, config.batchLabeled, alhvr ? config.batchUnlabeled : 0, s.sampler);
+    iteration = s.iteration;
+    gamma = s.gamma;
+    best = s.best;
+    await truncateMetrics(join(config.out, 'metrics.jsonl'), iteration);
+    log(`resuming from iteration ${iteration}`);
+  }
+
+  const state = (): TrainState => ({
+    version: 1,
+    iteration,
+    config,
+    rng: { netA: netRngA.state(), netB: netRngB.state(), data: dataRng.state() },
+    sampler: sampler.state(),
+    gamma,
+    best,
+    datasetFingerprint: dataset.fingerprint,
+    backend: backend.name,
+  });
+  const groups = () => ({ ...studentGroups(netA, sgdA, 'a'), ...(netB ? studentGroups(netB, sgdB, 'b') : {}) });
+  const save = (name: 'latest' | 'best-a' | 'best-b') => saveCheckpoint(checkpointPath(config.out, name), state(), groups());
+
+  await writeFileAtomic(
+    join(config.out, 'config.json'),
+    JSON.stringify(
+      {
+        config,
+        versions: { toolkit: TOOLKIT_VERSION, tfjs: tf.version_core, node: process.versions.node },
+        backend: { name: backend.name, threads: backend.threads, description: backend.description },
+        dataset: { fingerprint: dataset.fingerprint, format: dataset.format, labeledSlices: dataset.labeled.length, unlabeledSlices: dataset.unlabeled.length, validation: dataset.validationIds, classes: dataset.classes },
+        parameters: netA.parameterCount(),
+      },
+      null,
+      2,
+    ),
+  );
+  events.onStart?.({ config, startIteration: iteration, backend: backend.description, labeledSlices: dataset.labeled.length, unlabeledSlices: dataset.unlabeled.length });
+
+  // ---- reusable batch buffers ----------------------------------------------------------------
+  const P = config.patch;
+  const plane = P * P;
+  const bl = config.batchLabeled;
+  const batchSize = bl + (alhvr ? config.batchUnlabeled : 0);
+  const images = new Float32Array(batchSize * plane);
+  const labels = new Int32Array(bl * plane);
+  const augmenter = new SliceAugmenter(P, dataset.maxSliceVoxels);
+  const sliceImage = new Float32Array(dataset.maxSliceVoxels);
+  const sliceLabel = new Uint8Array(dataset.maxSliceVoxels);
+  const metricsPath = join(config.out, 'metrics.jsonl');
+  const paramsA = netA.params.variables;
+  const paramsB = netB?.params.variables;
+  const trainable = [...netA.params.trainableVariables(), ...(netB ? netB.params.trainableVariables() : [])];
+  const nameOf = new Map<string, { student: 'a' | 'b'; name: string }>();
+  for (const [name, v] of paramsA) nameOf.set(v.name, { student: 'a', name });
+  if (paramsB) for (const [name, v] of paramsB) nameOf.set(v.name, { student: 'b', name });
+
+  let stopped = false;
+  try {
+    while (iteration < config.iterations) {
+      if (options.signal?.aborted) {
+        stopped = true;
+        break;
+      }
+      const t0 = performance.now();
+
+      // Batch: labelled slices first, then unlabeled; each augmented and resized to P×P.
+      const drawn = sampler.next();
+      const refs = [...drawn.labeled.map((n) => dataset.labeled[n]), ...drawn.unlabeled.map((n) => dataset.unlabeled[n])];
+      refs.forEach((ref, slot) => {
+        const isLabeled = slot < bl;
+        const { width, height } = dataset.readSlice(ref, sliceImage, isLabeled ? sliceLabel : null);
+        augmenter.apply(
+          { width, height, image: sliceImage.subarray(0, width * height), label: isLabeled ? sliceLabel.subarray(0, width * height) : undefined },
+          drawAugmentation(dataRng),
+        );
+        images.set(augmenter.image, slot * plane);
+        if (isLabeled) for (let p = 0; p < plane; p++) labels[slot * plane + p] = augmenter.label[p];
+      });
+
+      // Forward both students, the ALHVR objective, one backward pass.
+      const x = tf.tensor4d(images, [batchSize, P, P, 1]);
+      const y = tf.tensor3d(labels, [bl, P, P], 'int32');
+      let kept: Record<string, tf.Scalar> = {};
+      const { value, grads } = tf.variableGrads(() => {
+        const outA = netA.forward(x, { training: true, rng: netRngA });
+        if (!netB) {
+          const ce = ceLoss(outA.logits, y);
+          const dice = diceLoss(tf.softmax(outA.logits, -1) as tf.Tensor4D, oneHotLabels(y, dataset.classes.length), { variant: config.diceLoss });
+          kept = { ceA: tf.keep(ce), diceA: tf.keep(dice) };
+          return tf.add(ce, dice) as tf.Scalar;
+        }
+        const outB = netB.forward(x, { training: true, rng: netRngB });
+        const terms = alhvrLoss(
+          { logits: outA.logits, logitsAux: outA.logitsAux!, fea: outA.fea, feaAux: outA.feaAux! },
+          { logits: outB.logits, logitsAux: outB.logitsAux!, fea: outB.fea, feaAux: outB.feaAux! },
+          y,
+          {
+            labeledCount: bl,
+            iteration,
+            proportion: config.proportion,
+            temperature: config.temperature,
+            consistency: config.consistency,
+            diceLoss: config.diceLoss,
+            detachTeacher: config.detachTeacher,
+            protoCe: config.protoCe,
+          },
+        );
+        const { loss, weight: _weight, ...scalars } = terms;
+        kept = Object.fromEntries(Object.entries(scalars).map(([k, t]) => [k, tf.keep(t as tf.Scalar)]));
+        return loss;
+      }, trainable);
+      const gradsA: Record<string, tf.Tensor> = {};
+      const gradsB: Record<string, tf.Tensor> = {};
+      for (const [tfName, g] of Object.entries(grads)) {
+        const owner = nameOf.get(tfName);
+        if (owner) (owner.student === 'a' ? gradsA : gradsB)[owner.name] = g;
+      }
+      sgdA.step(paramsA, gradsA);
+      if (paramsB) sgdB.step(paramsB, gradsB);
+
+      const lossValue = (await value.data())[0];
+      const terms: Record<string, number> = {};
+      for (const [k, t] of Object.entries(kept)) terms[k] = (await t.data())[0];
+      tf.dispose([x, y, value, ...Object.values(grads), ...Object.values(kept)]);
+      iteration++;
+      if (!Number.isFinite(lossValue)) throw new Error(`loss became ${lossValue} at iteration ${iteration}; stopping (latest checkpoint kept)`);
+      if (alhvr) gamma = terms.gamma;
+
+      const record: IterationRecord = {
+        type: 'iteration',
+        iteration,
+        loss: lossValue,
+        terms,
+        gamma,
+        regions: { omega1: terms.omega1Fraction ?? NaN, omega2: terms.omega2Fraction ?? NaN, omega3: terms.omega3Fraction ?? NaN },
+        weight: alhvr ? rampWeight(iteration - 1, config.consistency) : 0,
+        lr: config.lr,
+        stepMs: performance.now() - t0,
+        tensors: tf.memory().numTensors,
+      };
+      await appendFile(metricsPath, `${JSON.stringify(record)}\n`);
+      events.onIteration?.(record);
+
+      if (iteration % config.valEvery === 0 || iteration === config.iterations) {
+        for (const [key, net] of [['a', netA], ['b', netB]] as const) {
+          if (!net) continue;
+          const result = await validate(net, dataset, P);
+          const previous = best[key];
+          const isBest = !previous || result.meanDice > previous.meanDice;
+          const { summary: _summary, ...compact } = result;
+          if (isBest) best = { ...best, [key]: { iteration, meanDice: result.meanDice, result: compact } };
+          const v: ValidationRecord = { type: 'validation', iteration, student: key, meanDice: result.meanDice, meanHd95Mm: result.meanHd95, perClass: result.perClass, best: isBest };
+          await appendFile(metricsPath, `${JSON.stringify(v)}\n`);
+          events.onValidation?.(v);
+          if (isBest) await save(key === 'a' ? 'best-a' : 'best-b');
+        }
+      }
+      if (iteration % config.checkpointEvery === 0 || iteration === config.iterations) await save('latest');
+    }
+    if (stopped) {
+      await save('latest');
+      log(`stopped at iteration ${iteration}; latest.ckpt written (resume with --resume)`);
+    }
+  } finally {
+    await dataset.close();
+    netA.dispose();
+    netB?.dispose();
+    sgdA.dispose();
+    sgdB.dispose();
+  }
+  return { iteration, stopped, gamma, best };
+}
+
+/** Used by tests and tools that want the JSON lines back. */
+export async function readMetrics(out: string): Promise<(IterationRecord | ValidationRecord)[]> {
+  const text = await readFile(join(out, 'metrics.jsonl'), 'utf8');
+  return text.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+}

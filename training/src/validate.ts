@@ -1,0 +1,64 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { MetricsWorkspace, PlaneResizer, Volume, meanMetrics, scalingAffine, segmentationMetrics, type ClassMetrics, type MetricsSummary } from '@alhvr/core';
+import type { UNet } from './model/unet.js';
+import type { SliceDataset } from './data/slice-dataset.js';
+
+export interface ValidationResult {
+  /** Mean foreground Dice over cases and classes: the model-selection criterion. */
+  meanDice: number;
+  meanHd95: number;
+  /** Per foreground class (label, Dice, HD95 in mm and voxels), means over cases. */
+  perClass: { label: number; dice: number; hd95Mm: number; hd95Voxels: number }[];
+  summary: MetricsSummary;
+}
+
+/**
+ * Slice-wise prediction of one volume as the released test script does it: each slice resized to
+ * the patch (nearest, scipy-zoom grid), argmax of the clean branch, resized back (nearest).
+ */
+export function predictVolume(net: UNet, image: Float32Array, dims: [number, number, number], patch: number, batch = 8): Uint8Array {
+  const [w, h, k] = dims;
+  const toPatch = new PlaneResizer(w, h, patch, patch, { interpolation: 'nearest', alignment: 'corners' });
+  const back = new PlaneResizer(patch, patch, w, h, { interpolation: 'nearest', alignment: 'corners' });
+  const input = new Float32Array(batch * patch * patch);
+  const pred = new Uint8Array(w * h * k);
+  for (let start = 0; start < k; start += batch) {
+    const n = Math.min(batch, k - start);
+    for (let s = 0; s < n; s++) toPatch.resize(image, (start + s) * w * h, input, s * patch * patch);
+    const labels = tf.tidy(() => {
+      const x = tf.tensor4d(input.subarray(0, n * patch * patch), [n, patch, patch, 1]);
+      return tf.argMax(net.forward(x, { training: false }).logits, -1);
+    });
+    const data = labels.dataSync();
+    labels.dispose();
+    for (let s = 0; s < n; s++) back.resize(data, s * patch * patch, pred, (start + s) * w * h);
+  }
+  return pred;
+}
+
+/** Score a network on every validation volume of the dataset. */
+export async function validate(net: UNet, dataset: SliceDataset, patch: number): Promise<ValidationResult> {
+  const foreground = dataset.classes.map((c) => c.value).filter((v) => v !== 0);
+  const workspace = new MetricsWorkspace();
+  const cases: ClassMetrics[][] = [];
+  for (const id of dataset.validationIds) {
+    const v = await dataset.readValidation(id);
+    const pred = predictVolume(net, v.image, v.dims, patch);
+    const affine = scalingAffine(v.spacing);
+    const metrics = segmentationMetrics(
+      new Volume({ data: pred, dims: v.dims, affine }),
+      new Volume({ data: v.label, dims: v.dims, affine }),
+      foreground,
+      { workspace },
+    );
+    cases.push(metrics);
+  }
+  const summary = meanMetrics(cases);
+  const perClass = summary.perClass.map((c) => ({
+    label: c.label,
+    dice: c.stats.dice.mean,
+    hd95Mm: c.stats.hd95Mm.mean,
+    hd95Voxels: c.stats.hd95Voxels.mean,
+  }));
+  return { meanDice: summary.mean.dice, meanHd95: summary.mean.hd95Mm, perClass, summary };
+}
