@@ -15,3 +15,4 @@ export * from './dicom/uid.js';
 export * from './dicom/seg-write.js';
 export * from './nifti/read.js';
 export * from './nifti/write.js';
+export * from './phantom/cardiac.js';

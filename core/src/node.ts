@@ -3,3 +3,4 @@ export * from './io/atomic-write.js';
 export * from './dicom/scan.js';
 export * from './dicom/seg-file.js';
 export * from './nifti/file.js';
+export * from './phantom/dataset.js';
