@@ -1,0 +1,190 @@
+/**
+ * TensorFlow.js ALHVR U-Net(s) → one ONNX model (opset 17, NCHW, dynamic batch and plane size)
+ * with the ensemble heads inference relies on and the model card in `metadata_props`.
+ */
+import { ALHVR_RECIPE_RESIZE, InputError, MODEL_CARD_KEY, MODEL_CARD_SCHEMA, validateModelCard, type ModelCard } from '@alhvr/core';
+import { ElemType, OnnxGraphBuilder, OPSET, type TensorSummary } from './onnx-graph-builder.js';
+import { emitUNet } from './unet-graph.js';
+import { foldUNet, type FoldedUNet } from './unet-weights.js';
+import { toolkitInfo } from './toolkit-info.js';
+
+/** Graph input and output names: the contract with inference/ (session.ts). */
+export const ONNX_INPUT = 'image';
+export const ONNX_OUTPUTS = {
+  probabilities: 'probabilities',
+  label: 'label',
+  confidence: 'confidence',
+  studentConfidence: 'student_confidence',
+  region: 'region',
+} as const;
+/** Extra outputs of `debugLogits` exports (parity checks only): `logits_a`, `logits_b`. */
+export const logitsOutputName = (student: 'a' | 'b') => `logits_${student}`;
+/** Initializer holding γ of the region rule (also in the card). */
+export const GAMMA_INITIALIZER = 'gamma';
+
+export type StudentSelection = 'both' | 'a' | 'b';
+
+/** The card fields the caller supplies; the exporter derives the rest from the graph it writes. */
+export type ExportCard = Omit<ModelCard, 'schema' | 'students' | 'outputs' | 'createdAt' | 'toolkit' | 'input' | 'resize'> & {
+  input: Pick<ModelCard['input'], 'size' | 'sliceAxis'>;
+  /** Default: ALHVR_RECIPE_RESIZE. */
+  resize?: ModelCard['resize'];
+  /** Default: this package's version and `git rev-parse HEAD` when available. */
+  toolkit?: ModelCard['toolkit'];
+  /** Default: now. */
+  createdAt?: string;
+};
+
+export interface ExportOptions {
+  /** Half-precision weights and network compute; image input and all outputs stay float32. */
+  fp16?: boolean;
+  /** Default 'both' for two students, 'a' for one. */
+  students?: StudentSelection;
+  /** Also output each student's float32 logits (for parity checks; not for shipping). */
+  debugLogits?: boolean;
+}
+
+export interface GraphSummary {
+  opset: number;
+  precision: 'fp32' | 'fp16';
+  students: StudentSelection;
+  inputs: TensorSummary[];
+  outputs: TensorSummary[];
+  nodes: number;
+  /** Weight scalars in the graph (after BatchNorm folding), all students. */
+  parameters: number;
+  /** Trainable scalars of each exported source network (as PyTorch's parameters() counts). */
+  trainableParameters: number[];
+  weightBytes: number;
+  fileBytes: number;
+}
+
+export interface ExportResult {
+  onnx: Uint8Array;
+  card: ModelCard;
+  summary: GraphSummary;
+}
+
+function pickStudents(students: readonly unknown[], wanted: StudentSelection | undefined): { nets: { net: unknown; label: 'a' | 'b' }[]; selection: StudentSelection } {
+  if (students.length !== 1 && students.length !== 2) {
+    throw new InputError(`export: pass one or two students, got ${students.length}`);
+  }
+  const selection = wanted ?? (students.length === 2 ? 'both' : 'a');
+  if (!['both', 'a', 'b'].includes(selection)) throw new InputError(`export: students must be both, a or b, got "${String(selection)}"`);
+  if (selection === 'both') {
+    if (students.length !== 2) throw new InputError('export: students "both" needs two networks, got one');
+    return { nets: [{ net: students[0], label: 'a' }, { net: students[1], label: 'b' }], selection };
+  }
+  const net = students.length === 2 ? students[selection === 'a' ? 0 : 1] : students[0];
+  return { nets: [{ net, label: selection }], selection };
+}
+
+function completeCard(card: ExportCard, selection: StudentSelection, numClasses: number): ModelCard {
+  const full = {
+    ...card,
+    schema: MODEL_CARD_SCHEMA,
+    input: { size: card.input?.size, channels: 1, sliceAxis: card.input?.sliceAxis, name: ONNX_INPUT, layout: 'NCHW' },
+    resize: card.resize ?? ALHVR_RECIPE_RESIZE,
+    students: selection,
+    outputs: {
+      probabilities: ONNX_OUTPUTS.probabilities,
+      label: ONNX_OUTPUTS.label,
+      confidence: ONNX_OUTPUTS.confidence,
+      ...(selection === 'both' ? { region: ONNX_OUTPUTS.region } : {}),
+    },
+    toolkit: card.toolkit ?? toolkitInfo(),
+    createdAt: card.createdAt ?? new Date().toISOString(),
+  };
+  const valid = validateModelCard(JSON.parse(JSON.stringify(full)));
+  if (valid.classes.length !== numClasses) {
+    throw new InputError(`export: the card lists ${valid.classes.length} classes but the network outputs ${numClasses}`);
+  }
+  return valid;
+}
+
+/**
+ * Export one or two students (their clean branch, eval mode) with the card. Two students give
+ * the ensemble graph: probabilities (mean softmax), label, confidence, student_confidence and
+ * region; one student gives probabilities, label and confidence.
+ */
+export function exportOnnx(students: readonly unknown[], card: ExportCard, opts: ExportOptions = {}): ExportResult {
+  const { nets, selection } = pickStudents(students, opts.students);
+  const folded: FoldedUNet[] = nets.map(({ net, label }) => foldUNet(net, label));
+  const numClasses = folded[0].numClasses;
+  if (folded.some((f) => f.numClasses !== numClasses)) {
+    throw new InputError(`export: the students disagree on the number of classes (${folded.map((f) => f.numClasses).join(' vs ')})`);
+  }
+  const fullCard = completeCard(card, selection, numClasses);
+  const fp16 = opts.fp16 === true;
+  const weightType = fp16 ? ElemType.FLOAT16 : ElemType.FLOAT;
+
+  const g = new OnnxGraphBuilder();
+  const image = g.input(ONNX_INPUT, ElemType.FLOAT, ['N', 1, 'H', 'W']);
+  const netInput = fp16 ? g.op('Cast', [image], 'image_fp16', { to: ElemType.FLOAT16 }) : image;
+  const logits = folded.map((f, i) => {
+    const label = nets[i].label;
+    const raw = emitUNet(g, f, netInput, `${label}/`, weightType);
+    // The heads run in float32 either way: softmax and the γ comparison want the precision.
+    return fp16 ? g.op('Cast', [raw], `${label}/logits_fp32`, { to: ElemType.FLOAT }) : raw;
+  });
+  const C = numClasses;
+  const plane = ['N', 'H', 'W'];
+  if (opts.debugLogits) {
+    logits.forEach((l, i) => {
+      const name = g.op('Identity', [l], logitsOutputName(nets[i].label));
+      g.output(name, ElemType.FLOAT, ['N', C, 'H', 'W']);
+    });
+  }
+
+  const softmax = logits.map((l, i) => g.op('Softmax', [l], `${nets[i].label}/softmax`, { axis: 1 }));
+  let probabilities: string;
+  if (softmax.length === 2) {
+    const sum = g.op('Add', softmax, 'softmax_sum');
+    probabilities = g.op('Mul', [sum, g.floatConstant('half', 0.5)], ONNX_OUTPUTS.probabilities);
+  } else {
+    probabilities = g.op('Identity', softmax, ONNX_OUTPUTS.probabilities);
+  }
+  const argmax = g.op('ArgMax', [probabilities], 'label_int64', { axis: 1, keepdims: 0 });
+  const label = g.op('Cast', [argmax], ONNX_OUTPUTS.label, { to: ElemType.UINT8 });
+  const confidence = g.op('ReduceMax', [probabilities], ONNX_OUTPUTS.confidence, { axes: [1], keepdims: 0 });
+  g.output(probabilities, ElemType.FLOAT, ['N', C, 'H', 'W']);
+  g.output(label, ElemType.UINT8, plane);
+  g.output(confidence, ElemType.FLOAT, plane);
+
+  if (softmax.length === 2) {
+    const own = softmax.map((p, i) => g.op('ReduceMax', [p], `${nets[i].label}/confidence`, { axes: [1], keepdims: 1 }));
+    const studentConfidence = g.op('Concat', own, ONNX_OUTPUTS.studentConfidence, { axis: 1 });
+    // region = 3 − #students with max-prob > γ: 1 both, 2 exactly one, 3 neither.
+    const gamma = g.floatConstant(GAMMA_INITIALIZER, fullCard.regions.gamma);
+    const above = g.op('Greater', [studentConfidence, gamma], 'above_gamma');
+    const aboveF = g.op('Cast', [above], 'above_gamma_f', { to: ElemType.FLOAT });
+    const count = g.op('ReduceSum', [aboveF, g.int64Tensor('channel_axis', [1])], 'confident_students', { keepdims: 0 });
+    const regionF = g.op('Sub', [g.floatConstant('three', 3), count], 'region_f');
+    const region = g.op('Cast', [regionF], ONNX_OUTPUTS.region, { to: ElemType.UINT8 });
+    g.output(studentConfidence, ElemType.FLOAT, ['N', 2, 'H', 'W']);
+    g.output(region, ElemType.UINT8, plane);
+  }
+
+  const bytes = g.build(
+    selection === 'both' ? 'alhvr_two_student_unet' : `alhvr_unet_student_${selection}`,
+    { [MODEL_CARD_KEY]: JSON.stringify(fullCard) },
+    { name: 'alhvr-toolkit', version: fullCard.toolkit.version },
+  );
+  const s = g.summary;
+  return {
+    onnx: bytes,
+    card: fullCard,
+    summary: {
+      opset: OPSET,
+      precision: fp16 ? 'fp16' : 'fp32',
+      students: selection,
+      inputs: s.inputs,
+      outputs: s.outputs,
+      nodes: s.nodes,
+      parameters: g.weightCount,
+      trainableParameters: folded.map((f) => f.trainableParameters),
+      weightBytes: g.weightBytes,
+      fileBytes: bytes.length,
+    },
+  };
+}

@@ -1,0 +1,260 @@
+/**
+ * Numerical parity of an exported model against the TensorFlow.js networks it came from, on
+ * phantom cardiac slices prepared as inference prepares them (card normalisation, card image
+ * resize rule, card model size). Used by alhvr-export and the tests.
+ */
+import * as ort from 'onnxruntime-node';
+import { InputError, generatePhantomCase, normaliseIntensities, resizeInPlane, Volume, type ModelCard } from '@alhvr/core';
+import { selectBackend, type UNet } from '@alhvr/training';
+import { decodeOnnxModel, ElemType } from './onnx-graph-builder.js';
+import { readOnnxModelCard } from './onnx-model-card.js';
+import { logitsOutputName, ONNX_INPUT, ONNX_OUTPUTS } from './export-onnx.js';
+
+export interface ParityThresholds {
+  maxAbsLogits: number;
+  maxAbsProbabilities: number;
+  /** Fraction of pixels whose label agrees. */
+  minArgmaxAgreement: number;
+  /** Fraction of pixels whose region agrees (two-student models). */
+  minRegionAgreement: number;
+}
+
+export const FP32_PARITY: ParityThresholds = {
+  maxAbsLogits: 1e-4,
+  maxAbsProbabilities: 1e-4,
+  minArgmaxAgreement: 0.9999,
+  minRegionAgreement: 1,
+};
+
+/**
+ * fp16 bounds, set from measurements on phantom slices (default widths at 256², small widths at
+ * 32²–64²; see the export tests): worst measured max |Δp| ≈ 2e-3 and argmax agreement ≥ 99.9 %
+ * against the float32 tfjs network. The bounds below leave a margin over those figures.
+ */
+export const FP16_PARITY: ParityThresholds = {
+  maxAbsLogits: 5e-2,
+  maxAbsProbabilities: 1e-2,
+  minArgmaxAgreement: 0.995,
+  minRegionAgreement: 0.99,
+};
+
+export interface ParityOptions {
+  /** Number of phantom slices (default 4), taken evenly from phantom cases. */
+  slices?: number;
+  /** Phantom seed (default 20250101). */
+  seed?: number;
+  /** Slices per forward pass on both sides (default 2; >1 exercises the dynamic batch). */
+  batch?: number;
+  /** TensorFlow.js backend for the reference (default 'cpu'). */
+  backend?: 'cpu' | 'wasm';
+  /** Override the thresholds (default: FP32_PARITY or FP16_PARITY by the model's precision). */
+  thresholds?: ParityThresholds;
+}
+
+export interface ParityReport {
+  precision: 'fp32' | 'fp16';
+  backend: string;
+  slices: number;
+  /** [width, height] the slices were fed at (the card's input size). */
+  size: [number, number];
+  pixels: number;
+  /** null when the model has no logits outputs (shipping exports). */
+  maxAbsLogits: number | null;
+  maxAbsProbabilities: number;
+  maxAbsConfidence: number;
+  maxAbsStudentConfidence: number | null;
+  argmaxAgreement: number;
+  labelMismatches: number;
+  regionAgreement: number | null;
+  regionMismatches: number | null;
+  thresholds: ParityThresholds;
+  /** Human-readable reasons when a threshold is missed; empty on a pass. */
+  failures: string[];
+  pass: boolean;
+}
+
+/** Phantom slices ([count, H, W] row-major, x fastest) prepared with the card's rules. */
+export function phantomSlices(card: ModelCard, count: number, seed: number): Float32Array {
+  const [width, height] = card.input.size;
+  const out = new Float32Array(count * width * height);
+  const perCase = Math.min(count, 3);
+  let filled = 0;
+  for (let index = 0; filled < count; index++) {
+    const { image } = generatePhantomCase({ seed, index });
+    const normalised = new Volume({
+      data: normaliseIntensities(image.data, card.normalisation),
+      dims: image.dims,
+      affine: image.affine,
+      meta: image.meta,
+    });
+    const resized = resizeInPlane(normalised, [width, height], card.resize.image);
+    const nz = resized.dims[2];
+    const plane = width * height;
+    // Evenly spaced interior slices: the heart is mid-stack, the ends are mostly background.
+    for (let s = 0; s < perCase && filled < count; s++, filled++) {
+      const k = Math.min(nz - 1, Math.round(((s + 1) * (nz - 1)) / (perCase + 1)));
+      out.set(resized.data.subarray(k * plane, (k + 1) * plane), filled * plane);
+    }
+  }
+  return out;
+}
+
+function modelPrecision(bytes: Uint8Array): 'fp32' | 'fp16' {
+  const graph = decodeOnnxModel(bytes).graph;
+  return (graph?.initializer ?? []).some((t) => t.dataType === ElemType.FLOAT16) ? 'fp16' : 'fp32';
+}
+
+class MaxAbs {
+  value = 0;
+  add(a: number, b: number): void {
+    const d = Math.abs(a - b);
+    // NaN on either side must fail the check, not vanish in Math.max.
+    this.value = Number.isNaN(d) ? Infinity : Math.max(this.value, d);
+  }
+}
+
+/**
+ * Run `students` (eval mode) in TensorFlow.js and the exported model in ONNX Runtime for Node
+ * on the same slices; report the largest differences and label/region agreement.
+ * For one-student models pass either that student or both (the card says which is used).
+ */
+export async function checkParity(students: readonly UNet[], onnxModel: Uint8Array, opts: ParityOptions = {}): Promise<ParityReport> {
+  const card = readOnnxModelCard(onnxModel);
+  const precision = modelPrecision(onnxModel);
+  const thresholds = opts.thresholds ?? (precision === 'fp16' ? FP16_PARITY : FP32_PARITY);
+  const nets: { net: UNet; label: 'a' | 'b' }[] =
+    card.students === 'both'
+      ? (students.length === 2 ? [{ net: students[0], label: 'a' }, { net: students[1], label: 'b' }] : [])
+      : [{ net: students.length === 2 ? students[card.students === 'a' ? 0 : 1] : students[0], label: card.students }];
+  if (nets.length === 0 || nets.some((n) => !n.net)) {
+    throw new InputError(`parity: the model holds students "${card.students}" but ${students.length} network(s) were given`);
+  }
+  const count = opts.slices ?? 4;
+  const batch = Math.max(1, Math.min(opts.batch ?? 2, count));
+  const { tf, name: backend } = await selectBackend(opts.backend ?? 'cpu', { threads: 1, log: () => {} });
+
+  const [W, H] = card.input.size;
+  const C = card.classes.length;
+  const plane = W * H;
+  const slices = phantomSlices(card, count, opts.seed ?? 20250101);
+  const gamma = Math.fround(card.regions.gamma);
+  const two = nets.length === 2;
+
+  const session = await ort.InferenceSession.create(onnxModel, { graphOptimizationLevel: 'all' });
+  const outputs = new Set(session.outputNames);
+  const hasLogits = nets.every((n) => outputs.has(logitsOutputName(n.label)));
+
+  const dLogits = new MaxAbs();
+  const dProb = new MaxAbs();
+  const dConf = new MaxAbs();
+  const dStudent = new MaxAbs();
+  let labelMismatches = 0;
+  let regionMismatches = 0;
+  const ownMax = new Float32Array(2);
+
+  try {
+    for (let start = 0; start < count; start += batch) {
+      const b = Math.min(batch, count - start);
+      const input = slices.subarray(start * plane, (start + b) * plane);
+      // NHWC with one channel and NCHW with one channel share the memory layout.
+      const x = tf.tensor4d(input, [b, H, W, 1]);
+      const perStudent = nets.map(({ net }) =>
+        tf.tidy(() => {
+          const logits = net.forward(x, { training: false }).logits;
+          return { logits: logits.dataSync() as Float32Array, probs: tf.softmax(logits).dataSync() as Float32Array };
+        }),
+      );
+      x.dispose();
+      const feeds = { [ONNX_INPUT]: new ort.Tensor('float32', input, [b, 1, H, W]) };
+      const res = await session.run(feeds);
+      const probs = res[ONNX_OUTPUTS.probabilities].data as Float32Array;
+      const labels = res[ONNX_OUTPUTS.label].data as Uint8Array;
+      const conf = res[ONNX_OUTPUTS.confidence].data as Float32Array;
+      const studentConf = two ? (res[ONNX_OUTPUTS.studentConfidence].data as Float32Array) : undefined;
+      const regions = two ? (res[ONNX_OUTPUTS.region].data as Uint8Array) : undefined;
+      const onnxLogits = hasLogits ? nets.map((n) => res[logitsOutputName(n.label)].data as Float32Array) : [];
+
+      for (let n = 0; n < b; n++) {
+        for (let p = 0; p < plane; p++) {
+          const nhwc = (n * plane + p) * C;
+          let best = -Infinity;
+          let arg = 0;
+          for (let c = 0; c < C; c++) {
+            const nchw = (n * C + c) * plane + p;
+            let mean = 0;
+            for (let s = 0; s < nets.length; s++) {
+              mean += perStudent[s].probs[nhwc + c];
+              if (hasLogits) dLogits.add(perStudent[s].logits[nhwc + c], onnxLogits[s][nchw]);
+            }
+            mean = two ? Math.fround(mean * 0.5) : mean;
+            dProb.add(mean, probs[nchw]);
+            if (mean > best) {
+              best = mean;
+              arg = c;
+            }
+          }
+          const q = n * plane + p;
+          dConf.add(best, conf[q]);
+          if (labels[q] !== arg) labelMismatches++;
+          if (two) {
+            let confident = 0;
+            for (let s = 0; s < 2; s++) {
+              let m = -Infinity;
+              for (let c = 0; c < C; c++) m = Math.max(m, perStudent[s].probs[nhwc + c]);
+              ownMax[s] = m;
+              if (m > gamma) confident++;
+              dStudent.add(m, studentConf![(n * 2 + s) * plane + p]);
+            }
+            if (regions![q] !== 3 - confident) regionMismatches++;
+          }
+        }
+      }
+    }
+  } finally {
+    await session.release();
+  }
+
+  const pixels = count * plane;
+  const argmaxAgreement = 1 - labelMismatches / pixels;
+  const regionAgreement = two ? 1 - regionMismatches / pixels : null;
+  const failures: string[] = [];
+  if (hasLogits && !(dLogits.value <= thresholds.maxAbsLogits)) failures.push(`max |Δ logits| ${dLogits.value.toExponential(2)} > ${thresholds.maxAbsLogits}`);
+  if (!(dProb.value <= thresholds.maxAbsProbabilities)) failures.push(`max |Δ probabilities| ${dProb.value.toExponential(2)} > ${thresholds.maxAbsProbabilities}`);
+  if (!(dConf.value <= thresholds.maxAbsProbabilities)) failures.push(`max |Δ confidence| ${dConf.value.toExponential(2)} > ${thresholds.maxAbsProbabilities}`);
+  if (two && !(dStudent.value <= thresholds.maxAbsProbabilities)) failures.push(`max |Δ student_confidence| ${dStudent.value.toExponential(2)} > ${thresholds.maxAbsProbabilities}`);
+  if (argmaxAgreement < thresholds.minArgmaxAgreement) failures.push(`label agreement ${(argmaxAgreement * 100).toFixed(4)} % < ${thresholds.minArgmaxAgreement * 100} %`);
+  if (regionAgreement !== null && regionAgreement < thresholds.minRegionAgreement) failures.push(`region agreement ${(regionAgreement * 100).toFixed(4)} % < ${thresholds.minRegionAgreement * 100} % (${regionMismatches} pixels differ)`);
+  return {
+    precision,
+    backend,
+    slices: count,
+    size: [W, H],
+    pixels,
+    maxAbsLogits: hasLogits ? dLogits.value : null,
+    maxAbsProbabilities: dProb.value,
+    maxAbsConfidence: dConf.value,
+    maxAbsStudentConfidence: two ? dStudent.value : null,
+    argmaxAgreement,
+    labelMismatches,
+    regionAgreement,
+    regionMismatches: two ? regionMismatches : null,
+    thresholds,
+    failures,
+    pass: failures.length === 0,
+  };
+}
+
+/** Parity figures as printed by alhvr-export. */
+export function formatParity(r: ParityReport): string {
+  const e = (v: number | null) => (v === null ? 'n/a' : v.toExponential(2));
+  const lines = [
+    `parity (${r.precision} ONNX Runtime vs TensorFlow.js ${r.backend}, ${r.slices} phantom slices at ${r.size[0]}×${r.size[1]}):`,
+    `  max |Δ| probabilities ${e(r.maxAbsProbabilities)}, confidence ${e(r.maxAbsConfidence)}` +
+      (r.maxAbsStudentConfidence !== null ? `, student confidence ${e(r.maxAbsStudentConfidence)}` : '') +
+      (r.maxAbsLogits !== null ? `, logits ${e(r.maxAbsLogits)}` : ''),
+    `  labels agree ${(r.argmaxAgreement * 100).toFixed(4)} % (${r.labelMismatches} of ${r.pixels} differ)` +
+      (r.regionAgreement !== null ? `; regions agree ${(r.regionAgreement * 100).toFixed(4)} % (${r.regionMismatches} differ)` : ''),
+    `  ${r.pass ? 'PASS' : `FAIL: ${r.failures.join('; ')}`}`,
+  ];
+  return lines.join('\n');
+}
