@@ -1,0 +1,109 @@
+import { readdir, stat } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { InputError, METRIC_NAMES, MetricsWorkspace, meanMetrics, segmentationMetrics, type ClassMetrics, type EmptyPolicy } from '@alhvr/core';
+import { readNiftiFile, writeFileAtomic } from '@alhvr/core/node';
+import { commandLine } from '../lib/command-line.js';
+import { createProgress } from '../lib/progress.js';
+import { UsageError, runCommand, throwIfCancelled } from '../lib/run-command.js';
+import { isNiftiPath, stripNiftiExtension } from '../lib/file-names.js';
+
+const COMMAND = 'alhvr-eval';
+
+/**
+ * Case id → label file. A folder may hold <case>.nii.gz files (nnU-Net labelsTr) or
+ * <case>/mask.nii.gz (alhvr-segment's output layout); a single file is one case.
+ */
+async function labelFiles(path: string): Promise<Map<string, string>> {
+  const info = await stat(path).catch(() => {
+    throw new InputError('no such file or folder', path);
+  });
+  const out = new Map<string, string>();
+  if (info.isFile()) {
+    out.set(stripNiftiExtension(basename(path)), path);
+    return out;
+  }
+  for (const entry of (await readdir(path, { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name))) {
+    if (entry.isFile() && isNiftiPath(entry.name)) out.set(stripNiftiExtension(entry.name), join(path, entry.name));
+    else if (entry.isDirectory()) {
+      const mask = join(path, entry.name, 'mask.nii.gz');
+      if (await stat(mask).then(() => true, () => false)) out.set(entry.name, mask);
+    }
+  }
+  if (out.size === 0) throw new InputError('holds no NIfTI label files (<case>.nii.gz or <case>/mask.nii.gz)', path);
+  return out;
+}
+
+function parseClasses(text: string): number[] {
+  const values = text.split(',').map((s) => Number(s.trim()));
+  if (!values.length || !values.every((v) => Number.isInteger(v) && v > 0 && v < 256)) throw new UsageError(`--classes needs labels 1–255 separated by commas, got "${text}"`);
+  return values;
+}
+
+const fmt = (v: number, digits = 4) => (Number.isFinite(v) ? v.toFixed(digits) : 'nan');
+
+await runCommand(COMMAND, async (args, { signal }) => {
+  const argv = await commandLine(
+    COMMAND,
+    args,
+    '--pred DIR|FILE --ref DIR|FILE [--classes 1,2,3] [--json] [--out FILE.csv]',
+    'Score predicted label maps against reference labels, per case and class: Dice, Jaccard, HD95 and ASD\n' +
+      'in millimetres (from the reference spacing) and in voxels, with medpy\'s definitions. Empty-mask policy\n' +
+      '"flagged" (default): both empty → Dice 1, HD95 0; one empty → Dice 0 and HD95/ASD NaN, left out of the\n' +
+      'distance means but counted. "released-code": a never-predicted class scores 0 on every metric.',
+  )
+    .option('pred', { type: 'string', demandOption: true, description: 'Predictions: a NIfTI file, a folder of <case>.nii.gz, or an alhvr-segment output folder' })
+    .option('ref', { type: 'string', demandOption: true, description: 'References: a NIfTI file or a folder of <case>.nii.gz (e.g. labelsTr)' })
+    .option('classes', { type: 'string', description: 'Foreground labels to score [default: every label found in the references]' })
+    .option('empty-policy', { choices: ['flagged', 'released-code'] as const, default: 'flagged' as const, description: 'How empty masks are scored' })
+    .option('json', { type: 'boolean', default: false, description: 'Print one JSON document instead of a table' })
+    .option('out', { type: 'string', description: 'Also write the per-case, per-class table as CSV' })
+    .demandCommand(0, 0, '', `${COMMAND} takes no positional arguments`)
+    .parseAsync();
+
+  const preds = await labelFiles(argv.pred);
+  const refs = await labelFiles(argv.ref);
+  const single = preds.size === 1 && refs.size === 1;
+  // Two single files pair up whatever their names; folders pair by case id.
+  const pairs: [string, string, string][] = single
+    ? [[[...preds.keys()][0], [...preds.values()][0], [...refs.values()][0]]]
+    : [...preds].filter(([id]) => refs.has(id)).map(([id, p]) => [id, p, refs.get(id)!]);
+  if (pairs.length === 0) throw new InputError(`no case appears in both --pred (${preds.size} cases) and --ref (${refs.size} cases)`, argv.pred);
+  const missing = [...refs.keys()].filter((id) => !preds.has(id));
+  if (!single && missing.length) process.stderr.write(`${COMMAND}: warning: ${missing.length} reference case(s) have no prediction: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}\n`);
+
+  const workspace = new MetricsWorkspace();
+  const progress = createProgress({ total: pairs.length, label: 'cases', quiet: argv.quiet || argv.json });
+  const perCase: { id: string; metrics: ClassMetrics[] }[] = [];
+  for (const [id, predPath, refPath] of pairs) {
+    throwIfCancelled(signal);
+    const [pred, ref] = await Promise.all([readNiftiFile(predPath), readNiftiFile(refPath)]);
+    let classes = argv.classes ? parseClasses(argv.classes) : undefined;
+    if (!classes) {
+      const found = new Set<number>();
+      for (let p = 0; p < ref.data.length; p++) if (ref.data[p] !== 0) found.add(ref.data[p]);
+      classes = [...found].sort((a, b) => a - b);
+    }
+    perCase.push({ id, metrics: segmentationMetrics(pred, ref, classes, { emptyPolicy: argv['empty-policy'] as EmptyPolicy, workspace }) });
+    progress.tick();
+  }
+  progress.finish();
+  const summary = meanMetrics(perCase.map((c) => c.metrics));
+
+  if (argv.out) {
+    const header = ['case', 'label', ...METRIC_NAMES, 'predVoxels', 'refVoxels', 'predEmpty', 'refEmpty'];
+    const rows = perCase.flatMap((c) => c.metrics.map((m) => [c.id, m.label, ...METRIC_NAMES.map((n) => m[n]), m.predVoxels, m.refVoxels, m.predEmpty, m.refEmpty].join(',')));
+    await writeFileAtomic(argv.out, `${header.join(',')}\n${rows.join('\n')}\n`);
+  }
+  if (argv.json) {
+    process.stdout.write(`${JSON.stringify({ emptyPolicy: argv['empty-policy'], cases: perCase, summary }, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2)}\n`);
+    return;
+  }
+  process.stdout.write(`label  cases  Dice            Jaccard         HD95 mm          ASD mm\n`);
+  for (const c of summary.perClass) {
+    const s = c.stats;
+    process.stdout.write(
+      `${String(c.label).padEnd(6)} ${String(c.cases).padEnd(6)} ${fmt(s.dice.mean)}±${fmt(s.dice.std)} ${fmt(s.jaccard.mean)}±${fmt(s.jaccard.std)} ${fmt(s.hd95Mm.mean, 2)}±${fmt(s.hd95Mm.std, 2)}    ${fmt(s.asdMm.mean, 2)}±${fmt(s.asdMm.std, 2)}\n`,
+    );
+  }
+  process.stdout.write(`mean   ${String(perCase.length).padEnd(6)} ${fmt(summary.mean.dice)}        ${fmt(summary.mean.jaccard)}        ${fmt(summary.mean.hd95Mm, 2)}         ${fmt(summary.mean.asdMm, 2)}\n`);
+});
