@@ -64,7 +64,10 @@ const UID_RE = /^[0-9]+(\.[0-9]+)*$/;
 
 function describe(e: unknown): string {
   if (e instanceof Error) return e.message;
-  return typeof e === 'string' ? e : String(e);
+  if (typeof e === 'string') return e;
+  // dicom-parser throws plain objects like { exception: "...", dataSet }.
+  if (typeof e === 'object' && e !== null && typeof (e as { exception?: unknown }).exception === 'string') return (e as { exception: string }).exception;
+  return String(e);
 }
 
 // Deflated syntaxes carry a raw (headerless) deflate stream after the file meta group.

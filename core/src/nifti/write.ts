@@ -124,5 +124,5 @@ export function encodeNifti(vol: Volume, opts: EncodeNiftiOptions = {}): Uint8Ar
       for (let b = 0; b < dt.bytes; b++) out[VOX_OFFSET + n + b] = payload[n + dt.bytes - 1 - b];
     }
   }
-  return opts.gzip === false ? out : gzipSync(out, { level: 6 });
+  return opts.gzip === false ? out : gzipSync(out, { level: 6, mtime: 0 }) // mtime 0: the same volume always gives the same bytes;
 }
