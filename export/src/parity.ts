@@ -34,15 +34,17 @@ export const FP32_PARITY: ParityThresholds = {
 
 /**
  * fp16 bounds. Measured with onnxruntime-node 1.30 (CPU) against the float32 tfjs networks on
- * phantom slices, default widths at 256² and small widths at 64×48, confident students: max |Δ|
- * logits ≈ 1.1e-3, probabilities ≈ 1.6e-4, student confidence ≈ 3.3e-4, labels 100 % equal.
- * The bounds leave about 6× margin (GPU providers accumulate in fp16 and may differ more);
- * region flips are accepted only where a student's confidence lies within 2e-3 of γ.
+ * phantom slices (students with calibrated BatchNorm statistics, logits within ±6; small widths
+ * at 64×48 and default widths at 256²): max |Δ| logits ≤ 1.5e-3, probabilities ≤ 2.7e-4,
+ * student confidence ≤ 5.4e-4; labels agreed on 99.8–100 % of pixels (flips only at near-tied
+ * top-2 classes); region flips occurred only at confidences within 2e-3 of γ (≈0.5 % of pixels
+ * when γ sits at the median confidence). The bounds leave margin for other hardware; GPU
+ * providers accumulate in fp16 and may differ more.
  */
 export const FP16_PARITY: ParityThresholds = {
   maxAbsLogits: 1e-2,
   maxAbsProbabilities: 2e-3,
-  minArgmaxAgreement: 0.999,
+  minArgmaxAgreement: 0.99,
   minRegionAgreement: 1,
   regionTieMargin: 2e-3,
 };

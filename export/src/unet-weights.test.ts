@@ -8,8 +8,10 @@ import { makeStudent, useBackend } from '../../test/export-fixtures.js';
 import { ElemType, OnnxGraphBuilder } from './onnx-graph-builder.js';
 import { foldUNet } from './unet-weights.js';
 
+let shared: UNet;
 beforeAll(async () => {
   await useBackend();
+  shared = makeStudent(11);
 });
 
 /** Run one folded conv in ONNX Runtime on an NCHW input. */
@@ -34,7 +36,7 @@ describe('BatchNorm folding and HWIO → OIHW', () => {
     ['dec.up1.reduce', null, 64, 4, 4],
     ['dec.out', null, 4, 8, 8],
   ] as const)('%s: folded conv in ONNX Runtime equals tfjs conv → BatchNorm(eval)', async (layer, bn, cin, h, w) => {
-    const net = makeStudent(11);
+    const net = shared;
     const rng = new Rng(3);
     const nhwc = Float32Array.from({ length: 2 * h * w * cin }, () => rng.uniform(-1, 1));
     const ref = tf.tidy(() => {
@@ -54,12 +56,11 @@ describe('BatchNorm folding and HWIO → OIHW', () => {
     expect(maxRef).toBeGreaterThan(0.1);
     // Float32 rounding only: folding is exact algebra.
     expect(maxDiff).toBeLessThan(2e-6 * Math.max(1, maxRef));
-    net.dispose();
   });
 
   test('trainable parameter count matches the architecture formula', () => {
     const widths = [4, 8, 16, 32, 64];
-    const net = makeStudent(12, { widths });
+    const net = new UNet({ numClasses: 4, widths }, new Rng(12));
     const convP = (k: number, cin: number, cout: number) => k * k * cin * cout + cout;
     const block = (cin: number, cout: number) => convP(3, cin, cout) + convP(3, cout, cout) + 4 * cout; // + 2 BN × (γ, β)
     let expected = block(1, widths[0]);
@@ -74,7 +75,7 @@ describe('BatchNorm folding and HWIO → OIHW', () => {
 
 describe('refusals name what cannot be mapped', () => {
   test('an unknown parameter (extra layer) is refused with its name', () => {
-    const net = makeStudent(13);
+    const net = new UNet({ numClasses: 4, widths: [4, 8, 16, 32, 64] }, new Rng(13));
     net.params.add('dec.up2.attention.kernel', tf.zeros([1, 1, 8, 8]), true);
     expect(() => foldUNet(net, 'b')).toThrow(InputError);
     expect(() => foldUNet(net, 'b')).toThrow(/student b has parameter "dec\.up2\.attention\.kernel" \(Variable \[1,1,8,8\]\).*unknown layer/);
@@ -82,7 +83,7 @@ describe('refusals name what cannot be mapped', () => {
   });
 
   test('a missing parameter is refused with its name', () => {
-    const net = makeStudent(14);
+    const net = new UNet({ numClasses: 4, widths: [4, 8, 16, 32, 64] }, new Rng(14));
     net.params.variables.get('enc.3.bn2.runningVar')!.dispose();
     net.params.variables.delete('enc.3.bn2.runningVar');
     expect(() => foldUNet(net, 'a')).toThrow(/missing parameter "enc\.3\.bn2\.runningVar"/);
@@ -90,7 +91,7 @@ describe('refusals name what cannot be mapped', () => {
   });
 
   test('a parameter shape that does not fit the width config is refused', () => {
-    const net = makeStudent(15);
+    const net = new UNet({ numClasses: 4, widths: [4, 8, 16, 32, 64] }, new Rng(15));
     (net.config.widths as number[])[2] = 20; // config no longer describes the weights
     expect(() => foldUNet(net, 'a')).toThrow(/parameter "enc\.2\.conv1\.kernel" has shape \[3,3,8,16\], expected \[3,3,8,20\]/);
     net.dispose();
