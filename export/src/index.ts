@@ -6,3 +6,4 @@ export * from './export-onnx.js';
 export * from './onnx-model-card.js';
 export * from './parity.js';
 export * from './toolkit-info.js';
+export * from './checkpoint-export.js';

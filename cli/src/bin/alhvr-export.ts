@@ -1,0 +1,67 @@
+import { writeFileAtomic } from '@alhvr/core/node';
+import { selectBackend } from '@alhvr/training';
+import { checkParity, exportOnnx, formatParity, loadRunForExport, type GraphSummary, type StudentSelection } from '@alhvr/export';
+import { commandLine } from '../lib/command-line.js';
+import { UsageError, runCommand, throwIfCancelled } from '../lib/run-command.js';
+
+const COMMAND = 'alhvr-export';
+
+function formatSummary(s: GraphSummary, out: string): string {
+  const shape = (d: (number | string)[]) => `[${d.join(', ')}]`;
+  return [
+    `ONNX opset ${s.opset}, ${s.precision}, students ${s.students}, ${s.nodes} nodes`,
+    `  parameters ${s.parameters.toLocaleString('en-US')} after BatchNorm folding (trainable per student: ${s.trainableParameters.map((n) => n.toLocaleString('en-US')).join(', ')})`,
+    ...s.inputs.map((t) => `  input  ${t.name} ${t.type} ${shape(t.shape)}`),
+    ...s.outputs.map((t) => `  output ${t.name} ${t.type} ${shape(t.shape)}`),
+    `  ${out}: ${(s.fileBytes / 1e6).toFixed(2)} MB`,
+  ].join('\n');
+}
+
+await runCommand(COMMAND, async (args, { signal }) => {
+  const argv = await commandLine(
+    COMMAND,
+    args,
+    'RUN_DIR|CHECKPOINT --out model.onnx [--students both|a|b] [--fp16]',
+    'Export trained ALHVR students to one ONNX model (opset 17, NCHW, dynamic batch and plane size) carrying ' +
+      'its model card, after checking it against TensorFlow.js on phantom slices. From a run folder each ' +
+      'student comes from its best validation checkpoint and γ from the last iteration.',
+  )
+    .positional('source', { type: 'string', description: 'Training run folder or .ckpt file' })
+    .option('out', { alias: 'o', type: 'string', demandOption: true, description: 'ONNX file to write' })
+    .option('students', { choices: ['both', 'a', 'b'] as const, description: 'Which students to export (default: both for ALHVR runs)' })
+    .option('fp16', { type: 'boolean', default: false, description: 'Half-precision weights and compute (float32 input/outputs)' })
+    .option('gamma', { type: 'number', description: 'Region threshold γ to store instead of the run\'s final γ' })
+    .option('parity-slices', { type: 'number', default: 4, description: 'Phantom slices for the TensorFlow.js parity check (0 skips it)' })
+    .option('backend', { choices: ['wasm', 'cpu'] as const, default: 'wasm' as const, description: 'TensorFlow.js backend for loading and parity' })
+    .demandCommand(1, 1, 'give one RUN_DIR or CHECKPOINT', 'give only one RUN_DIR or CHECKPOINT')
+    .parseAsync();
+  const source = String(argv._[0]);
+  if (argv.out.trim() === '') throw new UsageError('--out must not be empty');
+  if (argv.gamma !== undefined && !(argv.gamma > 0 && argv.gamma <= 1)) throw new UsageError(`--gamma must be in (0, 1], got ${argv.gamma}`);
+  const slices = argv['parity-slices'];
+  if (!Number.isInteger(slices) || slices < 0) throw new UsageError(`--parity-slices must be a whole number ≥ 0, got ${slices}`);
+  const say = (m: string) => {
+    if (!argv.quiet) process.stderr.write(`${m}\n`);
+  };
+
+  await selectBackend(argv.backend, { threads: 2, log: say });
+  const run = await loadRunForExport(source, { students: argv.students as StudentSelection | undefined, gamma: argv.gamma });
+  try {
+    run.sources.forEach((f, i) => say(`student ${run.students.length === 2 ? 'ab'[i] : run.selection}: ${f}`));
+    throwIfCancelled(signal);
+    const result = exportOnnx(run.students, run.card, { fp16: argv.fp16, students: run.selection });
+    process.stdout.write(`${formatSummary(result.summary, argv.out)}\n`);
+    process.stdout.write(`  γ ${result.card.regions.gamma} (${result.card.regions.gammaSource}), β ${result.card.regions.beta}, ${result.card.classes.length} classes, input ${result.card.input.size.join('×')}\n`);
+    throwIfCancelled(signal);
+    if (slices > 0) {
+      const parity = await checkParity(run.students, result.onnx, { slices, backend: argv.backend });
+      process.stdout.write(`${formatParity(parity)}\n`);
+      if (!parity.pass) throw new Error(`the exported model does not match TensorFlow.js (${parity.failures.join('; ')}); nothing written`);
+    }
+    throwIfCancelled(signal);
+    await writeFileAtomic(argv.out, result.onnx);
+    process.stdout.write(`wrote ${argv.out}\n`);
+  } finally {
+    for (const s of run.students) s.dispose();
+  }
+});
