@@ -1,0 +1,73 @@
+/**
+ * One measurement of bench/segment.ts, in its own process so its peak RSS is its own.
+ *
+ *   npx tsx bench/segment-child.ts ort MODEL SLICES.f32 N H W THREADS BATCH [LABELS_OUT.u8]
+ *     ONNX Runtime alone: the product's session (openModelFile, same options) on the
+ *     preprocessed slices, batches of BATCH, every output the pipeline fetches.
+ *   npx tsx bench/segment-child.ts e2e MODEL INPUT_LIST.json OUT_DIR THREADS BATCH
+ *     alhvr-segment end to end (runSegmentation: read, preprocess, both students, maps back,
+ *     every NIfTI output, preview, report, manifest), timed from "model loaded" to the end.
+ *
+ * Prints one JSON line.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { openModelFile, runSegmentation, type CaseSource, type SliceOutputKind } from '@alhvr/inference/node';
+
+const peakRssMb = () => process.resourceUsage().maxRSS / 1024;
+
+async function ortAlone(args: string[]): Promise<object> {
+  const [model, slicesPath, n, h, w, threads, batch, labelsOut] = args;
+  const [N, H, W, B] = [Number(n), Number(h), Number(w), Number(batch)];
+  const raw = readFileSync(slicesPath);
+  const slices = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
+  const t0 = performance.now();
+  const opened = await openModelFile(model, { device: 'cpu', threads: Number(threads) });
+  const loadMs = performance.now() - t0;
+  const fetch: SliceOutputKind[] = ['label', 'confidence', 'region'];
+  const labels = new Uint8Array(N * H * W);
+  // Warm-up, as PyTorch's is.
+  await opened.model.run(slices, Math.min(B, N), H, W, fetch);
+  const t1 = performance.now();
+  for (let s = 0; s < N; s += B) {
+    const count = Math.min(B, N - s);
+    const out = await opened.model.run(slices.subarray(s * H * W), count, H, W, fetch);
+    labels.set(out.label!, s * H * W);
+  }
+  const seconds = (performance.now() - t1) / 1000;
+  if (labelsOut) writeFileSync(labelsOut, labels);
+  await opened.model.release();
+  return { slices: N, seconds, slicesPerSec: N / seconds, sessionLoadMs: loadMs, peakRssMb: peakRssMb() };
+}
+
+async function endToEnd(args: string[]): Promise<object> {
+  const [model, listPath, outDir, threads, batch] = args;
+  const sources = JSON.parse(readFileSync(listPath, 'utf8')) as CaseSource[];
+  const t0 = performance.now();
+  let loaded = 0;
+  let slices = 0;
+  const run = await runSegmentation(sources, {
+    output: outDir,
+    model,
+    device: 'cpu',
+    threads: Number(threads),
+    batch: Number(batch),
+    formats: new Set(['nifti']),
+    onStart: () => {
+      loaded = performance.now();
+    },
+    onSlices: (_id, done, total) => {
+      if (done === total) slices += total;
+    },
+  });
+  const end = performance.now();
+  if (run.failed) throw new Error(`${run.failed} case(s) failed: ${run.entries.find((e) => e.status === 'failed')?.error}`);
+  const seconds = (end - loaded) / 1000;
+  const phases: Record<string, number> = {};
+  for (const e of run.entries) for (const [k, v] of Object.entries(e.timingsMs)) phases[k] = (phases[k] ?? 0) + v;
+  return { cases: run.entries.length, slices, seconds, slicesPerSec: slices / seconds, modelLoadMs: loaded - t0, phasesMs: phases, peakRssMb: peakRssMb() };
+}
+
+const [mode, ...rest] = process.argv.slice(2);
+const result = mode === 'ort' ? await ortAlone(rest) : mode === 'e2e' ? await endToEnd(rest) : undefined;
+if (!result) throw new Error(`unknown mode ${mode}`);
+process.stdout.write(`${JSON.stringify(result)}\n`);
