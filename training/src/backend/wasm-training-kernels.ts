@@ -29,9 +29,10 @@ import {
   type NamedAttrMap,
   type TensorInfo,
 } from '@tensorflow/tfjs-core';
+import { registerFastBatchMatMul } from './wasm-batch-matmul.js';
 
 /** The parts of tfjs-backend-wasm's BackendWasm these kernels rely on (not in its public types). */
-interface WasmBackendInternals {
+export interface WasmBackendInternals {
   dataIdMap: {
     get(dataId: object): { id: number; memoryOffset: number; refCount: number } | undefined;
     set(dataId: object, v: { id: number; memoryOffset: number; shape: number[]; dtype: string; refCount: number }): void;
@@ -71,7 +72,7 @@ interface BackendState {
 }
 const states = new WeakMap<object, BackendState>();
 
-function stateFor(backend: WasmBackendInternals): BackendState {
+export function stateFor(backend: WasmBackendInternals): BackendState {
   let s = states.get(backend);
   if (s === undefined) {
     // 'BatchMatMul' is the C symbol tfjs-backend-wasm exports for its matmul kernel.
@@ -103,14 +104,14 @@ export function releaseWasmTrainingScratch(backend: object): void {
   }
 }
 
-const shapeBytes = (shape: number[]): Uint8Array => new Uint8Array(new Int32Array(shape).buffer);
+export const shapeBytes = (shape: number[]): Uint8Array => new Uint8Array(new Int32Array(shape).buffer);
 
 /**
  * A tensor id that points into the middle of another tensor's wasm memory, so a contiguous slice of
  * dy can be handed to the C matmul without copying. A fresh id per use matters: the C side caches
  * the packed XNNPACK weights under the weights' tensor id and drops them when that id is disposed.
  */
-function aliasTensor(backend: WasmBackendInternals, base: TensorInfo, offsetFloats: number, shape: number[]): TensorInfo {
+export function aliasTensor(backend: WasmBackendInternals, base: TensorInfo, offsetFloats: number, shape: number[]): TensorInfo {
   const baseData = backend.dataIdMap.get(base.dataId);
   if (baseData === undefined) throw new Error('wasm training kernels: input tensor is not on the wasm backend');
   const id = backend.dataIdNextNumber++;
@@ -121,21 +122,21 @@ function aliasTensor(backend: WasmBackendInternals, base: TensorInfo, offsetFloa
   return { dataId, shape, dtype: 'float32' };
 }
 
-function disposeAlias(backend: WasmBackendInternals, t: TensorInfo): void {
+export function disposeAlias(backend: WasmBackendInternals, t: TensorInfo): void {
   const d = backend.dataIdMap.get(t.dataId);
   if (d === undefined) return;
   backend.wasm.tfjs.disposeData(d.id); // never free(): the memory belongs to the base tensor
   backend.dataIdMap.delete(t.dataId);
 }
 
-function idOf(backend: WasmBackendInternals, t: TensorInfo): number {
+export function idOf(backend: WasmBackendInternals, t: TensorInfo): number {
   const d = backend.dataIdMap.get(t.dataId);
   if (d === undefined) throw new Error('wasm training kernels: tensor is not on the wasm backend');
   return d.id;
 }
 
 /** Calls another wasm kernel's implementation directly (as the backend's own kernels do). */
-function runKernel(name: string, inputs: Record<string, TensorInfo>, backend: object, attrs: NamedAttrMap): TensorInfo {
+export function runKernel(name: string, inputs: Record<string, TensorInfo>, backend: object, attrs: NamedAttrMap): TensorInfo {
   const k = getKernel(name, 'wasm');
   if (k === undefined) throw new Error(`wasm backend has no ${name} kernel`);
   return k.kernelFunc({ inputs, backend: backend as never, attrs }) as TensorInfo;
@@ -352,6 +353,7 @@ const maxPoolGradWasm: KernelFunc = ({ inputs, backend: b, attrs }) => {
  * the backend is initialised (kernels are looked up per call).
  */
 export function registerWasmTrainingKernels(): void {
+  registerFastBatchMatMul();
   if (getKernel(Conv2DBackpropFilter, 'wasm')?.kernelFunc !== conv2DBackpropFilterWasm) {
     if (getKernel(Conv2DBackpropFilter, 'wasm') !== undefined) unregisterKernel(Conv2DBackpropFilter, 'wasm');
     registerKernel({ kernelName: Conv2DBackpropFilter, backendName: 'wasm', kernelFunc: conv2DBackpropFilterWasm });

@@ -51,8 +51,11 @@ export function resizeBilinear(x: tf.Tensor4D, size: [number, number], alignCorn
     const rw = weightMatrix(w, outW, alignCorners);
     // Rows: [1, outH, h] x [b, h, w*c] -> [b, outH, w*c] (batch broadcast).
     const rows = tf.matMul(tf.expandDims(rh, 0), tf.reshape(x, [b, h, w * c]));
-    // Columns: [1, outW, w] x [b*outH, w, c] -> [b*outH, outW, c].
-    const cols = tf.matMul(tf.expandDims(rw, 0), tf.reshape(rows, [b * outH, w, c]));
+    // Columns: contract w as one plain 2-D product [outW, w] x [w, b*outH*c]; batched tiny
+    // products (one per output row) are dominated by per-call overhead on the wasm backend.
+    const byColumn = tf.reshape(tf.transpose(tf.reshape(rows, [b * outH, w, c]), [1, 0, 2]), [w, b * outH * c]);
+    const mixed = tf.matMul(rw, byColumn);
+    const cols = tf.transpose(tf.reshape(mixed, [outW, b * outH, c]), [1, 0, 2]);
     return tf.reshape(cols, [b, outH, outW, c]);
   });
 }
