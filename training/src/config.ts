@@ -30,6 +30,8 @@ export interface TrainConfig {
   proportion: number;
   temperature: number;
   consistency: number;
+  /** Iterations over which w(t) ramps up (published 30 000); scale it down with short runs. */
+  rampIterations: number;
   diceLoss: DiceVariant;
   detachTeacher: boolean;
   protoCe: ProtoCeReduction;
@@ -58,6 +60,7 @@ export const DEFAULT_CONFIG: Omit<TrainConfig, 'data' | 'out'> = {
   proportion: 0.8,
   temperature: 0.1,
   consistency: 0.1,
+  rampIterations: 30_000,
   diceLoss: 'released',
   detachTeacher: false,
   protoCe: 'released',
@@ -81,6 +84,7 @@ export function resolveConfig(user: Partial<TrainConfig> & { data: string; out: 
   if (!posInt(c.patch) || c.patch % 16 !== 0) bad(`patch must be a positive multiple of 16 (got ${c.patch})`);
   if (c.widths.length !== 5 || !c.widths.every(posInt)) bad(`widths must be five positive integers (got ${c.widths})`);
   if (!(c.proportion > 0 && c.proportion < 1)) bad(`proportion β must be in (0, 1) (got ${c.proportion})`);
+  if (!(c.rampIterations >= 200)) bad(`rampIterations must be at least 200 (got ${c.rampIterations})`);
   if (!(c.lr > 0)) bad(`lr must be positive (got ${c.lr})`);
   if (!posInt(c.valEvery) || !posInt(c.checkpointEvery)) bad('valEvery and checkpointEvery must be positive integers');
   if (c.method === 'supervised') c.batchUnlabeled = 0;

@@ -60,6 +60,7 @@ await runCommand(COMMAND, async (args, { signal }) => {
     .option('patch', { type: 'number', description: `Slice size fed to the network, multiple of 16 [default: ${d.patch}]` })
     .option('widths', { type: 'string', description: `Five encoder widths [default: ${d.widths.join(',')}]` })
     .option('lr', { type: 'number', description: `SGD learning rate [default: ${d.lr}]` })
+    .option('ramp-iterations', { type: 'number', description: `Iterations over which the unsupervised weight ramps up [default: ${d.rampIterations}]` })
     .option('dice-loss', { choices: ['released', 'standard'] as const, description: `Dice variant [default: ${d.diceLoss}]` })
     .option('detach-teacher', { type: 'boolean', description: `Detach the DTCT teacher [default: ${d.detachTeacher}]` })
     .option('backend', { choices: BACKEND_CHOICES, description: `TensorFlow.js backend [default: ${d.backend}]` })
@@ -95,6 +96,7 @@ await runCommand(COMMAND, async (args, { signal }) => {
     patch: argv.patch,
     widths: argv.widths ? parseWidths(argv.widths) : undefined,
     lr: argv.lr,
+    rampIterations: argv['ramp-iterations'],
     diceLoss: argv['dice-loss'],
     detachTeacher: argv['detach-teacher'],
     backend: argv.backend,

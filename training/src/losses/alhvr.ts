@@ -37,6 +37,8 @@ export interface AlhvrLossOptions {
   scaler?: number;
   /** Maximum unsupervised weight (released 0.1). */
   consistency?: number;
+  /** Iterations the ramp spans (released 30 000 = 200 steps of 150); shorter CPU runs scale it. */
+  rampIterations?: number;
   diceLoss?: DiceVariant;
   detachTeacher?: boolean;
   protoCe?: ProtoCeReduction;
@@ -95,7 +97,7 @@ const tail = (x: tf.Tensor4D, n: number) => tf.slice(x, [n, 0, 0, 0], [-1, -1, -
 export function alhvrLoss(a: StudentOutputs, b: StudentOutputs, labels: tf.Tensor3D, options: AlhvrLossOptions): AlhvrLossTerms {
   const bl = options.labeledCount;
   checkShapes(a, b, labels, bl);
-  const weight = rampWeight(options.iteration, options.consistency ?? 0.1);
+  const weight = rampWeight(options.iteration, options.consistency ?? 0.1, 200, (options.rampIterations ?? 30_000) / 200);
   const terms = tf.tidy(() => {
     const numClasses = a.logits.shape[3];
     const pA = tf.softmax(a.logits, -1);
