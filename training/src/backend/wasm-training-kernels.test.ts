@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { selectBackend } from './select-backend.js';
+import { setBackpropFilterPath } from './wasm-training-kernels.js';
 
 /**
  * Every gradient the U-Net training needs is computed twice, once on the reference `cpu` backend
@@ -98,6 +99,35 @@ describe('wasm training kernels match the cpu backend', () => {
     await compare('conv2d chunked', [x, w], (xt, wt) =>
       tf.sum(tf.mul(tf.conv2d(xt as tf.Tensor4D, wt as tf.Tensor4D, 1, 'same'), tf.tensor(wy, [2, 64, 64, 2]))));
   });
+
+  // Both dW algorithms, pinned, on stride-1 shapes (the automatic choice only ever runs one of them).
+  for (const path of ['taps', 'im2col'] as const) {
+    const cases = [
+      { b: 2, h: 9, w: 8, ci: 3, co: 5, k: 3, pad: 'same' as const },
+      { b: 2, h: 11, w: 9, ci: 4, co: 6, k: 3, pad: 'valid' as const },
+      { b: 1, h: 7, w: 12, ci: 40, co: 3, k: 3, pad: 'same' as const },
+      { b: 2, h: 6, w: 5, ci: 9, co: 7, k: 1, pad: 'same' as const },
+      // 2^21 floats / (3·3·16) = 14563 pixels per chunk; the padded grid 2×98×98 = 19208 → 2 chunks
+      { b: 2, h: 96, w: 96, ci: 16, co: 2, k: 3, pad: 'same' as const },
+    ];
+    for (const c of cases) {
+      it(`conv2d filter gradient, ${path} path: ${c.k}×${c.k} pad ${c.pad}, x [${c.b},${c.h},${c.w},${c.ci}] → ${c.co}`, async () => {
+        const r = rng(c.b * 31 + c.ci * 7 + c.co);
+        const x = { data: randomArray(c.b * c.h * c.w * c.ci, r), shape: [c.b, c.h, c.w, c.ci] };
+        const w = { data: randomArray(c.k * c.k * c.ci * c.co, r), shape: [c.k, c.k, c.ci, c.co] };
+        const oh = c.pad === 'same' ? c.h : c.h - c.k + 1;
+        const ow = c.pad === 'same' ? c.w : c.w - c.k + 1;
+        const wy = randomArray(c.b * oh * ow * c.co, r);
+        setBackpropFilterPath(path);
+        try {
+          await compare(`conv2d ${path}`, [x, w], (xt, wt) =>
+            tf.sum(tf.mul(tf.conv2d(xt as tf.Tensor4D, wt as tf.Tensor4D, 1, c.pad), tf.tensor(wy, [c.b, oh, ow, c.co]))));
+        } finally {
+          setBackpropFilterPath('auto');
+        }
+      });
+    }
+  }
 
   // tfjs-backend-wasm 4.22's own MaxPoolGrad misroutes gradients in all-negative windows.
   for (const [k, s, pad] of [[2, 2, 'valid'], [3, 2, 'same'], [3, 1, 'same']] as const) {

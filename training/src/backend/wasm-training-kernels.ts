@@ -191,6 +191,77 @@ function im2colTransposed(
   }
 }
 
+/**
+ * Stride-1, dilation-1 dW with the im2col built by block copies instead of per-element JS.
+ * Lay x (zero-padded) and dy on the same padded pixel grid [B, Hp, Wp]: output pixel
+ * p = (b·Hp + oh)·Wp + ow sees, through tap (kh, kw), padded input pixel p + kh·Wp + kw. With dy
+ * zero outside the real output grid (PadV2), tap t's im2col rows are contiguous ranges of the
+ * transposed padded input xpadᵀ [Cin, L]: cols[t·Cin + ci, j] = xpadᵀ[ci, off_t + j]. So the
+ * im2colᵀ chunk [KH·KW·Cin, mc] is KH·KW·Cin memcpy's (TypedArray.set), and one XNNPACK GEMM
+ * against the dy chunk [mc, Cout] (one alias id, packed once per chunk) writes dW in its final
+ * [KH, KW, Cin, Cout] layout. Pad and transpose run in C. One extra zero image at the end of xpad
+ * keeps every tap's window inside the tensor.
+ */
+function backpropFilterByTaps(backend: WasmBackendInternals, x: TensorInfo, dy: TensorInfo, info: backend_util.Conv2DInfo): TensorInfo {
+  const { batchSize: B, inChannels: Cin, outChannels: Cout, outHeight: OH, outWidth: OW, filterHeight: KH, filterWidth: KW } = info;
+  const { top: pt, bottom: pb, left: pl, right: pr } = info.padInfo;
+  const Hp = info.inHeight + pt + pb;
+  const Wp = info.inWidth + pl + pr;
+  const Mg = B * Hp * Wp;
+  const K = KH * KW * Cin;
+  const s = stateFor(backend);
+  const extra = KH > 1 || KW > 1 ? 1 : 0;
+  const L = (B + extra) * Hp * Wp;
+  const xpad = runKernel('PadV2', { x }, backend, { paddings: [[0, extra], [pt, pb], [pl, pr], [0, 0]], constantValue: 0 });
+  const xpadFlat = aliasTensor(backend, xpad, 0, [L, Cin]);
+  const xT = runKernel('Transpose', { x: xpadFlat }, backend, { perm: [1, 0] });
+  disposeAlias(backend, xpadFlat);
+  backend.disposeData(xpad.dataId);
+  const dyGrid = Hp === OH && Wp === OW
+    ? dy
+    : runKernel('PadV2', { x: dy }, backend, { paddings: [[0, 0], [0, Hp - OH], [0, Wp - OW], [0, 0]], constantValue: 0 });
+
+  const out = backend.makeOutput([KH, KW, Cin, Cout], 'float32');
+  const outId = idOf(backend, out);
+  const mcMax = Math.max(1, Math.min(Mg, Math.floor(IM2COL_CHUNK_FLOATS / K)));
+  const scratch = scratchFor(backend, s, K * mcMax);
+  const partial = Mg > mcMax ? backend.makeOutput([K * Cout], 'float32') : null;
+  for (let m0 = 0; m0 < Mg; m0 += mcMax) {
+    const mc = Math.min(mcMax, Mg - m0);
+    // views are re-made each chunk: any allocation may grow (and so replace) the wasm heap buffer
+    const xv = backend.typedArrayFromHeap(xT);
+    const cols = backend.typedArrayFromHeap({ ...scratch, shape: [K * mc] });
+    for (let kh = 0; kh < KH; kh++) {
+      for (let kw = 0; kw < KW; kw++) {
+        const off = kh * Wp + kw + m0;
+        const row0 = (kh * KW + kw) * Cin;
+        for (let ci = 0; ci < Cin; ci++) cols.set(xv.subarray(ci * L + off, ci * L + off + mc), (row0 + ci) * mc);
+      }
+    }
+    const dyChunk = aliasTensor(backend, dyGrid, m0 * Cout, [1, mc, Cout]);
+    const target = m0 === 0 ? outId : idOf(backend, partial!);
+    s.matMul(idOf(backend, scratch), shapeBytes([1, K, mc]), 3, idOf(backend, dyChunk), shapeBytes([1, mc, Cout]), 3,
+      false, false, target);
+    disposeAlias(backend, dyChunk);
+    if (m0 !== 0) {
+      const acc = backend.typedArrayFromHeap(out);
+      const p = backend.typedArrayFromHeap({ ...partial!, shape: [K * Cout] });
+      for (let i = 0; i < acc.length; i++) acc[i] += p[i];
+    }
+  }
+  if (partial !== null) backend.disposeData(partial.dataId);
+  backend.disposeData(xT.dataId);
+  if (dyGrid !== dy) backend.disposeData(dyGrid.dataId);
+  return out;
+}
+
+/** Which dW algorithm runs; 'auto' picks per shape (see conv2DBackpropFilterWasm). Tests pin each one. */
+export type BackpropFilterPath = 'auto' | 'taps' | 'im2col';
+let backpropFilterPath: BackpropFilterPath = 'auto';
+export function setBackpropFilterPath(p: BackpropFilterPath): void {
+  backpropFilterPath = p;
+}
+
 const conv2DBackpropFilterWasm: KernelFunc = ({ inputs, backend: b, attrs }) => {
   const backend = b as unknown as WasmBackendInternals;
   const a = attrs as unknown as {
@@ -207,6 +278,19 @@ const conv2DBackpropFilterWasm: KernelFunc = ({ inputs, backend: b, attrs }) => 
   if (x.dtype !== 'float32' || dy.dtype !== 'float32') throw new Error('Conv2DBackpropFilter (wasm): float32 only');
   const info = backend_util.computeConv2DInfo(
     x.shape as [number, number, number, number], a.filterShape, a.strides, 1, a.pad as never, a.dimRoundingMode, false, 'channelsLast');
+  const tapsApply = info.strideHeight === 1 && info.strideWidth === 1 && info.dilationHeight === 1 && info.dilationWidth === 1;
+  // Measured on a small-U-Net step's shapes (bench/.. see report): the block-copy im2col wins
+  // clearly when the per-element JS loop is worst, i.e. few input channels (1–16) over many
+  // pixels; from 32 channels on the two are within noise and the element loop stays.
+  const preferTaps = backpropFilterPath === 'taps' || (backpropFilterPath === 'auto' && info.inChannels <= 16);
+  if (tapsApply && preferTaps) {
+    const out = backpropFilterByTaps(backend, x, dy, info);
+    if (channelsFirst) {
+      backend.disposeData(x.dataId);
+      backend.disposeData(dy.dataId);
+    }
+    return out;
+  }
   const K = info.filterHeight * info.filterWidth * info.inChannels;
   const Cout = info.outChannels;
   const M = info.batchSize * info.outHeight * info.outWidth;

@@ -1,0 +1,82 @@
+/**
+ * Profiles one full ALHVR training step (two students, forward of both branches, alhvrLoss,
+ * backward) on the TensorFlow.js wasm backend: wall time per step (median of N), time inside
+ * kernels, kernel calls, per-kernel totals and peak wasm heap.
+ *
+ *   npx tsx bench/alhvr-step-profile.ts [--batch 4+4] [--size 128] [--widths 8,16,32,64,128] [--steps 5] [--threads 2]
+ *
+ * Prints a JSON summary on the last line (the human-readable table goes to stderr).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { Rng } from '../core/src/index.js';
+import { selectBackend } from '../training/src/backend/select-backend.js';
+import { UNet } from '../training/src/model/unet.js';
+import { alhvrLoss } from '../training/src/losses/alhvr.js';
+
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : fallback;
+}
+
+const [bl, bu] = arg('batch', '4+4').split('+').map(Number);
+const size = Number(arg('size', '128'));
+const widths = arg('widths', '8,16,32,64,128').split(',').map(Number);
+const steps = Number(arg('steps', '5'));
+const threads = Number(arg('threads', '2'));
+
+await selectBackend('wasm', { threads, log: (m) => console.error(m) });
+const rng = new Rng(1);
+const a = new UNet({ numClasses: 4, widths }, rng, 'a');
+const b = new UNet({ numClasses: 4, widths }, rng, 'b');
+const x = tf.randomUniform([bl + bu, size, size, 1], 0, 1, 'float32', 5) as tf.Tensor4D;
+const y = tf.randomUniform([bl, size, size], 0, 4, 'int32', 6) as tf.Tensor3D;
+const vars = [...a.params.trainableVariables(), ...b.params.trainableVariables()];
+
+function step(): void {
+  const { value, grads } = tf.variableGrads(() => {
+    const oa = a.forward(x, { training: true, rng });
+    const ob = b.forward(x, { training: true, rng });
+    const terms = alhvrLoss(
+      { logits: oa.logits, logitsAux: oa.logitsAux!, fea: oa.fea, feaAux: oa.feaAux! },
+      { logits: ob.logits, logitsAux: ob.logitsAux!, fea: ob.fea, feaAux: ob.feaAux! },
+      y, { labeledCount: bl, iteration: 100 });
+    const { loss, ...rest } = terms;
+    tf.dispose(Object.values(rest).filter((v): v is tf.Tensor => v instanceof tf.Tensor));
+    return loss;
+  }, vars);
+  value.dataSync();
+  tf.dispose([value, ...Object.values(grads)]);
+}
+
+step(); // warm-up: XNNPACK operator creation, heap growth
+const times: number[] = [];
+for (let i = 0; i < steps; i++) {
+  const t = performance.now();
+  step();
+  times.push(performance.now() - t);
+}
+times.sort((p, q) => p - q);
+const median = times[Math.floor(times.length / 2)];
+
+const tProf = performance.now();
+const prof = await tf.profile(() => step());
+const profWall = performance.now() - tProf;
+const agg = new Map<string, { ms: number; calls: number }>();
+let kernelMs = 0;
+for (const k of prof.kernels) {
+  const ms = typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
+  kernelMs += ms;
+  const e = agg.get(k.name) ?? { ms: 0, calls: 0 };
+  e.ms += ms;
+  e.calls++;
+  agg.set(k.name, e);
+}
+const kernels = [...agg].map(([name, v]) => ({ name, ms: Math.round(v.ms), calls: v.calls })).sort((p, q) => q.ms - p.ms);
+const heapMB = ((tf.backend() as unknown as { wasm: { HEAPU8: Uint8Array } }).wasm.HEAPU8.length) / 2 ** 20;
+console.error(`step wall ms: median ${median.toFixed(0)} of [${times.map((t) => t.toFixed(0)).join(', ')}]`);
+console.error(`profiled step: wall ${profWall.toFixed(0)} ms, in kernels ${kernelMs.toFixed(0)} ms, ${prof.kernels.length} kernel calls`);
+console.error(`wasm heap ${heapMB.toFixed(0)} MiB, peak RSS ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MB`);
+for (const k of kernels.slice(0, 25)) console.error(`  ${k.name.padEnd(24)} ${String(k.ms).padStart(6)} ms  ${k.calls} calls`);
+console.log(JSON.stringify({ bl, bu, size, widths, threads, medianMs: median, times, profWallMs: profWall, kernelMs,
+  kernelCalls: prof.kernels.length, wasmHeapMB: heapMB, peakRssMB: process.resourceUsage().maxRSS / 1024, kernels }));
+process.exit(0);
