@@ -7,3 +7,4 @@ export * from './case-id.js';
 export * from './manifest.js';
 export * from './run.js';
 export * from './index.js';
+export * from './nifti-gzip-node.js';

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { InputError, type ModelCard, type Volume, type VoxelArray } from '@alhvr/core';
-import { writeFileAtomic, writeNiftiFile, writeDicomSegFile } from '@alhvr/core/node';
+import { writeFileAtomic, writeDicomSegFile } from '@alhvr/core/node';
+import { writeNiftiGzip } from './nifti-gzip-node.js';
 import type { SegmentResult } from './pipeline.js';
 import { renderPreview } from './preview.js';
 
@@ -50,17 +51,17 @@ export async function writeCaseOutputs(
   const written: string[] = [];
   const describe = (what: string) => `alhvr ${what} ${card.name}`;
   if (opts.formats.has('nifti')) {
-    await writeNiftiFile(join(caseDir, CASE_FILES.mask), result.label, { datatype: 'uint8', description: describe('mask') });
+    await writeNiftiGzip(join(caseDir, CASE_FILES.mask), result.label, { datatype: 'uint8', description: describe('mask') });
     written.push(CASE_FILES.mask);
-    await writeNiftiFile(join(caseDir, CASE_FILES.confidence), result.confidence, { datatype: 'float32', description: describe('confidence') });
+    await writeNiftiGzip(join(caseDir, CASE_FILES.confidence), result.confidence, { datatype: 'float32', description: describe('confidence') });
     written.push(CASE_FILES.confidence);
     if (result.region) {
-      await writeNiftiFile(join(caseDir, CASE_FILES.region), result.region, { datatype: 'uint8', description: describe('region') });
+      await writeNiftiGzip(join(caseDir, CASE_FILES.region), result.region, { datatype: 'uint8', description: describe('region') });
       written.push(CASE_FILES.region);
     }
   }
   if (result.probabilities) {
-    await writeNiftiFile(join(caseDir, CASE_FILES.probabilities), result.probabilities, {
+    await writeNiftiGzip(join(caseDir, CASE_FILES.probabilities), result.probabilities, {
       datatype: 'float32',
       description: describe('probabilities'),
     });

@@ -7,7 +7,7 @@ import { anonymousCaseId, dicomCaseStem, sanitiseCaseId, shardOf, uniqueCaseIds,
 import type { DeviceRequest } from './device.js';
 import { readManifest, recordManifestEntry, writeSummary, type ManifestEntry } from './manifest.js';
 import { CASE_FILES, writeCaseOutputs, type OutputFormat } from './outputs.js';
-import { segmentVolume, type GammaMode } from './pipeline.js';
+import { segmentVolume, type GammaMode, type SegmentResult } from './pipeline.js';
 import { computeCaseStats, DEFAULT_TRIAGE, triageCase, unreliabilityScore, type CaseReport, type TriageThresholds } from './report.js';
 import { openModelFile, type OpenedModel } from './session-node.js';
 
@@ -167,23 +167,43 @@ export async function runSegmentation(sources: CaseSource[], opts: RunOptions): 
     const entries: ManifestEntry[] = [];
     let skipped = 0;
     let failed = 0;
+    // A case's outputs are written while the next case is read and segmented: compression runs
+    // in libuv's pool and the JS parts fill the gaps while ONNX Runtime computes. At most one
+    // case is being written; it is recorded before the next one, so the manifest keeps case order.
+    let pending: Promise<{ entry: ManifestEntry } | { error: unknown }> | undefined;
+    const record = async (entry: ManifestEntry) => {
+      if (entry.status === 'failed') failed++;
+      await recordManifestEntry(dir, entry);
+      entries.push(entry);
+      opts.onCaseDone?.(entry, false);
+      return entry.status === 'failed' && opts.failFast === true;
+    };
+    /** Finish the case being written; true when fail-fast says stop. */
+    const drain = async (): Promise<boolean> => {
+      if (!pending) return false;
+      const done = await pending;
+      pending = undefined;
+      if ('error' in done) throw done.error;
+      return record(done.entry);
+    };
     for (const c of cases) {
       if (opts.signal?.aborted) break;
       const started = performance.now();
       const timingsMs: Record<string, number> = {};
-      const input = c.source.path;
       let inputHash = '';
-      let entry: ManifestEntry;
+      let segmented: { image: Volume<VoxelArray>; result: SegmentResult } | undefined;
+      let failure: unknown;
       try {
         inputHash = await hashCaseInput(c.source);
         const wanted = expectedOutputs(opts, c.source.kind, twoStudents);
         if (opts.resume && (await alreadyDone(dir, previous.get(c.id), inputHash, identity.modelHash, wanted))) {
+          if (await drain()) break;
           skipped++;
           entries.push(previous.get(c.id)!);
           opts.onCaseDone?.(previous.get(c.id)!, true);
           continue;
         }
-        let t = performance.now();
+        const t = performance.now();
         const image = await loadCase(c.source);
         timingsMs.read = performance.now() - t;
         const result = await segmentVolume(image, model, {
@@ -193,80 +213,124 @@ export async function runSegmentation(sources: CaseSource[], opts: RunOptions): 
           onProgress: (done, total) => opts.onSlices?.(c.id, done, total),
         });
         Object.assign(timingsMs, result.timings);
-        t = performance.now();
-        const caseDir = join(dir, c.id);
-        const outputs = await writeCaseOutputs(caseDir, image, result, identity.card, {
-          formats: opts.formats ?? new Set<OutputFormat>(['nifti', 'dicom-seg']),
-          preview: opts.preview !== false,
-        });
-        timingsMs.write = performance.now() - t;
-        const stats = computeCaseStats(result.label, result.confidence, result.region, identity.card);
-        const verdict = triageCase(stats, triage);
-        timingsMs.total = performance.now() - started;
-        const report: CaseReport = {
-          caseId: c.id,
-          input,
-          model: { name: identity.card.name, cardHash: identity.cardHash, modelHash: identity.modelHash, classes: identity.card.classes },
-          device: { used: opened.device, note: opened.deviceNote, threads: opts.threads },
-          geometry: { dims: image.dims, spacingMm: image.spacing, slices: result.slices },
-          gamma: result.gamma ?? null,
-          stats,
-          unreliability: unreliabilityScore(stats),
-          triage: verdict,
-          timingsMs,
-          warnings: image.meta.warnings,
-          createdAt: new Date().toISOString(),
-        };
-        await writeFileAtomic(join(caseDir, CASE_FILES.report), `${JSON.stringify(report, null, 2)}\n`);
-        outputs.push(CASE_FILES.report);
-        const fg = stats.foreground;
-        entry = {
-          caseId: c.id,
-          input,
-          kind: c.source.kind,
-          inputHash,
-          modelHash: identity.modelHash,
-          status: 'ok',
-          outputs,
-          timingsMs,
-          summary: {
-            verdict: verdict.verdict,
-            unreliability: report.unreliability,
-            foregroundMl: fg.volumeMl,
-            foregroundMeanConfidence: fg.meanConfidence,
-            foregroundReliable: fg.regions?.reliable ?? null,
-            foregroundUnstable: fg.regions?.unstable ?? null,
-            foregroundUnreliable: fg.regions?.unreliable ?? null,
-          },
-          finishedAt: new Date().toISOString(),
-        };
+        segmented = { image, result };
       } catch (err) {
-        // Errors of the output folder itself are not the case's fault: stop the run.
-        if (isOutputFailure(err, dir)) throw err;
-        failed++;
-        timingsMs.total = performance.now() - started;
-        entry = {
-          caseId: c.id,
-          input,
-          kind: c.source.kind,
-          inputHash,
-          modelHash: identity.modelHash,
-          status: 'failed',
-          error: oneLine(err),
-          outputs: [],
-          timingsMs,
-          finishedAt: new Date().toISOString(),
-        };
+        failure = err;
       }
-      await recordManifestEntry(dir, entry);
-      entries.push(entry);
-      opts.onCaseDone?.(entry, false);
-      if (entry.status === 'failed' && opts.failFast) break;
+      if (await drain()) break;
+      if (!segmented) {
+        if (isOutputFailure(failure, dir)) throw failure;
+        timingsMs.total = performance.now() - started;
+        if (await record(failedEntry(c, inputHash, identity.modelHash, failure, timingsMs))) break;
+        continue;
+      }
+      const ctx: CaseContext = { c, inputHash, started, timingsMs, ...segmented };
+      pending = writeCase(ctx, dir, opts, opened, triage).then(
+        (entry) => ({ entry }),
+        (error: unknown) => ({ error }),
+      );
+      if (outputBytes(segmented.result) > OVERLAP_MAX_OUTPUT_BYTES && (await drain())) break;
     }
+    await drain();
     await writeSummary(dir);
     return { cases, entries, skipped, failed, device: opened.device, exitCode: failed > 0 ? 1 : 0 };
   } finally {
     await model.release();
+  }
+}
+
+/** Above this many bytes of maps a case is written before the next one starts: memory stays at one large case. */
+const OVERLAP_MAX_OUTPUT_BYTES = 256 * 1024 * 1024;
+
+function outputBytes(r: SegmentResult): number {
+  return r.label.data.byteLength + r.confidence.data.byteLength + (r.region?.data.byteLength ?? 0) + (r.probabilities?.data.byteLength ?? 0);
+}
+
+interface CaseContext {
+  c: SegmentCase;
+  inputHash: string;
+  started: number;
+  timingsMs: Record<string, number>;
+  image: Volume<VoxelArray>;
+  result: SegmentResult;
+}
+
+function failedEntry(c: SegmentCase, inputHash: string, modelHash: string, err: unknown, timingsMs: Record<string, number>): ManifestEntry {
+  return {
+    caseId: c.id,
+    input: c.source.path,
+    kind: c.source.kind,
+    inputHash,
+    modelHash,
+    status: 'failed',
+    error: oneLine(err),
+    outputs: [],
+    timingsMs,
+    finishedAt: new Date().toISOString(),
+  };
+}
+
+/**
+ * Write one segmented case (outputs, report) and return its manifest entry; a failure of the
+ * case becomes a failed entry, a failure of the output folder itself is thrown.
+ */
+async function writeCase(ctx: CaseContext, dir: string, opts: RunOptions, opened: OpenedModel, triage: TriageThresholds): Promise<ManifestEntry> {
+  const { c, inputHash, started, timingsMs, image, result } = ctx;
+  const { identity } = opened;
+  const input = c.source.path;
+  try {
+    const t = performance.now();
+    const caseDir = join(dir, c.id);
+    const outputs = await writeCaseOutputs(caseDir, image, result, identity.card, {
+      formats: opts.formats ?? new Set<OutputFormat>(['nifti', 'dicom-seg']),
+      preview: opts.preview !== false,
+    });
+    timingsMs.write = performance.now() - t;
+    const stats = computeCaseStats(result.label, result.confidence, result.region, identity.card);
+    const verdict = triageCase(stats, triage);
+    timingsMs.total = performance.now() - started;
+    const report: CaseReport = {
+      caseId: c.id,
+      input,
+      model: { name: identity.card.name, cardHash: identity.cardHash, modelHash: identity.modelHash, classes: identity.card.classes },
+      device: { used: opened.device, note: opened.deviceNote, threads: opts.threads },
+      geometry: { dims: image.dims, spacingMm: image.spacing, slices: result.slices },
+      gamma: result.gamma ?? null,
+      stats,
+      unreliability: unreliabilityScore(stats),
+      triage: verdict,
+      timingsMs,
+      warnings: image.meta.warnings,
+      createdAt: new Date().toISOString(),
+    };
+    await writeFileAtomic(join(caseDir, CASE_FILES.report), `${JSON.stringify(report, null, 2)}\n`);
+    outputs.push(CASE_FILES.report);
+    const fg = stats.foreground;
+    return {
+      caseId: c.id,
+      input,
+      kind: c.source.kind,
+      inputHash,
+      modelHash: identity.modelHash,
+      status: 'ok',
+      outputs,
+      timingsMs,
+      summary: {
+        verdict: verdict.verdict,
+        unreliability: report.unreliability,
+        foregroundMl: fg.volumeMl,
+        foregroundMeanConfidence: fg.meanConfidence,
+        foregroundReliable: fg.regions?.reliable ?? null,
+        foregroundUnstable: fg.regions?.unstable ?? null,
+        foregroundUnreliable: fg.regions?.unreliable ?? null,
+      },
+      finishedAt: new Date().toISOString(),
+    };
+  } catch (err) {
+    // Errors of the output folder itself are not the case's fault: stop the run.
+    if (isOutputFailure(err, dir)) throw err;
+    timingsMs.total = performance.now() - started;
+    return failedEntry(c, inputHash, identity.modelHash, err, timingsMs);
   }
 }
 

@@ -71,18 +71,27 @@ function positiveCode(code: number | undefined): number | undefined {
   return code !== undefined && Number.isInteger(code) && code > 0 ? code : undefined;
 }
 
+/** An uncompressed NIfTI-1 single file in two parts: the 352-byte header and the voxel bytes. */
+export interface NiftiParts {
+  header: Uint8Array;
+  /** Little-endian voxel bytes; a view of the volume's own data when no conversion is needed. */
+  voxels: Uint8Array;
+}
+
 /**
  * NIfTI-1 single file (little endian): the affine goes into the sform verbatim and into the
  * nearest qform (same code), so readers that only know the qform agree to float32 precision.
+ * Split in header and voxels so a writer can compress or stream them without first copying
+ * the voxels behind the header.
  */
-export function encodeNifti(vol: Volume, opts: EncodeNiftiOptions = {}): Uint8Array {
+export function encodeNiftiParts(vol: Volume, opts: Omit<EncodeNiftiOptions, 'gzip'> = {}): NiftiParts {
   if (!isFiniteMat4(vol.affine)) throw new InputError('cannot write a volume whose affine is not finite');
   const target = opts.datatype ?? datatypeOf(vol.data);
   const dt = datatypeByName(target);
   if (!dt) throw new InputError(`cannot write datatype ${target}`);
   const data = convert(vol.data, target);
   const dataBytes = data.length * dt.bytes;
-  const out = new Uint8Array(VOX_OFFSET + dataBytes);
+  const out = new Uint8Array(VOX_OFFSET);
   const dv = new DataView(out.buffer);
   const [nx, ny, nz] = vol.dims;
   const frames = vol.frames;
@@ -117,12 +126,19 @@ export function encodeNifti(vol: Volume, opts: EncodeNiftiOptions = {}): Uint8Ar
   // Bytes 348..351 stay zero: no header extension.
 
   const payload = new Uint8Array(data.buffer, data.byteOffset, dataBytes);
-  if (new Uint8Array(new Uint16Array([1]).buffer)[0] === 1) {
-    out.set(payload, VOX_OFFSET);
-  } else {
-    for (let n = 0; n < dataBytes; n += dt.bytes) {
-      for (let b = 0; b < dt.bytes; b++) out[VOX_OFFSET + n + b] = payload[n + dt.bytes - 1 - b];
-    }
+  if (new Uint8Array(new Uint16Array([1]).buffer)[0] === 1) return { header: out, voxels: payload };
+  const swapped = new Uint8Array(dataBytes);
+  for (let n = 0; n < dataBytes; n += dt.bytes) {
+    for (let b = 0; b < dt.bytes; b++) swapped[n + b] = payload[n + dt.bytes - 1 - b];
   }
-  return opts.gzip === false ? out : gzipSync(out, { level: 6, mtime: 0 }) // mtime 0: the same volume always gives the same bytes;
+  return { header: out, voxels: swapped };
+}
+
+/** NIfTI-1 single file bytes (see encodeNiftiParts), gzipped unless `gzip: false`. */
+export function encodeNifti(vol: Volume, opts: EncodeNiftiOptions = {}): Uint8Array {
+  const { header, voxels } = encodeNiftiParts(vol, opts);
+  const out = new Uint8Array(header.length + voxels.length);
+  out.set(header, 0);
+  out.set(voxels, header.length);
+  return opts.gzip === false ? out : gzipSync(out, { level: 6, mtime: 0 }); // mtime 0: the same volume always gives the same bytes
 }
