@@ -1,0 +1,328 @@
+// The viewer demo in headless Debian Chromium: segmentation in the page (onnxruntime-web, wasm,
+// two threads) must equal inference's Node pipeline (onnxruntime-node), and the canvas must show it.
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { createServer, type Server } from 'node:http';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { extname, join, resolve, sep } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { PlaneResizer, canonicalOrientation, decodeNifti, encodeNifti, generatePhantomCase, type ModelCard, type Volume, type VoxelArray } from '@alhvr/core';
+import { canonicalGrid, gatherPlane, scatterPlane, segmentVolume, type CanonicalGrid, type SliceModel, type SliceOutputKind, type SliceOutputs } from '@alhvr/inference';
+import { openModelFile } from '@alhvr/inference/node';
+import { exportOnnx } from '@alhvr/export';
+import { buildDemo } from '../viewer/scripts/build-demo.mjs';
+import { REGION_COLORS } from '../viewer/src/slice-renderer.js';
+import { CLASSES, makeCard, makeStudent, useBackend } from './export-fixtures.js';
+
+const TIE = 1e-5;
+const MODEL_SIZE: [number, number] = [64, 48];
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+const CONTENT_TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript',
+  '.mjs': 'text/javascript',
+  '.map': 'application/json',
+  '.wasm': 'application/wasm',
+  '.onnx': 'application/octet-stream',
+};
+
+/** Static files from `root`; COOP/COEP make the page cross-origin isolated so wasm threads work. */
+function serveStatic(root: string): Promise<Server> {
+  const server = createServer((req, res) => {
+    const path = resolve(root, '.' + decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname));
+    const send = (status: number, body: Uint8Array | string, type = 'text/plain') => {
+      res.writeHead(status, { 'Content-Type': type, 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' });
+      res.end(body);
+    };
+    if (!path.startsWith(root + sep)) return send(403, 'outside the served folder');
+    readFile(path).then(
+      (body) => send(200, body, CONTENT_TYPES[extname(path)] ?? 'application/octet-stream'),
+      () => send(404, 'not found'),
+    );
+  });
+  return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok(server)));
+}
+
+/**
+ * Wraps the Node model and records, for every voxel, how close its label and region came to a
+ * decision tie at model resolution (top-1 minus top-2 mean probability; min over students of
+ * |confidence − γ|), carried back to the voxel exactly as the pipeline carries labels back.
+ */
+class TieRecorder implements SliceModel {
+  readonly card: ModelCard;
+  readonly available: ReadonlySet<SliceOutputKind>;
+  readonly labelMargin: Float32Array;
+  readonly regionMargin: Float32Array;
+  private readonly grid: CanonicalGrid;
+  private readonly back: PlaneResizer;
+  private nextSlice = 0;
+
+  constructor(
+    private readonly inner: SliceModel,
+    vol: Volume<VoxelArray>,
+  ) {
+    this.card = inner.card;
+    this.available = inner.available;
+    this.grid = canonicalGrid(vol.dims, canonicalOrientation(vol.affine, this.card.input.sliceAxis));
+    const [mw, mh] = this.card.input.size;
+    this.back = new PlaneResizer(mw, mh, this.grid.dims[0], this.grid.dims[1], this.card.resize.labelBack);
+    this.labelMargin = new Float32Array(vol.voxelCount);
+    this.regionMargin = new Float32Array(vol.voxelCount);
+  }
+
+  async run(batch: Float32Array, n: number, height: number, width: number, fetch: readonly SliceOutputKind[]): Promise<SliceOutputs> {
+    const out = await this.inner.run(batch, n, height, width, [...new Set<SliceOutputKind>([...fetch, 'probabilities', 'studentConfidence'])]);
+    const plane = height * width;
+    const classes = this.card.classes.length;
+    const gamma = this.card.regions.gamma;
+    const probs = out.probabilities as Float32Array;
+    const student = out.studentConfidence as Float32Array;
+    const labelPlane = new Float32Array(plane);
+    const regionPlane = new Float32Array(plane);
+    const backPlane = new Float32Array(this.grid.dims[0] * this.grid.dims[1]);
+    for (let b = 0; b < n; b++) {
+      for (let p = 0; p < plane; p++) {
+        let top1 = -Infinity;
+        let top2 = -Infinity;
+        for (let c = 0; c < classes; c++) {
+          const v = probs[(b * classes + c) * plane + p];
+          if (v > top1) [top1, top2] = [v, top1];
+          else if (v > top2) top2 = v;
+        }
+        labelPlane[p] = top1 - top2;
+        regionPlane[p] = Math.min(Math.abs(student[2 * b * plane + p] - gamma), Math.abs(student[(2 * b + 1) * plane + p] - gamma));
+      }
+      const k = this.nextSlice + b;
+      this.back.resize(labelPlane, 0, backPlane, 0);
+      scatterPlane(this.grid, backPlane, k, this.labelMargin);
+      this.back.resize(regionPlane, 0, backPlane, 0);
+      scatterPlane(this.grid, backPlane, k, this.regionMargin);
+    }
+    this.nextSlice += n;
+    return out;
+  }
+}
+
+/** Voxels where the page and Node disagree although neither was within TIE of a decision boundary. */
+function unexplainedMismatches(page: Uint8Array, node: Uint8Array, margin: Float32Array): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < node.length; i++) if (page[i] !== node[i] && !(margin[i] < TIE)) out.push(i);
+  return out;
+}
+
+// Runs in the page (passed as source text so the test transpiler cannot inject helpers into it).
+const PAGE_BASE64 = `(a) => {
+  const u8 = new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  let s = '';
+  for (let i = 0; i < u8.length; i += 0x8000) s += String.fromCharCode.apply(null, u8.subarray(i, i + 0x8000));
+  return btoa(s);
+}`;
+const fromBase64 = (s: string) => new Uint8Array(Buffer.from(s, 'base64'));
+
+let dir: string;
+let server: Server;
+let context: BrowserContext;
+let page: Page;
+let origin: string;
+let niftiBytes: Uint8Array;
+let modelBytes: Buffer;
+let nodeResult: Awaited<ReturnType<typeof segmentVolume>>;
+let recorder: TieRecorder;
+const pageConsole: string[] = [];
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'alhvr-viewer-'));
+  const site = join(dir, 'site');
+  const bare = join(dir, 'bare');
+  const modelPath = join(dir, 'model.onnx');
+
+  await useBackend();
+  const [a, b] = [makeStudent(21), makeStudent(22)];
+  const card = { ...makeCard(MODEL_SIZE, 0.5), name: 'viewer-test' };
+  writeFileSync(modelPath, exportOnnx([a, b], card).onnx);
+  a.dispose();
+  b.dispose();
+  await buildDemo({ outDir: site, model: modelPath });
+  await buildDemo({ outDir: bare, model: null });
+  modelBytes = readFileSync(modelPath);
+
+  niftiBytes = encodeNifti(generatePhantomCase({ seed: 7, index: 2 }).image);
+  const vol = decodeNifti(niftiBytes, { path: 'phantom.nii.gz' });
+  const opened = await openModelFile(modelPath, { device: 'cpu', threads: 1 });
+  recorder = new TieRecorder(opened.model, vol);
+  nodeResult = await segmentVolume(vol, recorder, { batch: 4 });
+  await opened.model.release();
+
+  server = await serveStatic(dir);
+  context = await chromium.launchPersistentContext(join(dir, 'profile'), {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: CHROMIUM_ARGS,
+  });
+  page = context.pages()[0] ?? (await context.newPage());
+  page.on('console', (m) => pageConsole.push(`${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => pageConsole.push(`pageerror: ${e.message}`));
+  origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  await page.goto(`${origin}/site/index.html?threads=2`);
+  await waitForState(['ready', 'error']);
+});
+
+afterAll(async () => {
+  await context?.close();
+  await new Promise((ok) => (server ? server.close(ok) : ok(undefined)));
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+async function waitForState(states: string[]): Promise<string> {
+  await page.waitForFunction((s) => s.includes(document.body.dataset.state ?? ''), states, { timeout: 30_000 });
+  const state = (await page.evaluate('document.body.dataset.state')) as string;
+  if (state === 'error') throw new Error(`page error: ${await page.textContent('#status')}\n${pageConsole.join('\n')}`);
+  return state;
+}
+
+describe('viewer demo in Chromium', () => {
+  test('opens the bundled model on two wasm threads from its own origin', async () => {
+    expect(await page.evaluate('document.body.dataset.state')).toBe('ready');
+    expect(await page.evaluate('crossOriginIsolated')).toBe(true);
+    expect(await page.evaluate('alhvrDemo.model.threads')).toBe(2);
+    expect(await page.textContent('#model-info')).toContain('viewer-test');
+  });
+
+  test('a file that is not NIfTI gives a one-line error naming it', async () => {
+    await page.setInputFiles('#nifti-file', { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('not an image at all, just text') });
+    await page.waitForFunction(() => document.body.dataset.state === 'error');
+    const message = (await page.textContent('#status'))!;
+    expect(message).toContain('notes.txt');
+    expect(message).not.toContain('\n');
+  });
+
+  test('labels, regions and confidence in the page equal the Node pipeline (onnxruntime-node)', async () => {
+    await page.setInputFiles('#nifti-file', { name: 'phantom.nii.gz', mimeType: 'application/gzip', buffer: Buffer.from(niftiBytes) });
+    await waitForState(['segmented', 'error']);
+    const got = (await page.evaluate(`(() => {
+      const b64 = ${PAGE_BASE64};
+      const r = alhvrDemo.result;
+      return { label: b64(r.label.data), region: b64(r.region.data), confidence: b64(r.confidence.data), dims: r.label.dims };
+    })()`)) as { label: string; region: string; confidence: string; dims: number[] };
+    const label = fromBase64(got.label);
+    const region = fromBase64(got.region);
+    const confBytes = fromBase64(got.confidence);
+    const confidence = new Float32Array(confBytes.buffer, confBytes.byteOffset, confBytes.byteLength / 4);
+
+    expect(got.dims).toEqual(nodeResult.label.dims);
+    // The comparison means something only if the model makes several decisions here.
+    expect(new Set(nodeResult.label.data).size).toBeGreaterThanOrEqual(3);
+    expect(new Set(nodeResult.region!.data)).toEqual(new Set([1, 2, 3]));
+
+    expect(label.length).toBe(nodeResult.label.data.length);
+    expect(unexplainedMismatches(label, nodeResult.label.data, recorder.labelMargin)).toEqual([]);
+    expect(unexplainedMismatches(region, nodeResult.region!.data, recorder.regionMargin)).toEqual([]);
+    let maxDiff = 0;
+    for (let i = 0; i < confidence.length; i++) maxDiff = Math.max(maxDiff, Math.abs(confidence[i] - nodeResult.confidence.data[i]));
+    expect(confidence.length).toBe(nodeResult.confidence.data.length);
+    expect(maxDiff).toBeLessThanOrEqual(TIE);
+  });
+
+  test('the canvas shows the chosen slice: grey image, and each label / region in its colour', async () => {
+    expect(await page.evaluate('document.body.dataset.state')).toBe('segmented');
+    const grid = canonicalGrid(nodeResult.label.dims, nodeResult.orientation);
+    const [w, h, slices] = grid.dims;
+    // The slice with the most background and foreground both, so every check covers many pixels.
+    const plane = new Uint8Array(w * h);
+    let best = 0;
+    let bestScore = -1;
+    for (let k = 0; k < slices; k++) {
+      gatherPlane(grid, nodeResult.label.data, k, plane);
+      const fg = plane.reduce((s, v) => s + (v > 0 ? 1 : 0), 0);
+      if (Math.min(fg, plane.length - fg) > bestScore) [best, bestScore] = [k, Math.min(fg, plane.length - fg)];
+    }
+    expect(bestScore).toBeGreaterThan(100);
+
+    const shot = async (overlay: string) => {
+      const r = (await page.evaluate(`(() => {
+        const s = document.getElementById('slice');
+        s.value = '${best}';
+        s.dispatchEvent(new Event('input'));
+        document.querySelector('input[name="overlay"][value="${overlay}"]').click();
+        const c = document.getElementById('view');
+        const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        const b64 = ${PAGE_BASE64};
+        return { size: [c.width, c.height, alhvrDemo.slice], pixels: b64(px), label: b64(alhvrDemo.result.label.data), region: b64(alhvrDemo.result.region.data) };
+      })()`)) as { size: number[]; pixels: string; label: string; region: string };
+      expect(r.size).toEqual([w, h, best]);
+      return { px: fromBase64(r.pixels), label: fromBase64(r.label), region: fromBase64(r.region) };
+    };
+    // Radiological display: canonical i (towards patient right) runs leftwards, j (anterior) upwards.
+    const at = (i: number, j: number) => 4 * ((h - 1 - j) * w + (w - 1 - i));
+
+    // No overlay: every pixel grey, brighter wherever the image is brighter.
+    const plain = await shot('none');
+    const intensity = new Float32Array(w * h);
+    gatherPlane(grid, decodeNifti(niftiBytes).data, best, intensity);
+    const order = Array.from(intensity.keys()).sort((a, b) => intensity[a] - intensity[b]);
+    const greys = new Set<number>();
+    let previous = -1;
+    let nonMonotone = 0;
+    for (const p of order) {
+      const q = at(p % w, Math.floor(p / w));
+      const [r, g, b] = [plain.px[q], plain.px[q + 1], plain.px[q + 2]];
+      expect(r === g && g === b).toBe(true);
+      if (r < previous) nonMonotone++;
+      previous = Math.max(previous, r);
+      greys.add(r);
+    }
+    expect(nonMonotone).toBe(0);
+    expect(greys.size).toBeGreaterThan(50);
+
+    // Overlays: the page's own maps (they differ from Node's only at ties) decide each pixel's colour.
+    const palettes = {
+      label: new Map(CLASSES.filter((c) => c.value !== 0).map((c) => [c.value, c.color as readonly number[]])),
+      region: new Map(Object.entries(REGION_COLORS).map(([v, c]) => [Number(v), c as readonly number[]])),
+    };
+    for (const overlay of ['label', 'region'] as const) {
+      const s = await shot(overlay);
+      gatherPlane(grid, s[overlay], best, plane);
+      const wrong: string[] = [];
+      let painted = 0;
+      for (let p = 0; p < w * h; p++) {
+        const q = at(p % w, Math.floor(p / w));
+        const [r, g, b] = [s.px[q], s.px[q + 1], s.px[q + 2]];
+        const grey = plain.px[q];
+        const c = palettes[overlay].get(plane[p]);
+        // Half-opacity blend of the pixel's grey with the colour (±1 for rounding).
+        const expected = c ? c.map((v) => (grey + v) / 2) : [grey, grey, grey];
+        if (Math.max(Math.abs(r - expected[0]), Math.abs(g - expected[1]), Math.abs(b - expected[2])) > 1) {
+          wrong.push(`${overlay} (${p % w},${Math.floor(p / w)}) value ${plane[p]} drawn as ${r},${g},${b}, expected ${expected.join(',')}`);
+        }
+        if (c) painted++;
+      }
+      expect(wrong.slice(0, 10)).toEqual([]);
+      expect(painted).toBeGreaterThan(100);
+    }
+  });
+
+  test('a page built without a model asks for one and opens the .onnx the user picks', async () => {
+    const other = await context.newPage();
+    try {
+      await other.goto(`${origin}/bare/index.html?threads=1`);
+      await other.waitForFunction(() => document.body.dataset.state === 'no-model');
+      await other.setInputFiles('#model-file', { name: 'picked.onnx', mimeType: 'application/octet-stream', buffer: modelBytes });
+      await other.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state ?? ''));
+      expect(await other.textContent('#status')).toContain('Model ready');
+      expect(await other.textContent('#model-info')).toMatch(/^picked\.onnx: viewer-test .* 1 thread\)$/);
+    } finally {
+      await other.close();
+    }
+  });
+});
