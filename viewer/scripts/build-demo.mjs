@@ -24,6 +24,20 @@ const workspaceSources = {
   },
 };
 
+// core's DICOM readers and writers load these CommonJS packages at module level; declaring them
+// free of side effects lets the bundler drop them when (as in the demo) nothing calls into them.
+const DICOM_PACKAGES = /^(dcmjs|dicom-parser|jpeg-lossless-decoder-js)$/;
+const treeShakeDicom = {
+  name: 'alhvr-tree-shake-dicom',
+  setup(b) {
+    b.onResolve({ filter: DICOM_PACKAGES }, async (args) => {
+      if (args.pluginData === 'resolving') return undefined;
+      const resolved = await b.resolve(args.path, { kind: args.kind, importer: args.importer, resolveDir: args.resolveDir, pluginData: 'resolving' });
+      return resolved.errors.length ? { errors: resolved.errors } : { path: resolved.path, sideEffects: false };
+    });
+  },
+};
+
 /**
  * Build the demo into `outDir` (emptied first). `model`: .onnx file copied as model.onnx; default
  * the shipped models/alhvr-default.onnx when it exists; `null` for a page that asks for a model.
@@ -41,7 +55,7 @@ export async function buildDemo({ outDir = DEFAULT_OUT_DIR, model, minify = true
     target: 'es2022',
     // ORT's build that loads its wasm glue from env.wasm.wasmPaths instead of inlining it.
     conditions: ['onnxruntime-web-use-extern-wasm'],
-    plugins: [workspaceSources],
+    plugins: [workspaceSources, treeShakeDicom],
     // Compressed-DICOM codecs (lazy imports in core, Node-flavoured Emscripten builds): the demo reads NIfTI only.
     external: ['@cornerstonejs/*', 'dcmjs-codecs'],
     minify,
