@@ -312,7 +312,7 @@ describe('viewer demo in Chromium', () => {
     }
   });
 
-  test('a page built without a model asks for one and opens the .onnx the user picks', async () => {
+  test('a page built without a model asks for one, opens the .onnx the user picks and segments the phantom sample', async () => {
     const other = await context.newPage();
     try {
       await other.goto(`${origin}/bare/index.html?threads=1`);
@@ -321,6 +321,12 @@ describe('viewer demo in Chromium', () => {
       await other.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state ?? ''));
       expect(await other.textContent('#status')).toContain('Model ready');
       expect(await other.textContent('#model-info')).toMatch(/^picked\.onnx: viewer-test .* 1 thread\)$/);
+      await other.click('#sample');
+      await other.waitForFunction(() => ['segmented', 'error'].includes(document.body.dataset.state ?? ''), undefined, { timeout: 30_000 });
+      expect(await other.textContent('#status')).toBe('Segmented phantom-sample.nii.gz.');
+      const dims = generatePhantomCase({ seed: 1, index: 0 }).image.dims;
+      expect(await other.evaluate('alhvrDemo.result.label.dims')).toEqual(dims);
+      expect(await other.textContent('#summary')).toContain(`phantom-sample.nii.gz: ${dims.join('×')} voxels`);
     } finally {
       await other.close();
     }
