@@ -65,7 +65,8 @@ const agg = new Map<string, { ms: number; calls: number }>();
 let kernelMs = 0;
 for (const k of prof.kernels) {
   const ms = typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
-  kernelMs += ms;
+  // customGrad nodes ("unnamed scope", "*__op") time their inner kernels, which are listed too
+  if (k.name !== 'unnamed scope' && !k.name.endsWith('__op')) kernelMs += ms;
   const e = agg.get(k.name) ?? { ms: 0, calls: 0 };
   e.ms += ms;
   e.calls++;

@@ -25,28 +25,98 @@ export interface BatchNormMode {
 }
 
 /**
- * BatchNorm2d. Training: normalise with the biased batch variance; update running mean and
- * running var (the latter from the unbiased variance) with momentum 0.1, as PyTorch does.
+ * Per-channel sums [C] of x viewed as [N, C]. (A GEMM with a row of ones looks faster in isolation
+ * but repacks x as XNNPACK weights on every call; in a real step it was slower than Sum.)
  */
-export function batchNorm(store: ParameterStore, prefix: string, x: tf.Tensor4D, mode: BatchNormMode): tf.Tensor4D {
+function channelSums(x2: tf.Tensor2D): tf.Tensor1D {
+  return tf.sum(x2, 0);
+}
+
+/**
+ * x·diag(scale) + shift per channel (scale, shift: [C], and shift must have been computed at rank 1:
+ * the wasm kernel checks the rank the buffer was allocated with), optionally followed by LeakyReLU, as one fused GEMM with a
+ * diagonal matrix: the wasm backend's broadcasting Multiply/Add over a [C] operand are several
+ * times slower than this, and the GEMM is exact (every product but one is with an exact zero).
+ */
+function channelAffine(x2: tf.Tensor2D, scale: tf.Tensor, shift: tf.Tensor, leaky: boolean): tf.Tensor2D {
+  const [n, c] = x2.shape;
+  // The kernel itself: tf.fused.matMul would fall back to unfused ops inside a gradient scope.
+  // Callers only use this inside a customGrad node, where nothing is recorded on the tape anyway.
+  const out = tf.engine().runKernel(
+    '_FusedMatMul',
+    { a: tf.reshape(x2, [1, n, c]), b: tf.reshape(tf.diag(tf.reshape(scale, [c])), [1, c, c]), bias: shift },
+    { transposeA: false, transposeB: false, activation: leaky ? 'leakyrelu' : 'linear', leakyreluAlpha: LEAKY_SLOPE },
+  ) as tf.Tensor;
+  return tf.reshape(out, [n, c]);
+}
+
+/**
+ * Training-mode BatchNorm2d (biased batch variance), optionally followed by LeakyReLU, as ONE
+ * autograd node: forward and backward are written out with the textbook formulas, so the tape keeps
+ * only x and the output instead of every intermediate, and both passes run a handful of large ops.
+ * Running statistics are updated as a side effect (momentum 0.1, unbiased variance), as PyTorch does.
+ */
+function batchNormTraining(store: ParameterStore, prefix: string, x: tf.Tensor4D, leaky: boolean): tf.Tensor4D {
   const gamma = store.get(`${prefix}.gamma`);
   const beta = store.get(`${prefix}.beta`);
   const runningMean = store.get(`${prefix}.runningMean`);
   const runningVar = store.get(`${prefix}.runningVar`);
-  if (!mode.training) {
-    return tf.add(tf.mul(tf.div(tf.sub(x, runningMean), tf.sqrt(tf.add(runningVar, BN_EPS))), gamma), beta);
-  }
-  const [b, h, w] = x.shape;
+  const [b, h, w, c] = x.shape;
   const n = b * h * w;
   if (n < 2) {
     throw new Error(`batchNorm ${prefix}: training needs more than one value per channel (got batch ${b}, ${h}×${w})`);
   }
-  const { mean, variance } = tf.moments(x, [0, 1, 2]);
-  tf.tidy(() => {
-    runningMean.assign(tf.add(tf.mul(runningMean, 1 - BN_MOMENTUM), tf.mul(mean, BN_MOMENTUM)));
-    runningVar.assign(tf.add(tf.mul(runningVar, 1 - BN_MOMENTUM), tf.mul(variance, (BN_MOMENTUM * n) / (n - 1))));
+  const f = tf.customGrad((...args: unknown[]) => {
+    const [xt, g, bt] = args as [tf.Tensor4D, tf.Tensor1D, tf.Tensor1D];
+    const save = args[3] as (ts: tf.Tensor[]) => void;
+    const x2 = tf.reshape(xt, [n, c]) as tf.Tensor2D;
+    const mean = tf.div(channelSums(x2), n);
+    const centered = channelAffine(x2, tf.onesLike(mean), tf.neg(mean), false);
+    const variance = tf.div(channelSums(tf.mul(centered, centered)), n);
+    const rstd = tf.rsqrt(tf.add(variance, BN_EPS));
+    const scale = tf.mul(rstd, g);
+    const y = tf.reshape(channelAffine(centered, scale, bt, leaky), [b, h, w, c]) as tf.Tensor4D;
+    tf.tidy(() => {
+      runningMean.assign(tf.add(tf.mul(runningMean, 1 - BN_MOMENTUM), tf.mul(mean, BN_MOMENTUM)));
+      runningVar.assign(tf.add(tf.mul(runningVar, 1 - BN_MOMENTUM), tf.mul(variance, (BN_MOMENTUM * n) / (n - 1))));
+    });
+    save([xt, y, mean, rstd, g]);
+    const gradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const [xs, ys, m, r, gs] = saved;
+      const dz = tf.reshape(leaky ? tf.mul(dy, tf.step(ys, LEAKY_SLOPE)) : dy, [n, c]) as tf.Tensor2D;
+      const xhat = channelAffine(tf.reshape(xs, [n, c]) as tf.Tensor2D, r, tf.neg(tf.mul(m, r)), false);
+      const dBeta = channelSums(dz);
+      const dGamma = channelSums(tf.mul(dz, xhat));
+      const gr = tf.mul(gs, r);
+      // dx = γ·rstd·(dz − mean(dz) − x̂·mean(dz·x̂))
+      const dx = tf.add(
+        channelAffine(dz, gr, tf.mul(gr, tf.div(dBeta, -n)), false),
+        channelAffine(xhat, tf.mul(gr, tf.div(dGamma, -n)), tf.zeros([c]), false),
+      );
+      return [tf.reshape(dx, [b, h, w, c]), dGamma, dBeta];
+    };
+    return { value: y, gradFunc };
   });
-  return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, BN_EPS))), gamma), beta);
+  return f(x, gamma, beta) as tf.Tensor4D;
+}
+
+/**
+ * BatchNorm2d. Training: normalise with the biased batch variance; update running mean and
+ * running var (the latter from the unbiased variance) with momentum 0.1, as PyTorch does.
+ */
+export function batchNorm(store: ParameterStore, prefix: string, x: tf.Tensor4D, mode: BatchNormMode): tf.Tensor4D {
+  if (mode.training) return batchNormTraining(store, prefix, x, false);
+  const gamma = store.get(`${prefix}.gamma`);
+  const beta = store.get(`${prefix}.beta`);
+  const runningMean = store.get(`${prefix}.runningMean`);
+  const runningVar = store.get(`${prefix}.runningVar`);
+  return tf.add(tf.mul(tf.div(tf.sub(x, runningMean), tf.sqrt(tf.add(runningVar, BN_EPS))), gamma), beta);
+}
+
+/** LeakyReLU(0.01) of BatchNorm2d, fused into one autograd node when training. */
+export function batchNormLeakyRelu(store: ParameterStore, prefix: string, x: tf.Tensor4D, mode: BatchNormMode): tf.Tensor4D {
+  if (mode.training) return batchNormTraining(store, prefix, x, true);
+  return tf.leakyRelu(batchNorm(store, prefix, x, mode), LEAKY_SLOPE);
 }
 
 /** Element-wise dropout with the 1/(1−p) rescaling of torch.nn.Dropout; identity when p = 0. */
@@ -70,10 +140,10 @@ export function convBlock(
   dropoutP: number,
   mode: BlockMode,
 ): tf.Tensor4D {
-  let y = tf.leakyRelu(batchNorm(store, `${prefix}.bn1`, conv(store, `${prefix}.conv1`, x), mode), LEAKY_SLOPE);
+  let y = batchNormLeakyRelu(store, `${prefix}.bn1`, conv(store, `${prefix}.conv1`, x), mode);
   if (mode.training && dropoutP > 0) {
     if (!mode.rng) throw new Error(`convBlock ${prefix}: training with dropout needs an rng`);
     y = dropout(y, dropoutP, mode.rng);
   }
-  return tf.leakyRelu(batchNorm(store, `${prefix}.bn2`, conv(store, `${prefix}.conv2`, y), mode), LEAKY_SLOPE);
+  return batchNormLeakyRelu(store, `${prefix}.bn2`, conv(store, `${prefix}.conv2`, y), mode);
 }
