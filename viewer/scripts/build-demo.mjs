@@ -44,6 +44,7 @@ const treeShakeDicom = {
  */
 export async function buildDemo({ outDir = DEFAULT_OUT_DIR, model, minify = true } = {}) {
   const modelFile = model === undefined ? (existsSync(SHIPPED_MODEL) ? SHIPPED_MODEL : null) : model;
+  if (modelFile && !existsSync(modelFile)) throw new Error(`model ${modelFile} does not exist`);
   await rm(outDir, { recursive: true, force: true });
   await mkdir(outDir, { recursive: true });
   await build({
