@@ -4,7 +4,7 @@
  *   npx tsx bench/segment-child.ts ort MODEL SLICES.f32 N H W THREADS BATCH [LABELS_OUT.u8]
  *     ONNX Runtime alone: the product's session (openModelFile, same options) on the
  *     preprocessed slices, batches of BATCH, every output the pipeline fetches.
- *   npx tsx bench/segment-child.ts e2e MODEL INPUT_LIST.json OUT_DIR THREADS BATCH
+ *   npx tsx bench/segment-child.ts e2e MODEL INPUT_LIST.json OUT_DIR THREADS BATCH [--save-probabilities]
  *     alhvr-segment end to end (runSegmentation: read, preprocess, both students, maps back,
  *     every NIfTI output, preview, report, manifest), timed from "model loaded" to the end.
  *
@@ -40,7 +40,7 @@ async function ortAlone(args: string[]): Promise<object> {
 }
 
 async function endToEnd(args: string[]): Promise<object> {
-  const [model, listPath, outDir, threads, batch] = args;
+  const [model, listPath, outDir, threads, batch, flag] = args;
   const sources = JSON.parse(readFileSync(listPath, 'utf8')) as CaseSource[];
   const t0 = performance.now();
   let loaded = 0;
@@ -52,6 +52,7 @@ async function endToEnd(args: string[]): Promise<object> {
     threads: Number(threads),
     batch: Number(batch),
     formats: new Set(['nifti']),
+    saveProbabilities: flag === '--save-probabilities',
     onStart: () => {
       loaded = performance.now();
     },

@@ -4,3 +4,4 @@ export * from './session.js';
 export * from './pipeline.js';
 export * from './canonical-grid.js';
 export * from './report.js';
+export * from './plane-normaliser.js';

@@ -3,12 +3,12 @@ import {
   PlaneResizer,
   Volume,
   canonicalOrientation,
-  normaliseIntensities,
   type ModelCard,
   type Orientation,
   type VoxelArray,
 } from '@alhvr/core';
 import { canonicalGrid, gatherPlane, scatterPlane, type CanonicalGrid } from './canonical-grid.js';
+import { PlaneNormaliser } from './plane-normaliser.js';
 import type { SliceModel, SliceOutputKind, SliceOutputs } from './session.js';
 
 /** Where the region map's γ comes from: the model card, or the β-quantile rule on this volume. */
@@ -103,8 +103,8 @@ export async function segmentVolume(vol: Volume<VoxelArray>, model: SliceModel, 
   const [mw, mh] = card.input.size;
   const planeIn = width * height;
   const planeModel = mw * mh;
-  // The same function training uses, so the model sees the numbers it was trained on.
-  const normalised = normaliseIntensities(vol.data, card.normalisation);
+  // The numbers of training's normaliseIntensities, made plane by plane (no float32 volume copy).
+  const normaliser = new PlaneNormaliser(vol.data, card.normalisation);
 
   const toModel = new PlaneResizer(width, height, mw, mh, card.resize.image);
   const labelBack = new PlaneResizer(mw, mh, width, height, card.resize.labelBack);
@@ -125,6 +125,7 @@ export async function segmentVolume(vol: Volume<VoxelArray>, model: SliceModel, 
 
   // Buffers reused by every batch.
   const batchBuf = new Float32Array(Math.min(batch, slices) * planeModel);
+  const rawPlane = new Float64Array(planeIn);
   const sourcePlane = new Float32Array(planeIn);
   const backU8 = new Uint8Array(planeIn);
   const backF32 = new Float32Array(planeIn);
@@ -135,7 +136,8 @@ export async function segmentVolume(vol: Volume<VoxelArray>, model: SliceModel, 
     const count = Math.min(batch, slices - k0);
     const tPre = now();
     for (let b = 0; b < count; b++) {
-      gatherPlane(grid, normalised, k0 + b, sourcePlane);
+      gatherPlane(grid, vol.data, k0 + b, rawPlane);
+      normaliser.apply(rawPlane, sourcePlane);
       toModel.resize(sourcePlane, 0, batchBuf, b * planeModel);
     }
     const tRun = now();
