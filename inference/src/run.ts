@@ -193,29 +193,21 @@ export async function runSegmentation(sources: CaseSource[], opts: RunOptions): 
       let inputHash = '';
       let segmented: { image: Volume<VoxelArray>; result: SegmentResult } | undefined;
       let failure: unknown;
+      let resumeSkip = false;
       try {
         inputHash = await hashCaseInput(c.source);
         const wanted = expectedOutputs(opts, c.source.kind, twoStudents);
-        if (opts.resume && (await alreadyDone(dir, previous.get(c.id), inputHash, identity.modelHash, wanted))) {
-          if (await drain()) break;
-          skipped++;
-          entries.push(previous.get(c.id)!);
-          opts.onCaseDone?.(previous.get(c.id)!, true);
-          continue;
-        }
-        const t = performance.now();
-        const image = await loadCase(c.source);
-        timingsMs.read = performance.now() - t;
-        const result = await segmentVolume(image, model, {
-          batch: opts.batch,
-          saveProbabilities: opts.saveProbabilities,
-          gammaMode: opts.gammaMode,
-          onProgress: (done, total) => opts.onSlices?.(c.id, done, total),
-        });
-        Object.assign(timingsMs, result.timings);
-        segmented = { image, result };
+        resumeSkip = opts.resume === true && (await alreadyDone(dir, previous.get(c.id), inputHash, identity.modelHash, wanted));
+        if (!resumeSkip) segmented = await readAndSegment(c, model, opts, timingsMs);
       } catch (err) {
         failure = err;
+      }
+      if (resumeSkip) {
+        if (await drain()) break;
+        skipped++;
+        entries.push(previous.get(c.id)!);
+        opts.onCaseDone?.(previous.get(c.id)!, true);
+        continue;
       }
       if (await drain()) break;
       if (!segmented) {
@@ -237,6 +229,25 @@ export async function runSegmentation(sources: CaseSource[], opts: RunOptions): 
   } finally {
     await model.release();
   }
+}
+
+async function readAndSegment(
+  c: SegmentCase,
+  model: OpenedModel['model'],
+  opts: RunOptions,
+  timingsMs: Record<string, number>,
+): Promise<{ image: Volume<VoxelArray>; result: SegmentResult }> {
+  const t = performance.now();
+  const image = await loadCase(c.source);
+  timingsMs.read = performance.now() - t;
+  const result = await segmentVolume(image, model, {
+    batch: opts.batch,
+    saveProbabilities: opts.saveProbabilities,
+    gammaMode: opts.gammaMode,
+    onProgress: (done, total) => opts.onSlices?.(c.id, done, total),
+  });
+  Object.assign(timingsMs, result.timings);
+  return { image, result };
 }
 
 /** Above this many bytes of maps a case is written before the next one starts: memory stays at one large case. */
