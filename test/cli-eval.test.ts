@@ -52,6 +52,16 @@ describe('alhvr-eval', () => {
     expect(m2.predEmpty).toBe(true);
   });
 
+  it('pairs alhvr-segment case ids of nnU-Net images (<case>_0000) with their labels', async () => {
+    mkdirSync(join(tmp, 'seg2', 'case1_0000'), { recursive: true });
+    await writeNiftiFile(join(tmp, 'seg2', 'case1_0000', 'mask.nii.gz'), box(3, false));
+    const r = await runCli('alhvr-eval', ['--pred', join(tmp, 'seg2'), '--ref', join(tmp, 'ref'), '--json', '--classes', '1']);
+    expect(r.code, r.stderr).toBe(0);
+    const doc = JSON.parse(r.stdout);
+    expect(doc.cases.map((c: { id: string }) => c.id)).toEqual(['case1']);
+    expect(doc.cases[0].metrics[0].dice).toBeCloseTo(0.75, 10);
+  });
+
   it('scores a never-predicted class 0 on every metric with the released-code policy', async () => {
     const r = await runCli('alhvr-eval', ['--pred', join(tmp, 'seg'), '--ref', join(tmp, 'ref'), '--json', '--empty-policy', 'released-code', '--classes', '2']);
     expect(r.code, r.stderr).toBe(0);

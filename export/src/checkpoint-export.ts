@@ -115,7 +115,7 @@ export async function loadRunForExport(path: string, opts: LoadRunOptions = {}):
   const patch = state.config.patch;
   const card: ExportCard = {
     name: basename(runDir),
-    description: `ALHVR ${state.config.method} U-Net, ${keys.length === 2 ? 'two-student ensemble' : `student ${keys[0]}`}, exported from ${basename(latestFile)}`,
+    description: `ALHVR ${state.config.method} U-Net, ${keys.length === 2 ? 'two-student ensemble' : `student ${keys[0]}`}, students from ${sources.map((f) => basename(f)).join(' and ')}, γ from ${basename(latestFile)}`,
     classes: await readClasses(runDir, students[0].config.numClasses),
     input: { size: [patch, patch], sliceAxis: 'largest-spacing' },
     normalisation: { kind: 'minmax-volume' },

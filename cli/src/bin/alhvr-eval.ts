@@ -62,13 +62,19 @@ await runCommand(COMMAND, async (args, { signal }) => {
 
   const preds = await labelFiles(argv.pred);
   const refs = await labelFiles(argv.ref);
-  const single = preds.size === 1 && refs.size === 1;
+  const isFile = async (p: string) => (await stat(p)).isFile();
+  const single = (await isFile(argv.pred)) && (await isFile(argv.ref));
   // Two single files pair up whatever their names; folders pair by case id.
   const pairs: [string, string, string][] = single
     ? [[[...preds.keys()][0], [...preds.values()][0], [...refs.values()][0]]]
-    : [...preds].filter(([id]) => refs.has(id)).map(([id, p]) => [id, p, refs.get(id)!]);
+    : [...preds].flatMap(([id, p]): [string, string, string][] => {
+        // alhvr-segment names cases after nnU-Net image files (<case>_0000); labels drop the channel suffix.
+        const ref = refs.get(id) ?? refs.get(id.replace(/_\d{4}$/, ''));
+        return ref ? [[id.replace(/_\d{4}$/, ''), p, ref]] : [];
+      });
   if (pairs.length === 0) throw new InputError(`no case appears in both --pred (${preds.size} cases) and --ref (${refs.size} cases)`, argv.pred);
-  const missing = [...refs.keys()].filter((id) => !preds.has(id));
+  const paired = new Set(pairs.map(([id]) => id));
+  const missing = [...refs.keys()].filter((id) => !paired.has(id));
   if (!single && missing.length) process.stderr.write(`${COMMAND}: warning: ${missing.length} reference case(s) have no prediction: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}\n`);
 
   const workspace = new MetricsWorkspace();
