@@ -1,16 +1,25 @@
 import type { Normalisation } from './model-card.js';
 
 /**
- * Per-volume intensity normalisation, shared by training and inference so both see the same
- * numbers. Writes into `out` (may be `data` itself) and returns it.
- * - minmax-volume: (x − min) / (max − min); a constant volume becomes all zeros.
- * - zscore-volume: (x − mean) / std (population std); a constant volume becomes all zeros.
+ * The per-volume intensity map as numbers: value ↦ (clip(value) − offset) · scale. Computing it
+ * once and applying it to any part of the volume lets training normalise whole volumes and
+ * inference normalise plane by plane with bit-identical results.
+ */
+export interface IntensityMap {
+  offset: number;
+  scale: number;
+  /** Clip bounds applied before the affine map (window rule only). */
+  clip?: [number, number];
+}
+
+/**
+ * Statistics of a volume under a normalisation rule:
+ * - minmax-volume: (x − min) / (max − min); a constant volume maps to zeros.
+ * - zscore-volume: (x − mean) / std (population std); a constant volume maps to zeros.
  * - window: clip to [low, high], then scale to [0, 1].
  */
-export function normaliseIntensities(data: ArrayLike<number>, rule: Normalisation, out: Float32Array = new Float32Array(data.length)): Float32Array {
+export function intensityMap(data: ArrayLike<number>, rule: Normalisation): IntensityMap {
   const n = data.length;
-  let offset = 0;
-  let scale = 0;
   if (rule.kind === 'minmax-volume') {
     let lo = Infinity;
     let hi = -Infinity;
@@ -19,23 +28,35 @@ export function normaliseIntensities(data: ArrayLike<number>, rule: Normalisatio
       if (v < lo) lo = v;
       if (v > hi) hi = v;
     }
-    offset = lo;
-    scale = hi > lo ? 1 / (hi - lo) : 0;
-  } else if (rule.kind === 'zscore-volume') {
+    return { offset: lo, scale: hi > lo ? 1 / (hi - lo) : 0 };
+  }
+  if (rule.kind === 'zscore-volume') {
     let sum = 0;
     for (let p = 0; p < n; p++) sum += data[p];
     const mean = n ? sum / n : 0;
     let ss = 0;
     for (let p = 0; p < n; p++) ss += (data[p] - mean) ** 2;
     const std = n ? Math.sqrt(ss / n) : 0;
-    offset = mean;
-    scale = std > 0 ? 1 / std : 0;
-  } else {
-    const { low, high } = rule;
-    const s = high > low ? 1 / (high - low) : 0;
-    for (let p = 0; p < n; p++) out[p] = (Math.min(Math.max(data[p], low), high) - low) * s;
-    return out;
+    return { offset: mean, scale: std > 0 ? 1 / std : 0 };
   }
-  for (let p = 0; p < n; p++) out[p] = (data[p] - offset) * scale;
+  const { low, high } = rule;
+  return { offset: low, scale: high > low ? 1 / (high - low) : 0, clip: [low, high] };
+}
+
+/** Apply `map` to `data` into `out` (may be `data` itself); returns `out`. */
+export function applyIntensityMap(map: IntensityMap, data: ArrayLike<number>, out: { [n: number]: number; length: number }): typeof out {
+  const { offset, scale, clip } = map;
+  if (clip) {
+    const [low, high] = clip;
+    for (let p = 0; p < data.length; p++) out[p] = (Math.min(Math.max(data[p], low), high) - offset) * scale;
+  } else {
+    for (let p = 0; p < data.length; p++) out[p] = (data[p] - offset) * scale;
+  }
+  return out;
+}
+
+/** Per-volume normalisation shared by training and inference; writes into `out` and returns it. */
+export function normaliseIntensities(data: ArrayLike<number>, rule: Normalisation, out: Float32Array = new Float32Array(data.length)): Float32Array {
+  applyIntensityMap(intensityMap(data, rule), data, out);
   return out;
 }
