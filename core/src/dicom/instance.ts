@@ -57,6 +57,11 @@ export interface DicomInstance {
 export interface ParseDicomOptions {
   /** Stop before the pixel data: fast, but the instance cannot decode frames. */
   headerOnly?: boolean;
+  /**
+   * With headerOnly: `bytes` is only the start of the file, so fail unless parsing reached the
+   * PixelData tag (otherwise header elements past the cut could be silently missing).
+   */
+  prefixOnly?: boolean;
 }
 
 const IMPLICIT_LE = '1.2.840.10008.1.2';
@@ -303,6 +308,7 @@ export function parseDicomInstance(bytes: Uint8Array, file?: string, opts: Parse
   }
 
   const pixelEl = ds.elements.x7fe00010;
+  if (opts.prefixOnly && !pixelEl) throw new InputError('header extends past the bytes read', file);
   const hasPixelData = !headerOnly && pixelEl !== undefined;
   if (!headerOnly) {
     if (!pixelEl) throw new InputError('no PixelData (7FE0,0010)', file);
