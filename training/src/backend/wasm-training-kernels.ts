@@ -147,6 +147,30 @@ function toNhwc(t: TensorInfo, backend: object): TensorInfo {
 }
 
 /**
+ * One chunk of dW = colsᵀ-chunk [K, mc] · dy rows [m0, m0+mc) [mc, Cout]: the first chunk writes
+ * `out` directly, later ones go through `partial` and are added in.
+ */
+function gemmChunk(
+  backend: WasmBackendInternals,
+  s: BackendState,
+  cols: TensorInfo,
+  dy: TensorInfo,
+  c: { m0: number; mc: number; K: number; Cout: number },
+  out: TensorInfo,
+  partial: TensorInfo | null,
+): void {
+  const dyChunk = aliasTensor(backend, dy, c.m0 * c.Cout, [1, c.mc, c.Cout]);
+  const target = c.m0 === 0 ? idOf(backend, out) : idOf(backend, partial!);
+  s.matMul(idOf(backend, cols), shapeBytes([1, c.K, c.mc]), 3, idOf(backend, dyChunk), shapeBytes([1, c.mc, c.Cout]), 3, false, false, target);
+  disposeAlias(backend, dyChunk);
+  if (c.m0 !== 0) {
+    const acc = backend.typedArrayFromHeap(out);
+    const p = backend.typedArrayFromHeap({ ...partial!, shape: [c.K * c.Cout] });
+    for (let i = 0; i < acc.length; i++) acc[i] += p[i];
+  }
+}
+
+/**
  * Fills cols[k·mc + j] (k = (kh·KW + kw)·Cin + ci, j = pixel m0+j of the flattened [B, OH, OW]
  * output grid) with the input value that filter tap k sees at that pixel, 0 in the padding.
  */
@@ -222,7 +246,6 @@ function backpropFilterByTaps(backend: WasmBackendInternals, x: TensorInfo, dy: 
     : runKernel('PadV2', { x: dy }, backend, { paddings: [[0, 0], [0, Hp - OH], [0, Wp - OW], [0, 0]], constantValue: 0 });
 
   const out = backend.makeOutput([KH, KW, Cin, Cout], 'float32');
-  const outId = idOf(backend, out);
   const mcMax = Math.max(1, Math.min(Mg, Math.floor(IM2COL_CHUNK_FLOATS / K)));
   const scratch = scratchFor(backend, s, K * mcMax);
   const partial = Mg > mcMax ? backend.makeOutput([K * Cout], 'float32') : null;
@@ -238,16 +261,7 @@ function backpropFilterByTaps(backend: WasmBackendInternals, x: TensorInfo, dy: 
         for (let ci = 0; ci < Cin; ci++) cols.set(xv.subarray(ci * L + off, ci * L + off + mc), (row0 + ci) * mc);
       }
     }
-    const dyChunk = aliasTensor(backend, dyGrid, m0 * Cout, [1, mc, Cout]);
-    const target = m0 === 0 ? outId : idOf(backend, partial!);
-    s.matMul(idOf(backend, scratch), shapeBytes([1, K, mc]), 3, idOf(backend, dyChunk), shapeBytes([1, mc, Cout]), 3,
-      false, false, target);
-    disposeAlias(backend, dyChunk);
-    if (m0 !== 0) {
-      const acc = backend.typedArrayFromHeap(out);
-      const p = backend.typedArrayFromHeap({ ...partial!, shape: [K * Cout] });
-      for (let i = 0; i < acc.length; i++) acc[i] += p[i];
-    }
+    gemmChunk(backend, s, scratch, dyGrid, { m0, mc, K, Cout }, out, partial);
   }
   if (partial !== null) backend.disposeData(partial.dataId);
   backend.disposeData(xT.dataId);
@@ -297,7 +311,6 @@ const conv2DBackpropFilterWasm: KernelFunc = ({ inputs, backend: b, attrs }) => 
   const s = stateFor(backend);
 
   const out = backend.makeOutput([...a.filterShape], 'float32');
-  const outId = idOf(backend, out);
   const mcMax = Math.max(1, Math.min(M, Math.floor(IM2COL_CHUNK_FLOATS / K)));
   const scratch = scratchFor(backend, s, K * mcMax);
   const partial = M > mcMax ? backend.makeOutput([K * Cout], 'float32') : null;
@@ -308,16 +321,7 @@ const conv2DBackpropFilterWasm: KernelFunc = ({ inputs, backend: b, attrs }) => 
     const xv = backend.typedArrayFromHeap(x);
     const cols = backend.typedArrayFromHeap({ ...scratch, shape: [K * mc] });
     im2colTransposed(xv, cols, info, m0, mc);
-    const dyChunk = aliasTensor(backend, dy, m0 * Cout, [1, mc, Cout]);
-    const target = m0 === 0 ? outId : idOf(backend, partial!);
-    s.matMul(idOf(backend, scratch), shapeBytes([1, K, mc]), 3, idOf(backend, dyChunk), shapeBytes([1, mc, Cout]), 3,
-      false, false, target);
-    disposeAlias(backend, dyChunk);
-    if (m0 !== 0) {
-      const acc = backend.typedArrayFromHeap(out);
-      const p = backend.typedArrayFromHeap({ ...partial!, shape: [K * Cout] });
-      for (let i = 0; i < acc.length; i++) acc[i] += p[i];
-    }
+    gemmChunk(backend, s, scratch, dy, { m0, mc, K, Cout }, out, partial);
   }
   if (partial !== null) backend.disposeData(partial.dataId);
   if (channelsFirst) {
