@@ -289,6 +289,17 @@ function encapsulatedFrame(
  * syntax, pixel data shorter than Rows×Columns×frames.
  */
 export function parseDicomInstance(bytes: Uint8Array, file?: string, opts: ParseDicomOptions = {}): DicomInstance {
+  try {
+    return readInstance(bytes, file, opts);
+  } catch (e) {
+    if (e instanceof InputError) throw e;
+    // dicom-parser reads element values lazily and throws plain strings/objects when an element
+    // claims bytes past the end of a damaged file.
+    throw new InputError(`corrupt DICOM file: ${describe(e)}`, file);
+  }
+}
+
+function readInstance(bytes: Uint8Array, file: string | undefined, opts: ParseDicomOptions): DicomInstance {
   const headerOnly = opts.headerOnly ?? false;
   const ds = parseDataSet(bytes, file, headerOnly);
   const transferSyntaxUID = (str(ds, 'x00020010') ?? IMPLICIT_LE).replace(/\0/g, '').trim();
