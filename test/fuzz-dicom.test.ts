@@ -1,21 +1,16 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { InputError, Volume, readDicomSeriesFromBytes } from '../core/src/index.js';
+import { InputError, Rng, Volume, readDicomSeriesFromBytes } from '../core/src/index.js';
 import { daikonData, daikonSeries } from './fixtures.js';
 
 // Deterministic mutations of real files: every case must end in a Volume or an InputError, never
 // another exception, a hang, or a huge allocation.
 
+/** Uniform [0, 1) draws from the project's seeded generator. */
 function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed);
+  return () => r.next();
 }
 
 const SOURCES = [

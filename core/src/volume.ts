@@ -12,6 +12,20 @@ export type VoxelArray =
 
 export type Dims3 = [number, number, number];
 
+/** The typed array behind each storage datatype name, for readers, writers and converters. */
+export const VOXEL_ARRAY_TYPES = {
+  uint8: Uint8Array,
+  int8: Int8Array,
+  int16: Int16Array,
+  uint16: Uint16Array,
+  int32: Int32Array,
+  uint32: Uint32Array,
+  float32: Float32Array,
+  float64: Float64Array,
+} as const;
+
+export type VoxelDatatype = keyof typeof VOXEL_ARRAY_TYPES;
+
 /** Patient/study attributes copied verbatim into derived DICOM objects (DICOM keywords). */
 export interface DicomPatientStudy {
   PatientName?: string;

@@ -1,6 +1,6 @@
-import type { VoxelArray } from '@alhvr/core';
+import { VOXEL_ARRAY_TYPES, type VoxelArray, type VoxelDatatype } from '@alhvr/core';
 
-export type StorageDatatype = 'uint8' | 'int8' | 'int16' | 'uint16' | 'int32' | 'uint32' | 'float32' | 'float64';
+export type StorageDatatype = VoxelDatatype;
 
 const INTEGER_RANGES: [StorageDatatype, number, number][] = [
   ['uint8', 0, 255],
@@ -11,16 +11,7 @@ const INTEGER_RANGES: [StorageDatatype, number, number][] = [
   ['uint32', 0, 4294967295],
 ];
 
-const CONSTRUCTORS: Record<StorageDatatype, new (n: number) => VoxelArray> = {
-  uint8: Uint8Array,
-  int8: Int8Array,
-  int16: Int16Array,
-  uint16: Uint16Array,
-  int32: Int32Array,
-  uint32: Uint32Array,
-  float32: Float32Array,
-  float64: Float64Array,
-};
+const CONSTRUCTORS: Record<StorageDatatype, new (n: number) => VoxelArray> = VOXEL_ARRAY_TYPES;
 
 export function datatypeOfArray(data: VoxelArray): StorageDatatype {
   const name = data.constructor.name.replace(/Array$/, '').toLowerCase();

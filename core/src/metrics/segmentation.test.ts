@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { Volume } from '../volume.js';
 import { scalingAffine, type Mat4 } from '../geometry/affine.js';
 import { InputError } from '../errors.js';
+import { Rng } from '../random.js';
 import { meanMetrics, percentileLinear, segmentationMetrics, sliceMetrics } from './segmentation.js';
 import { SquaredEdt } from './edt.js';
 
@@ -199,16 +200,10 @@ describe('input checks', () => {
   });
 });
 
-/** mulberry32: small deterministic PRNG so the random masks are the same on every run. */
+/** Uniform [0, 1) draws from the project's seeded generator. */
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed);
+  return () => r.next();
 }
 
 /** Labels 0..2 from a few random overlapping ellipsoids, so surfaces are irregular. */

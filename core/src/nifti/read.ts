@@ -1,6 +1,6 @@
 import { InputError } from '../errors.js';
 import { type Mat4, type Vec3, spacingFromAffine } from '../geometry/affine.js';
-import { type Dims3, type VoxelArray, Volume } from '../volume.js';
+import { type Dims3, type VoxelArray, VOXEL_ARRAY_TYPES, Volume } from '../volume.js';
 import { datatypeByCode, type NiftiDatatype } from './datatypes.js';
 import { isGzip, inflateRange, maxInflatedSize } from './gzip.js';
 import { type RawNiftiHeader, parseRawHeader } from './header.js';
@@ -175,16 +175,7 @@ function swapBytesInPlace(bytes: Uint8Array, width: number): void {
 
 type TypedCtor = { new (buffer: ArrayBufferLike, byteOffset: number, length: number): VoxelArray };
 
-const NATIVE: Record<string, TypedCtor> = {
-  uint8: Uint8Array,
-  int8: Int8Array,
-  int16: Int16Array,
-  uint16: Uint16Array,
-  int32: Int32Array,
-  uint32: Uint32Array,
-  float32: Float32Array,
-  float64: Float64Array,
-};
+const NATIVE: Record<string, TypedCtor> = VOXEL_ARRAY_TYPES;
 
 /** Voxel values from raw bytes in file byte order, scaled when the header says so. */
 function decodeValues(
