@@ -136,9 +136,11 @@ async function segment(bytes: Uint8Array, name: string): Promise<void> {
   setState('segmented', `Segmented ${name}.`);
 }
 
+/** Marks the page busy before the first await, so nothing observes the previous state after a choice. */
 async function readFile(input: HTMLInputElement): Promise<{ bytes: Uint8Array; name: string } | undefined> {
   const file = input.files?.[0];
   if (!file) return undefined;
+  setState('working', `Reading ${file.name}…`);
   return { bytes: new Uint8Array(await file.arrayBuffer()), name: file.name };
 }
 
