@@ -23,3 +23,4 @@ export * from './data/nnunet-dataset.js';
 export * from './data/acdc-h5-dataset.js';
 export * from './data/batch-sampler.js';
 export * from './data/augment.js';
+export * from './backend/out-of-memory.js';

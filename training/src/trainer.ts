@@ -9,6 +9,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { InputError, Rng, type RngState } from '@alhvr/core';
 import { writeFileAtomic } from '@alhvr/core/node';
 import { selectBackend } from './backend/select-backend.js';
+import { guardStepMemory } from './backend/out-of-memory.js';
 import { type TrainConfig } from './config.js';
 import { openNnunetDataset } from './data/nnunet-dataset.js';
 import { openAcdcH5Dataset } from './data/acdc-h5-dataset.js';
@@ -266,7 +267,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
       const x = tf.tensor4d(images, [batchSize, P, P, 1]);
       const y = tf.tensor3d(labels, [bl, P, P], 'int32');
       let kept: Record<string, tf.Scalar> = {};
-      const { value, grads } = tf.variableGrads(() => {
+      const { value, grads } = guardStepMemory(backend.name, config, () => tf.variableGrads(() => {
         const outA = netA.forward(x, { training: true, rng: netRngA });
         if (!netB) {
           const ce = ceLoss(outA.logits, y);
@@ -294,7 +295,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
         const { loss, weight: _weight, ...scalars } = terms;
         kept = Object.fromEntries(Object.entries(scalars).map(([k, t]) => [k, tf.keep(t as tf.Scalar)]));
         return loss;
-      }, trainable);
+      }, trainable));
       const gradsA: Record<string, tf.Tensor> = {};
       const gradsB: Record<string, tf.Tensor> = {};
       for (const [tfName, g] of Object.entries(grads)) {
@@ -349,10 +350,15 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
     }
   } finally {
     await dataset.close();
-    netA.dispose();
-    netB?.dispose();
-    sgdA.dispose();
-    sgdB.dispose();
+    // After a wasm abort the backend is dead and disposing throws; the first error is the one to report.
+    try {
+      netA.dispose();
+      netB?.dispose();
+      sgdA.dispose();
+      sgdB.dispose();
+    } catch {
+      /* backend already failed */
+    }
   }
   return { iteration, stopped, gamma, best };
 }

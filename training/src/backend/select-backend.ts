@@ -8,6 +8,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { registerWasmTrainingKernels } from './wasm-training-kernels.js';
+import { guardWasmMalloc } from './out-of-memory.js';
 
 export type BackendChoice = 'auto' | 'tensorflow' | 'tensorflow-gpu' | 'wasm' | 'cpu';
 
@@ -109,6 +110,7 @@ async function useWasm(threadsWanted: number): Promise<SelectedBackend> {
   } else if (!(await tf.setBackend('wasm'))) {
     throw new BackendUnavailableError('the TensorFlow.js wasm backend failed to initialise');
   }
+  guardWasmMalloc((tf.backend() as unknown as { wasm: unknown }).wasm);
   const threads = wasm.getThreadsCount();
   const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
   const description = `TensorFlow.js WebAssembly (XNNPACK${simd ? ', SIMD' : ''}, ${threads} thread${threads === 1 ? '' : 's'})`;
