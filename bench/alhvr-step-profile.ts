@@ -12,6 +12,7 @@ import { Rng } from '../core/src/index.js';
 import { selectBackend } from '../training/src/backend/select-backend.js';
 import { UNet } from '../training/src/model/unet.js';
 import { alhvrLoss } from '../training/src/losses/alhvr.js';
+import { leanVariableGrads } from '../training/src/backend/lean-gradients.js';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -33,7 +34,7 @@ const y = tf.randomUniform([bl, size, size], 0, 4, 'int32', 6) as tf.Tensor3D;
 const vars = [...a.params.trainableVariables(), ...b.params.trainableVariables()];
 
 function step(): void {
-  const { value, grads } = tf.variableGrads(() => {
+  const { value, grads } = leanVariableGrads(() => {
     const oa = a.forward(x, { training: true, rng });
     const ob = b.forward(x, { training: true, rng });
     const terms = alhvrLoss(

@@ -24,3 +24,4 @@ export * from './data/acdc-h5-dataset.js';
 export * from './data/batch-sampler.js';
 export * from './data/augment.js';
 export * from './backend/out-of-memory.js';
+export * from './backend/lean-gradients.js';

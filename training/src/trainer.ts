@@ -10,6 +10,7 @@ import { InputError, Rng, type RngState } from '@alhvr/core';
 import { writeFileAtomic } from '@alhvr/core/node';
 import { selectBackend } from './backend/select-backend.js';
 import { guardStepMemory } from './backend/out-of-memory.js';
+import { leanVariableGrads } from './backend/lean-gradients.js';
 import { type TrainConfig } from './config.js';
 import { openNnunetDataset } from './data/nnunet-dataset.js';
 import { openAcdcH5Dataset } from './data/acdc-h5-dataset.js';
@@ -267,7 +268,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
       const x = tf.tensor4d(images, [batchSize, P, P, 1]);
       const y = tf.tensor3d(labels, [bl, P, P], 'int32');
       let kept: Record<string, tf.Scalar> = {};
-      const { value, grads } = guardStepMemory(backend.name, config, () => tf.variableGrads(() => {
+      const { value, grads } = guardStepMemory(backend.name, config, () => leanVariableGrads(() => {
         const outA = netA.forward(x, { training: true, rng: netRngA });
         if (!netB) {
           const ce = ceLoss(outA.logits, y);

@@ -78,15 +78,17 @@ def prototypes(fts, onehot):
     return per_class
 
 
-def alhvr(req):
-    t = {name: nchw(decode(v)).requires_grad_(True) for name, v in req["tensors"].items() if name != "labels"}
-    labels = decode(req["tensors"]["labels"]).long()
+def alhvr_terms(t, labels, req):
+    """The ALHVR objective on NCHW network outputs t (logitsA/B, logitsAuxA/B, feaA/B, feaAuxA/B).
+
+    Returns (scalars, masks); scalars["loss"] is the total. Works in the dtype of the inputs.
+    """
     bl, it = req["labeled"], req["iteration"]
     n_classes = t["logitsA"].shape[1]
+    dtype = t["logitsA"].dtype
     soft = {k: F.softmax(t[k], dim=1) for k in ("logitsA", "logitsB", "logitsAuxA", "logitsAuxB")}
     s1, s2, sa1, sa2 = soft["logitsA"], soft["logitsB"], soft["logitsAuxA"], soft["logitsAuxB"]
 
-    out = {}
     ce1 = F.cross_entropy(t["logitsA"][:bl], labels)
     ce2 = F.cross_entropy(t["logitsB"][:bl], labels)
     d1 = dice_loss(s1[:bl], labels, n_classes, req["diceLoss"])
@@ -101,10 +103,10 @@ def alhvr(req):
     c1, idx1 = s1[bl:].max(dim=1)
     c2, idx2 = s2[bl:].max(dim=1)
     g = threshold((c_aux1 + c_aux2) * 0.5, req["proportion"])
-    low = ((c_aux1 < g) & (c_aux2 < g)).double()
-    m1 = ((c_aux1 <= g) & (c_aux2 > g)).double()
-    m2 = ((c_aux2 <= g) & (c_aux1 > g)).double()
-    high = ((c_aux1 > g) & (c_aux2 > g)).double()
+    low = ((c_aux1 < g) & (c_aux2 < g)).to(dtype)
+    m1 = ((c_aux1 <= g) & (c_aux2 > g)).to(dtype)
+    m2 = ((c_aux2 <= g) & (c_aux1 > g)).to(dtype)
+    high = ((c_aux1 > g) & (c_aux2 > g)).to(dtype)
 
     teacher = torch.where((c1 > c2).unsqueeze(1), s1[bl:], s2[bl:])
     if req["detachTeacher"]:
@@ -123,8 +125,8 @@ def alhvr(req):
     size = idx1.shape[-2:]
     up = lambda f: F.interpolate(f[bl:], size=size, mode="bilinear", align_corners=False)
     fts1, fts2, fts_aux1, fts_aux2 = up(t["feaA"]), up(t["feaB"]), up(t["feaAuxA"]), up(t["feaAuxB"])
-    oh1 = F.one_hot(idx1, n_classes).permute(0, 3, 1, 2).double()
-    oh2 = F.one_hot(idx2, n_classes).permute(0, 3, 1, 2).double()
+    oh1 = F.one_hot(idx1, n_classes).permute(0, 3, 1, 2).to(dtype)
+    oh2 = F.one_hot(idx2, n_classes).permute(0, 3, 1, 2).to(dtype)
     proto1, proto2 = prototypes(fts1, oh1), prototypes(fts2, oh2)
     cos1 = torch.stack([F.cosine_similarity(fts_aux1, p[..., None, None], dim=1) * req["scaler"] for p in proto2], dim=1)
     cos2 = torch.stack([F.cosine_similarity(fts_aux2, p[..., None, None], dim=1) * req["scaler"] for p in proto1], dim=1)
@@ -144,16 +146,23 @@ def alhvr(req):
     loss1 = sup1 + w * (focus1 + pro1)
     loss2 = sup2 + w * (focus2 + pro2)
     loss = loss1 + loss2
-    loss.backward()
-
     scalars = dict(loss=loss, lossA=loss1, lossB=loss2, supA=sup1, supB=sup2, ceA=ce1, ceB=ce2, diceA=d1, diceB=d2,
                    focusA=focus1, focusB=focus2, mseA=mse1, mseB=mse2, protoA=pro1, protoB=pro2,
                    protoCeA=pce1, protoCeB=pce2, protoCosA=pcos1, protoCosB=pcos2, gamma=g,
                    omega1Fraction=high.mean(), omega2Fraction=(m1 + m2).mean(), omega3Fraction=low.mean())
+    return scalars, {"omega1": high, "mA": m1, "mB": m2, "omega3": low}, w
+
+
+def alhvr(req):
+    t = {name: nchw(decode(v)).requires_grad_(True) for name, v in req["tensors"].items() if name != "labels"}
+    labels = decode(req["tensors"]["labels"]).long()
+    scalars, masks, w = alhvr_terms(t, labels, req)
+    scalars["loss"].backward()
+    out = {}
     out["terms"] = {k: float(v) for k, v in scalars.items()}
     out["weight"] = w
     out["grads"] = {k: encode(nhwc(v.grad)) for k, v in t.items()}
-    out["masks"] = {"omega1": encode(high), "mA": encode(m1), "mB": encode(m2), "omega3": encode(low)}
+    out["masks"] = {k: encode(v) for k, v in masks.items()}
     return out
 
 
