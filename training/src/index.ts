@@ -25,3 +25,4 @@ export * from './data/batch-sampler.js';
 export * from './data/augment.js';
 export * from './backend/out-of-memory.js';
 export * from './backend/lean-gradients.js';
+export * from './backend/batchnorm-kernels.js';

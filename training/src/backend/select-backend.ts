@@ -9,6 +9,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { registerWasmTrainingKernels } from './wasm-training-kernels.js';
 import { guardWasmMalloc } from './out-of-memory.js';
+import { registerCpuBatchNormKernels, registerWasmBatchNormKernels } from './batchnorm-kernels.js';
 
 export type BackendChoice = 'auto' | 'tensorflow' | 'tensorflow-gpu' | 'wasm' | 'cpu';
 
@@ -111,6 +112,7 @@ async function useWasm(threadsWanted: number): Promise<SelectedBackend> {
     throw new BackendUnavailableError('the TensorFlow.js wasm backend failed to initialise');
   }
   guardWasmMalloc((tf.backend() as unknown as { wasm: unknown }).wasm);
+  await registerWasmBatchNormKernels(tf.backend());
   const threads = wasm.getThreadsCount();
   const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
   const description = `TensorFlow.js WebAssembly (XNNPACK${simd ? ', SIMD' : ''}, ${threads} thread${threads === 1 ? '' : 's'})`;
@@ -120,6 +122,7 @@ async function useWasm(threadsWanted: number): Promise<SelectedBackend> {
 async function useCpu(): Promise<SelectedBackend> {
   await import('@tensorflow/tfjs-backend-cpu');
   if (!(await tf.setBackend('cpu'))) throw new BackendUnavailableError('the TensorFlow.js cpu backend failed to initialise');
+  registerCpuBatchNormKernels();
   return { name: 'cpu', threads: 1, description: 'TensorFlow.js plain JavaScript (slow; for tests and fallback)', tf };
 }
 

@@ -5,6 +5,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { ParameterStore } from './params.js';
 import { drawOpSeed, type UniformSource } from './random-source.js';
+import { BATCHNORM_TRAIN, BATCHNORM_TRAIN_GRAD, hasFusedBatchNorm } from '../backend/batchnorm-kernels.js';
 
 /** PyTorch BatchNorm2d defaults. */
 export const BN_MOMENTUM = 0.1;
@@ -57,6 +58,7 @@ function channelAffine(x2: tf.Tensor2D, scale: tf.Tensor, shift: tf.Tensor, leak
  * Running statistics are updated as a side effect (momentum 0.1, unbiased variance), as PyTorch does.
  */
 function batchNormTraining(store: ParameterStore, prefix: string, x: tf.Tensor4D, leaky: boolean): tf.Tensor4D {
+  if (hasFusedBatchNorm(tf.getBackend())) return fusedBatchNormTraining(store, prefix, x, leaky);
   const gamma = store.get(`${prefix}.gamma`);
   const beta = store.get(`${prefix}.beta`);
   const runningMean = store.get(`${prefix}.runningMean`);
@@ -98,6 +100,37 @@ function batchNormTraining(store: ParameterStore, prefix: string, x: tf.Tensor4D
     return { value: y, gradFunc };
   });
   return f(x, gamma, beta) as tf.Tensor4D;
+}
+
+/**
+ * The same node through the backend's fused kernels (backend/batchnorm-kernels.ts): one pass
+ * structure instead of a dozen tfjs ops per direction.
+ */
+function fusedBatchNormTraining(store: ParameterStore, prefix: string, x: tf.Tensor4D, leaky: boolean): tf.Tensor4D {
+  const runningMean = store.get(`${prefix}.runningMean`);
+  const runningVar = store.get(`${prefix}.runningVar`);
+  const [b, h, w] = x.shape;
+  const n = b * h * w;
+  if (n < 2) {
+    throw new Error(`batchNorm ${prefix}: training needs more than one value per channel (got batch ${b}, ${h}×${w})`);
+  }
+  const slope = leaky ? LEAKY_SLOPE : 1;
+  const f = tf.customGrad((...args: unknown[]) => {
+    const [xt, g, bt] = args as [tf.Tensor4D, tf.Tensor1D, tf.Tensor1D];
+    const save = args[3] as (ts: tf.Tensor[]) => void;
+    const [y, mean, variance, rstd] = tf.engine().runKernel(BATCHNORM_TRAIN, { x: xt, gamma: g, beta: bt }, { slope, eps: BN_EPS }) as tf.Tensor[];
+    tf.tidy(() => {
+      runningMean.assign(tf.add(tf.mul(runningMean, 1 - BN_MOMENTUM), tf.mul(mean, BN_MOMENTUM)));
+      runningVar.assign(tf.add(tf.mul(runningVar, 1 - BN_MOMENTUM), tf.mul(variance, (BN_MOMENTUM * n) / (n - 1))));
+    });
+    save([xt, y, mean, rstd, g]);
+    const gradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const [xs, ys, m, r, gs] = saved;
+      return tf.engine().runKernel(BATCHNORM_TRAIN_GRAD, { dy, x: xs, y: ys, mean: m, rstd: r, gamma: gs }, { slope }) as tf.Tensor[];
+    };
+    return { value: y as tf.Tensor4D, gradFunc };
+  });
+  return f(x, store.get(`${prefix}.gamma`), store.get(`${prefix}.beta`)) as tf.Tensor4D;
 }
 
 /**

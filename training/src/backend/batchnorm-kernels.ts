@@ -1,0 +1,357 @@
+/**
+ * Training-mode BatchNorm2d (+ optional LeakyReLU) as two kernels, forward and backward, for the
+ * wasm and cpu backends.
+ *
+ * Written with tfjs ops, BatchNorm costs a training step more than its convolutions on the wasm
+ * backend: per layer a dozen passes over the activation (sums by transposition, broadcasts, a
+ * diagonal GEMM), each a separate kernel call. Here the forward pass reads x three times (sum,
+ * centred sum of squares, normalise) and the backward pass reads dy, y and x twice; both use
+ * wasm SIMD on the backend's own heap (c a multiple of 4) or plain loops otherwise. Per-channel
+ * sums are accumulated per block of rows in float32 and across blocks in float64.
+ *
+ *   AlhvrBatchNormTrain     {x, gamma, beta} {slope, eps} → [y, mean, variance (biased), rstd]
+ *   AlhvrBatchNormTrainGrad {dy, x, y, mean, rstd, gamma} {slope} → [dx, dGamma, dBeta]
+ *
+ * `slope` is the LeakyReLU slope applied after the affine step, 1 for none: y = max(v, slope·v).
+ */
+import wabtInit from 'wabt';
+import { getKernel, registerKernel, util, type KernelFunc, type TensorInfo } from '@tensorflow/tfjs-core';
+import { BATCHNORM_WAT } from './batchnorm-wat.js';
+
+export const BATCHNORM_TRAIN = 'AlhvrBatchNormTrain';
+export const BATCHNORM_TRAIN_GRAD = 'AlhvrBatchNormTrainGrad';
+
+/** Rows per float32 partial sum; the partials are added in float64. */
+const BLOCK_ROWS = 4096;
+
+/** Whether the active backend runs BatchNorm as the fused kernels above. */
+export function hasFusedBatchNorm(backendName: string): boolean {
+  return getKernel(BATCHNORM_TRAIN, backendName) !== undefined && getKernel(BATCHNORM_TRAIN_GRAD, backendName) !== undefined;
+}
+
+/**
+ * The passes over [rows, c] data, on one memory: plain loops over Float32Arrays (cpu, and wasm
+ * when c is not a multiple of 4) or the SIMD exports. Offsets are in floats from the start of
+ * `heap()`, per-channel vectors are Float32Array views that the SIMD version reads in place.
+ */
+interface Passes {
+  sumRows(x: number, rows: number, c: number, acc: Float32Array): void;
+  sumSqCentered(x: number, rows: number, c: number, mean: Float32Array, acc: Float32Array): void;
+  affineLeaky(x: number, out: number, rows: number, c: number, scale: Float32Array, shift: Float32Array, slope: number): void;
+  gradSums(dy: number, y: number, x: number, rows: number, c: number, slope: number, mean: Float32Array, rstd: Float32Array, accDz: Float32Array, accDzx: Float32Array): void;
+  gradInput(dy: number, y: number, x: number, out: number, rows: number, c: number, slope: number, a: Float32Array, b: Float32Array, cc: Float32Array): void;
+}
+
+function loopPasses(heap: () => Float32Array): Passes {
+  return {
+    sumRows(x, rows, c, acc) {
+      const h = heap();
+      acc.fill(0);
+      for (let r = 0, p = x; r < rows; r++) for (let k = 0; k < c; k++, p++) acc[k] += h[p];
+    },
+    sumSqCentered(x, rows, c, mean, acc) {
+      const h = heap();
+      acc.fill(0);
+      for (let r = 0, p = x; r < rows; r++) {
+        for (let k = 0; k < c; k++, p++) {
+          const d = h[p] - mean[k];
+          acc[k] += d * d;
+        }
+      }
+    },
+    affineLeaky(x, out, rows, c, scale, shift, slope) {
+      const h = heap();
+      for (let r = 0, p = x, q = out; r < rows; r++) {
+        for (let k = 0; k < c; k++, p++, q++) {
+          const v = h[p] * scale[k] + shift[k];
+          h[q] = Math.max(v, slope * v);
+        }
+      }
+    },
+    gradSums(dy, y, x, rows, c, slope, mean, rstd, accDz, accDzx) {
+      const h = heap();
+      accDz.fill(0);
+      accDzx.fill(0);
+      for (let r = 0, o = 0; r < rows; r++) {
+        for (let k = 0; k < c; k++, o++) {
+          const dz = h[dy + o] * (h[y + o] > 0 ? 1 : slope);
+          accDz[k] += dz;
+          accDzx[k] += dz * (h[x + o] - mean[k]) * rstd[k];
+        }
+      }
+    },
+    gradInput(dy, y, x, out, rows, c, slope, a, b, cc) {
+      const h = heap();
+      for (let r = 0, o = 0; r < rows; r++) {
+        for (let k = 0; k < c; k++, o++) {
+          const dz = h[dy + o] * (h[y + o] > 0 ? 1 : slope);
+          h[out + o] = a[k] * dz + b[k] * h[x + o] + cc[k];
+        }
+      }
+    },
+  };
+}
+
+interface SimdExports {
+  sum_rows(x: number, rows: number, c: number, acc: number): void;
+  sum_sq_centered(x: number, rows: number, c: number, mean: number, acc: number): void;
+  affine_leaky(x: number, out: number, rows: number, c: number, scale: number, shift: number, slope: number): void;
+  grad_sums(dy: number, y: number, x: number, rows: number, c: number, slope: number, mean: number, rstd: number, accDz: number, accDzx: number): void;
+  grad_input(dy: number, y: number, x: number, out: number, rows: number, c: number, slope: number, a: number, b: number, cc: number): void;
+}
+
+/** SIMD passes; per-channel vectors must be views on the same memory (byte offset = view.byteOffset). */
+function simdPasses(e: SimdExports): Passes {
+  const at = (v: Float32Array) => v.byteOffset;
+  return {
+    sumRows: (x, rows, c, acc) => e.sum_rows(x * 4, rows, c, at(acc)),
+    sumSqCentered: (x, rows, c, mean, acc) => e.sum_sq_centered(x * 4, rows, c, at(mean), at(acc)),
+    affineLeaky: (x, out, rows, c, scale, shift, slope) => e.affine_leaky(x * 4, out * 4, rows, c, at(scale), at(shift), slope),
+    gradSums: (dy, y, x, rows, c, slope, mean, rstd, accDz, accDzx) =>
+      e.grad_sums(dy * 4, y * 4, x * 4, rows, c, slope, at(mean), at(rstd), at(accDz), at(accDzx)),
+    gradInput: (dy, y, x, out, rows, c, slope, a, b, cc) => e.grad_input(dy * 4, y * 4, x * 4, out * 4, rows, c, slope, at(a), at(b), at(cc)),
+  };
+}
+
+/** Per-channel float32 vectors the passes read and write: 9 × c floats. */
+interface ChannelVectors {
+  mean: Float32Array; rstd: Float32Array; scale: Float32Array; shift: Float32Array;
+  acc: Float32Array; acc2: Float32Array; a: Float32Array; b: Float32Array; cc: Float32Array;
+}
+
+/** What a backend provides: where tensors live, how outputs are made, and the passes to use. */
+interface BatchNormHost {
+  /** Offset in floats of a tensor's data within heap(). */
+  offset(t: TensorInfo): number;
+  output(shape: number[]): TensorInfo;
+  /** Per-channel vectors for c channels (valid until the next call). */
+  vectors(c: number): ChannelVectors;
+  passes(c: number): Passes;
+  /** Writes a small per-channel result as a new [c] tensor. */
+  vectorOutput(values: Float32Array | Float64Array): TensorInfo;
+  readVector(t: TensorInfo): Float32Array;
+}
+
+/** Sums over all rows in blocks: float32 within a block (the pass), float64 across blocks. */
+function blockSums(rows: number, c: number, run: (r0: number, n: number) => void, partials: Float32Array[], totals: Float64Array[]): void {
+  for (const t of totals) t.fill(0);
+  for (let r0 = 0; r0 < rows; r0 += BLOCK_ROWS) {
+    run(r0, Math.min(BLOCK_ROWS, rows - r0));
+    partials.forEach((p, i) => {
+      for (let k = 0; k < c; k++) totals[i][k] += p[k];
+    });
+  }
+}
+
+function forward(host: BatchNormHost, x: TensorInfo, gamma: TensorInfo, beta: TensorInfo, slope: number, eps: number): TensorInfo[] {
+  const c = x.shape[x.shape.length - 1];
+  const rows = util.sizeFromShape(x.shape) / c;
+  const g = Float64Array.from(host.readVector(gamma));
+  const bt = Float64Array.from(host.readVector(beta));
+  const y = host.output([...x.shape]);
+  const passes = host.passes(c);
+  const xo = host.offset(x);
+  const v = host.vectors(c);
+  const sum = new Float64Array(c);
+  blockSums(rows, c, (r0, n) => passes.sumRows(xo + r0 * c, n, c, v.acc), [v.acc], [sum]);
+  const mean = sum.map((s) => s / rows);
+  v.mean.set(mean);
+  const sq = new Float64Array(c);
+  blockSums(rows, c, (r0, n) => passes.sumSqCentered(xo + r0 * c, n, c, v.mean, v.acc), [v.acc], [sq]);
+  const variance = sq.map((s) => s / rows);
+  const rstd = variance.map((s) => 1 / Math.sqrt(s + eps));
+  for (let k = 0; k < c; k++) {
+    v.scale[k] = g[k] * rstd[k];
+    v.shift[k] = bt[k] - mean[k] * g[k] * rstd[k];
+  }
+  passes.affineLeaky(host.offset(x), host.offset(y), rows, c, v.scale, v.shift, slope);
+  return [y, host.vectorOutput(mean), host.vectorOutput(variance), host.vectorOutput(rstd)];
+}
+
+function backward(host: BatchNormHost, t: Record<'dy' | 'x' | 'y' | 'mean' | 'rstd' | 'gamma', TensorInfo>, slope: number): TensorInfo[] {
+  const c = t.x.shape[t.x.shape.length - 1];
+  const rows = util.sizeFromShape(t.x.shape) / c;
+  const mean = Float64Array.from(host.readVector(t.mean));
+  const rstd = Float64Array.from(host.readVector(t.rstd));
+  const g = Float64Array.from(host.readVector(t.gamma));
+  const dx = host.output([...t.x.shape]);
+  const passes = host.passes(c);
+  const v = host.vectors(c);
+  v.mean.set(mean);
+  v.rstd.set(rstd);
+  const [dyo, yo, xo] = [host.offset(t.dy), host.offset(t.y), host.offset(t.x)];
+  const dBeta = new Float64Array(c);
+  const dGamma = new Float64Array(c);
+  blockSums(rows, c, (r0, n) => passes.gradSums(dyo + r0 * c, yo + r0 * c, xo + r0 * c, n, c, slope, v.mean, v.rstd, v.acc, v.acc2),
+    [v.acc, v.acc2], [dBeta, dGamma]);
+  for (let k = 0; k < c; k++) {
+    const gr = g[k] * rstd[k];
+    v.a[k] = gr;
+    v.b[k] = (-gr * rstd[k] * dGamma[k]) / rows;
+    v.cc[k] = (-gr * dBeta[k]) / rows + (gr * rstd[k] * mean[k] * dGamma[k]) / rows;
+  }
+  passes.gradInput(dyo, yo, xo, host.offset(dx), rows, c, slope, v.a, v.b, v.cc);
+  return [dx, host.vectorOutput(dGamma), host.vectorOutput(dBeta)];
+}
+
+function kernelsFor(hostOf: (backend: unknown) => BatchNormHost): [KernelFunc, KernelFunc] {
+  const fwd: KernelFunc = ({ inputs, backend, attrs }) => {
+    const a = attrs as { slope: number; eps: number };
+    return forward(hostOf(backend), inputs.x as TensorInfo, inputs.gamma as TensorInfo, inputs.beta as TensorInfo, a.slope, a.eps);
+  };
+  const grad: KernelFunc = ({ inputs, backend, attrs }) =>
+    backward(hostOf(backend), inputs as Record<'dy' | 'x' | 'y' | 'mean' | 'rstd' | 'gamma', TensorInfo>, (attrs as { slope: number }).slope);
+  return [fwd, grad];
+}
+
+function viewsOn(buffer: ArrayBufferLike, byteOffset: number, c: number): ChannelVectors {
+  const at = (i: number) => new Float32Array(buffer, byteOffset + i * c * 4, c);
+  return { mean: at(0), rstd: at(1), scale: at(2), shift: at(3), acc: at(4), acc2: at(5), a: at(6), b: at(7), cc: at(8) };
+}
+
+function register(backendName: string, hostOf: (backend: unknown) => BatchNormHost): void {
+  if (hasFusedBatchNorm(backendName)) return;
+  const [fwd, grad] = kernelsFor(hostOf);
+  registerKernel({ kernelName: BATCHNORM_TRAIN, backendName, kernelFunc: fwd });
+  registerKernel({ kernelName: BATCHNORM_TRAIN_GRAD, backendName, kernelFunc: grad });
+}
+
+// ---- cpu backend -------------------------------------------------------------------------------
+
+interface CpuBackend {
+  data: { get(dataId: object): { values: Float32Array } };
+  makeTensorInfo(shape: number[], dtype: 'float32', values?: Float32Array): TensorInfo;
+}
+
+/**
+ * On the cpu backend each tensor has its own array; the passes address one heap, so each call
+ * gets a heap of `floats` floats into which its inputs are copied on first use and in which its
+ * large outputs are laid out, then copied into real tensors by `finish`.
+ */
+function cpuHost(backend: unknown, floats: number): BatchNormHost & { finish(outs: TensorInfo[]): TensorInfo[] } {
+  const b = backend as CpuBackend;
+  const heap = new Float32Array(floats);
+  const placed = new Map<object, number>();
+  const pending = new Map<object, number>();
+  let next = 0;
+  const reserve = (n: number) => {
+    const at = next;
+    next += n;
+    return at;
+  };
+  return {
+    offset(t) {
+      let at = placed.get(t.dataId) ?? pending.get(t.dataId);
+      if (at === undefined) {
+        const values = b.data.get(t.dataId).values;
+        at = reserve(values.length);
+        heap.set(values, at);
+        placed.set(t.dataId, at);
+      }
+      return at;
+    },
+    output(shape) {
+      const dataId = {};
+      pending.set(dataId, reserve(util.sizeFromShape(shape)));
+      return { dataId, shape, dtype: 'float32' };
+    },
+    vectors: (c) => viewsOn(new ArrayBuffer(9 * c * 4), 0, c),
+    passes: () => loopPasses(() => heap),
+    vectorOutput: (values) => b.makeTensorInfo([values.length], 'float32', Float32Array.from(values)),
+    readVector: (t) => b.data.get(t.dataId).values,
+    finish: (outs) =>
+      outs.map((t) => {
+        const at = pending.get(t.dataId);
+        return at === undefined ? t : b.makeTensorInfo(t.shape, 'float32', heap.slice(at, at + util.sizeFromShape(t.shape)));
+      }),
+  };
+}
+
+/** Registers the fused BatchNorm kernels for the cpu backend (plain loops). Idempotent. */
+export function registerCpuBatchNormKernels(): void {
+  if (hasFusedBatchNorm('cpu')) return;
+  const size = (t: unknown) => util.sizeFromShape((t as TensorInfo).shape);
+  registerKernel({
+    kernelName: BATCHNORM_TRAIN, backendName: 'cpu',
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const a = attrs as { slope: number; eps: number };
+      const host = cpuHost(backend, 2 * size(inputs.x));
+      return host.finish(forward(host, inputs.x as TensorInfo, inputs.gamma as TensorInfo, inputs.beta as TensorInfo, a.slope, a.eps));
+    },
+  });
+  registerKernel({
+    kernelName: BATCHNORM_TRAIN_GRAD, backendName: 'cpu',
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const host = cpuHost(backend, 4 * size(inputs.x));
+      return host.finish(backward(host, inputs as Record<'dy' | 'x' | 'y' | 'mean' | 'rstd' | 'gamma', TensorInfo>, (attrs as { slope: number }).slope));
+    },
+  });
+}
+
+// ---- wasm backend ------------------------------------------------------------------------------
+
+interface WasmBackend {
+  dataIdMap: { get(dataId: object): { memoryOffset: number } | undefined };
+  makeOutput(shape: number[], dtype: 'float32'): TensorInfo;
+  wasm: { _malloc(bytes: number): number; wasmMemory?: WebAssembly.Memory; asm?: { memory?: WebAssembly.Memory } };
+}
+
+/** The emscripten module's linear memory: exported by the plain build, a Module field in the threaded one. */
+function heapMemory(backend: WasmBackend): WebAssembly.Memory {
+  const m = backend.wasm.wasmMemory ?? backend.wasm.asm?.memory;
+  if (!(m instanceof WebAssembly.Memory)) throw new Error('tfjs-backend-wasm: cannot find the module memory');
+  return m;
+}
+
+async function compileSimd(memory: WebAssembly.Memory): Promise<SimdExports> {
+  const shared = typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer;
+  const wabt = await wabtInit();
+  const text = BATCHNORM_WAT.replace('__MEMORY__', shared ? '(memory 1 65536 shared)' : '(memory 1)');
+  const mod = wabt.parseWat('batchnorm-kernels.wat', text, { simd: true, threads: true });
+  try {
+    const { buffer } = mod.toBinary({});
+    const { instance } = await WebAssembly.instantiate(new Uint8Array(buffer) as BufferSource, { env: { memory } });
+    return instance.exports as unknown as SimdExports;
+  } finally {
+    mod.destroy();
+  }
+}
+
+/**
+ * Compiles the SIMD passes against the wasm backend's memory and registers both kernels for
+ * 'wasm'. Call once the backend is initialised. Idempotent.
+ */
+export async function registerWasmBatchNormKernels(backend: object): Promise<void> {
+  if (hasFusedBatchNorm('wasm')) return;
+  const b = backend as WasmBackend;
+  const memory = heapMemory(b);
+  const simd = simdPasses(await compileSimd(memory));
+  const heap = () => new Float32Array(memory.buffer);
+  const loops = loopPasses(heap);
+  let scratch = 0;
+  let scratchChannels = 0;
+  const host: BatchNormHost = {
+    offset: (t) => {
+      const d = b.dataIdMap.get(t.dataId);
+      if (d === undefined) throw new Error('BatchNorm (wasm): tensor is not on the wasm backend');
+      return d.memoryOffset / 4;
+    },
+    output: (shape) => b.makeOutput(shape, 'float32'),
+    vectors: (c) => {
+      if (c > scratchChannels) {
+        // Kept for the life of the backend: a few KiB, reused by every layer.
+        scratch = b.wasm._malloc(9 * c * 4) >>> 0;
+        scratchChannels = c;
+      }
+      return viewsOn(memory.buffer, scratch, c);
+    },
+    passes: (c) => (c % 4 === 0 ? simd : loops),
+    vectorOutput: (values) => {
+      const out = b.makeOutput([values.length], 'float32');
+      new Float32Array(memory.buffer, b.dataIdMap.get(out.dataId)!.memoryOffset, values.length).set(values);
+      return out;
+    },
+    readVector: (t) => new Float32Array(memory.buffer, b.dataIdMap.get(t.dataId)!.memoryOffset, util.sizeFromShape(t.shape)).slice(),
+  };
+  register('wasm', () => host);
+}

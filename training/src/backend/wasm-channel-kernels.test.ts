@@ -1,0 +1,72 @@
+import { describe, expect, test } from 'vitest';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import { Rng } from '@alhvr/core';
+import { selectBackend } from './select-backend.js';
+
+function random(shape: number[], seed: number): Float32Array {
+  const rng = new Rng(seed);
+  return Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => 2 * rng.next() - 1);
+}
+
+/** Runs `f` on the wasm backend and on the cpu backend with the same inputs; returns both results. */
+async function onBoth(f: () => tf.Tensor | tf.Tensor[]): Promise<{ wasm: number[][]; cpu: number[][]; shapes: number[][] }> {
+  const run = async (name: 'wasm' | 'cpu') => {
+    await selectBackend(name, { threads: 1, log: () => {} });
+    const out = tf.tidy(f);
+    const list = Array.isArray(out) ? out : [out];
+    const r = { values: list.map((t) => Array.from(t.dataSync())), shapes: list.map((t) => t.shape) };
+    tf.dispose(list);
+    return r;
+  };
+  const w = await run('wasm');
+  const c = await run('cpu');
+  expect(w.shapes).toEqual(c.shapes);
+  return { wasm: w.values, cpu: c.values, shapes: w.shapes };
+}
+
+function expectClose(a: number[][], b: number[][], tol: number): void {
+  expect(a.length).toBe(b.length);
+  a.forEach((row, i) => row.forEach((v, j) => expect(Math.abs(v - b[i][j])).toBeLessThanOrEqual(tol * Math.max(1, Math.abs(b[i][j])))));
+}
+
+describe('wasm Sum / Concat / SplitV over channels match the cpu backend', () => {
+  test.each([
+    { shape: [5000, 8], axis: [0], keepDims: false },
+    { shape: [2, 17, 13, 12], axis: [0, 1, 2], keepDims: false },
+    { shape: [2, 17, 13, 12], axis: [2, 0, 1], keepDims: true },
+    { shape: [3, 4, 5], axis: [1], keepDims: false },
+    { shape: [3, 4, 5], axis: [0, 1, 2], keepDims: false },
+  ])('sum of $shape over $axis (keepDims $keepDims)', async ({ shape, axis, keepDims }) => {
+    const x = random(shape, 1);
+    const r = await onBoth(() => tf.sum(tf.tensor(x, shape), axis, keepDims));
+    expectClose(r.wasm, r.cpu, 1e-5);
+  });
+
+  test.each([
+    { shapes: [[2, 9, 7, 8], [2, 9, 7, 8]], axis: 3 },
+    { shapes: [[2, 9, 7, 3], [2, 9, 7, 5], [2, 9, 7, 1]], axis: -1 },
+    { shapes: [[2, 9, 7, 3], [4, 9, 7, 3]], axis: 0 },
+  ])('concat of $shapes along $axis', async ({ shapes, axis }) => {
+    const xs = shapes.map((s, i) => random(s, 10 + i));
+    const r = await onBoth(() => tf.concat(xs.map((x, i) => tf.tensor(x, shapes[i])), axis));
+    expect(r.wasm).toEqual(r.cpu);
+  });
+
+  test.each([
+    { shape: [2, 9, 7, 16], sizes: [8, 8], axis: 3 },
+    { shape: [2, 9, 7, 9], sizes: [2, 3, 4], axis: -1 },
+    { shape: [6, 9, 7, 3], sizes: [2, 4], axis: 0 },
+  ])('split of $shape into $sizes along $axis', async ({ shape, sizes, axis }) => {
+    const x = random(shape, 3);
+    const r = await onBoth(() => tf.split(tf.tensor(x, shape), sizes, axis));
+    expect(r.wasm).toEqual(r.cpu);
+  });
+
+  test('the gradient of a channel concat (a split) flows to each input unchanged', async () => {
+    const [a, b, dy] = [random([1, 4, 4, 3], 4), random([1, 4, 4, 5], 5), random([1, 4, 4, 8], 6)];
+    const r = await onBoth(() => tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.concat([p, q], 3))(
+      [tf.tensor(a, [1, 4, 4, 3]), tf.tensor(b, [1, 4, 4, 5])], tf.tensor(dy, [1, 4, 4, 8])));
+    expect(r.wasm).toEqual(r.cpu);
+  });
+});

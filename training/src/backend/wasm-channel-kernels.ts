@@ -1,0 +1,119 @@
+/**
+ * Three NHWC-shaped operations that a U-Net training step runs hundreds of times and that
+ * tfjs-backend-wasm 4.22 does slowly, written as plain loops over the wasm heap:
+ *
+ * - `Sum` over every axis but the last (per-channel sums, BatchNorm's statistics and its
+ *   gradient): the backend transposes the whole tensor so the reduced axes come last, then sums.
+ *   One pass that accumulates rows into a [C] vector reads the data once and writes nothing big.
+ * - `Concat` along the last axis (decoder skip connections) and `SplitV` along the last axis (its
+ *   gradient): the backend copies one run of C floats per pixel with `subarray().set()` (or a
+ *   Slice per piece), which for C = 8…64 costs far more in call overhead than in copying.
+ *
+ * Every other case (other axes, other dtypes) goes to the backend's own kernel, kept when these
+ * are registered.
+ */
+import { getKernel, registerKernel, unregisterKernel, util, type KernelConfig, type KernelFunc, type TensorInfo } from '@tensorflow/tfjs-core';
+import type { WasmBackendInternals } from './wasm-training-kernels.js';
+
+/** Where a tensor's floats live on the heap; re-read after any allocation (the heap may grow). */
+function floats(backend: WasmBackendInternals, t: TensorInfo): Float32Array {
+  return backend.typedArrayFromHeap(t);
+}
+
+const natives = new Map<string, KernelConfig>();
+
+function fallback(name: string, args: Parameters<KernelFunc>[0]): TensorInfo | TensorInfo[] {
+  const k = natives.get(name);
+  if (k === undefined) throw new Error(`wasm ${name}: the backend's own kernel was not kept`);
+  return k.kernelFunc(args) as TensorInfo | TensorInfo[];
+}
+
+const channelSum: KernelFunc = (args) => {
+  const { inputs, attrs } = args;
+  const backend = args.backend as unknown as WasmBackendInternals;
+  const x = inputs.x as TensorInfo;
+  const rank = x.shape.length;
+  const axes = util.parseAxisParam((attrs as { axis: number | number[] }).axis, x.shape).sort((a, b) => a - b);
+  const leading = rank >= 2 && axes.length === rank - 1 && axes.every((a, i) => a === i);
+  if (x.dtype !== 'float32' || !leading) return fallback('Sum', args);
+  const c = x.shape[rank - 1];
+  const rows = util.sizeFromShape(x.shape) / c;
+  const keepDims = (attrs as { keepDims?: boolean }).keepDims === true;
+  const out = backend.makeOutput(keepDims ? [...Array<number>(rank - 1).fill(1), c] : [c], 'float32');
+  const acc = new Float64Array(c);
+  const xv = floats(backend, x);
+  for (let r = 0, p = 0; r < rows; r++) for (let k = 0; k < c; k++, p++) acc[k] += xv[p];
+  floats(backend, out).set(acc);
+  return out;
+};
+
+const lastAxisConcat: KernelFunc = (args) => {
+  const { inputs, attrs } = args;
+  const backend = args.backend as unknown as WasmBackendInternals;
+  const xs = inputs as unknown as TensorInfo[];
+  const rank = xs[0].shape.length;
+  const axis = util.parseAxisParam((attrs as { axis: number }).axis, xs[0].shape)[0];
+  if (axis !== rank - 1 || xs.length < 2 || xs.some((t) => t.dtype !== 'float32' || util.sizeFromShape(t.shape) === 0)) {
+    return fallback('Concat', args);
+  }
+  const widths = xs.map((t) => t.shape[rank - 1]);
+  const total = widths.reduce((s, w) => s + w, 0);
+  const rows = util.sizeFromShape(xs[0].shape) / widths[0];
+  const out = backend.makeOutput([...xs[0].shape.slice(0, -1), total], 'float32');
+  const ov = floats(backend, out);
+  let offset = 0;
+  for (let i = 0; i < xs.length; i++) {
+    const xv = floats(backend, xs[i]);
+    const w = widths[i];
+    for (let r = 0, src = 0; r < rows; r++) {
+      let dst = r * total + offset;
+      for (let k = 0; k < w; k++) ov[dst++] = xv[src++];
+    }
+    offset += w;
+  }
+  return out;
+};
+
+const lastAxisSplit: KernelFunc = (args) => {
+  const { inputs, attrs } = args;
+  const backend = args.backend as unknown as WasmBackendInternals;
+  const x = inputs.x as TensorInfo;
+  const rank = x.shape.length;
+  const a = attrs as { numOrSizeSplits: number | number[]; axis: number };
+  const axis = util.parseAxisParam(a.axis, x.shape)[0];
+  const total = x.shape[rank - 1];
+  const sizes = typeof a.numOrSizeSplits === 'number'
+    ? Array<number>(a.numOrSizeSplits).fill(total / a.numOrSizeSplits)
+    : a.numOrSizeSplits;
+  if (axis !== rank - 1 || x.dtype !== 'float32' || sizes.some((s) => !Number.isInteger(s) || s <= 0) ||
+    sizes.reduce((s, w) => s + w, 0) !== total) {
+    return fallback('SplitV', args);
+  }
+  const rows = util.sizeFromShape(x.shape) / total;
+  const outs = sizes.map((w) => backend.makeOutput([...x.shape.slice(0, -1), w], 'float32'));
+  const xv = floats(backend, x);
+  let offset = 0;
+  sizes.forEach((w, i) => {
+    const ov = floats(backend, outs[i]);
+    for (let r = 0, dst = 0; r < rows; r++) {
+      let src = r * total + offset;
+      for (let k = 0; k < w; k++) ov[dst++] = xv[src++];
+    }
+    offset += w;
+  });
+  return outs;
+};
+
+const KERNELS: [string, KernelFunc][] = [['Sum', channelSum], ['Concat', lastAxisConcat], ['SplitV', lastAxisSplit]];
+
+/** Registers the three kernels for 'wasm', keeping the backend's own for the other cases. Idempotent. */
+export function registerWasmChannelKernels(): void {
+  for (const [name, kernelFunc] of KERNELS) {
+    const current = getKernel(name, 'wasm');
+    if (current?.kernelFunc === kernelFunc) continue;
+    if (current === undefined) throw new Error(`tfjs-backend-wasm has no ${name} kernel; is @tensorflow/tfjs-backend-wasm loaded?`);
+    natives.set(name, current);
+    unregisterKernel(name, 'wasm');
+    registerKernel({ ...current, kernelFunc });
+  }
+}
