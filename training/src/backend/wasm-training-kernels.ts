@@ -294,10 +294,10 @@ const conv2DBackpropFilterWasm: KernelFunc = ({ inputs, backend: b, attrs }) => 
   const info = backend_util.computeConv2DInfo(
     x.shape as [number, number, number, number], a.filterShape, a.strides, 1, a.pad as never, a.dimRoundingMode, false, 'channelsLast');
   const tapsApply = info.strideHeight === 1 && info.strideWidth === 1 && info.dilationHeight === 1 && info.dilationWidth === 1;
-  // Measured on a small-U-Net step's shapes (bench/.. see report): the block-copy im2col wins
-  // clearly when the per-element JS loop is worst, i.e. few input channels (1–16) over many
-  // pixels; from 32 channels on the two are within noise and the element loop stays.
-  const preferTaps = backpropFilterPath === 'taps' || (backpropFilterPath === 'auto' && info.inChannels <= 16);
+  // Measured layer by layer (bench/conv-kernels.ts, U-Net at 8×128² and 2×256²): the block-copy
+  // path wins at every width once the output plane has 16×16 pixels or more (by 1.2–1.9× from
+  // 32 channels up, more below); on 8×8 planes the per-element im2col is ahead by ~20 %.
+  const preferTaps = backpropFilterPath === 'taps' || (backpropFilterPath === 'auto' && info.outHeight * info.outWidth >= 256);
   if (tapsApply && preferTaps) {
     const out = backpropFilterByTaps(backend, x, dy, info);
     if (channelsFirst) {

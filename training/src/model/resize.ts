@@ -31,31 +31,37 @@ export function bilinearWeights1d(inSize: number, outSize: number, alignCorners:
   return w;
 }
 
-function weightMatrix(inSize: number, outSize: number, alignCorners: boolean): tf.Tensor2D {
+/** The transposed weights [inSize, outSize], cached per backend: a constant GEMM operand. */
+function weightMatrixT(inSize: number, outSize: number, alignCorners: boolean): tf.Tensor2D {
   const key = `${tf.getBackend()}:${inSize}:${outSize}:${alignCorners}`;
   let m = matrixCache.get(key);
   if (!m || m.isDisposed) {
-    m = tf.keep(tf.tensor2d(bilinearWeights1d(inSize, outSize, alignCorners), [outSize, inSize]));
+    const w = bilinearWeights1d(inSize, outSize, alignCorners);
+    const t = new Float32Array(inSize * outSize);
+    for (let i = 0; i < outSize; i++) for (let j = 0; j < inSize; j++) t[j * outSize + i] = w[i * inSize + j];
+    m = tf.keep(tf.tensor2d(t, [inSize, outSize]));
     matrixCache.set(key, m);
   }
   return m;
 }
 
-/** Resize an NHWC tensor to [outH, outW] bilinearly (torch align_corners semantics). */
+/**
+ * Resize an NHWC tensor to [outH, outW] bilinearly (torch align_corners semantics).
+ * Each axis is contracted as [pixels·channels, in] × [in, out]: the activation is the GEMM's
+ * input and the small constant matrix its weights, which XNNPACK packs once and keeps (with the
+ * activation as the packed operand, every call repacked megabytes).
+ */
 export function resizeBilinear(x: tf.Tensor4D, size: [number, number], alignCorners: boolean): tf.Tensor4D {
   const [b, h, w, c] = x.shape;
   const [outH, outW] = size;
   if (outH === h && outW === w) return x;
   return tf.tidy(() => {
-    const rh = weightMatrix(h, outH, alignCorners);
-    const rw = weightMatrix(w, outW, alignCorners);
-    // Rows: [1, outH, h] x [b, h, w*c] -> [b, outH, w*c] (batch broadcast).
-    const rows = tf.matMul(tf.expandDims(rh, 0), tf.reshape(x, [b, h, w * c]));
-    // Columns: contract w as one plain 2-D product [outW, w] x [w, b*outH*c]; batched tiny
-    // products (one per output row) are dominated by per-call overhead on the wasm backend.
-    const byColumn = tf.reshape(tf.transpose(tf.reshape(rows, [b * outH, w, c]), [1, 0, 2]), [w, b * outH * c]);
-    const mixed = tf.matMul(rw, byColumn);
-    const cols = tf.transpose(tf.reshape(mixed, [outW, b * outH, c]), [1, 0, 2]);
-    return tf.reshape(cols, [b, outH, outW, c]);
+    // Rows: [b, h, w, c] → [b·w·c, h] × [h, outH] → laid out [b, w, c, outH].
+    const byRow = tf.reshape(tf.transpose(x, [0, 2, 3, 1]), [b * w * c, h]);
+    const rows = tf.matMul(byRow, weightMatrixT(h, outH, alignCorners));
+    // Columns: [b, w, c, outH] → [b·outH·c, w] × [w, outW] → laid out [b, outH, c, outW].
+    const byColumn = tf.reshape(tf.transpose(tf.reshape(rows, [b, w, c, outH]), [0, 3, 2, 1]), [b * outH * c, w]);
+    const cols = tf.matMul(byColumn, weightMatrixT(w, outW, alignCorners));
+    return tf.transpose(tf.reshape(cols, [b, outH, c, outW]), [0, 1, 3, 2]);
   });
 }
