@@ -30,7 +30,7 @@ import {
   type TensorInfo,
 } from '@tensorflow/tfjs-core';
 import { registerFastBatchMatMul } from './wasm-batch-matmul.js';
-import { registerWasmChannelKernels } from './wasm-channel-kernels.js';
+import { registerWasmLayoutKernels } from './wasm-layout-kernels.js';
 
 /** The parts of tfjs-backend-wasm's BackendWasm these kernels rely on (not in its public types). */
 export interface WasmBackendInternals {
@@ -443,7 +443,7 @@ const maxPoolGradWasm: KernelFunc = ({ inputs, backend: b, attrs }) => {
  */
 export function registerWasmTrainingKernels(): void {
   registerFastBatchMatMul();
-  registerWasmChannelKernels();
+  registerWasmLayoutKernels();
   if (getKernel(Conv2DBackpropFilter, 'wasm')?.kernelFunc !== conv2DBackpropFilterWasm) {
     if (getKernel(Conv2DBackpropFilter, 'wasm') !== undefined) unregisterKernel(Conv2DBackpropFilter, 'wasm');
     registerKernel({ kernelName: Conv2DBackpropFilter, backendName: 'wasm', kernelFunc: conv2DBackpropFilterWasm });

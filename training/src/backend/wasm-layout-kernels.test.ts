@@ -30,6 +30,22 @@ function expectClose(a: number[][], b: number[][], tol: number): void {
   a.forEach((row, i) => row.forEach((v, j) => expect(Math.abs(v - b[i][j])).toBeLessThanOrEqual(tol * Math.max(1, Math.abs(b[i][j])))));
 }
 
+describe('wasm Identity shares the buffer instead of copying it', () => {
+  test('a clone adds no buffer, and outlives its source', async () => {
+    await selectBackend('wasm', { threads: 1, log: () => {} });
+    const backend = tf.backend() as unknown as { numDataIds(): number };
+    const x = tf.tensor(random([64, 8], 7), [64, 8]);
+    const want = Array.from(x.dataSync());
+    const buffers = backend.numDataIds();
+    const y = tf.clone(x);
+    expect(backend.numDataIds()).toBe(buffers);
+    x.dispose();
+    expect(Array.from(y.dataSync())).toEqual(want);
+    y.dispose();
+    expect(backend.numDataIds()).toBe(buffers - 1);
+  });
+});
+
 describe('wasm Sum / Concat / SplitV over channels match the cpu backend', () => {
   test.each([
     { shape: [5000, 8], axis: [0], keepDims: false },

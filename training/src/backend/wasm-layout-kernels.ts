@@ -1,10 +1,13 @@
 /**
- * Three NHWC-shaped operations that a U-Net training step runs hundreds of times and that
- * tfjs-backend-wasm 4.22 does slowly, written as plain loops over the wasm heap:
+ * Operations that a U-Net training step runs hundreds of times and that tfjs-backend-wasm 4.22
+ * does slowly, written as plain loops over the wasm heap (or no work at all):
  *
- * - `Sum` over every axis but the last (per-channel sums, BatchNorm's statistics and its
- *   gradient): the backend transposes the whole tensor so the reduced axes come last, then sums.
- *   One pass that accumulates rows into a [C] vector reads the data once and writes nothing big.
+ * - `Identity` (what `tf.clone` runs, and so what saves every tensor a gradient needs): the
+ *   backend copies the data; every other backend shares the buffer and counts references. A
+ *   copy per saved activation doubles the memory of a training step's tape.
+ * - `Sum` over every axis but the last (per-channel sums): the backend transposes the whole
+ *   tensor so the reduced axes come last, then sums. One pass that accumulates rows into a [C]
+ *   vector reads the data once and writes nothing big.
  * - `Concat` along the last axis (decoder skip connections) and `SplitV` along the last axis (its
  *   gradient): the backend copies one run of C floats per pixel with `subarray().set()` (or a
  *   Slice per piece), which for C = 8…64 costs far more in call overhead than in copying.
@@ -104,10 +107,19 @@ const lastAxisSplit: KernelFunc = (args) => {
   return outs;
 };
 
-const KERNELS: [string, KernelFunc][] = [['Sum', channelSum], ['Concat', lastAxisConcat], ['SplitV', lastAxisSplit]];
+const sharedIdentity: KernelFunc = (args) => {
+  const x = args.inputs.x as TensorInfo;
+  if (x.dtype === 'string') return fallback('Identity', args);
+  (args.backend as unknown as { incRef(dataId: object): void }).incRef(x.dataId);
+  return { dataId: x.dataId, shape: [...x.shape], dtype: x.dtype };
+};
 
-/** Registers the three kernels for 'wasm', keeping the backend's own for the other cases. Idempotent. */
-export function registerWasmChannelKernels(): void {
+const KERNELS: [string, KernelFunc][] = [
+  ['Identity', sharedIdentity], ['Sum', channelSum], ['Concat', lastAxisConcat], ['SplitV', lastAxisSplit],
+];
+
+/** Registers the kernels for 'wasm', keeping the backend's own for the other cases. Idempotent. */
+export function registerWasmLayoutKernels(): void {
   for (const [name, kernelFunc] of KERNELS) {
     const current = getKernel(name, 'wasm');
     if (current?.kernelFunc === kernelFunc) continue;
