@@ -14,9 +14,8 @@
  *
  * `slope` is the LeakyReLU slope applied after the affine step, 1 for none: y = max(v, slope·v).
  */
-import wabtInit from 'wabt';
 import { getKernel, registerKernel, util, type KernelFunc, type TensorInfo } from '@tensorflow/tfjs-core';
-import { BATCHNORM_WAT } from './batchnorm-wat.js';
+import { loadWasmSimd, type WasmSimdExports } from './wasm-simd.js';
 
 export const BATCHNORM_TRAIN = 'AlhvrBatchNormTrain';
 export const BATCHNORM_TRAIN_GRAD = 'AlhvrBatchNormTrainGrad';
@@ -92,16 +91,8 @@ function loopPasses(heap: () => Float32Array): Passes {
   };
 }
 
-interface SimdExports {
-  sum_rows(x: number, rows: number, c: number, acc: number): void;
-  sum_sq_centered(x: number, rows: number, c: number, mean: number, acc: number): void;
-  affine_leaky(x: number, out: number, rows: number, c: number, scale: number, shift: number, slope: number): void;
-  grad_sums(dy: number, y: number, x: number, rows: number, c: number, slope: number, mean: number, rstd: number, accDz: number, accDzx: number): void;
-  grad_input(dy: number, y: number, x: number, out: number, rows: number, c: number, slope: number, a: number, b: number, cc: number): void;
-}
-
 /** SIMD passes; per-channel vectors must be views on the same memory (byte offset = view.byteOffset). */
-function simdPasses(e: SimdExports): Passes {
+function simdPasses(e: WasmSimdExports): Passes {
   const at = (v: Float32Array) => v.byteOffset;
   return {
     sumRows: (x, rows, c, acc) => e.sum_rows(x * 4, rows, c, at(acc)),
@@ -293,28 +284,7 @@ export function registerCpuBatchNormKernels(): void {
 interface WasmBackend {
   dataIdMap: { get(dataId: object): { memoryOffset: number } | undefined };
   makeOutput(shape: number[], dtype: 'float32'): TensorInfo;
-  wasm: { _malloc(bytes: number): number; wasmMemory?: WebAssembly.Memory; asm?: { memory?: WebAssembly.Memory } };
-}
-
-/** The emscripten module's linear memory: exported by the plain build, a Module field in the threaded one. */
-function heapMemory(backend: WasmBackend): WebAssembly.Memory {
-  const m = backend.wasm.wasmMemory ?? backend.wasm.asm?.memory;
-  if (!(m instanceof WebAssembly.Memory)) throw new Error('tfjs-backend-wasm: cannot find the module memory');
-  return m;
-}
-
-async function compileSimd(memory: WebAssembly.Memory): Promise<SimdExports> {
-  const shared = typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer;
-  const wabt = await wabtInit();
-  const text = BATCHNORM_WAT.replace('__MEMORY__', shared ? '(memory 1 65536 shared)' : '(memory 1)');
-  const mod = wabt.parseWat('batchnorm-kernels.wat', text, { simd: true, threads: true });
-  try {
-    const { buffer } = mod.toBinary({});
-    const { instance } = await WebAssembly.instantiate(new Uint8Array(buffer) as BufferSource, { env: { memory } });
-    return instance.exports as unknown as SimdExports;
-  } finally {
-    mod.destroy();
-  }
+  wasm: { _malloc(bytes: number): number };
 }
 
 /**
@@ -324,8 +294,8 @@ async function compileSimd(memory: WebAssembly.Memory): Promise<SimdExports> {
 export async function registerWasmBatchNormKernels(backend: object): Promise<void> {
   if (hasFusedBatchNorm('wasm')) return;
   const b = backend as WasmBackend;
-  const memory = heapMemory(b);
-  const simd = simdPasses(await compileSimd(memory));
+  const { memory, exports } = await loadWasmSimd(backend);
+  const simd = simdPasses(exports);
   const heap = () => new Float32Array(memory.buffer);
   const loops = loopPasses(heap);
   let scratch = 0;

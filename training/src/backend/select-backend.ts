@@ -10,6 +10,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { registerWasmTrainingKernels } from './wasm-training-kernels.js';
 import { guardWasmMalloc } from './out-of-memory.js';
 import { registerCpuBatchNormKernels, registerWasmBatchNormKernels } from './batchnorm-kernels.js';
+import { loadWasmSimd } from './wasm-simd.js';
 
 export type BackendChoice = 'auto' | 'tensorflow' | 'tensorflow-gpu' | 'wasm' | 'cpu';
 
@@ -112,6 +113,7 @@ async function useWasm(threadsWanted: number): Promise<SelectedBackend> {
     throw new BackendUnavailableError('the TensorFlow.js wasm backend failed to initialise');
   }
   guardWasmMalloc((tf.backend() as unknown as { wasm: unknown }).wasm);
+  await loadWasmSimd(tf.backend());
   await registerWasmBatchNormKernels(tf.backend());
   const threads = wasm.getThreadsCount();
   const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');

@@ -129,6 +129,30 @@ describe('wasm training kernels match the cpu backend', () => {
     }
   }
 
+  // The SIMD dW kernel (3×3, input channels in 4s, output channels in 8s), pinned.
+  for (const c of [
+    { b: 2, h: 9, w: 8, ci: 4, co: 8, pad: 'same' as const },
+    { b: 2, h: 11, w: 9, ci: 8, co: 16, pad: 'valid' as const },
+    { b: 1, h: 7, w: 12, ci: 40, co: 24, pad: 'same' as const },
+    { b: 3, h: 32, w: 16, ci: 16, co: 8, pad: 'same' as const },
+  ]) {
+    it(`conv2d filter gradient, simd path: 3×3 pad ${c.pad}, x [${c.b},${c.h},${c.w},${c.ci}] → ${c.co}`, async () => {
+      const r = rng(c.b * 13 + c.ci * 5 + c.co);
+      const x = { data: randomArray(c.b * c.h * c.w * c.ci, r), shape: [c.b, c.h, c.w, c.ci] };
+      const w = { data: randomArray(9 * c.ci * c.co, r), shape: [3, 3, c.ci, c.co] };
+      const oh = c.pad === 'same' ? c.h : c.h - 2;
+      const ow = c.pad === 'same' ? c.w : c.w - 2;
+      const wy = randomArray(c.b * oh * ow * c.co, r);
+      setBackpropFilterPath('simd');
+      try {
+        await compare('conv2d simd', [x, w], (xt, wt) =>
+          tf.sum(tf.mul(tf.conv2d(xt as tf.Tensor4D, wt as tf.Tensor4D, 1, c.pad), tf.tensor(wy, [c.b, oh, ow, c.co]))));
+      } finally {
+        setBackpropFilterPath('auto');
+      }
+    });
+  }
+
   // tfjs-backend-wasm 4.22's own MaxPoolGrad misroutes gradients in all-negative windows.
   for (const [k, s, pad] of [[2, 2, 'valid'], [3, 2, 'same'], [3, 1, 'same']] as const) {
     it(`maxPool ${k}×${k} stride ${s} pad ${pad} with mostly negative inputs`, async () => {

@@ -31,6 +31,7 @@ import {
 } from '@tensorflow/tfjs-core';
 import { registerFastBatchMatMul } from './wasm-batch-matmul.js';
 import { registerWasmLayoutKernels } from './wasm-layout-kernels.js';
+import { wasmSimdOf, type WasmSimd } from './wasm-simd.js';
 
 /** The parts of tfjs-backend-wasm's BackendWasm these kernels rely on (not in its public types). */
 export interface WasmBackendInternals {
@@ -55,6 +56,12 @@ export interface WasmBackendInternals {
  * in pixels is this divided by the number of filter taps (KH·KW·Cin).
  */
 const IM2COL_CHUNK_FLOATS = 1 << 21;
+
+/**
+ * Up to this many output channels the SIMD dW kernel beats the XNNPACK GEMM paths (measured by
+ * bench/conv-kernels.ts: 2–4× at 8–16; mixed at 32; behind from 64, where the GEMM uses both threads).
+ */
+const SIMD_DW_MAX_OUT_CHANNELS = 16;
 
 type MatMulFn = (
   aId: number, aShape: Uint8Array, aRank: number, bId: number, bShape: Uint8Array, bRank: number,
@@ -270,8 +277,41 @@ function backpropFilterByTaps(backend: WasmBackendInternals, x: TensorInfo, dy: 
   return out;
 }
 
+/**
+ * 3×3 stride-1 dW with our SIMD kernel (wasm-simd-wat.ts): x and dy on the same zero-padded
+ * pixel grid as in the taps path, then per tap and per block of 4 input × 8 output channels one
+ * pass over the pixels with the 8 accumulators in registers, writing dW in its final
+ * [3, 3, Cin, Cout] layout. No im2col buffer, no GEMM packing; one thread.
+ */
+function backpropFilterSimd(backend: WasmBackendInternals, x: TensorInfo, dy: TensorInfo, info: backend_util.Conv2DInfo, simd: WasmSimd): TensorInfo {
+  const { batchSize: B, inChannels: Cin, outChannels: Cout, outHeight: OH, outWidth: OW } = info;
+  const { top: pt, bottom: pb, left: pl, right: pr } = info.padInfo;
+  const Hp = info.inHeight + pt + pb;
+  const Wp = info.inWidth + pl + pr;
+  const pixels = B * Hp * Wp;
+  // One extra zero image keeps every tap's window inside xpad.
+  const xpad = runKernel('PadV2', { x }, backend, { paddings: [[0, 1], [pt, pb], [pl, pr], [0, 0]], constantValue: 0 });
+  const dyGrid = Hp === OH && Wp === OW
+    ? dy
+    : runKernel('PadV2', { x: dy }, backend, { paddings: [[0, 0], [0, Hp - OH], [0, Wp - OW], [0, 0]], constantValue: 0 });
+  const out = backend.makeOutput([3, 3, Cin, Cout], 'float32');
+  const at = (t: TensorInfo) => backend.dataIdMap.get(t.dataId)!.memoryOffset;
+  const [xo, dyo, oo] = [at(xpad), at(dyGrid), at(out)];
+  for (let tap = 0; tap < 9; tap++) {
+    const off = Math.floor(tap / 3) * Wp + (tap % 3);
+    for (let ci = 0; ci < Cin; ci += 4) {
+      for (let co = 0; co < Cout; co += 8) {
+        simd.exports.dw_tap_4x8(xo + (off * Cin + ci) * 4, dyo + co * 4, pixels, Cin, Cout, oo + ((tap * Cin + ci) * Cout + co) * 4);
+      }
+    }
+  }
+  backend.disposeData(xpad.dataId);
+  if (dyGrid !== dy) backend.disposeData(dyGrid.dataId);
+  return out;
+}
+
 /** Which dW algorithm runs; 'auto' picks per shape (see conv2DBackpropFilterWasm). Tests pin each one. */
-export type BackpropFilterPath = 'auto' | 'taps' | 'im2col';
+export type BackpropFilterPath = 'auto' | 'simd' | 'taps' | 'im2col';
 let backpropFilterPath: BackpropFilterPath = 'auto';
 export function setBackpropFilterPath(p: BackpropFilterPath): void {
   backpropFilterPath = p;
@@ -294,6 +334,17 @@ const conv2DBackpropFilterWasm: KernelFunc = ({ inputs, backend: b, attrs }) => 
   const info = backend_util.computeConv2DInfo(
     x.shape as [number, number, number, number], a.filterShape, a.strides, 1, a.pad as never, a.dimRoundingMode, false, 'channelsLast');
   const tapsApply = info.strideHeight === 1 && info.strideWidth === 1 && info.dilationHeight === 1 && info.dilationWidth === 1;
+  const simd = wasmSimdOf(b);
+  const simdApplies = simd !== undefined && tapsApply && info.filterHeight === 3 && info.filterWidth === 3 &&
+    info.inChannels % 4 === 0 && info.outChannels % 8 === 0;
+  if (simdApplies && (backpropFilterPath === 'simd' || (backpropFilterPath === 'auto' && info.outChannels <= SIMD_DW_MAX_OUT_CHANNELS))) {
+    const out = backpropFilterSimd(backend, x, dy, info, simd);
+    if (channelsFirst) {
+      backend.disposeData(x.dataId);
+      backend.disposeData(dy.dataId);
+    }
+    return out;
+  }
   // Measured layer by layer (bench/conv-kernels.ts, U-Net at 8×128² and 2×256²): the block-copy
   // path wins at every width once the output plane has 16×16 pixels or more (by 1.2–1.9× from
   // 32 channels up, more below); on 8×8 planes the per-element im2col is ahead by ~20 %.

@@ -1,5 +1,7 @@
-/** WebAssembly text of the fused BatchNorm kernels (see batchnorm-kernels.ts), compiled at backend start. */
-export const BATCHNORM_WAT = String.raw`;; BatchNorm (+ LeakyReLU) over NHWC tensors viewed as [rows, c], c a multiple of 4, in wasm SIMD.
+/** WebAssembly text of the SIMD training kernels (see wasm-simd.ts), compiled when the wasm backend starts. */
+export const WASM_SIMD_WAT = String.raw`;; Training kernels in wasm SIMD: BatchNorm (+ LeakyReLU) over NHWC tensors viewed as [rows, c],
+;; c a multiple of 4 (batchnorm-kernels.ts), and the filter gradient of a 3×3 convolution
+;; (wasm-training-kernels.ts).
 ;; Runs on the TensorFlow.js wasm backend's own heap (the memory is imported), so tensors are
 ;; read and written in place. Every pointer is a byte offset; per-channel vectors are c floats.
 ;; The memory declaration below is filled in by the loader: shared for the threaded build, plain otherwise.
@@ -134,5 +136,52 @@ export const BATCHNORM_WAT = String.raw`;; BatchNorm (+ LeakyReLU) over NHWC ten
       (local.set $x (i32.add (local.get $x) (local.get $bytes)))
       (local.set $out (i32.add (local.get $out) (local.get $bytes)))
       (br $row))))
+
+  ;; Filter gradient of a 3×3, stride-1 convolution for one tap, 4 input and 8 output channels:
+  ;; out[tap, ci0+i, co0+j] = sum over p < pixels of xpad[p + off, ci0+i] * dy[p, co0+j].
+  ;; xpad: [pixels + off, cin] (input zero-padded, on the same padded pixel grid as dy);
+  ;; dy: [pixels, cout] (zero outside the real output). The 8 accumulators stay in registers.
+  ;; x and dy are byte pointers to element (off, ci0) and (0, co0); out to (tap, ci0, co0).
+  (func (export "dw_tap_4x8") (param $x i32) (param $dy i32) (param $pixels i32) (param $cin i32) (param $cout i32)
+        (param $out i32)
+    (local $xs i32) (local $ds i32) (local $xv v128) (local $d0 v128) (local $d1 v128) (local $s v128)
+    (local $a00 v128) (local $a01 v128) (local $a10 v128) (local $a11 v128)
+    (local $a20 v128) (local $a21 v128) (local $a30 v128) (local $a31 v128) (local $os i32)
+    (local.set $xs (i32.shl (local.get $cin) (i32.const 2)))
+    (local.set $ds (i32.shl (local.get $cout) (i32.const 2)))
+    (block $done (loop $px
+      (br_if $done (i32.eqz (local.get $pixels)))
+      (local.set $xv (v128.load (local.get $x)))
+      (local.set $d0 (v128.load (local.get $dy)))
+      (local.set $d1 (v128.load offset=16 (local.get $dy)))
+      (local.set $s (i8x16.shuffle 0 1 2 3 0 1 2 3 0 1 2 3 0 1 2 3 (local.get $xv) (local.get $xv)))
+      (local.set $a00 (f32x4.add (local.get $a00) (f32x4.mul (local.get $s) (local.get $d0))))
+      (local.set $a01 (f32x4.add (local.get $a01) (f32x4.mul (local.get $s) (local.get $d1))))
+      (local.set $s (i8x16.shuffle 4 5 6 7 4 5 6 7 4 5 6 7 4 5 6 7 (local.get $xv) (local.get $xv)))
+      (local.set $a10 (f32x4.add (local.get $a10) (f32x4.mul (local.get $s) (local.get $d0))))
+      (local.set $a11 (f32x4.add (local.get $a11) (f32x4.mul (local.get $s) (local.get $d1))))
+      (local.set $s (i8x16.shuffle 8 9 10 11 8 9 10 11 8 9 10 11 8 9 10 11 (local.get $xv) (local.get $xv)))
+      (local.set $a20 (f32x4.add (local.get $a20) (f32x4.mul (local.get $s) (local.get $d0))))
+      (local.set $a21 (f32x4.add (local.get $a21) (f32x4.mul (local.get $s) (local.get $d1))))
+      (local.set $s (i8x16.shuffle 12 13 14 15 12 13 14 15 12 13 14 15 12 13 14 15 (local.get $xv) (local.get $xv)))
+      (local.set $a30 (f32x4.add (local.get $a30) (f32x4.mul (local.get $s) (local.get $d0))))
+      (local.set $a31 (f32x4.add (local.get $a31) (f32x4.mul (local.get $s) (local.get $d1))))
+      (local.set $x (i32.add (local.get $x) (local.get $xs)))
+      (local.set $dy (i32.add (local.get $dy) (local.get $ds)))
+      (local.set $pixels (i32.sub (local.get $pixels) (i32.const 1)))
+      (br $px)))
+    ;; rows of out are cout floats apart
+    (local.set $os (local.get $ds))
+    (v128.store (local.get $out) (local.get $a00))
+    (v128.store offset=16 (local.get $out) (local.get $a01))
+    (local.set $out (i32.add (local.get $out) (local.get $os)))
+    (v128.store (local.get $out) (local.get $a10))
+    (v128.store offset=16 (local.get $out) (local.get $a11))
+    (local.set $out (i32.add (local.get $out) (local.get $os)))
+    (v128.store (local.get $out) (local.get $a20))
+    (v128.store offset=16 (local.get $out) (local.get $a21))
+    (local.set $out (i32.add (local.get $out) (local.get $os)))
+    (v128.store (local.get $out) (local.get $a30))
+    (v128.store offset=16 (local.get $out) (local.get $a31)))
 )
 `;

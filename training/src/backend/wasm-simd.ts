@@ -1,0 +1,61 @@
+/**
+ * Our own wasm SIMD kernels (wasm-simd-wat.ts), instantiated against the TensorFlow.js wasm
+ * backend's linear memory so they read and write its tensors in place. Compiled once per backend
+ * from WebAssembly text with wabt (a registry package; no native toolchain).
+ */
+import wabtInit from 'wabt';
+import { WASM_SIMD_WAT } from './wasm-simd-wat.js';
+
+export interface WasmSimdExports {
+  sum_rows(x: number, rows: number, c: number, acc: number): void;
+  sum_sq_centered(x: number, rows: number, c: number, mean: number, acc: number): void;
+  affine_leaky(x: number, out: number, rows: number, c: number, scale: number, shift: number, slope: number): void;
+  grad_sums(dy: number, y: number, x: number, rows: number, c: number, slope: number, mean: number, rstd: number, accDz: number, accDzx: number): void;
+  grad_input(dy: number, y: number, x: number, out: number, rows: number, c: number, slope: number, a: number, b: number, cc: number): void;
+  dw_tap_4x8(x: number, dy: number, pixels: number, cin: number, cout: number, out: number): void;
+}
+
+export interface WasmSimd {
+  memory: WebAssembly.Memory;
+  exports: WasmSimdExports;
+}
+
+interface EmscriptenModule {
+  wasmMemory?: WebAssembly.Memory;
+  asm?: { memory?: WebAssembly.Memory };
+}
+
+const loaded = new WeakMap<object, WasmSimd>();
+
+/** The emscripten module's linear memory: a Module field in the threaded build, exported by the plain one. */
+function heapMemory(backend: object): WebAssembly.Memory {
+  const m = (backend as { wasm: EmscriptenModule }).wasm;
+  const memory = m.wasmMemory ?? m.asm?.memory;
+  if (!(memory instanceof WebAssembly.Memory)) throw new Error('tfjs-backend-wasm: cannot find the module memory');
+  return memory;
+}
+
+/** Compiles and instantiates the kernels for a wasm backend (once). */
+export async function loadWasmSimd(backend: object): Promise<WasmSimd> {
+  const done = loaded.get(backend);
+  if (done) return done;
+  const memory = heapMemory(backend);
+  const shared = typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer;
+  const wabt = await wabtInit();
+  const text = WASM_SIMD_WAT.replace('__MEMORY__', shared ? '(memory 1 65536 shared)' : '(memory 1)');
+  const mod = wabt.parseWat('wasm-simd.wat', text, { simd: true, threads: true });
+  try {
+    const { buffer } = mod.toBinary({});
+    const { instance } = await WebAssembly.instantiate(new Uint8Array(buffer) as BufferSource, { env: { memory } });
+    const simd = { memory, exports: instance.exports as unknown as WasmSimdExports };
+    loaded.set(backend, simd);
+    return simd;
+  } finally {
+    mod.destroy();
+  }
+}
+
+/** The kernels of a backend once `loadWasmSimd` has run for it. */
+export function wasmSimdOf(backend: object): WasmSimd | undefined {
+  return loaded.get(backend);
+}
