@@ -58,10 +58,13 @@ export interface WasmBackendInternals {
 const IM2COL_CHUNK_FLOATS = 1 << 21;
 
 /**
- * Up to this many output channels the SIMD dW kernel beats the XNNPACK GEMM paths (measured by
- * bench/conv-kernels.ts: 2–4× at 8–16; mixed at 32; behind from 64, where the GEMM uses both threads).
+ * When the SIMD dW kernel beats the XNNPACK GEMM paths (bench/conv-kernels.ts, U-Net layers at
+ * 8×128² and 2×256²): up to 16 output channels (2–4× faster at 8–16; mixed at 32; behind from 64,
+ * where the GEMM uses both threads), and only while its 9·Cin/4·Cout/8 passes over x stay in
+ * cache — with Cin ≥ 32 on a 2×256² plane (17 MB) it ran at half the speed of the taps path.
  */
 const SIMD_DW_MAX_OUT_CHANNELS = 16;
+const SIMD_DW_MAX_WIDE_INPUT_BYTES = 8 << 20;
 
 type MatMulFn = (
   aId: number, aShape: Uint8Array, aRank: number, bId: number, bShape: Uint8Array, bRank: number,
@@ -337,7 +340,9 @@ const conv2DBackpropFilterWasm: KernelFunc = ({ inputs, backend: b, attrs }) => 
   const simd = wasmSimdOf(b);
   const simdApplies = simd !== undefined && tapsApply && info.filterHeight === 3 && info.filterWidth === 3 &&
     info.inChannels % 4 === 0 && info.outChannels % 8 === 0;
-  if (simdApplies && (backpropFilterPath === 'simd' || (backpropFilterPath === 'auto' && info.outChannels <= SIMD_DW_MAX_OUT_CHANNELS))) {
+  const simdPays = info.outChannels <= SIMD_DW_MAX_OUT_CHANNELS &&
+    (info.inChannels <= 16 || util.sizeFromShape(x.shape) * 4 <= SIMD_DW_MAX_WIDE_INPUT_BYTES);
+  if (simdApplies && (backpropFilterPath === 'simd' || (backpropFilterPath === 'auto' && simdPays))) {
     const out = backpropFilterSimd(backend, x, dy, info, simd);
     if (channelsFirst) {
       backend.disposeData(x.dataId);
