@@ -269,7 +269,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
       const y = tf.tensor3d(labels, [bl, P, P], 'int32');
       let kept: Record<string, tf.Scalar> = {};
       const { value, grads } = guardStepMemory(backend.name, config, () => leanVariableGrads(() => {
-        const outA = netA.forward(x, { training: true, rng: netRngA });
+        const outA = netA.forward(x, { training: true, rng: netRngA, auxiliary: alhvr });
         if (!netB) {
           const ce = ceLoss(outA.logits, y);
           const dice = diceLoss(tf.softmax(outA.logits, -1) as tf.Tensor4D, oneHotLabels(y, dataset.classes.length), { variant: config.diceLoss });

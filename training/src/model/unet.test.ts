@@ -122,6 +122,23 @@ describe('UNet', () => {
     net.dispose();
   });
 
+  test('training without the auxiliary branch: same clean output, nothing perturbed, decoder BN stats moved once', () => {
+    const x = randomTensor(new Rng(4), [2, 32, 32, 1], 0, 1) as tf.Tensor4D;
+    const full = new UNet({ numClasses: 4, dropout: [0, 0, 0, 0, 0] }, new Rng(3));
+    const lean = new UNet({ numClasses: 4, dropout: [0, 0, 0, 0, 0] }, new Rng(3));
+    const a = full.forward(x, { training: true, rng: new Rng(5) });
+    const b = lean.forward(x, { training: true, rng: new Rng(5), auxiliary: false });
+    expect(b.logitsAux).toBeUndefined();
+    expect(b.feaAux).toBeUndefined();
+    expect(maxAbsDiff(a.logits.dataSync(), b.logits.dataSync())).toBe(0);
+    // The decoder ran once instead of twice, so its running mean took one momentum step, not two.
+    const once = lean.params.get('dec.up4.bn1.runningMean').dataSync();
+    const twice = full.params.get('dec.up4.bn1.runningMean').dataSync();
+    expect(maxAbsDiff(once, twice)).toBeGreaterThan(0);
+    full.dispose();
+    lean.dispose();
+  });
+
   test('both perturbation kinds occur and training is reproducible from the seed and RNG state', () => {
     const x = randomTensor(new Rng(6), [2, 16, 16, 1], 0, 1) as tf.Tensor4D;
     const run = (rng: Rng) => {

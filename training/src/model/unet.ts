@@ -37,6 +37,11 @@ export interface UNetForwardOptions {
   training: boolean;
   /** Seeded random source for dropout and the perturbation; required when training. */
   rng?: UniformSource;
+  /**
+   * Training only: also run the decoder on perturbed features (default true). The supervised
+   * baseline never uses that branch, so it skips a third of the forward pass and its memory.
+   */
+  auxiliary?: boolean;
 }
 
 export interface UNetOutput {
@@ -148,7 +153,7 @@ export class UNet {
     return tf.tidy(() => {
       const feats = this.encode(x, mode);
       const clean = this.decode(feats, mode);
-      if (!options.training) return { logits: clean.logits, fea: clean.fea };
+      if (!options.training || options.auxiliary === false) return { logits: clean.logits, fea: clean.fea };
       const perturbed = perturbFeatures(feats, options.rng!);
       const aux = this.decode(perturbed.features, mode);
       return {
