@@ -17,8 +17,9 @@ export function classPrototypes(features: tf.Tensor4D, classIndex: tf.Tensor3D, 
   return tf.tidy(() => {
     const [b, h, w, d] = features.shape;
     const onehot = noGrad((c) => tf.cast(tf.oneHot(tf.reshape(tf.cast(c, 'int32'), [b, h * w]), numClasses), 'float32'), classIndex);
-    // [b, K, hw] x [b, hw, D] -> [b, K, D]
-    const sums = tf.matMul(onehot, tf.reshape(features, [b, h * w, d]), true, false);
+    // [b, K, D] = onehotᵀ · features, computed as (featuresᵀ · onehot)ᵀ: the wasm GEMM packs its
+    // right operand on every call, and the one-hot [hw, K] is 1/16 the size of the features.
+    const sums = tf.transpose(tf.matMul(tf.reshape(features, [b, h * w, d]), onehot, true, false), [0, 2, 1]);
     const counts = tf.add(tf.sum(onehot, 1), 1e-5); // [b, K]
     const means = tf.div(sums, tf.expandDims(counts, -1));
     return tf.div(tf.sum(means, 0), b) as tf.Tensor2D;
