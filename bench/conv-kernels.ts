@@ -78,7 +78,7 @@ const wasm = layers.map(({ shape: [b, h, w, cin, cout] }) => {
   const r = {
     fwdMs: medianMs(() => tf.conv2d(x, f, 1, 'same')),
     dxMs: medianMs(() => tf.conv2dTranspose(dy, f, [b, h, w, cin], 1, 'same')),
-    dwMs: { auto: dW('auto'), simd: cin % 4 === 0 && cout % 8 === 0 ? dW('simd') : NaN, taps: dW('taps'), im2col: dW('im2col') },
+    dwMs: { auto: dW('auto'), simd: cin % 4 === 0 && cout % 8 === 0 ? dW('simd') : NaN, gemm9: dW('gemm9'), taps: dW('taps'), im2col: dW('im2col') },
   };
   setBackpropFilterPath('auto');
   tf.dispose([x, f, dy]);
@@ -111,7 +111,7 @@ const ratio = {
 for (const r of rows) {
   console.error(`${r.shape.join('x').padEnd(18)} ×${r.countPerNetwork}  fwd ${r.wasm.fwdMs.toFixed(1)}/${r.torch.fwdMs.toFixed(1)} ms` +
     ` (${r.ratio.fwd.toFixed(1)}×)  dX ${r.wasm.dxMs.toFixed(1)}/${r.torch.dxMs.toFixed(1)} (${r.ratio.dx.toFixed(1)}×)` +
-    `  dW ${r.wasm.dwMs.auto.toFixed(1)}/${r.torch.dwMs.toFixed(1)} (${r.ratio.dw.toFixed(1)}×; simd ${r.wasm.dwMs.simd.toFixed(1)}, taps ${r.wasm.dwMs.taps.toFixed(1)}, im2col ${r.wasm.dwMs.im2col.toFixed(1)})`);
+    `  dW ${r.wasm.dwMs.auto.toFixed(1)}/${r.torch.dwMs.toFixed(1)} (${r.ratio.dw.toFixed(1)}×; simd ${r.wasm.dwMs.simd.toFixed(1)}, gemm9 ${r.wasm.dwMs.gemm9.toFixed(1)}, taps ${r.wasm.dwMs.taps.toFixed(1)}, im2col ${r.wasm.dwMs.im2col.toFixed(1)})`);
 }
 console.error(`one network's 3×3 convs, wasm / torch: fwd ${ratio.fwd.toFixed(2)}×, dX ${ratio.dx.toFixed(2)}×, dW ${ratio.dw.toFixed(2)}×, all ${ratio.all.toFixed(2)}×`);
 const result = { date: new Date().toISOString(), node: process.version, torch: torchOut.torch, threads, batch, size, widths, reps,

@@ -100,8 +100,8 @@ describe('wasm training kernels match the cpu backend', () => {
       tf.sum(tf.mul(tf.conv2d(xt as tf.Tensor4D, wt as tf.Tensor4D, 1, 'same'), tf.tensor(wy, [2, 64, 64, 2]))));
   });
 
-  // Both dW algorithms, pinned, on stride-1 shapes (the automatic choice only ever runs one of them).
-  for (const path of ['taps', 'im2col'] as const) {
+  // The dW algorithms, pinned, on stride-1 shapes (the automatic choice only ever runs one of them).
+  for (const path of ['gemm9', 'taps', 'im2col'] as const) {
     const cases = [
       { b: 2, h: 9, w: 8, ci: 3, co: 5, k: 3, pad: 'same' as const },
       { b: 2, h: 11, w: 9, ci: 4, co: 6, k: 3, pad: 'valid' as const },

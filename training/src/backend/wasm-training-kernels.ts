@@ -3,7 +3,8 @@
  * XNNPACK paths the backend already has.
  *
  * - `Conv2DBackpropFilter` is missing from tfjs-backend-wasm 4.22 (tf.grad of a conv2d filter
- *   throws). We compute dW = im2colᵀ(x) · dy as one GEMM per chunk of output pixels.
+ *   throws). Stride 1: our SIMD kernel for up to 16 channels, otherwise one XNNPACK GEMM per
+ *   filter tap on shifted views of xᵀ; other strides: im2colᵀ(x) · dy per chunk of pixels.
  * - `Conv2DBackpropInput` exists but is a direct C loop; for stride 1 / dilation 1 we replace it
  *   with a forward convolution of dy with the spatially flipped, in/out-swapped filter, which
  *   runs through XNNPACK. Other strides keep the backend's own kernel.
@@ -12,8 +13,8 @@
  *   −∞); after LeakyReLU that is most windows, so we replace it with a JS loop on the wasm heap.
  *
  * Only the BatchMatMul fast path of the wasm backend uses XNNPACK (no transposes, batch 1; every
- * other case is a naive triple loop), so the GEMM here is laid out to hit exactly that path:
- * A = im2colᵀ chunk [K, Mc] (rows = filter taps), B = dy chunk [Mc, Cout] as the "weights".
+ * other case is a naive triple loop), so the GEMMs here are laid out to hit exactly that path,
+ * with dy as the "weights" operand.
  */
 import {
   backend_util,
@@ -58,13 +59,12 @@ export interface WasmBackendInternals {
 const IM2COL_CHUNK_FLOATS = 1 << 21;
 
 /**
- * When the SIMD dW kernel beats the XNNPACK GEMM paths (bench/conv-kernels.ts, U-Net layers at
- * 8×128² and 2×256²): up to 16 output channels (2–4× faster at 8–16; mixed at 32; behind from 64,
- * where the GEMM uses both threads), and only while its 9·Cin/4·Cout/8 passes over x stay in
- * cache — with Cin ≥ 32 on a 2×256² plane (17 MB) it ran at half the speed of the taps path.
+ * Where the SIMD dW kernel beats the nine-GEMM path (bench/conv-kernels.ts, U-Net layers at 8×128²
+ * and 2×256²): up to 16 input and 16 output channels (1.2–1.5× faster; equal at 16→16 on 2×256²).
+ * With more channels its passes over x multiply and fall out of cache, and the GEMMs, which use
+ * both threads, win by up to 4×.
  */
-const SIMD_DW_MAX_OUT_CHANNELS = 16;
-const SIMD_DW_MAX_WIDE_INPUT_BYTES = 8 << 20;
+const SIMD_DW_MAX_CHANNELS = 16;
 
 type MatMulFn = (
   aId: number, aShape: Uint8Array, aRank: number, bId: number, bShape: Uint8Array, bRank: number,
@@ -313,8 +313,59 @@ function backpropFilterSimd(backend: WasmBackendInternals, x: TensorInfo, dy: Te
   return out;
 }
 
+type TransposeFn = (xId: number, xShape: Uint8Array, rank: number, dtype: number, outId: number, perm: Uint8Array, permLength: number) => void;
+const transposeFns = new WeakMap<object, TransposeFn>();
+
+/**
+ * Stride-1, dilation-1 dW as one GEMM per filter tap, with nothing copied per tap. x and dy lie
+ * on the same padded pixel grid (see backpropFilterByTaps); x is transposed once to xᵀ [Cin, Mg].
+ * Tap t's matrix [Cin, Mg] starts off_t floats into xᵀ: its rows run on into the next channel's
+ * row for the last off_t columns, but those columns are output pixels in the grid's padding,
+ * where dy is zero (a zeroed tail keeps the last row finite). dW_t = that matrix · dy [Mg, Cout],
+ * written straight into dW. The nine GEMMs share dy as their weights operand, so XNNPACK packs
+ * it once; every GEMM uses both threads.
+ */
+function backpropFilterNineGemms(backend: WasmBackendInternals, x: TensorInfo, dy: TensorInfo, info: backend_util.Conv2DInfo): TensorInfo {
+  const { batchSize: B, inChannels: Cin, outChannels: Cout, outHeight: OH, outWidth: OW, filterHeight: KH, filterWidth: KW } = info;
+  const { top: pt, bottom: pb, left: pl, right: pr } = info.padInfo;
+  const Hp = info.inHeight + pt + pb;
+  const Wp = info.inWidth + pl + pr;
+  const Mg = B * Hp * Wp;
+  const tail = (KH - 1) * Wp + (KW - 1);
+  const s = stateFor(backend);
+  let transpose = transposeFns.get(backend);
+  if (transpose === undefined) {
+    transpose = backend.wasm.cwrap('Transpose', null, ['number', 'array', 'number', 'number', 'number', 'array', 'number']) as unknown as TransposeFn;
+    transposeFns.set(backend, transpose);
+  }
+  const xpad = runKernel('PadV2', { x }, backend, { paddings: [[0, 0], [pt, pb], [pl, pr], [0, 0]], constantValue: 0 });
+  const xT = backend.makeOutput([Cin * Mg + tail], 'float32');
+  backend.typedArrayFromHeap(xT).fill(0, Cin * Mg);
+  const xTMain = aliasTensor(backend, xT, 0, [Cin, Mg]);
+  transpose(idOf(backend, xpad), shapeBytes([Mg, Cin]), 2, 0 /* float32 */, idOf(backend, xTMain), shapeBytes([1, 0]), 2);
+  disposeAlias(backend, xTMain);
+  backend.disposeData(xpad.dataId);
+  const dyGrid = Hp === OH && Wp === OW
+    ? dy
+    : runKernel('PadV2', { x: dy }, backend, { paddings: [[0, 0], [0, Hp - OH], [0, Wp - OW], [0, 0]], constantValue: 0 });
+  const out = backend.makeOutput([KH, KW, Cin, Cout], 'float32');
+  for (let kh = 0; kh < KH; kh++) {
+    for (let kw = 0; kw < KW; kw++) {
+      const tap = kh * KW + kw;
+      const a = aliasTensor(backend, xT, kh * Wp + kw, [1, Cin, Mg]);
+      const o = aliasTensor(backend, out, tap * Cin * Cout, [1, Cin, Cout]);
+      s.matMul(idOf(backend, a), shapeBytes([1, Cin, Mg]), 3, idOf(backend, dyGrid), shapeBytes([1, Mg, Cout]), 3, false, false, idOf(backend, o));
+      disposeAlias(backend, a);
+      disposeAlias(backend, o);
+    }
+  }
+  backend.disposeData(xT.dataId);
+  if (dyGrid !== dy) backend.disposeData(dyGrid.dataId);
+  return out;
+}
+
 /** Which dW algorithm runs; 'auto' picks per shape (see conv2DBackpropFilterWasm). Tests pin each one. */
-export type BackpropFilterPath = 'auto' | 'simd' | 'taps' | 'im2col';
+export type BackpropFilterPath = 'auto' | 'simd' | 'gemm9' | 'taps' | 'im2col';
 let backpropFilterPath: BackpropFilterPath = 'auto';
 export function setBackpropFilterPath(p: BackpropFilterPath): void {
   backpropFilterPath = p;
@@ -340,8 +391,7 @@ const conv2DBackpropFilterWasm: KernelFunc = ({ inputs, backend: b, attrs }) => 
   const simd = wasmSimdOf(b);
   const simdApplies = simd !== undefined && tapsApply && info.filterHeight === 3 && info.filterWidth === 3 &&
     info.inChannels % 4 === 0 && info.outChannels % 8 === 0;
-  const simdPays = info.outChannels <= SIMD_DW_MAX_OUT_CHANNELS &&
-    (info.inChannels <= 16 || util.sizeFromShape(x.shape) * 4 <= SIMD_DW_MAX_WIDE_INPUT_BYTES);
+  const simdPays = info.outChannels <= SIMD_DW_MAX_CHANNELS && info.inChannels <= SIMD_DW_MAX_CHANNELS;
   if (simdApplies && (backpropFilterPath === 'simd' || (backpropFilterPath === 'auto' && simdPays))) {
     const out = backpropFilterSimd(backend, x, dy, info, simd);
     if (channelsFirst) {
@@ -350,10 +400,18 @@ const conv2DBackpropFilterWasm: KernelFunc = ({ inputs, backend: b, attrs }) => 
     }
     return out;
   }
-  // Measured layer by layer (bench/conv-kernels.ts, U-Net at 8×128² and 2×256²): the block-copy
-  // path wins at every width once the output plane has 16×16 pixels or more (by 1.2–1.9× from
-  // 32 channels up, more below); on 8×8 planes the per-element im2col is ahead by ~20 %.
-  const preferTaps = backpropFilterPath === 'taps' || (backpropFilterPath === 'auto' && info.outHeight * info.outWidth >= 256);
+  // Stride 1 beyond the SIMD kernel's range: the nine GEMMs beat the block-copy (taps) path on
+  // every U-Net layer measured (up to 1.8×) and tie the per-element im2col on 8×8 planes. The
+  // other two stay for strided convolutions (im2col) and for pinning in tests.
+  if (tapsApply && (backpropFilterPath === 'gemm9' || backpropFilterPath === 'auto')) {
+    const out = backpropFilterNineGemms(backend, x, dy, info);
+    if (channelsFirst) {
+      backend.disposeData(x.dataId);
+      backend.disposeData(dy.dataId);
+    }
+    return out;
+  }
+  const preferTaps = backpropFilterPath === 'taps';
   if (tapsApply && preferTaps) {
     const out = backpropFilterByTaps(backend, x, dy, info);
     if (channelsFirst) {
