@@ -18,32 +18,12 @@ here = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.join(here, "..", "training", "src", "model"), os.path.join(here, "..", "training", "src", "losses")]
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 from reference_losses import alhvr_terms  # noqa: E402
 from reference_unet import Net  # noqa: E402
 
 torch.set_default_dtype(torch.float32)  # reference_losses switches it to float64 for the tests
 
 DROPOUT = [0.05, 0.1, 0.2, 0.3, 0.5]
-
-
-def encode(net, x):
-    feats, h = [], x
-    for level, blk in enumerate(net.enc):
-        if level > 0:
-            h = F.max_pool2d(h, 2)
-        h = blk(h)
-        feats.append(h)
-    return feats
-
-
-def decode(net, feats):
-    h, fea = feats[4], None
-    for n, up in enumerate(net.ups, start=1):
-        h, r = up(h, feats[4 - n])
-        if n == 2:
-            fea = r
-    return net.out(h), fea
 
 
 def perturb(feats):
@@ -75,9 +55,9 @@ def main():
     def step():
         t = {}
         for key, net in zip("AB", nets):
-            feats = encode(net, x)
-            t["logits" + key], t["fea" + key] = decode(net, feats)
-            t["logitsAux" + key], t["feaAux" + key] = decode(net, perturb(feats))
+            feats = net.encode(x)
+            t["logits" + key], t["fea" + key] = net.decode(feats)
+            t["logitsAux" + key], t["feaAux" + key] = net.decode(perturb(feats))
         scalars, _, _ = alhvr_terms(t, labels, req)
         for o in opts:
             o.zero_grad()

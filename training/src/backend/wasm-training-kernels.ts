@@ -226,6 +226,21 @@ function im2colTransposed(
   }
 }
 
+/** The zero-padded pixel grid on which the stride-1 dW paths lay both x and dy. */
+function paddedGrid(info: backend_util.Conv2DInfo): { Hp: number; Wp: number; pixels: number } {
+  const { top, bottom, left, right } = info.padInfo;
+  const Hp = info.inHeight + top + bottom;
+  const Wp = info.inWidth + left + right;
+  return { Hp, Wp, pixels: info.batchSize * Hp * Wp };
+}
+
+/** dy on that grid, zero outside the real output (dy itself when the grids coincide). */
+function dyOnGrid(backend: WasmBackendInternals, dy: TensorInfo, info: backend_util.Conv2DInfo, Hp: number, Wp: number): TensorInfo {
+  return Hp === info.outHeight && Wp === info.outWidth
+    ? dy
+    : runKernel('PadV2', { x: dy }, backend, { paddings: [[0, 0], [0, Hp - info.outHeight], [0, Wp - info.outWidth], [0, 0]], constantValue: 0 });
+}
+
 /**
  * Stride-1, dilation-1 dW with the im2col built by block copies instead of per-element JS.
  * Lay x (zero-padded) and dy on the same padded pixel grid [B, Hp, Wp]: output pixel
@@ -238,11 +253,9 @@ function im2colTransposed(
  * keeps every tap's window inside the tensor.
  */
 function backpropFilterByTaps(backend: WasmBackendInternals, x: TensorInfo, dy: TensorInfo, info: backend_util.Conv2DInfo): TensorInfo {
-  const { batchSize: B, inChannels: Cin, outChannels: Cout, outHeight: OH, outWidth: OW, filterHeight: KH, filterWidth: KW } = info;
+  const { batchSize: B, inChannels: Cin, outChannels: Cout, filterHeight: KH, filterWidth: KW } = info;
   const { top: pt, bottom: pb, left: pl, right: pr } = info.padInfo;
-  const Hp = info.inHeight + pt + pb;
-  const Wp = info.inWidth + pl + pr;
-  const Mg = B * Hp * Wp;
+  const { Hp, Wp, pixels: Mg } = paddedGrid(info);
   const K = KH * KW * Cin;
   const s = stateFor(backend);
   const extra = KH > 1 || KW > 1 ? 1 : 0;
@@ -252,9 +265,7 @@ function backpropFilterByTaps(backend: WasmBackendInternals, x: TensorInfo, dy: 
   const xT = runKernel('Transpose', { x: xpadFlat }, backend, { perm: [1, 0] });
   disposeAlias(backend, xpadFlat);
   backend.disposeData(xpad.dataId);
-  const dyGrid = Hp === OH && Wp === OW
-    ? dy
-    : runKernel('PadV2', { x: dy }, backend, { paddings: [[0, 0], [0, Hp - OH], [0, Wp - OW], [0, 0]], constantValue: 0 });
+  const dyGrid = dyOnGrid(backend, dy, info, Hp, Wp);
 
   const out = backend.makeOutput([KH, KW, Cin, Cout], 'float32');
   const mcMax = Math.max(1, Math.min(Mg, Math.floor(IM2COL_CHUNK_FLOATS / K)));
@@ -287,16 +298,12 @@ function backpropFilterByTaps(backend: WasmBackendInternals, x: TensorInfo, dy: 
  * [3, 3, Cin, Cout] layout. No im2col buffer, no GEMM packing; one thread.
  */
 function backpropFilterSimd(backend: WasmBackendInternals, x: TensorInfo, dy: TensorInfo, info: backend_util.Conv2DInfo, simd: WasmSimd): TensorInfo {
-  const { batchSize: B, inChannels: Cin, outChannels: Cout, outHeight: OH, outWidth: OW } = info;
+  const { inChannels: Cin, outChannels: Cout } = info;
   const { top: pt, bottom: pb, left: pl, right: pr } = info.padInfo;
-  const Hp = info.inHeight + pt + pb;
-  const Wp = info.inWidth + pl + pr;
-  const pixels = B * Hp * Wp;
+  const { Wp, Hp, pixels } = paddedGrid(info);
   // One extra zero image keeps every tap's window inside xpad.
   const xpad = runKernel('PadV2', { x }, backend, { paddings: [[0, 1], [pt, pb], [pl, pr], [0, 0]], constantValue: 0 });
-  const dyGrid = Hp === OH && Wp === OW
-    ? dy
-    : runKernel('PadV2', { x: dy }, backend, { paddings: [[0, 0], [0, Hp - OH], [0, Wp - OW], [0, 0]], constantValue: 0 });
+  const dyGrid = dyOnGrid(backend, dy, info, Hp, Wp);
   const out = backend.makeOutput([3, 3, Cin, Cout], 'float32');
   const at = (t: TensorInfo) => backend.dataIdMap.get(t.dataId)!.memoryOffset;
   const [xo, dyo, oo] = [at(xpad), at(dyGrid), at(out)];
@@ -326,11 +333,9 @@ const transposeFns = new WeakMap<object, TransposeFn>();
  * it once; every GEMM uses both threads.
  */
 function backpropFilterNineGemms(backend: WasmBackendInternals, x: TensorInfo, dy: TensorInfo, info: backend_util.Conv2DInfo): TensorInfo {
-  const { batchSize: B, inChannels: Cin, outChannels: Cout, outHeight: OH, outWidth: OW, filterHeight: KH, filterWidth: KW } = info;
+  const { inChannels: Cin, outChannels: Cout, filterHeight: KH, filterWidth: KW } = info;
   const { top: pt, bottom: pb, left: pl, right: pr } = info.padInfo;
-  const Hp = info.inHeight + pt + pb;
-  const Wp = info.inWidth + pl + pr;
-  const Mg = B * Hp * Wp;
+  const { Hp, Wp, pixels: Mg } = paddedGrid(info);
   const tail = (KH - 1) * Wp + (KW - 1);
   const s = stateFor(backend);
   let transpose = transposeFns.get(backend);
@@ -345,9 +350,7 @@ function backpropFilterNineGemms(backend: WasmBackendInternals, x: TensorInfo, d
   transpose(idOf(backend, xpad), shapeBytes([Mg, Cin]), 2, 0 /* float32 */, idOf(backend, xTMain), shapeBytes([1, 0]), 2);
   disposeAlias(backend, xTMain);
   backend.disposeData(xpad.dataId);
-  const dyGrid = Hp === OH && Wp === OW
-    ? dy
-    : runKernel('PadV2', { x: dy }, backend, { paddings: [[0, 0], [0, Hp - OH], [0, Wp - OW], [0, 0]], constantValue: 0 });
+  const dyGrid = dyOnGrid(backend, dy, info, Hp, Wp);
   const out = backend.makeOutput([KH, KW, Cin, Cout], 'float32');
   for (let kh = 0; kh < KH; kh++) {
     for (let kw = 0; kw < KW; kw++) {

@@ -51,6 +51,26 @@ function channelAffine(x2: tf.Tensor2D, scale: tf.Tensor, shift: tf.Tensor, leak
   return tf.reshape(out, [n, c]);
 }
 
+/** Values per channel in a batch; BatchNorm's variance needs at least two. */
+function valuesPerChannel(prefix: string, x: tf.Tensor4D): number {
+  const [b, h, w] = x.shape;
+  const n = b * h * w;
+  if (n < 2) {
+    throw new Error(`batchNorm ${prefix}: training needs more than one value per channel (got batch ${b}, ${h}×${w})`);
+  }
+  return n;
+}
+
+/** PyTorch's running-statistics update: momentum 0.1, running variance from the unbiased variance. */
+function updateRunningStats(store: ParameterStore, prefix: string, mean: tf.Tensor, biasedVariance: tf.Tensor, n: number): void {
+  const runningMean = store.get(`${prefix}.runningMean`);
+  const runningVar = store.get(`${prefix}.runningVar`);
+  tf.tidy(() => {
+    runningMean.assign(tf.add(tf.mul(runningMean, 1 - BN_MOMENTUM), tf.mul(mean, BN_MOMENTUM)));
+    runningVar.assign(tf.add(tf.mul(runningVar, 1 - BN_MOMENTUM), tf.mul(biasedVariance, (BN_MOMENTUM * n) / (n - 1))));
+  });
+}
+
 /**
  * Training-mode BatchNorm2d (biased batch variance), optionally followed by LeakyReLU, as ONE
  * autograd node: forward and backward are written out with the textbook formulas, so the tape keeps
@@ -61,13 +81,8 @@ function batchNormTraining(store: ParameterStore, prefix: string, x: tf.Tensor4D
   if (hasFusedBatchNorm(tf.getBackend())) return fusedBatchNormTraining(store, prefix, x, leaky);
   const gamma = store.get(`${prefix}.gamma`);
   const beta = store.get(`${prefix}.beta`);
-  const runningMean = store.get(`${prefix}.runningMean`);
-  const runningVar = store.get(`${prefix}.runningVar`);
   const [b, h, w, c] = x.shape;
-  const n = b * h * w;
-  if (n < 2) {
-    throw new Error(`batchNorm ${prefix}: training needs more than one value per channel (got batch ${b}, ${h}×${w})`);
-  }
+  const n = valuesPerChannel(prefix, x);
   const f = tf.customGrad((...args: unknown[]) => {
     const [xt, g, bt] = args as [tf.Tensor4D, tf.Tensor1D, tf.Tensor1D];
     const save = args[3] as (ts: tf.Tensor[]) => void;
@@ -78,10 +93,7 @@ function batchNormTraining(store: ParameterStore, prefix: string, x: tf.Tensor4D
     const rstd = tf.rsqrt(tf.add(variance, BN_EPS));
     const scale = tf.mul(rstd, g);
     const y = tf.reshape(channelAffine(centered, scale, bt, leaky), [b, h, w, c]) as tf.Tensor4D;
-    tf.tidy(() => {
-      runningMean.assign(tf.add(tf.mul(runningMean, 1 - BN_MOMENTUM), tf.mul(mean, BN_MOMENTUM)));
-      runningVar.assign(tf.add(tf.mul(runningVar, 1 - BN_MOMENTUM), tf.mul(variance, (BN_MOMENTUM * n) / (n - 1))));
-    });
+    updateRunningStats(store, prefix, mean, variance, n);
     save([xt, y, mean, rstd, g]);
     const gradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => {
       const [xs, ys, m, r, gs] = saved;
@@ -107,22 +119,13 @@ function batchNormTraining(store: ParameterStore, prefix: string, x: tf.Tensor4D
  * structure instead of a dozen tfjs ops per direction.
  */
 function fusedBatchNormTraining(store: ParameterStore, prefix: string, x: tf.Tensor4D, leaky: boolean): tf.Tensor4D {
-  const runningMean = store.get(`${prefix}.runningMean`);
-  const runningVar = store.get(`${prefix}.runningVar`);
-  const [b, h, w] = x.shape;
-  const n = b * h * w;
-  if (n < 2) {
-    throw new Error(`batchNorm ${prefix}: training needs more than one value per channel (got batch ${b}, ${h}×${w})`);
-  }
+  const n = valuesPerChannel(prefix, x);
   const slope = leaky ? LEAKY_SLOPE : 1;
   const f = tf.customGrad((...args: unknown[]) => {
     const [xt, g, bt] = args as [tf.Tensor4D, tf.Tensor1D, tf.Tensor1D];
     const save = args[3] as (ts: tf.Tensor[]) => void;
     const [y, mean, variance, rstd] = tf.engine().runKernel(BATCHNORM_TRAIN, { x: xt, gamma: g, beta: bt }, { slope, eps: BN_EPS }) as tf.Tensor[];
-    tf.tidy(() => {
-      runningMean.assign(tf.add(tf.mul(runningMean, 1 - BN_MOMENTUM), tf.mul(mean, BN_MOMENTUM)));
-      runningVar.assign(tf.add(tf.mul(runningVar, 1 - BN_MOMENTUM), tf.mul(variance, (BN_MOMENTUM * n) / (n - 1))));
-    });
+    updateRunningStats(store, prefix, mean, variance, n);
     save([xt, y, mean, rstd, g]);
     const gradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => {
       const [xs, ys, m, r, gs] = saved;

@@ -57,7 +57,7 @@ class Net(nn.Module):
         self.ups = nn.ModuleList([Up(widths[5 - n], widths[4 - n]) for n in range(1, 5)])
         self.out = nn.Conv2d(widths[0], n_classes, 3, padding=1)
 
-    def forward(self, x):
+    def encode(self, x):
         feats = []
         h = x
         for l, blk in enumerate(self.enc):
@@ -65,6 +65,9 @@ class Net(nn.Module):
                 h = F.max_pool2d(h, 2)
             h = blk(h)
             feats.append(h)
+        return feats
+
+    def decode(self, feats):
         h = feats[4]
         fea = None
         for n, up in enumerate(self.ups, start=1):
@@ -72,6 +75,9 @@ class Net(nn.Module):
             if n == 2:
                 fea = r
         return self.out(h), fea
+
+    def forward(self, x):
+        return self.decode(self.encode(x))
 
 
 def torch_name(name):
