@@ -2,7 +2,7 @@
 // two threads) must equal inference's Node pipeline (onnxruntime-node), and the canvas must show it.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createServer, type Server } from 'node:http';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { extname, join, resolve, sep } from 'node:path';
@@ -11,6 +11,8 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { PlaneResizer, canonicalOrientation, decodeNifti, encodeNifti, generatePhantomCase, type ModelCard, type Volume, type VoxelArray } from '@alhvr/core';
 import { canonicalGrid, gatherPlane, scatterPlane, segmentVolume, type CanonicalGrid, type SliceModel, type SliceOutputKind, type SliceOutputs } from '@alhvr/inference';
 import { openModelFile } from '@alhvr/inference/node';
+import { readDicomSeries } from '@alhvr/core/node';
+import { daikonSeries } from './fixtures.js';
 import { exportOnnx } from '@alhvr/export';
 import { buildDemo } from '../viewer/scripts/build-demo.mjs';
 import { REGION_COLORS } from '../viewer/src/slice-renderer.js';
@@ -330,5 +332,33 @@ describe('viewer demo in Chromium', () => {
     } finally {
       await other.close();
     }
+  });
+
+  test('the files of a DICOM series, in any order and with a stray non-DICOM file, segment as in the Node pipeline', async () => {
+    const vol = await readDicomSeries([daikonSeries]);
+    const opened = await openModelFile(join(dir, 'model.onnx'), { device: 'cpu', threads: 1 });
+    const ties = new TieRecorder(opened.model, vol);
+    const node = await segmentVolume(vol, ties, { batch: 4 });
+    await opened.model.release();
+    expect(new Set(node.label.data).size).toBeGreaterThanOrEqual(2);
+
+    const names = readdirSync(daikonSeries).sort().reverse();
+    const files = [
+      ...names.map((n) => ({ name: n, mimeType: 'application/dicom', buffer: readFileSync(join(daikonSeries, n)) })),
+      { name: 'README.txt', mimeType: 'text/plain', buffer: Buffer.from('exported by a PACS') },
+    ];
+    await page.setInputFiles('#dicom-files', files);
+    await waitForState(['segmented', 'error']);
+    expect(await page.textContent('#status')).toBe(`Segmented DICOM series (${names.length + 1} files).`);
+    const got = (await page.evaluate(`(() => {
+      const b64 = ${PAGE_BASE64};
+      const r = alhvrDemo.result;
+      return { label: b64(r.label.data), region: b64(r.region.data), dims: r.label.dims, affine: r.image.affine };
+    })()`)) as { label: string; region: string; dims: number[]; affine: number[][] };
+    expect(got.dims).toEqual([...vol.dims]);
+    const want = vol.affine.flat();
+    got.affine.flat().forEach((v, i) => expect(v).toBeCloseTo(want[i], 6));
+    expect(unexplainedMismatches(fromBase64(got.label), node.label.data, ties.labelMargin)).toEqual([]);
+    expect(unexplainedMismatches(fromBase64(got.region), node.region!.data, ties.regionMargin)).toEqual([]);
   });
 });

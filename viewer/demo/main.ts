@@ -1,6 +1,6 @@
-// Demo page: pick a model and a NIfTI image (or a synthetic phantom), segment in the page, browse slices.
-import { encodeNifti, generatePhantomCase, spacingFromAffine } from '@alhvr/core';
-import { loadModel, REGION_COLORS, segmentNifti, SliceRenderer, type OverlayKind, type SegmentNiftiResult, type ViewerModel } from '../src/index.js';
+// Demo page: pick a model and a NIfTI image or DICOM series (or a synthetic phantom), segment in the page, browse slices.
+import { encodeNifti, generatePhantomCase, spacingFromAffine, type DicomBytesFile } from '@alhvr/core';
+import { loadModel, REGION_COLORS, segmentDicom, segmentNifti, SliceRenderer, type OverlayKind, type SegmentNiftiResult, type ViewerModel } from '../src/index.js';
 
 type PageState = 'starting' | 'no-model' | 'ready' | 'working' | 'segmented' | 'error';
 
@@ -109,13 +109,15 @@ function showSummary(r: SegmentNiftiResult, m: ViewerModel, name: string): void 
   summary.replaceChildren(table, notes);
 }
 
-async function segment(bytes: Uint8Array, name: string): Promise<void> {
+/** Segments one image (NIfTI bytes, or a DICOM series' files) and shows it. */
+async function segment(input: { nifti: Uint8Array } | { dicom: DicomBytesFile[] }, name: string): Promise<void> {
   if (!model) throw new Error('Choose a model (.onnx) first.');
   setState('working', `Segmenting ${name}…`);
-  const r = await segmentNifti(bytes, model, {
+  const opts = {
     path: name,
-    onProgress: (done, total) => (statusLine.textContent = `Segmenting ${name}: slice ${done} of ${total}…`),
-  });
+    onProgress: (done: number, total: number) => (statusLine.textContent = `Segmenting ${name}: slice ${done} of ${total}…`),
+  };
+  const r = 'nifti' in input ? await segmentNifti(input.nifti, model, opts) : await segmentDicom(input.dicom, model, opts);
   result = r;
   renderer = new SliceRenderer(r.image, r, r.orientation, model.card);
   canvas.width = renderer.width;
@@ -151,7 +153,16 @@ byId<HTMLInputElement>('model-file').addEventListener('change', (e) => {
 });
 byId<HTMLInputElement>('nifti-file').addEventListener('change', (e) => {
   readFile(e.target as HTMLInputElement)
-    .then((f) => f && segment(f.bytes, f.name))
+    .then((f) => f && segment({ nifti: f.bytes }, f.name))
+    .catch(fail);
+});
+byId<HTMLInputElement>('dicom-files').addEventListener('change', (e) => {
+  const files = [...((e.target as HTMLInputElement).files ?? [])];
+  if (files.length === 0) return;
+  const name = `DICOM series (${files.length} files)`;
+  setState('working', `Reading ${name}…`);
+  Promise.all(files.map(async (f) => ({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) })))
+    .then((dicom) => segment({ dicom }, name))
     .catch(fail);
 });
 byId<HTMLButtonElement>('sample').addEventListener('click', () => {
@@ -159,7 +170,7 @@ byId<HTMLButtonElement>('sample').addEventListener('click', () => {
   // Let the status paint before the synchronous phantom generation.
   setTimeout(() => {
     Promise.resolve()
-      .then(() => segment(encodeNifti(generatePhantomCase({ seed: 1, index: 0 }).image), 'phantom-sample.nii.gz'))
+      .then(() => segment({ nifti: encodeNifti(generatePhantomCase({ seed: 1, index: 0 }).image) }, 'phantom-sample.nii.gz'))
       .catch(fail);
   }, 0);
 });

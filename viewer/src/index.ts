@@ -1,4 +1,5 @@
-// Browser entry point: open an exported ALHVR model in onnxruntime-web, segment NIfTI files, draw slices.
+// Browser entry point: open an exported ALHVR model in onnxruntime-web, segment NIfTI files and DICOM series, draw slices.
 export * from './load-model.js';
 export * from './segment-nifti.js';
 export * from './slice-renderer.js';
+export * from './segment-dicom.js';
