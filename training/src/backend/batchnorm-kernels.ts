@@ -14,7 +14,7 @@
  *
  * `slope` is the LeakyReLU slope applied after the affine step, 1 for none: y = max(v, slope·v).
  */
-import { getKernel, registerKernel, util, type KernelFunc, type TensorInfo } from '@tensorflow/tfjs-core';
+import { getKernel, registerKernel, util, type TensorInfo } from '@tensorflow/tfjs-core';
 import { loadWasmSimd, type WasmSimdExports } from './wasm-simd.js';
 
 export const BATCHNORM_TRAIN = 'AlhvrBatchNormTrain';
@@ -121,6 +121,8 @@ interface BatchNormHost {
   /** Writes a small per-channel result as a new [c] tensor. */
   vectorOutput(values: Float32Array | Float64Array): TensorInfo;
   readVector(t: TensorInfo): Float32Array;
+  /** Turns the call's outputs into the backend's tensors (a no-op where outputs already are). */
+  finish(outs: TensorInfo[]): TensorInfo[];
 }
 
 /** Sums over all rows in blocks: float32 within a block (the pass), float64 across blocks. */
@@ -159,7 +161,7 @@ function forward(host: BatchNormHost, x: TensorInfo, gamma: TensorInfo, beta: Te
   return [y, host.vectorOutput(mean), host.vectorOutput(variance), host.vectorOutput(rstd)];
 }
 
-function backward(host: BatchNormHost, t: Record<'dy' | 'x' | 'y' | 'mean' | 'rstd' | 'gamma', TensorInfo>, slope: number): TensorInfo[] {
+function backward(host: BatchNormHost, t: BackwardInputs, slope: number): TensorInfo[] {
   const c = t.x.shape[t.x.shape.length - 1];
   const rows = util.sizeFromShape(t.x.shape) / c;
   const mean = Float64Array.from(host.readVector(t.mean));
@@ -185,26 +187,35 @@ function backward(host: BatchNormHost, t: Record<'dy' | 'x' | 'y' | 'mean' | 'rs
   return [dx, host.vectorOutput(dGamma), host.vectorOutput(dBeta)];
 }
 
-function kernelsFor(hostOf: (backend: unknown) => BatchNormHost): [KernelFunc, KernelFunc] {
-  const fwd: KernelFunc = ({ inputs, backend, attrs }) => {
-    const a = attrs as { slope: number; eps: number };
-    return forward(hostOf(backend), inputs.x as TensorInfo, inputs.gamma as TensorInfo, inputs.beta as TensorInfo, a.slope, a.eps);
-  };
-  const grad: KernelFunc = ({ inputs, backend, attrs }) =>
-    backward(hostOf(backend), inputs as Record<'dy' | 'x' | 'y' | 'mean' | 'rstd' | 'gamma', TensorInfo>, (attrs as { slope: number }).slope);
-  return [fwd, grad];
-}
-
 function viewsOn(buffer: ArrayBufferLike, byteOffset: number, c: number): ChannelVectors {
   const at = (i: number) => new Float32Array(buffer, byteOffset + i * c * 4, c);
   return { mean: at(0), rstd: at(1), scale: at(2), shift: at(3), acc: at(4), acc2: at(5), a: at(6), b: at(7), cc: at(8) };
 }
 
-function register(backendName: string, hostOf: (backend: unknown) => BatchNormHost): void {
+type BackwardInputs = Record<'dy' | 'x' | 'y' | 'mean' | 'rstd' | 'gamma', TensorInfo>;
+
+/**
+ * Registers both kernels for a backend. `hostFor` gives the host for one call; `floats` is the
+ * most heap the call can need (hosts that copy tensors into a heap of their own size it by this).
+ */
+function register(backendName: string, hostFor: (backend: unknown, floats: number) => BatchNormHost): void {
   if (hasFusedBatchNorm(backendName)) return;
-  const [fwd, grad] = kernelsFor(hostOf);
-  registerKernel({ kernelName: BATCHNORM_TRAIN, backendName, kernelFunc: fwd });
-  registerKernel({ kernelName: BATCHNORM_TRAIN_GRAD, backendName, kernelFunc: grad });
+  const size = (t: unknown) => util.sizeFromShape((t as TensorInfo).shape);
+  registerKernel({
+    kernelName: BATCHNORM_TRAIN, backendName,
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const a = attrs as { slope: number; eps: number };
+      const host = hostFor(backend, 2 * size(inputs.x));
+      return host.finish(forward(host, inputs.x as TensorInfo, inputs.gamma as TensorInfo, inputs.beta as TensorInfo, a.slope, a.eps));
+    },
+  });
+  registerKernel({
+    kernelName: BATCHNORM_TRAIN_GRAD, backendName,
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const host = hostFor(backend, 4 * size(inputs.x));
+      return host.finish(backward(host, inputs as BackwardInputs, (attrs as { slope: number }).slope));
+    },
+  });
 }
 
 // ---- cpu backend -------------------------------------------------------------------------------
@@ -219,7 +230,7 @@ interface CpuBackend {
  * gets a heap of `floats` floats into which its inputs are copied on first use and in which its
  * large outputs are laid out, then copied into real tensors by `finish`.
  */
-function cpuHost(backend: unknown, floats: number): BatchNormHost & { finish(outs: TensorInfo[]): TensorInfo[] } {
+function cpuHost(backend: unknown, floats: number): BatchNormHost {
   const b = backend as CpuBackend;
   const heap = new Float32Array(floats);
   const placed = new Map<object, number>();
@@ -260,23 +271,7 @@ function cpuHost(backend: unknown, floats: number): BatchNormHost & { finish(out
 
 /** Registers the fused BatchNorm kernels for the cpu backend (plain loops). Idempotent. */
 export function registerCpuBatchNormKernels(): void {
-  if (hasFusedBatchNorm('cpu')) return;
-  const size = (t: unknown) => util.sizeFromShape((t as TensorInfo).shape);
-  registerKernel({
-    kernelName: BATCHNORM_TRAIN, backendName: 'cpu',
-    kernelFunc: ({ inputs, backend, attrs }) => {
-      const a = attrs as { slope: number; eps: number };
-      const host = cpuHost(backend, 2 * size(inputs.x));
-      return host.finish(forward(host, inputs.x as TensorInfo, inputs.gamma as TensorInfo, inputs.beta as TensorInfo, a.slope, a.eps));
-    },
-  });
-  registerKernel({
-    kernelName: BATCHNORM_TRAIN_GRAD, backendName: 'cpu',
-    kernelFunc: ({ inputs, backend, attrs }) => {
-      const host = cpuHost(backend, 4 * size(inputs.x));
-      return host.finish(backward(host, inputs as Record<'dy' | 'x' | 'y' | 'mean' | 'rstd' | 'gamma', TensorInfo>, (attrs as { slope: number }).slope));
-    },
-  });
+  register('cpu', cpuHost);
 }
 
 // ---- wasm backend ------------------------------------------------------------------------------
@@ -284,7 +279,7 @@ export function registerCpuBatchNormKernels(): void {
 interface WasmBackend {
   dataIdMap: { get(dataId: object): { memoryOffset: number } | undefined };
   makeOutput(shape: number[], dtype: 'float32'): TensorInfo;
-  wasm: { _malloc(bytes: number): number };
+  wasm: { _malloc(bytes: number): number; _free(ptr: number): void };
 }
 
 /**
@@ -310,6 +305,7 @@ export async function registerWasmBatchNormKernels(backend: object): Promise<voi
     vectors: (c) => {
       if (c > scratchChannels) {
         // Kept for the life of the backend: a few KiB, reused by every layer.
+        if (scratchChannels > 0) b.wasm._free(scratch);
         scratch = b.wasm._malloc(9 * c * 4) >>> 0;
         scratchChannels = c;
       }
@@ -322,6 +318,7 @@ export async function registerWasmBatchNormKernels(backend: object): Promise<voi
       return out;
     },
     readVector: (t) => new Float32Array(memory.buffer, b.dataIdMap.get(t.dataId)!.memoryOffset, util.sizeFromShape(t.shape)).slice(),
+    finish: (outs) => outs,
   };
   register('wasm', () => host);
 }

@@ -390,49 +390,46 @@ const conv2DBackpropFilterWasm: KernelFunc = ({ inputs, backend: b, attrs }) => 
   if (x.dtype !== 'float32' || dy.dtype !== 'float32') throw new Error('Conv2DBackpropFilter (wasm): float32 only');
   const info = backend_util.computeConv2DInfo(
     x.shape as [number, number, number, number], a.filterShape, a.strides, 1, a.pad as never, a.dimRoundingMode, false, 'channelsLast');
-  const tapsApply = info.strideHeight === 1 && info.strideWidth === 1 && info.dilationHeight === 1 && info.dilationWidth === 1;
-  const simd = wasmSimdOf(b);
-  const simdApplies = simd !== undefined && tapsApply && info.filterHeight === 3 && info.filterWidth === 3 &&
+  const out = filterGradient(backend, x, dy, info, a.filterShape);
+  if (channelsFirst) {
+    backend.disposeData(x.dataId);
+    backend.disposeData(dy.dataId);
+  }
+  return out;
+};
+
+/** dW for NHWC x and dy by the path the shape (or a pinned `backpropFilterPath`) calls for. */
+function filterGradient(
+  backend: WasmBackendInternals, x: TensorInfo, dy: TensorInfo, info: backend_util.Conv2DInfo, filterShape: [number, number, number, number],
+): TensorInfo {
+  const stride1 = info.strideHeight === 1 && info.strideWidth === 1 && info.dilationHeight === 1 && info.dilationWidth === 1;
+  const simd = wasmSimdOf(backend);
+  const simdApplies = simd !== undefined && stride1 && info.filterHeight === 3 && info.filterWidth === 3 &&
     info.inChannels % 4 === 0 && info.outChannels % 8 === 0;
   const simdPays = info.outChannels <= SIMD_DW_MAX_CHANNELS && info.inChannels <= SIMD_DW_MAX_CHANNELS;
   if (simdApplies && (backpropFilterPath === 'simd' || (backpropFilterPath === 'auto' && simdPays))) {
-    const out = backpropFilterSimd(backend, x, dy, info, simd);
-    if (channelsFirst) {
-      backend.disposeData(x.dataId);
-      backend.disposeData(dy.dataId);
-    }
-    return out;
+    return backpropFilterSimd(backend, x, dy, info, simd);
   }
   // Stride 1 beyond the SIMD kernel's range: the nine GEMMs beat the block-copy (taps) path on
   // every U-Net layer measured (up to 1.8×) and tie the per-element im2col on 8×8 planes. The
   // other two stay for strided convolutions (im2col) and for pinning in tests.
-  if (tapsApply && (backpropFilterPath === 'gemm9' || backpropFilterPath === 'auto')) {
-    const out = backpropFilterNineGemms(backend, x, dy, info);
-    if (channelsFirst) {
-      backend.disposeData(x.dataId);
-      backend.disposeData(dy.dataId);
-    }
-    return out;
-  }
-  const preferTaps = backpropFilterPath === 'taps';
-  if (tapsApply && preferTaps) {
-    const out = backpropFilterByTaps(backend, x, dy, info);
-    if (channelsFirst) {
-      backend.disposeData(x.dataId);
-      backend.disposeData(dy.dataId);
-    }
-    return out;
-  }
+  if (stride1 && (backpropFilterPath === 'gemm9' || backpropFilterPath === 'auto')) return backpropFilterNineGemms(backend, x, dy, info);
+  if (stride1 && backpropFilterPath === 'taps') return backpropFilterByTaps(backend, x, dy, info);
+  return backpropFilterIm2col(backend, x, dy, info, filterShape);
+}
+
+/** Any stride or dilation: im2colᵀ built element by element per chunk of output pixels, one GEMM each. */
+function backpropFilterIm2col(
+  backend: WasmBackendInternals, x: TensorInfo, dy: TensorInfo, info: backend_util.Conv2DInfo, filterShape: [number, number, number, number],
+): TensorInfo {
   const K = info.filterHeight * info.filterWidth * info.inChannels;
   const Cout = info.outChannels;
   const M = info.batchSize * info.outHeight * info.outWidth;
   const s = stateFor(backend);
-
-  const out = backend.makeOutput([...a.filterShape], 'float32');
+  const out = backend.makeOutput([...filterShape], 'float32');
   const mcMax = Math.max(1, Math.min(M, Math.floor(IM2COL_CHUNK_FLOATS / K)));
   const scratch = scratchFor(backend, s, K * mcMax);
   const partial = M > mcMax ? backend.makeOutput([K * Cout], 'float32') : null;
-
   for (let m0 = 0; m0 < M; m0 += mcMax) {
     const mc = Math.min(mcMax, M - m0);
     // views are re-made each chunk: any allocation may grow (and so replace) the wasm heap buffer
@@ -442,12 +439,8 @@ const conv2DBackpropFilterWasm: KernelFunc = ({ inputs, backend: b, attrs }) => 
     gemmChunk(backend, s, scratch, dy, { m0, mc, K, Cout }, out, partial);
   }
   if (partial !== null) backend.disposeData(partial.dataId);
-  if (channelsFirst) {
-    backend.disposeData(x.dataId);
-    backend.disposeData(dy.dataId);
-  }
   return out;
-};
+}
 
 /** The native wasm Conv2DBackpropInput, kept for the cases the flipped-filter trick does not cover. */
 let nativeConv2DBackpropInput: KernelConfig | undefined;
