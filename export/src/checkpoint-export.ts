@@ -124,9 +124,16 @@ export async function loadRunForExport(path: string, opts: LoadRunOptions = {}):
       method: state.config.method,
       iterations: state.iteration,
       datasetFingerprint: state.datasetFingerprint,
-      config: state.config as unknown as Record<string, unknown>,
+      // The card ships inside a public file: folders of the training machine keep their names only.
+      config: { ...state.config, ...publicPaths(state.config) } as unknown as Record<string, unknown>,
       ...(Object.keys(best).length ? { bestValidation: best } : {}),
     },
   };
   return { students, selection, card, sources };
+}
+
+function publicPaths(config: { data: string; out: string; unlabeledDir?: string }): Record<string, string> {
+  const paths: Record<string, string> = { data: basename(config.data), out: basename(config.out) };
+  if (config.unlabeledDir !== undefined) paths.unlabeledDir = basename(config.unlabeledDir);
+  return paths;
 }
