@@ -35,12 +35,22 @@ export interface TrainConfig {
   diceLoss: DiceVariant;
   detachTeacher: boolean;
   protoCe: ProtoCeReduction;
+  /**
+   * Which of the regions Ω1/Ω2/Ω3 receive the unsupervised terms (the paper's Table 1 ablation):
+   * 2 enables CG-CPCL on Ω2, 3 enables DTCT on Ω3. The published method gives Ω1 no
+   * unsupervised term, so listing 1 changes nothing; it is accepted so that the published
+   * default reads "all regions". [] trains both students on the supervised loss alone (the
+   * unlabeled slices still pass through the networks).
+   */
+  regions: RegionId[];
   seed: number;
   valEvery: number;
   checkpointEvery: number;
   backend: 'auto' | 'tensorflow' | 'tensorflow-gpu' | 'wasm' | 'cpu';
   threads?: number;
 }
+
+export type RegionId = 1 | 2 | 3;
 
 export const DEFAULT_CONFIG: Omit<TrainConfig, 'data' | 'out'> = {
   format: 'nnunet',
@@ -64,6 +74,7 @@ export const DEFAULT_CONFIG: Omit<TrainConfig, 'data' | 'out'> = {
   diceLoss: 'released',
   detachTeacher: false,
   protoCe: 'released',
+  regions: [1, 2, 3],
   seed: 1337,
   valEvery: 200,
   checkpointEvery: 200,
@@ -86,6 +97,9 @@ export function resolveConfig(user: Partial<TrainConfig> & { data: string; out: 
   if (!(c.proportion > 0 && c.proportion < 1)) bad(`proportion β must be in (0, 1) (got ${c.proportion})`);
   if (!(c.rampIterations >= 200)) bad(`rampIterations must be at least 200 (got ${c.rampIterations})`);
   if (!(c.lr > 0)) bad(`lr must be positive (got ${c.lr})`);
+  if (!Array.isArray(c.regions) || !c.regions.every((r) => r === 1 || r === 2 || r === 3) || new Set(c.regions).size !== c.regions.length) {
+    bad(`regions must list distinct values among 1, 2, 3 (got ${JSON.stringify(c.regions)})`);
+  }
   if (!posInt(c.valEvery) || !posInt(c.checkpointEvery)) bad('valEvery and checkpointEvery must be positive integers');
   if (c.method === 'supervised') c.batchUnlabeled = 0;
   return c;

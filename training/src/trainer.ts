@@ -156,7 +156,9 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
   if (config.batchLabeled > dataset.labeled.length) {
     throw new InputError(`a batch of ${config.batchLabeled} labelled slices is larger than the ${dataset.labeled.length} labelled slices available`, config.data);
   }
-  if (alhvr && dataset.unlabeled.length === 0) throw new InputError('the unlabeled pool is empty', config.data);
+  if (alhvr && dataset.unlabeled.length === 0) {
+    throw new InputError('the unlabeled pool is empty: add images without labels, lower --labeled-cases, pass --unlabeled DIR, or train with --method supervised', config.data);
+  }
   if (resumed && resumed.state.datasetFingerprint !== dataset.fingerprint) {
     throw new InputError('the dataset changed since this run started (fingerprint differs); resume with the same data', config.data);
   }
@@ -291,6 +293,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
             diceLoss: config.diceLoss,
             detachTeacher: config.detachTeacher,
             protoCe: config.protoCe,
+            regions: config.regions,
           },
         );
         const { loss, weight: _weight, ...scalars } = terms;

@@ -63,6 +63,7 @@ await runCommand(COMMAND, async (args, { signal }) => {
     .option('ramp-iterations', { type: 'number', description: `Iterations over which the unsupervised weight ramps up [default: ${d.rampIterations}]` })
     .option('dice-loss', { choices: ['released', 'standard'] as const, description: `Dice variant [default: ${d.diceLoss}]` })
     .option('detach-teacher', { type: 'boolean', description: `Detach the DTCT teacher [default: ${d.detachTeacher}]` })
+    .option('regions', { type: 'string', description: `Regions receiving the unsupervised terms, e.g. 2,3 or none (Ω2 CG-CPCL, Ω3 DTCT; Ω1 has none) [default: ${d.regions.join(',')}]` })
     .option('backend', { choices: BACKEND_CHOICES, description: `TensorFlow.js backend [default: ${d.backend}]` })
     .option('threads', { type: 'number', description: 'Threads for the wasm backend' })
     .option('seed', { type: 'number', description: `Random seed [default: ${d.seed}]` })
@@ -99,6 +100,7 @@ await runCommand(COMMAND, async (args, { signal }) => {
     rampIterations: argv['ramp-iterations'],
     diceLoss: argv['dice-loss'],
     detachTeacher: argv['detach-teacher'],
+    regions: argv.regions === undefined ? undefined : (argv.regions.trim() === 'none' ? [] : argv.regions.split(',').map((r) => Number(r.trim()))) as TrainConfig['regions'],
     backend: argv.backend,
     threads: argv.threads,
     seed: argv.seed,

@@ -72,15 +72,28 @@ describe('nnU-Net dataset checks', () => {
     await expect(open(1)).rejects.toThrow(/label geometry .* does not match/);
   });
 
-  it('refuses a listed case without a label, an empty unlabeled pool, and an impossible split', async () => {
+  it('refuses a listed case without a label and an impossible split', async () => {
     await writeCase('a');
     await writeCase('b');
     await writeCase('u', { noLabel: true });
     await expect(open(['u'])).rejects.toThrow(/has no label/);
     await expect(open(['zzz'])).rejects.toThrow(/not in imagesTr/);
     await expect(open(5)).rejects.toThrow(/outside 1–1/);
-    await rm(join(root, 'imagesTr', 'u_0000.nii.gz'));
-    await expect(open(1)).rejects.toThrow(/unlabeled pool is empty/);
+  });
+
+  it('trains supervised on a dataset whose every training case is labelled; ALHVR refuses the empty unlabeled pool', async () => {
+    for (const id of ['a', 'b', 'c']) await writeCase(id);
+    const ds = await open(2);
+    expect(ds.unlabeled).toEqual([]);
+    expect([...new Set(ds.labeled.map((r) => r.caseId))]).toEqual(['a', 'b']);
+    await ds.close();
+    const tiny = { data: root, labeledCases: 2, valCases: 1, batchLabeled: 2, batchUnlabeled: 2, patch: 16, widths: [2, 2, 2, 2, 2], backend: 'cpu' as const, iterations: 2, valEvery: 2, checkpointEvery: 2 };
+    const supervised = await train(resolveConfig({ ...tiny, out: join(root, 'sup'), method: 'supervised' }), { events: { log: () => {} } });
+    expect(supervised.iteration).toBe(2);
+    expect(supervised.best.a).not.toBeNull();
+    const err = await train(resolveConfig({ ...tiny, out: join(root, 'ssl'), method: 'alhvr' }), { events: { log: () => {} } }).catch((e) => e);
+    expect(err).toBeInstanceOf(InputError);
+    expect(String(err.message)).toMatch(/unlabeled pool is empty.*--method supervised/);
   });
 
   it('refuses a batch larger than the labelled data before the first iteration', async () => {

@@ -163,7 +163,7 @@ export async function openNnunetDataset(root: string, opts: NnunetOptions): Prom
   const labeledSet = new Set(labeledIds);
   const valSet = new Set(validation.map((c) => c.id));
   const unlabeledCases = cases.filter((c) => !labeledSet.has(c.id) && !valSet.has(c.id));
-  if (unlabeledCases.length === 0) throw new InputError('the unlabeled pool is empty: add images without labels, lower --labeled-cases, or pass --unlabeled DIR', root);
+  // An empty unlabeled pool is the caller's concern: ALHVR needs one, a supervised run does not.
 
   await mkdir(opts.cacheDir, { recursive: true });
   const cached = new Map<string, CachedCase>();

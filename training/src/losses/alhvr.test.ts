@@ -181,6 +181,54 @@ describe('alhvrLoss against the PyTorch reference of the released code', () => {
     expect(Math.abs(r2.protoCeB - m2.protoCeB)).toBeLessThan(1e-6);
   });
 
+  test('regions choose which terms the unlabeled pixels receive (Table 1 ablation switch)', () => {
+    const batch = makeBatch(505);
+    const base: AlhvrLossOptions = { labeledCount: 1, iteration: 30000 };
+    const all = ours(batch, base);
+    const explicit = ours(batch, { ...base, regions: [1, 2, 3] });
+    expect(explicit.values).toEqual(all.values);
+    // The published objective has an unsupervised part here, so the checks below can fail.
+    const unsupervised = (v: Record<string, number>) => v.loss - (v.supA + v.supB);
+    expect(unsupervised(all.values)).toBeGreaterThan(1e-3);
+
+    const per = 16 * 16 * 4;
+    const valuesOnly = (regions: number[]) => {
+      const [a, b] = students(batch.inputs);
+      const terms = alhvrLoss(a, b, batch.labels, { ...base, regions });
+      return Object.fromEntries(Object.entries(terms).map(([k, v]) => [k, typeof v === 'number' ? v : (v as tf.Tensor).dataSync()[0]]));
+    };
+    for (const regions of [[], [1]]) {
+      const values = valuesOnly(regions);
+      expect(unsupervised(values), `regions [${regions}]`).toBeCloseTo(0, 6);
+      expect(values.supA).toBeCloseTo(all.values.supA, 6);
+      // No gradient reaches the unlabeled images, the perturbed branch or the features (the
+      // 0·Σx term only keeps every input connected, as tf.grads demands).
+      const xs = INPUT_NAMES.map((n) => batch.inputs[n]);
+      const grads = tf.grads((...t: tf.Tensor[]) => {
+        const named = Object.fromEntries(INPUT_NAMES.map((n, i) => [n, t[i]])) as Inputs;
+        const [sa, sb] = students(named);
+        return tf.add(alhvrLoss(sa, sb, batch.labels, { ...base, regions }).loss, tf.mul(0, tf.addN(t.map((x) => tf.sum(x))))) as tf.Scalar;
+      })(xs);
+      const g = Object.fromEntries(INPUT_NAMES.map((n, i) => [n, grads[i].dataSync()]));
+      for (const n of ['logitsA', 'logitsB'] as const) {
+        expect(maxAbs(g[n].subarray(0, per)), n).toBeGreaterThan(0);
+        expect(maxAbs(g[n].subarray(per)), n).toBe(0);
+        expect(maxAbs(all.grads[n].subarray(per)), n).toBeGreaterThan(0);
+      }
+      for (const n of ['logitsAuxA', 'logitsAuxB', 'feaA', 'feaB', 'feaAuxA', 'feaAuxB'] as const) expect(maxAbs(g[n]), n).toBe(0);
+    }
+
+    const w = all.values.weight;
+    const onlyOmega3 = valuesOnly([3]);
+    expect(onlyOmega3.protoA).toBe(0);
+    expect(onlyOmega3.focusA).toBeCloseTo(all.values.focusA, 6);
+    expect(unsupervised(onlyOmega3)).toBeCloseTo(w * (all.values.focusA + all.values.focusB), 5);
+    const onlyOmega2 = valuesOnly([2]);
+    expect(onlyOmega2.focusA).toBe(0);
+    expect(onlyOmega2.protoB).toBeCloseTo(all.values.protoB, 6);
+    expect(unsupervised(onlyOmega2)).toBeCloseTo(w * (all.values.protoA + all.values.protoB), 5);
+  });
+
   test('rejects inconsistent batches with a one-line error', () => {
     const batch = makeBatch(404);
     const [a, b] = students(batch.inputs);

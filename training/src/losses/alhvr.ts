@@ -6,6 +6,10 @@
  *   diceLoss      'released' | 'standard'  → supervised Dice (supervised.ts)
  *   detachTeacher false | true             → DTCT teacher gradient (dtct.ts)
  *   protoCe       'released' | 'masked'    → CG-CPCL cross-entropy reduction (cgcpcl.ts)
+ *
+ * Region ablation (the paper's Table 1): `regions` lists which of Ω1/Ω2/Ω3 receive the
+ * unsupervised terms; default all, as published. Without 3 there is no DTCT term (focus = 0),
+ * without 2 no CG-CPCL term (proto = 0); Ω1 has no term in the published method.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { InputError } from '@alhvr/core';
@@ -42,6 +46,8 @@ export interface AlhvrLossOptions {
   diceLoss?: DiceVariant;
   detachTeacher?: boolean;
   protoCe?: ProtoCeReduction;
+  /** Regions receiving the unsupervised terms (default [1, 2, 3], as published). */
+  regions?: readonly number[];
 }
 
 export interface AlhvrLossTerms {
@@ -121,23 +127,29 @@ export function alhvrLoss(a: StudentOutputs, b: StudentOutputs, labels: tf.Tenso
     const confidence = (q: tf.Tensor4D) => noGrad((x) => tf.max(x, -1), q);
     const regions = regionMasks(confidence(uQA), confidence(uQB), options.proportion ?? 0.8);
 
-    const dtct = dtctLoss(
-      { pA: uPA, pB: uPB, qA: uQA, qB: uQB, omega3: regions.omega3 },
-      { temperature: options.temperature ?? 0.1, detachTeacher: options.detachTeacher ?? false },
-    );
-    const proto = cgCpclLoss(
-      {
-        pA: uPA,
-        pB: uPB,
-        feaA: tail(a.fea, bl),
-        feaB: tail(b.fea, bl),
-        feaAuxA: tail(a.feaAux, bl),
-        feaAuxB: tail(b.feaAux, bl),
-        mA: regions.mA,
-        mB: regions.mB,
-      },
-      { scaler: options.scaler ?? 1, protoCe: options.protoCe ?? 'released' },
-    );
+    const enabled = new Set(options.regions ?? [1, 2, 3]);
+    const zero = () => tf.scalar(0);
+    const dtct = enabled.has(3)
+      ? dtctLoss(
+          { pA: uPA, pB: uPB, qA: uQA, qB: uQB, omega3: regions.omega3 },
+          { temperature: options.temperature ?? 0.1, detachTeacher: options.detachTeacher ?? false },
+        )
+      : { focusA: zero(), focusB: zero(), mseA: zero(), mseB: zero() };
+    const proto = enabled.has(2)
+      ? cgCpclLoss(
+          {
+            pA: uPA,
+            pB: uPB,
+            feaA: tail(a.fea, bl),
+            feaB: tail(b.fea, bl),
+            feaAuxA: tail(a.feaAux, bl),
+            feaAuxB: tail(b.feaAux, bl),
+            mA: regions.mA,
+            mB: regions.mB,
+          },
+          { scaler: options.scaler ?? 1, protoCe: options.protoCe ?? 'released' },
+        )
+      : { protoA: zero(), protoB: zero(), ceA: zero(), ceB: zero(), cosA: zero(), cosB: zero() };
 
     const lossA = tf.add(supA, tf.mul(tf.add(dtct.focusA, proto.protoA), weight)) as tf.Scalar;
     const lossB = tf.add(supB, tf.mul(tf.add(dtct.focusB, proto.protoB), weight)) as tf.Scalar;
