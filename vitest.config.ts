@@ -11,6 +11,7 @@ export default defineConfig({
       { find: /^@alhvr\/core$/, replacement: src('./core/src/index.ts') },
       { find: /^@alhvr\/training$/, replacement: src('./training/src/index.ts') },
       { find: /^@alhvr\/export$/, replacement: src('./export/src/index.ts') },
+      { find: /^@alhvr\/inference\/no-telemetry$/, replacement: src('./inference/src/no-telemetry.ts') },
       { find: /^@alhvr\/inference\/node$/, replacement: src('./inference/src/node.ts') },
       { find: /^@alhvr\/inference$/, replacement: src('./inference/src/index.ts') },
     ],
@@ -19,6 +20,8 @@ export default defineConfig({
     include: ['{core,training,export,inference,cli,viewer}/src/**/*.test.ts', 'test/**/*.test.ts'],
     exclude: ['**/node_modules/**', '**/dist/**'],
     pool: 'forks',
+    // Test workers load onnxruntime-node directly too (export parity): no telemetry from them either.
+    env: { ORT_DISABLE_TELEMETRY: '1' },
     testTimeout: 60_000,
     hookTimeout: 120_000,
   },

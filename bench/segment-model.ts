@@ -9,6 +9,8 @@
  * Writes OUT_DIR/alhvr-unet.onnx, OUT_DIR/weights.f32 and OUT_DIR/weights.json
  * ({ widths, numClasses, students: [{ name: { offset, shape } }] }, kernels [kh, kw, cin, cout]).
  */
+// First import: @alhvr/export loads onnxruntime-node (parity); its telemetry is off before that.
+import '@alhvr/inference/no-telemetry';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEFAULT_WIDTHS, type UNet } from '@alhvr/training';

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { InputError } from '@alhvr/core';
-import * as ort from 'onnxruntime-node';
+import { ort } from './ort-node.js';
 
 /** What the user asks for with `--device`. */
 export type DeviceRequest = 'auto' | 'cuda' | 'cpu';

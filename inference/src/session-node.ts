@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { InputError } from '@alhvr/core';
-import * as ort from 'onnxruntime-node';
+import { ort } from './ort-node.js';
 import { planDevice, sessionOptionsFor, type Device, type DeviceRequest } from './device.js';
 import { createSliceModel, type ModelIdentity, type OrtRuntime, type OrtSliceModel } from './session.js';
 
@@ -20,13 +20,18 @@ export interface OpenedModel {
 
 /** Load an ONNX segmentation model from a file with the requested execution provider. */
 export async function openModelFile(path: string, opts: OpenModelOptions = {}): Promise<OpenedModel> {
-  const plan = planDevice(opts.device ?? 'auto');
   let bytes: Uint8Array;
   try {
     bytes = await readFile(path);
   } catch (err) {
     throw new InputError(`cannot read model (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, path);
   }
+  return openModelBytes(bytes, path, opts);
+}
+
+/** Open a model held in memory (an export being calibrated, say); `path` names it in messages. */
+export async function openModelBytes(bytes: Uint8Array, path: string, opts: OpenModelOptions = {}): Promise<OpenedModel> {
+  const plan = planDevice(opts.device ?? 'auto');
   let lastError: unknown;
   for (const device of plan.candidates) {
     try {

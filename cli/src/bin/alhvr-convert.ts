@@ -1,3 +1,5 @@
+// First import: disables onnxruntime-node's telemetry before anything can load the native library.
+import '@alhvr/inference/no-telemetry';
 import { InputError, Volume } from '@alhvr/core';
 import { readDicomSeries, readNiftiFile, writeNiftiFile } from '@alhvr/core/node';
 import { commandLine } from '../lib/command-line.js';

@@ -1,3 +1,5 @@
+// First import: disables onnxruntime-node's telemetry before anything can load the native library.
+import '@alhvr/inference/no-telemetry';
 import { readdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { InputError, METRIC_NAMES, MetricsWorkspace, meanMetrics, segmentationMetrics, type ClassMetrics, type EmptyPolicy } from '@alhvr/core';

@@ -1,3 +1,5 @@
+// First import: disables onnxruntime-node's telemetry before anything can load the native library.
+import '@alhvr/inference/no-telemetry';
 import { writeFileAtomic } from '@alhvr/core/node';
 import { selectBackend } from '@alhvr/training';
 import { checkParity, exportOnnx, formatParity, loadRunForExport, type GraphSummary, type StudentSelection } from '@alhvr/export';

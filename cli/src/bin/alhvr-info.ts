@@ -1,3 +1,5 @@
+// First import: disables onnxruntime-node's telemetry before anything can load the native library.
+import '@alhvr/inference/no-telemetry';
 import { commandLine } from '../lib/command-line.js';
 import { type ImageInfo, imageInfo } from '../lib/image-info.js';
 import { formatImageInfo, formatSkipped } from '../lib/format-info.js';

@@ -1,3 +1,5 @@
+// First import: disables onnxruntime-node's telemetry before anything can load the native library.
+import '@alhvr/inference/no-telemetry';
 import { readFile } from 'node:fs/promises';
 import { InputError } from '@alhvr/core';
 import { BACKEND_CHOICES, DEFAULT_CONFIG, resolveConfig, train, type TrainConfig } from '@alhvr/training';
