@@ -13,7 +13,7 @@ import { selectBackend } from '../training/src/backend/select-backend.js';
 import { UNet } from '../training/src/model/unet.js';
 import { alhvrLoss } from '../training/src/losses/alhvr.js';
 import { leanVariableGrads } from '../training/src/backend/lean-gradients.js';
-import { setBackpropFilterPath, type BackpropFilterPath } from '../training/src/backend/wasm-training-kernels.js';
+import { installWasmTrainingKernels, type FilterGradientPath } from '../training/src/backend/wasm-training-kernels.js';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -27,7 +27,8 @@ const steps = Number(arg('steps', '5'));
 const threads = Number(arg('threads', '2'));
 
 await selectBackend('wasm', { threads, log: (m) => console.error(m) });
-if (process.env.DW_PATH) setBackpropFilterPath(process.env.DW_PATH as BackpropFilterPath); // pin one dW algorithm to compare
+// pin one dW algorithm to compare
+if (process.env.DW_PATH) await installWasmTrainingKernels(tf.findBackend('wasm')!, { filterGradientPath: process.env.DW_PATH as FilterGradientPath });
 const rng = new Rng(1);
 const a = new UNet({ numClasses: 4, widths }, rng, 'a');
 const b = new UNet({ numClasses: 4, widths }, rng, 'b');

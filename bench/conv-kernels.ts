@@ -15,7 +15,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend } from '../training/src/backend/select-backend.js';
-import { setBackpropFilterPath, type BackpropFilterPath } from '../training/src/backend/wasm-training-kernels.js';
+import { installWasmTrainingKernels, type FilterGradientPath } from '../training/src/backend/wasm-training-kernels.js';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -66,24 +66,25 @@ function medianMs(fn: () => tf.Tensor): number {
 
 await selectBackend('wasm', { threads, log: (m) => console.error(m) });
 const layers = unetConvs();
-const wasm = layers.map(({ shape: [b, h, w, cin, cout] }) => {
+const wasmBackend = tf.findBackend('wasm')!;
+type LayerTimes = { fwdMs: number; dxMs: number; dwMs: Record<FilterGradientPath, number> };
+const wasm: LayerTimes[] = [];
+for (const { shape: [b, h, w, cin, cout] } of layers) {
   const x = tf.randomNormal([b, h, w, cin]) as tf.Tensor4D;
   const f = tf.randomNormal([3, 3, cin, cout]) as tf.Tensor4D;
   const dy = tf.randomNormal([b, h, w, cout]) as tf.Tensor4D;
-  const dW = (path: BackpropFilterPath) => {
-    setBackpropFilterPath(path);
+  const dW = async (path: FilterGradientPath) => {
+    await installWasmTrainingKernels(wasmBackend, { filterGradientPath: path });
     return medianMs(() => tf.engine().runKernel('Conv2DBackpropFilter', { x, dy },
       { strides: 1, pad: 'same', dataFormat: 'NHWC', filterShape: [3, 3, cin, cout] } as never) as tf.Tensor);
   };
-  const r = {
-    fwdMs: medianMs(() => tf.conv2d(x, f, 1, 'same')),
-    dxMs: medianMs(() => tf.conv2dTranspose(dy, f, [b, h, w, cin], 1, 'same')),
-    dwMs: { auto: dW('auto'), simd: cin % 4 === 0 && cout % 8 === 0 ? dW('simd') : NaN, gemm9: dW('gemm9'), taps: dW('taps'), im2col: dW('im2col') },
-  };
-  setBackpropFilterPath('auto');
+  const fwdMs = medianMs(() => tf.conv2d(x, f, 1, 'same'));
+  const dxMs = medianMs(() => tf.conv2dTranspose(dy, f, [b, h, w, cin], 1, 'same'));
+  const dwMs = { auto: await dW('auto'), simd: cin % 4 === 0 && cout % 8 === 0 ? await dW('simd') : NaN, gemm9: await dW('gemm9'), taps: await dW('taps'), im2col: await dW('im2col') };
+  wasm.push({ fwdMs, dxMs, dwMs });
+  await installWasmTrainingKernels(wasmBackend);
   tf.dispose([x, f, dy]);
-  return r;
-});
+}
 const torchOut = JSON.parse(execFileSync('/usr/bin/python3', [join(here, 'conv-kernels-torch.py'), String(threads), String(reps),
   JSON.stringify(layers.map((l) => l.shape))], { encoding: 'utf8' })) as { torch: string; layers: { fwd_ms: number; dx_ms: number; dw_ms: number }[] };
 

@@ -15,6 +15,7 @@
  * `slope` is the LeakyReLU slope applied after the affine step, 1 for none: y = max(v, slope·v).
  */
 import { getKernel, registerKernel, util, type TensorInfo } from '@tensorflow/tfjs-core';
+import { heapOffset, wasmInternals } from './wasm-internals.js';
 import { loadWasmSimd, type WasmSimdExports } from './wasm-simd.js';
 
 export const BATCHNORM_TRAIN = 'AlhvrBatchNormTrain';
@@ -276,19 +277,13 @@ export function registerCpuBatchNormKernels(): void {
 
 // ---- wasm backend ------------------------------------------------------------------------------
 
-interface WasmBackend {
-  dataIdMap: { get(dataId: object): { memoryOffset: number } | undefined };
-  makeOutput(shape: number[], dtype: 'float32'): TensorInfo;
-  wasm: { _malloc(bytes: number): number; _free(ptr: number): void };
-}
-
 /**
  * Compiles the SIMD passes against the wasm backend's memory and registers both kernels for
  * 'wasm'. Call once the backend is initialised. Idempotent.
  */
 export async function registerWasmBatchNormKernels(backend: object): Promise<void> {
   if (hasFusedBatchNorm('wasm')) return;
-  const b = backend as WasmBackend;
+  const b = wasmInternals(backend);
   const { memory, exports } = await loadWasmSimd(backend);
   const simd = simdPasses(exports);
   const heap = () => new Float32Array(memory.buffer);
@@ -296,11 +291,7 @@ export async function registerWasmBatchNormKernels(backend: object): Promise<voi
   let scratch = 0;
   let scratchChannels = 0;
   const host: BatchNormHost = {
-    offset: (t) => {
-      const d = b.dataIdMap.get(t.dataId);
-      if (d === undefined) throw new Error('BatchNorm (wasm): tensor is not on the wasm backend');
-      return d.memoryOffset / 4;
-    },
+    offset: (t) => heapOffset(b, t) / 4,
     output: (shape) => b.makeOutput(shape, 'float32'),
     vectors: (c) => {
       if (c > scratchChannels) {
@@ -314,10 +305,10 @@ export async function registerWasmBatchNormKernels(backend: object): Promise<voi
     passes: (c) => (c % 4 === 0 ? simd : loops),
     vectorOutput: (values) => {
       const out = b.makeOutput([values.length], 'float32');
-      new Float32Array(memory.buffer, b.dataIdMap.get(out.dataId)!.memoryOffset, values.length).set(values);
+      new Float32Array(memory.buffer, heapOffset(b, out), values.length).set(values);
       return out;
     },
-    readVector: (t) => new Float32Array(memory.buffer, b.dataIdMap.get(t.dataId)!.memoryOffset, util.sizeFromShape(t.shape)).slice(),
+    readVector: (t) => new Float32Array(memory.buffer, heapOffset(b, t), util.sizeFromShape(t.shape)).slice(),
     finish: (outs) => outs,
   };
   register('wasm', () => host);

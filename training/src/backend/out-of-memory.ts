@@ -7,6 +7,7 @@
  * module is unusable afterwards. Nothing in that message says "memory" or what to change.
  */
 import { InputError } from '@alhvr/core';
+import type { EmscriptenModule } from './wasm-internals.js';
 
 const WASM_OOM = /Aborted\(|memory access out of bounds|WebAssembly\.Memory|Cannot enlarge memory|Array buffer allocation failed/;
 
@@ -21,10 +22,8 @@ export class WasmOutOfMemoryError extends RangeError {
   }
 }
 
-interface EmscriptenHeap {
-  _malloc: (bytes: number) => number;
-  alhvrMallocGuard?: true;
-}
+/** The module with our mark that the guard is in place. */
+type EmscriptenHeap = Pick<EmscriptenModule, '_malloc'> & { alhvrMallocGuard?: true };
 
 /**
  * Makes a failed allocation throw. tfjs-backend-wasm stores tensors at whatever `_malloc`
@@ -32,7 +31,7 @@ interface EmscriptenHeap {
  * written over the start of the heap, and a request of 4 GB or more wraps around to a small
  * size. Either way training would go on with corrupted memory. Idempotent.
  */
-export function guardWasmMalloc(wasmModule: unknown): void {
+export function guardWasmMalloc(wasmModule: EmscriptenModule): void {
   const heap = wasmModule as EmscriptenHeap;
   if (heap.alhvrMallocGuard) return;
   // emscripten's `_malloc` is a stub that, on first call, assigns the raw export over itself;

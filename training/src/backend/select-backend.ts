@@ -7,10 +7,9 @@
  * specifier and are never a build-time dependency.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { registerWasmTrainingKernels } from './wasm-training-kernels.js';
-import { guardWasmMalloc } from './out-of-memory.js';
-import { registerCpuBatchNormKernels, registerWasmBatchNormKernels } from './batchnorm-kernels.js';
-import { loadWasmSimd } from './wasm-simd.js';
+import { installWasmTrainingKernels } from './wasm-training-kernels.js';
+import { registerCpuBatchNormKernels } from './batchnorm-kernels.js';
+import { wasmInternals } from './wasm-internals.js';
 
 export type BackendChoice = 'auto' | 'tensorflow' | 'tensorflow-gpu' | 'wasm' | 'cpu';
 
@@ -98,7 +97,6 @@ async function useNative(choice: 'tensorflow' | 'tensorflow-gpu'): Promise<Selec
 
 async function useWasm(threadsWanted: number): Promise<SelectedBackend> {
   const wasm = await import('@tensorflow/tfjs-backend-wasm');
-  registerWasmTrainingKernels();
   const alreadyUp = tf.engine().registry['wasm'] !== undefined;
   if (!alreadyUp) {
     wasm.setThreadsCount(threadsWanted);
@@ -108,13 +106,11 @@ async function useWasm(threadsWanted: number): Promise<SelectedBackend> {
         threadsWanted, (on) => tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', on), init)
       : await init();
     if (!ok) throw new BackendUnavailableError('the TensorFlow.js wasm backend failed to initialise');
-    if (isNode) (await import('./wasm-threads-node.js')).unrefWasmWorkers((tf.backend() as unknown as { wasm: unknown }).wasm);
+    if (isNode) (await import('./wasm-threads-node.js')).unrefWasmWorkers(wasmInternals(tf.backend()).wasm);
   } else if (!(await tf.setBackend('wasm'))) {
     throw new BackendUnavailableError('the TensorFlow.js wasm backend failed to initialise');
   }
-  guardWasmMalloc((tf.backend() as unknown as { wasm: unknown }).wasm);
-  await loadWasmSimd(tf.backend());
-  await registerWasmBatchNormKernels(tf.backend());
+  await installWasmTrainingKernels(tf.backend());
   const threads = wasm.getThreadsCount();
   const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
   const description = `TensorFlow.js WebAssembly (XNNPACK${simd ? ', SIMD' : ''}, ${threads} thread${threads === 1 ? '' : 's'})`;

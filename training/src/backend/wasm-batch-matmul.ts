@@ -7,10 +7,8 @@
  * materialised once with the (fast) Transpose kernel and each batch entry is one XNNPACK call on
  * views of the operands, written straight into the output.
  */
-import { BatchMatMul, getKernel, registerKernel, unregisterKernel, util, type KernelConfig, type KernelFunc, type TensorInfo } from '@tensorflow/tfjs-core';
-import { aliasTensor, disposeAlias, idOf, runKernel, shapeBytes, stateFor, type WasmBackendInternals } from './wasm-training-kernels.js';
-
-let native: KernelConfig | undefined;
+import { BatchMatMul, util, type KernelFunc, type TensorInfo } from '@tensorflow/tfjs-core';
+import { aliasTensor, cKernels, disposeAlias, idOf, nativeKernel, runKernel, shapeBytes, wasmInternals, type WasmBackendInternals } from './wasm-internals.js';
 
 /** A [batch, rows, cols] operand, transposed into fresh memory when asked; `owned` says to free it. */
 function asRowMajor(backend: WasmBackendInternals, t: TensorInfo, batch: number, transpose: boolean): { t: TensorInfo; owned: boolean } {
@@ -22,9 +20,10 @@ function asRowMajor(backend: WasmBackendInternals, t: TensorInfo, batch: number,
   return { t: out, owned: true };
 }
 
-const fastBatchMatMul: KernelFunc = (args) => {
+/** Replaces the wasm BatchMatMul (see replaceWasmKernel); the backend's own runs the cases that are already fast. */
+export const fastBatchMatMul: KernelFunc = (args) => {
   const { inputs, backend: b, attrs } = args;
-  const backend = b as unknown as WasmBackendInternals;
+  const backend = wasmInternals(b);
   const a = inputs.a as TensorInfo;
   const bt = inputs.b as TensorInfo;
   const { transposeA, transposeB } = attrs as unknown as { transposeA: boolean; transposeB: boolean };
@@ -35,7 +34,7 @@ const fastBatchMatMul: KernelFunc = (args) => {
   const simpleBroadcast = batchA === batchB ? util.arraysEqual(outerA, outerB) : batchA === 1 || batchB === 1;
   const alreadyFast = !transposeA && !transposeB && batchA === 1 && batchB === 1;
   if (a.dtype !== 'float32' || bt.dtype !== 'float32' || !simpleBroadcast || alreadyFast) {
-    return native!.kernelFunc(args) as TensorInfo;
+    return nativeKernel(BatchMatMul, args);
   }
   const rA = a.shape.length;
   const rB = bt.shape.length;
@@ -47,7 +46,7 @@ const fastBatchMatMul: KernelFunc = (args) => {
   const batch = Math.max(batchA, batchB);
   const outShape = [...(batchA >= batchB ? outerA : outerB), M, N];
 
-  const s = stateFor(backend);
+  const { matMul } = cKernels(backend);
   const left = asRowMajor(backend, a, batchA, transposeA);
   const right = asRowMajor(backend, bt, batchB, transposeB);
   const out = backend.makeOutput([batch, M, N], 'float32');
@@ -57,7 +56,7 @@ const fastBatchMatMul: KernelFunc = (args) => {
     const l = aliasTensor(backend, left.t, batchA === 1 ? 0 : i * M * K, [1, M, K]);
     const r = sharedRight ?? aliasTensor(backend, right.t, i * K * N, [1, K, N]);
     const o = aliasTensor(backend, out, i * M * N, [1, M, N]);
-    s.matMul(idOf(backend, l), shapeBytes([1, M, K]), 3, idOf(backend, r), shapeBytes([1, K, N]), 3, false, false, idOf(backend, o));
+    matMul(idOf(backend, l), shapeBytes([1, M, K]), 3, idOf(backend, r), shapeBytes([1, K, N]), 3, false, false, idOf(backend, o));
     disposeAlias(backend, l);
     if (!sharedRight) disposeAlias(backend, r);
     disposeAlias(backend, o);
@@ -67,12 +66,3 @@ const fastBatchMatMul: KernelFunc = (args) => {
   if (right.owned) backend.disposeData(right.t.dataId);
   return { ...out, shape: outShape };
 };
-
-/** Idempotent: replaces the wasm BatchMatMul with the XNNPACK-only version above. */
-export function registerFastBatchMatMul(): void {
-  const current = getKernel(BatchMatMul, 'wasm');
-  if (current === undefined || current.kernelFunc === fastBatchMatMul) return;
-  native = current;
-  unregisterKernel(BatchMatMul, 'wasm');
-  registerKernel({ ...current, kernelFunc: fastBatchMatMul });
-}

@@ -15,25 +15,17 @@
  * Every other case (other axes, other dtypes) goes to the backend's own kernel, kept when these
  * are registered.
  */
-import { getKernel, registerKernel, unregisterKernel, util, type KernelConfig, type KernelFunc, type TensorInfo } from '@tensorflow/tfjs-core';
-import type { WasmBackendInternals } from './wasm-training-kernels.js';
+import { util, type KernelFunc, type TensorInfo } from '@tensorflow/tfjs-core';
+import { nativeKernel as fallback, wasmInternals, type WasmBackendInternals } from './wasm-internals.js';
 
 /** Where a tensor's floats live on the heap; re-read after any allocation (the heap may grow). */
 function floats(backend: WasmBackendInternals, t: TensorInfo): Float32Array {
   return backend.typedArrayFromHeap(t);
 }
 
-const natives = new Map<string, KernelConfig>();
-
-function fallback(name: string, args: Parameters<KernelFunc>[0]): TensorInfo | TensorInfo[] {
-  const k = natives.get(name);
-  if (k === undefined) throw new Error(`wasm ${name}: the backend's own kernel was not kept`);
-  return k.kernelFunc(args) as TensorInfo | TensorInfo[];
-}
-
 const channelSum: KernelFunc = (args) => {
   const { inputs, attrs } = args;
-  const backend = args.backend as unknown as WasmBackendInternals;
+  const backend = wasmInternals(args.backend);
   const x = inputs.x as TensorInfo;
   const rank = x.shape.length;
   const axes = util.parseAxisParam((attrs as { axis: number | number[] }).axis, x.shape).sort((a, b) => a - b);
@@ -52,7 +44,7 @@ const channelSum: KernelFunc = (args) => {
 
 const lastAxisConcat: KernelFunc = (args) => {
   const { inputs, attrs } = args;
-  const backend = args.backend as unknown as WasmBackendInternals;
+  const backend = wasmInternals(args.backend);
   const xs = inputs as unknown as TensorInfo[];
   const rank = xs[0].shape.length;
   const axis = util.parseAxisParam((attrs as { axis: number }).axis, xs[0].shape)[0];
@@ -79,7 +71,7 @@ const lastAxisConcat: KernelFunc = (args) => {
 
 const lastAxisSplit: KernelFunc = (args) => {
   const { inputs, attrs } = args;
-  const backend = args.backend as unknown as WasmBackendInternals;
+  const backend = wasmInternals(args.backend);
   const x = inputs.x as TensorInfo;
   const rank = x.shape.length;
   const a = attrs as { numOrSizeSplits: number | number[]; axis: number };
@@ -110,22 +102,11 @@ const lastAxisSplit: KernelFunc = (args) => {
 const sharedIdentity: KernelFunc = (args) => {
   const x = args.inputs.x as TensorInfo;
   if (x.dtype === 'string') return fallback('Identity', args);
-  (args.backend as unknown as { incRef(dataId: object): void }).incRef(x.dataId);
+  wasmInternals(args.backend).incRef(x.dataId);
   return { dataId: x.dataId, shape: [...x.shape], dtype: x.dtype };
 };
 
-const KERNELS: [string, KernelFunc][] = [
+/** The kernels of this family by name, each replacing the backend's own (kept for the other cases). */
+export const LAYOUT_KERNELS: readonly (readonly [string, KernelFunc])[] = [
   ['Identity', sharedIdentity], ['Sum', channelSum], ['Concat', lastAxisConcat], ['SplitV', lastAxisSplit],
 ];
-
-/** Registers the kernels for 'wasm', keeping the backend's own for the other cases. Idempotent. */
-export function registerWasmLayoutKernels(): void {
-  for (const [name, kernelFunc] of KERNELS) {
-    const current = getKernel(name, 'wasm');
-    if (current?.kernelFunc === kernelFunc) continue;
-    if (current === undefined) throw new Error(`tfjs-backend-wasm has no ${name} kernel; is @tensorflow/tfjs-backend-wasm loaded?`);
-    natives.set(name, current);
-    unregisterKernel(name, 'wasm');
-    registerKernel({ ...current, kernelFunc });
-  }
-}

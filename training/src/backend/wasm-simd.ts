@@ -4,6 +4,7 @@
  * from WebAssembly text with wabt (a registry package; no native toolchain).
  */
 import wabtInit from 'wabt';
+import { wasmHeapMemory, wasmInternals } from './wasm-internals.js';
 import { WASM_SIMD_WAT } from './wasm-simd-wat.js';
 
 export interface WasmSimdExports {
@@ -20,26 +21,13 @@ export interface WasmSimd {
   exports: WasmSimdExports;
 }
 
-interface EmscriptenModule {
-  wasmMemory?: WebAssembly.Memory;
-  asm?: { memory?: WebAssembly.Memory };
-}
-
 const loaded = new WeakMap<object, WasmSimd>();
-
-/** The emscripten module's linear memory: a Module field in the threaded build, exported by the plain one. */
-function heapMemory(backend: object): WebAssembly.Memory {
-  const m = (backend as { wasm: EmscriptenModule }).wasm;
-  const memory = m.wasmMemory ?? m.asm?.memory;
-  if (!(memory instanceof WebAssembly.Memory)) throw new Error('tfjs-backend-wasm: cannot find the module memory');
-  return memory;
-}
 
 /** Compiles and instantiates the kernels for a wasm backend (once). */
 export async function loadWasmSimd(backend: object): Promise<WasmSimd> {
   const done = loaded.get(backend);
   if (done) return done;
-  const memory = heapMemory(backend);
+  const memory = wasmHeapMemory(wasmInternals(backend));
   const shared = typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer;
   const wabt = await wabtInit();
   const text = WASM_SIMD_WAT.replace('__MEMORY__', shared ? '(memory 1 65536 shared)' : '(memory 1)');

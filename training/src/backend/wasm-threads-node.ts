@@ -21,6 +21,7 @@ import { existsSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import { join } from 'node:path';
+import type { EmscriptenModule } from './wasm-internals.js';
 
 const require = createRequire(import.meta.url);
 
@@ -69,9 +70,8 @@ export async function withNodeWasmThreads<T>(threads: number, setFlag: (on: bool
  * Lets the process exit while pool workers are alive: emscripten keeps its pthread workers
  * ref'ed, so without this a finished training script would hang instead of exiting.
  */
-export function unrefWasmWorkers(wasmModule: unknown): void {
-  const pthread = (wasmModule as { PThread?: { unusedWorkers: { unref?: () => void }[]; runningWorkers: { unref?: () => void }[] } })
-    .PThread;
+export function unrefWasmWorkers(wasmModule: EmscriptenModule): void {
+  const pthread = wasmModule.PThread;
   if (!pthread) return;
   for (const w of [...pthread.unusedWorkers, ...pthread.runningWorkers]) w.unref?.();
 }

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { selectBackend } from './select-backend.js';
-import { setBackpropFilterPath } from './wasm-training-kernels.js';
+import { installWasmTrainingKernels, type FilterGradientPath } from './wasm-training-kernels.js';
 
 /**
  * Every gradient the U-Net training needs is computed twice, once on the reference `cpu` backend
@@ -63,6 +63,17 @@ async function compare(
 beforeAll(async () => {
   await selectBackend('wasm', { threads: 2, log: () => {} });
 });
+
+/** Runs `f` with the wasm dW kernel pinned to `path`, then puts the automatic choice back. */
+async function withFilterGradientPath(path: FilterGradientPath, f: () => Promise<void>): Promise<void> {
+  const wasm = tf.findBackend('wasm')!;
+  await installWasmTrainingKernels(wasm, { filterGradientPath: path });
+  try {
+    await f();
+  } finally {
+    await installWasmTrainingKernels(wasm);
+  }
+}
 afterAll(async () => {
   await tf.setBackend('cpu');
 });
@@ -118,16 +129,28 @@ describe('wasm training kernels match the cpu backend', () => {
         const oh = c.pad === 'same' ? c.h : c.h - c.k + 1;
         const ow = c.pad === 'same' ? c.w : c.w - c.k + 1;
         const wy = randomArray(c.b * oh * ow * c.co, r);
-        setBackpropFilterPath(path);
-        try {
-          await compare(`conv2d ${path}`, [x, w], (xt, wt) =>
-            tf.sum(tf.mul(tf.conv2d(xt as tf.Tensor4D, wt as tf.Tensor4D, 1, c.pad), tf.tensor(wy, [c.b, oh, ow, c.co]))));
-        } finally {
-          setBackpropFilterPath('auto');
-        }
+        await withFilterGradientPath(path, () => compare(`conv2d ${path}`, [x, w], (xt, wt) =>
+          tf.sum(tf.mul(tf.conv2d(xt as tf.Tensor4D, wt as tf.Tensor4D, 1, c.pad), tf.tensor(wy, [c.b, oh, ow, c.co])))));
       });
     }
   }
+
+  it('every dW path frees what it made (the im2col scratch included): no buffer is left behind', async () => {
+    await tf.setBackend('wasm');
+    const backend = tf.backend() as unknown as { numDataIds(): number };
+    const x = tf.randomNormal([2, 12, 10, 8]);
+    const dy = tf.randomNormal([2, 12, 10, 8]);
+    for (const path of ['auto', 'simd', 'gemm9', 'taps', 'im2col'] as const) {
+      await withFilterGradientPath(path, async () => {
+        const before = backend.numDataIds();
+        const dw = tf.engine().runKernel('Conv2DBackpropFilter', { x, dy },
+          { strides: 1, pad: 'same', dataFormat: 'NHWC', filterShape: [3, 3, 8, 8] } as never) as tf.Tensor;
+        expect(backend.numDataIds(), path).toBe(before + 1);
+        dw.dispose();
+      });
+    }
+    tf.dispose([x, dy]);
+  });
 
   // The SIMD dW kernel (3×3, input channels in 4s, output channels in 8s), pinned.
   for (const c of [
@@ -143,13 +166,8 @@ describe('wasm training kernels match the cpu backend', () => {
       const oh = c.pad === 'same' ? c.h : c.h - 2;
       const ow = c.pad === 'same' ? c.w : c.w - 2;
       const wy = randomArray(c.b * oh * ow * c.co, r);
-      setBackpropFilterPath('simd');
-      try {
-        await compare('conv2d simd', [x, w], (xt, wt) =>
-          tf.sum(tf.mul(tf.conv2d(xt as tf.Tensor4D, wt as tf.Tensor4D, 1, c.pad), tf.tensor(wy, [c.b, oh, ow, c.co]))));
-      } finally {
-        setBackpropFilterPath('auto');
-      }
+      await withFilterGradientPath('simd', () => compare('conv2d simd', [x, w], (xt, wt) =>
+        tf.sum(tf.mul(tf.conv2d(xt as tf.Tensor4D, wt as tf.Tensor4D, 1, c.pad), tf.tensor(wy, [c.b, oh, ow, c.co])))));
     });
   }
 

@@ -1,0 +1,305 @@
+/**
+ * `Conv2DBackpropFilter` (dW) for the wasm backend, which tfjs-backend-wasm 4.22 lacks (tf.grad of
+ * a conv2d filter throws). Stride 1: our SIMD kernel for up to 16 channels, otherwise one XNNPACK
+ * GEMM per filter tap on shifted views of xᵀ; other strides: im2colᵀ(x) · dy per chunk of pixels.
+ *
+ * Only the BatchMatMul fast path of the wasm backend uses XNNPACK (no transposes, batch 1; every
+ * other case is a naive triple loop), so the GEMMs here are laid out to hit exactly that path,
+ * with dy as the "weights" operand.
+ */
+import { backend_util, type KernelFunc, type TensorInfo } from '@tensorflow/tfjs-core';
+import { aliasTensor, cKernels, disposeAlias, heapOffset, idOf, runKernel, shapeBytes, wasmInternals, type WasmBackendInternals } from './wasm-internals.js';
+import { wasmSimdOf, type WasmSimd } from './wasm-simd.js';
+
+/**
+ * Floats per im2col chunk. 2^21 floats = 8 MiB keeps the scratch buffer and one dy chunk's packed
+ * copy inside a typical L2/L3 budget while leaving the GEMM long enough per call; the chunk size
+ * in pixels is this divided by the number of filter taps (KH·KW·Cin). The scratch buffer is made
+ * per call and freed at its end: malloc hands the same, already touched pages to the next call.
+ */
+const IM2COL_CHUNK_FLOATS = 1 << 21;
+
+/**
+ * Where the SIMD dW kernel beats the nine-GEMM path (bench/conv-kernels.ts, U-Net layers at 8×128²
+ * and 2×256²): up to 16 input and 16 output channels (1.2–1.5× faster; equal at 16→16 on 2×256²).
+ * With more channels its passes over x multiply and fall out of cache, and the GEMMs, which use
+ * both threads, win by up to 4×.
+ */
+const SIMD_DW_MAX_CHANNELS = 16;
+
+function toNhwc(t: TensorInfo, backend: object): TensorInfo {
+  return runKernel('Transpose', { x: t }, backend, { perm: [0, 2, 3, 1] });
+}
+
+/**
+ * dW [K, Cout] = colsᵀ [K, M] · dy [M, Cout], with colsᵀ built `fill`ed chunk by chunk of output
+ * pixels into a scratch buffer made for this call: chunk [m0, m0+mc) is colsᵀ-chunk [K, mc] · dy
+ * rows [m0, m0+mc) [mc, Cout]. The first chunk writes `out` directly, later ones go through a
+ * partial product that is added in. `xs` is the tensor `fill` reads, handed to it as a fresh view.
+ */
+function im2colGemm(
+  backend: WasmBackendInternals,
+  xs: TensorInfo,
+  dy: TensorInfo,
+  c: { M: number; K: number; Cout: number; outShape: number[] },
+  fill: (xv: Float32Array, cols: Float32Array, m0: number, mc: number) => void,
+): TensorInfo {
+  const { M, K, Cout } = c;
+  const { matMul } = cKernels(backend);
+  const out = backend.makeOutput([...c.outShape], 'float32');
+  const mcMax = Math.max(1, Math.min(M, Math.floor(IM2COL_CHUNK_FLOATS / K)));
+  const scratch = backend.makeOutput([K * mcMax], 'float32');
+  const partial = M > mcMax ? backend.makeOutput([K * Cout], 'float32') : null;
+  for (let m0 = 0; m0 < M; m0 += mcMax) {
+    const mc = Math.min(mcMax, M - m0);
+    // views are re-made each chunk: any allocation may grow (and so replace) the wasm heap buffer
+    fill(backend.typedArrayFromHeap(xs), backend.typedArrayFromHeap({ ...scratch, shape: [K * mc] }), m0, mc);
+    const dyChunk = aliasTensor(backend, dy, m0 * Cout, [1, mc, Cout]);
+    const target = m0 === 0 ? idOf(backend, out) : idOf(backend, partial!);
+    matMul(idOf(backend, scratch), shapeBytes([1, K, mc]), 3, idOf(backend, dyChunk), shapeBytes([1, mc, Cout]), 3, false, false, target);
+    disposeAlias(backend, dyChunk);
+    if (m0 !== 0) {
+      const acc = backend.typedArrayFromHeap(out);
+      const p = backend.typedArrayFromHeap({ ...partial!, shape: [K * Cout] });
+      for (let i = 0; i < acc.length; i++) acc[i] += p[i];
+    }
+  }
+  if (partial !== null) backend.disposeData(partial.dataId);
+  backend.disposeData(scratch.dataId);
+  return out;
+}
+
+/**
+ * Fills cols[k·mc + j] (k = (kh·KW + kw)·Cin + ci, j = pixel m0+j of the flattened [B, OH, OW]
+ * output grid) with the input value that filter tap k sees at that pixel, 0 in the padding.
+ */
+function im2colTransposed(
+  xv: Float32Array, cols: Float32Array, info: backend_util.Conv2DInfo, m0: number, mc: number,
+): void {
+  const { inHeight: H, inWidth: W, inChannels: C, outHeight: OH, outWidth: OW, filterHeight: KH, filterWidth: KW,
+    strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dw } = info;
+  const pt = info.padInfo.top;
+  const pl = info.padInfo.left;
+  const ohw = OH * OW;
+  for (let kh = 0; kh < KH; kh++) {
+    for (let kw = 0; kw < KW; kw++) {
+      const rowBase = (kh * KW + kw) * C;
+      let j = 0;
+      while (j < mc) {
+        const m = m0 + j;
+        const b = Math.floor(m / ohw);
+        const rem = m - b * ohw;
+        const oh = Math.floor(rem / OW);
+        let ow = rem - oh * OW;
+        const ih = oh * sh - pt + kh * dh;
+        // one output row at a time: the source row is fixed, only iw moves
+        const runEnd = Math.min(mc, j + (OW - ow));
+        if (ih < 0 || ih >= H) {
+          for (let c = 0; c < C; c++) cols.fill(0, (rowBase + c) * mc + j, (rowBase + c) * mc + runEnd);
+          j = runEnd;
+          continue;
+        }
+        const xRow = (b * H + ih) * W * C;
+        for (; j < runEnd; j++, ow++) {
+          const iw = ow * sw - pl + kw * dw;
+          if (iw < 0 || iw >= W) {
+            for (let c = 0; c < C; c++) cols[(rowBase + c) * mc + j] = 0;
+          } else {
+            const src = xRow + iw * C;
+            for (let c = 0; c < C; c++) cols[(rowBase + c) * mc + j] = xv[src + c];
+          }
+        }
+      }
+    }
+  }
+}
+
+/** The zero-padded pixel grid on which the stride-1 dW paths lay both x and dy. */
+function paddedGrid(info: backend_util.Conv2DInfo): { Hp: number; Wp: number; pixels: number } {
+  const { top, bottom, left, right } = info.padInfo;
+  const Hp = info.inHeight + top + bottom;
+  const Wp = info.inWidth + left + right;
+  return { Hp, Wp, pixels: info.batchSize * Hp * Wp };
+}
+
+/** dy on that grid, zero outside the real output (dy itself when the grids coincide). */
+function dyOnGrid(backend: WasmBackendInternals, dy: TensorInfo, info: backend_util.Conv2DInfo, Hp: number, Wp: number): TensorInfo {
+  return Hp === info.outHeight && Wp === info.outWidth
+    ? dy
+    : runKernel('PadV2', { x: dy }, backend, { paddings: [[0, 0], [0, Hp - info.outHeight], [0, Wp - info.outWidth], [0, 0]], constantValue: 0 });
+}
+
+/**
+ * Stride-1, dilation-1 dW with the im2col built by block copies instead of per-element JS.
+ * Lay x (zero-padded) and dy on the same padded pixel grid [B, Hp, Wp]: output pixel
+ * p = (b·Hp + oh)·Wp + ow sees, through tap (kh, kw), padded input pixel p + kh·Wp + kw. With dy
+ * zero outside the real output grid (PadV2), tap t's im2col rows are contiguous ranges of the
+ * transposed padded input xpadᵀ [Cin, L]: cols[t·Cin + ci, j] = xpadᵀ[ci, off_t + j]. So the
+ * im2colᵀ chunk [KH·KW·Cin, mc] is KH·KW·Cin memcpy's (TypedArray.set), and one XNNPACK GEMM
+ * against the dy chunk [mc, Cout] (one alias id, packed once per chunk) writes dW in its final
+ * [KH, KW, Cin, Cout] layout. Pad and transpose run in C. One extra zero image at the end of xpad
+ * keeps every tap's window inside the tensor.
+ */
+function backpropFilterByTaps(backend: WasmBackendInternals, x: TensorInfo, dy: TensorInfo, info: backend_util.Conv2DInfo): TensorInfo {
+  const { batchSize: B, inChannels: Cin, outChannels: Cout, filterHeight: KH, filterWidth: KW } = info;
+  const { top: pt, bottom: pb, left: pl, right: pr } = info.padInfo;
+  const { Hp, Wp, pixels: Mg } = paddedGrid(info);
+  const K = KH * KW * Cin;
+  const extra = KH > 1 || KW > 1 ? 1 : 0;
+  const L = (B + extra) * Hp * Wp;
+  const xpad = runKernel('PadV2', { x }, backend, { paddings: [[0, extra], [pt, pb], [pl, pr], [0, 0]], constantValue: 0 });
+  const xpadFlat = aliasTensor(backend, xpad, 0, [L, Cin]);
+  const xT = runKernel('Transpose', { x: xpadFlat }, backend, { perm: [1, 0] });
+  disposeAlias(backend, xpadFlat);
+  backend.disposeData(xpad.dataId);
+  const dyGrid = dyOnGrid(backend, dy, info, Hp, Wp);
+
+  const out = im2colGemm(backend, xT, dyGrid, { M: Mg, K, Cout, outShape: [KH, KW, Cin, Cout] }, (xv, cols, m0, mc) => {
+    for (let kh = 0; kh < KH; kh++) {
+      for (let kw = 0; kw < KW; kw++) {
+        const off = kh * Wp + kw + m0;
+        const row0 = (kh * KW + kw) * Cin;
+        for (let ci = 0; ci < Cin; ci++) cols.set(xv.subarray(ci * L + off, ci * L + off + mc), (row0 + ci) * mc);
+      }
+    }
+  });
+  backend.disposeData(xT.dataId);
+  if (dyGrid !== dy) backend.disposeData(dyGrid.dataId);
+  return out;
+}
+
+/**
+ * 3×3 stride-1 dW with our SIMD kernel (wasm-simd-wat.ts): x and dy on the same zero-padded
+ * pixel grid as in the taps path, then per tap and per block of 4 input × 8 output channels one
+ * pass over the pixels with the 8 accumulators in registers, writing dW in its final
+ * [3, 3, Cin, Cout] layout. No im2col buffer, no GEMM packing; one thread.
+ */
+function backpropFilterSimd(backend: WasmBackendInternals, x: TensorInfo, dy: TensorInfo, info: backend_util.Conv2DInfo, simd: WasmSimd): TensorInfo {
+  const { inChannels: Cin, outChannels: Cout } = info;
+  const { top: pt, bottom: pb, left: pl, right: pr } = info.padInfo;
+  const { Wp, Hp, pixels } = paddedGrid(info);
+  // One extra zero image keeps every tap's window inside xpad.
+  const xpad = runKernel('PadV2', { x }, backend, { paddings: [[0, 1], [pt, pb], [pl, pr], [0, 0]], constantValue: 0 });
+  const dyGrid = dyOnGrid(backend, dy, info, Hp, Wp);
+  const out = backend.makeOutput([3, 3, Cin, Cout], 'float32');
+  const [xo, dyo, oo] = [heapOffset(backend, xpad), heapOffset(backend, dyGrid), heapOffset(backend, out)];
+  for (let tap = 0; tap < 9; tap++) {
+    const off = Math.floor(tap / 3) * Wp + (tap % 3);
+    for (let ci = 0; ci < Cin; ci += 4) {
+      for (let co = 0; co < Cout; co += 8) {
+        simd.exports.dw_tap_4x8(xo + (off * Cin + ci) * 4, dyo + co * 4, pixels, Cin, Cout, oo + ((tap * Cin + ci) * Cout + co) * 4);
+      }
+    }
+  }
+  backend.disposeData(xpad.dataId);
+  if (dyGrid !== dy) backend.disposeData(dyGrid.dataId);
+  return out;
+}
+
+/**
+ * Stride-1, dilation-1 dW as one GEMM per filter tap, with nothing copied per tap. x and dy lie
+ * on the same padded pixel grid (see backpropFilterByTaps); x is transposed once to xᵀ [Cin, Mg].
+ * Tap t's matrix [Cin, Mg] starts off_t floats into xᵀ: its rows run on into the next channel's
+ * row for the last off_t columns, but those columns are output pixels in the grid's padding,
+ * where dy is zero (a zeroed tail keeps the last row finite). dW_t = that matrix · dy [Mg, Cout],
+ * written straight into dW. The nine GEMMs share dy as their weights operand, so XNNPACK packs
+ * it once; every GEMM uses both threads.
+ */
+function backpropFilterNineGemms(backend: WasmBackendInternals, x: TensorInfo, dy: TensorInfo, info: backend_util.Conv2DInfo): TensorInfo {
+  const { inChannels: Cin, outChannels: Cout, filterHeight: KH, filterWidth: KW } = info;
+  const { top: pt, bottom: pb, left: pl, right: pr } = info.padInfo;
+  const { Hp, Wp, pixels: Mg } = paddedGrid(info);
+  const tail = (KH - 1) * Wp + (KW - 1);
+  const { matMul, transpose } = cKernels(backend);
+  const xpad = runKernel('PadV2', { x }, backend, { paddings: [[0, 0], [pt, pb], [pl, pr], [0, 0]], constantValue: 0 });
+  const xT = backend.makeOutput([Cin * Mg + tail], 'float32');
+  backend.typedArrayFromHeap(xT).fill(0, Cin * Mg);
+  const xTMain = aliasTensor(backend, xT, 0, [Cin, Mg]);
+  transpose(idOf(backend, xpad), shapeBytes([Mg, Cin]), 2, 0 /* float32 */, idOf(backend, xTMain), shapeBytes([1, 0]), 2);
+  disposeAlias(backend, xTMain);
+  backend.disposeData(xpad.dataId);
+  const dyGrid = dyOnGrid(backend, dy, info, Hp, Wp);
+  const out = backend.makeOutput([KH, KW, Cin, Cout], 'float32');
+  for (let kh = 0; kh < KH; kh++) {
+    for (let kw = 0; kw < KW; kw++) {
+      const tap = kh * KW + kw;
+      const a = aliasTensor(backend, xT, kh * Wp + kw, [1, Cin, Mg]);
+      const o = aliasTensor(backend, out, tap * Cin * Cout, [1, Cin, Cout]);
+      matMul(idOf(backend, a), shapeBytes([1, Cin, Mg]), 3, idOf(backend, dyGrid), shapeBytes([1, Mg, Cout]), 3, false, false, idOf(backend, o));
+      disposeAlias(backend, a);
+      disposeAlias(backend, o);
+    }
+  }
+  backend.disposeData(xT.dataId);
+  if (dyGrid !== dy) backend.disposeData(dyGrid.dataId);
+  return out;
+}
+
+/** Which dW algorithm runs; 'auto' picks per shape (see `filterGradient`). Tests and benches pin each one. */
+export type FilterGradientPath = 'auto' | 'simd' | 'gemm9' | 'taps' | 'im2col';
+
+const kernels = new Map<FilterGradientPath, KernelFunc>();
+
+/** The Conv2DBackpropFilter kernel that computes dW by `path` (one function per path, so it can be registered and compared). */
+export function conv2DBackpropFilterKernel(path: FilterGradientPath = 'auto'): KernelFunc {
+  let k = kernels.get(path);
+  if (k === undefined) {
+    k = ({ inputs, backend: b, attrs }) => {
+      const backend = wasmInternals(b);
+      const a = attrs as unknown as {
+        strides: [number, number] | number; pad: backend_util.PadInfo['type'] | number | backend_util.ExplicitPadding;
+        dataFormat: 'NHWC' | 'NCHW'; dimRoundingMode?: 'floor' | 'round' | 'ceil'; filterShape: [number, number, number, number];
+      };
+      let x = inputs.x as TensorInfo;
+      let dy = inputs.dy as TensorInfo;
+      const channelsFirst = a.dataFormat === 'NCHW';
+      if (channelsFirst) {
+        x = toNhwc(x, b);
+        dy = toNhwc(dy, b);
+      }
+      if (x.dtype !== 'float32' || dy.dtype !== 'float32') throw new Error('Conv2DBackpropFilter (wasm): float32 only');
+      const info = backend_util.computeConv2DInfo(
+        x.shape as [number, number, number, number], a.filterShape, a.strides, 1, a.pad as never, a.dimRoundingMode, false, 'channelsLast');
+      const out = filterGradient(backend, x, dy, info, a.filterShape, path);
+      if (channelsFirst) {
+        backend.disposeData(x.dataId);
+        backend.disposeData(dy.dataId);
+      }
+      return out;
+    };
+    kernels.set(path, k);
+  }
+  return k;
+}
+
+/** dW for NHWC x and dy by the path the shape (or a pinned `path`) calls for. */
+function filterGradient(
+  backend: WasmBackendInternals, x: TensorInfo, dy: TensorInfo, info: backend_util.Conv2DInfo, filterShape: [number, number, number, number],
+  path: FilterGradientPath,
+): TensorInfo {
+  const stride1 = info.strideHeight === 1 && info.strideWidth === 1 && info.dilationHeight === 1 && info.dilationWidth === 1;
+  const simd = wasmSimdOf(backend);
+  const simdApplies = simd !== undefined && stride1 && info.filterHeight === 3 && info.filterWidth === 3 &&
+    info.inChannels % 4 === 0 && info.outChannels % 8 === 0;
+  const simdPays = info.outChannels <= SIMD_DW_MAX_CHANNELS && info.inChannels <= SIMD_DW_MAX_CHANNELS;
+  if (simdApplies && (path === 'simd' || (path === 'auto' && simdPays))) {
+    return backpropFilterSimd(backend, x, dy, info, simd);
+  }
+  // Stride 1 beyond the SIMD kernel's range: the nine GEMMs beat the block-copy (taps) path on
+  // every U-Net layer measured (up to 1.8×) and tie the per-element im2col on 8×8 planes. The
+  // other two stay for strided convolutions (im2col) and for pinning in tests.
+  if (stride1 && (path === 'gemm9' || path === 'auto')) return backpropFilterNineGemms(backend, x, dy, info);
+  if (stride1 && path === 'taps') return backpropFilterByTaps(backend, x, dy, info);
+  return backpropFilterIm2col(backend, x, dy, info, filterShape);
+}
+
+/** Any stride or dilation: im2colᵀ built element by element per chunk of output pixels, one GEMM each. */
+function backpropFilterIm2col(
+  backend: WasmBackendInternals, x: TensorInfo, dy: TensorInfo, info: backend_util.Conv2DInfo, filterShape: [number, number, number, number],
+): TensorInfo {
+  const K = info.filterHeight * info.filterWidth * info.inChannels;
+  const M = info.batchSize * info.outHeight * info.outWidth;
+  return im2colGemm(backend, x, dy, { M, K, Cout: info.outChannels, outShape: filterShape },
+    (xv, cols, m0, mc) => im2colTransposed(xv, cols, info, m0, mc));
+}
+

@@ -1,0 +1,62 @@
+/**
+ * `MaxPoolGrad` for the wasm backend. tfjs-backend-wasm 4.22 has one, but it is wrong whenever a
+ * pooling window holds only negative values (it routes the gradient to the wrong element — its
+ * running maximum evidently does not start at −∞); after LeakyReLU that is most windows, so we
+ * replace it with a JS loop on the wasm heap.
+ */
+import { backend_util, type KernelFunc, type TensorInfo } from '@tensorflow/tfjs-core';
+import { wasmInternals } from './wasm-internals.js';
+
+/**
+ * dx[b, argmax of window, c] += dy[b, oh, ow, c], the first maximum winning ties (as the cpu
+ * backend and PyTorch do); windows are scanned channel-vectorised to stay cache-friendly in NHWC.
+ */
+export const maxPoolGradWasm: KernelFunc = ({ inputs, backend: b, attrs }) => {
+  const backend = wasmInternals(b);
+  const dy = inputs.dy as TensorInfo;
+  const input = inputs.input as TensorInfo;
+  const a = attrs as unknown as {
+    filterSize: [number, number] | number; strides: [number, number] | number; pad: 'same' | 'valid' | number;
+    dimRoundingMode?: 'floor' | 'round' | 'ceil';
+  };
+  const info = backend_util.computePool2DInfo(
+    input.shape as [number, number, number, number], a.filterSize, a.strides, 1, a.pad, a.dimRoundingMode);
+  const { batchSize: B, inHeight: H, inWidth: W, inChannels: C, outHeight: OH, outWidth: OW,
+    strideHeight: sh, strideWidth: sw, effectiveFilterHeight: KH, effectiveFilterWidth: KW } = info;
+  const pt = info.padInfo.top;
+  const pl = info.padInfo.left;
+  const dx = backend.makeOutput([...input.shape], 'float32');
+  const xv = backend.typedArrayFromHeap(input);
+  const dyv = backend.typedArrayFromHeap(dy);
+  const dxv = backend.typedArrayFromHeap(dx);
+  dxv.fill(0);
+  const best = new Float32Array(C);
+  const where = new Int32Array(C);
+  for (let bi = 0; bi < B; bi++) {
+    for (let oh = 0; oh < OH; oh++) {
+      for (let ow = 0; ow < OW; ow++) {
+        best.fill(-Infinity);
+        where.fill(-1);
+        for (let kh = 0; kh < KH; kh++) {
+          const ih = oh * sh - pt + kh;
+          if (ih < 0 || ih >= H) continue;
+          for (let kw = 0; kw < KW; kw++) {
+            const iw = ow * sw - pl + kw;
+            if (iw < 0 || iw >= W) continue;
+            const base = ((bi * H + ih) * W + iw) * C;
+            for (let c = 0; c < C; c++) {
+              const v = xv[base + c];
+              if (where[c] < 0 || v > best[c]) {
+                best[c] = v;
+                where[c] = base + c;
+              }
+            }
+          }
+        }
+        const o = ((bi * OH + oh) * OW + ow) * C;
+        for (let c = 0; c < C; c++) if (where[c] >= 0) dxv[where[c]] += dyv[o + c];
+      }
+    }
+  }
+  return dx;
+};
