@@ -41,6 +41,30 @@ export class BackendUnavailableError extends Error {
   override name = 'BackendUnavailableError';
 }
 
+/**
+ * The one TensorFlow.js version our patches (PATCHES.md beside this file) were written and tested
+ * against. They replace tfjs-backend-wasm kernels and read private fields of tfjs-core and
+ * tfjs-backend-wasm, so any other version is refused at start-up instead of training on silently
+ * different internals. The @tensorflow/* dependencies in package.json are pinned to it (a test
+ * keeps the two equal).
+ */
+export const SUPPORTED_TFJS_VERSION = '4.22.0';
+
+/** A TensorFlow.js package of another version than SUPPORTED_TFJS_VERSION is loaded (never falls through to another backend). */
+export class UnsupportedTfjsVersionError extends BackendUnavailableError {
+  override name = 'UnsupportedTfjsVersionError';
+}
+
+/** Throws UnsupportedTfjsVersionError unless `version` of `pkg` is SUPPORTED_TFJS_VERSION. */
+export function assertSupportedTfjs(pkg: string, version: string): void {
+  if (version === SUPPORTED_TFJS_VERSION) return;
+  throw new UnsupportedTfjsVersionError(
+    `${pkg} ${version} is installed, but this toolkit supports only ${SUPPORTED_TFJS_VERSION}: it replaces tfjs-backend-wasm ` +
+      `kernels and reads TensorFlow.js internals of that version (training/src/backend/PATCHES.md); ` +
+      `install the pinned version with \`npm ci\` (or \`npm i ${pkg}@${SUPPORTED_TFJS_VERSION}\`)`,
+  );
+}
+
 const DEFAULT_WASM_THREADS = 2;
 /** tfjs-backend-wasm's emscripten build pre-spawns 8 pthread workers; XNNPACK cannot use more. */
 const MAX_WASM_THREADS = 8;
@@ -97,6 +121,7 @@ async function useNative(choice: 'tensorflow' | 'tensorflow-gpu'): Promise<Selec
 
 async function useWasm(threadsWanted: number): Promise<SelectedBackend> {
   const wasm = await import('@tensorflow/tfjs-backend-wasm');
+  assertSupportedTfjs('@tensorflow/tfjs-backend-wasm', wasm.version_wasm);
   const alreadyUp = tf.engine().registry['wasm'] !== undefined;
   if (!alreadyUp) {
     wasm.setThreadsCount(threadsWanted);
@@ -126,7 +151,8 @@ async function useCpu(): Promise<SelectedBackend> {
 
 /**
  * Chooses, initialises and activates a backend, logs one line saying which and with how many
- * threads, and returns the tfjs-core namespace to use. Also registers all gradients, and for
+ * threads, and returns the tfjs-core namespace to use. Refuses any TensorFlow.js version but
+ * SUPPORTED_TFJS_VERSION. Also registers all gradients, and for
  * `wasm` the missing training kernels.
  * Asking for tensorflow / tensorflow-gpu by name when the package is missing throws
  * BackendUnavailableError with the install command.
@@ -144,6 +170,7 @@ export async function selectBackend(choice: BackendChoice = 'auto', opts: Select
     throw new BackendUnavailableError(`threads must be an integer from 1 to ${MAX_WASM_THREADS}, got ${threadsWanted}`);
   }
 
+  assertSupportedTfjs('@tensorflow/tfjs-core', tf.version_core);
   await ensureGradientsRegistered();
   let chosen: SelectedBackend | null = null;
   const skipped: string[] = [];
@@ -160,6 +187,7 @@ export async function selectBackend(choice: BackendChoice = 'auto', opts: Select
       try {
         chosen = await useWasm(threadsWanted);
       } catch (err) {
+        if (err instanceof UnsupportedTfjsVersionError) throw err;
         skipped.push(`wasm failed: ${(err as Error).message}`);
       }
     }
