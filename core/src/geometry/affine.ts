@@ -31,25 +31,6 @@ export function multiply4(a: Mat4, b: Mat4): Mat4 {
   return out;
 }
 
-/** Inverse by Gauss–Jordan elimination with partial pivoting; throws on a singular matrix. */
-export function invert4(m: Mat4): Mat4 {
-  const a = m.map((row, r) => [...row, ...identity4()[r]]);
-  for (let col = 0; col < 4; col++) {
-    let pivot = col;
-    for (let r = col + 1; r < 4; r++) if (Math.abs(a[r][col]) > Math.abs(a[pivot][col])) pivot = r;
-    if (Math.abs(a[pivot][col]) < 1e-12) throw new Error('affine is singular');
-    [a[col], a[pivot]] = [a[pivot], a[col]];
-    const p = a[col][col];
-    for (let c = 0; c < 8; c++) a[col][c] /= p;
-    for (let r = 0; r < 4; r++) {
-      if (r === col) continue;
-      const f = a[r][col];
-      if (f !== 0) for (let c = 0; c < 8; c++) a[r][c] -= f * a[col][c];
-    }
-  }
-  return a.map((row) => row.slice(4));
-}
-
 export function applyAffine(m: Mat4, p: Vec3): Vec3 {
   return [
     m[0][0] * p[0] + m[0][1] * p[1] + m[0][2] * p[2] + m[0][3],

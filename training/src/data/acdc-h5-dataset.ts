@@ -19,9 +19,6 @@ export const ACDC_CLASSES: DatasetClass[] = [
   { value: 3, name: 'LV' },
 ];
 
-/** Labeled slice counts of the published splits (SSL4MIS `patients_to_slices`). */
-export const ACDC_SLICES_FOR_CASES: Record<number, number> = { 1: 32, 3: 68, 7: 136, 14: 256, 21: 396, 28: 512, 35: 664, 140: 1312 };
-
 type H5Module = typeof import('h5wasm/node').default;
 let h5: Promise<H5Module> | undefined;
 
