@@ -16,6 +16,12 @@ import { SlabSection, TISSUE_LABEL, Tissue, sampleAnatomy } from './anatomy.js';
 export interface PhantomCaseOptions {
   seed: number;
   index: number;
+  /**
+   * Acquisition shift severity (0 = in-domain, the default; 1 = strong): stronger noise, a
+   * stronger bias field, more blur and a compressed blood–myocardium contrast, drawn from a
+   * stream of its own so anatomy, pose and the in-domain acquisition stay those of severity 0.
+   */
+  shift?: number;
 }
 
 export interface PhantomCase {
@@ -95,10 +101,28 @@ function obliqueAffine(rng: Rng, dims: [number, number, number], spacing: [numbe
   return m;
 }
 
+/**
+ * A degraded acquisition on top of the in-domain one (the test set a quality estimate must
+ * survive): contrast compressed towards the mid grey of blood and myocardium by up to 70 %,
+ * extra in-plane blur up to σ 1.6 px, a bias field up to 3× the usual strength and noise up to
+ * 4× the LV blood's usual σ, each scaled by `severity` and drawn per case.
+ */
+function applyShift(image: Float32Array, nx: number, ny: number, nz: number, contrast: Float32Array, rng: Rng, severity: number): void {
+  const mid = (contrast[Tissue.LvBlood] + contrast[Tissue.Myocardium]) / 2;
+  const squeeze = 1 - Math.min(0.9, severity * rng.uniform(0.3, 0.7));
+  for (let n = 0; n < image.length; n++) image[n] = Math.max(0, mid + (image[n] - mid) * squeeze);
+  blurSlices(image, nx, ny, nz, severity * rng.uniform(0.6, 1.6), new Float32Array(nx * ny));
+  const sigma = contrast[Tissue.LvBlood] * severity * rng.uniform(0.08, 0.2);
+  applyBiasAndRicianNoise(image, nx, ny, nz, rng, 0.22 * severity * rng.uniform(1, 3), sigma);
+}
+
 export function generatePhantomCase(opts: PhantomCaseOptions): PhantomCase {
   const { seed, index } = opts;
   if (!Number.isInteger(seed) || !Number.isInteger(index) || index < 0) {
     throw new InputError(`phantom seed and index must be integers (index ≥ 0), got seed ${seed}, index ${index}`);
+  }
+  if (opts.shift !== undefined && !(Number.isFinite(opts.shift) && opts.shift >= 0 && opts.shift <= 2)) {
+    throw new InputError(`phantom shift severity must be in [0, 2], got ${opts.shift}`);
   }
   // Independent streams per purpose, so changing e.g. the noise model leaves anatomy unchanged.
   const root = new Rng(seed).fork(index);
@@ -157,10 +181,12 @@ export function generatePhantomCase(opts: PhantomCaseOptions): PhantomCase {
   blurSlices(image, nx, ny, nz, acqRng.uniform(0.4, 0.9), new Float32Array(plane));
   const noiseSigma = contrast[Tissue.LvBlood] * acqRng.uniform(0.025, 0.07);
   applyBiasAndRicianNoise(image, nx, ny, nz, acqRng, 0.22, noiseSigma);
+  const shift = opts.shift ?? 0;
+  if (shift > 0) applyShift(image, nx, ny, nz, contrast, root.fork(5), shift);
   const gain = acqRng.uniform(150, 900);
   for (let n = 0; n < image.length; n++) image[n] *= gain;
 
-  const description = `ALHVR cardiac phantom seed ${seed} case ${index}`;
+  const description = `ALHVR cardiac phantom seed ${seed} case ${index}${shift > 0 ? ` shift ${shift}` : ''}`;
   const meta = { kind: 'generated' as const, description, warnings: [] };
   return {
     image: new Volume({ data: image, dims: [nx, ny, nz], affine: geo.affine, meta }),
