@@ -1,7 +1,7 @@
 """One full ALHVR training iteration in PyTorch on the CPU: two students (encoder, clean decoder,
 feature-perturbed auxiliary decoder), the ALHVR objective, one backward pass, both SGD steps.
 The reference for bench/alhvr-step.ts; network and loss come from the test suite's independent
-PyTorch references (training/src/model/reference_unet.py, training/src/losses/reference_losses.py).
+PyTorch references (test/oracles/reference_unet.py, test/oracles/reference_losses.py).
 
 Usage: python3 alhvr-step-torch.py BL BU SIZE W0,W1,W2,W3,W4 STEPS THREADS
 Prints one JSON object: {"msPerStep", "times", "peakRssMB", "loss", "torch"}.
@@ -15,7 +15,7 @@ import sys
 import time
 
 here = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [os.path.join(here, "..", "training", "src", "model"), os.path.join(here, "..", "training", "src", "losses")]
+sys.path[:0] = [os.path.join(here, "..", "test", "oracles")]
 
 import torch  # noqa: E402
 from reference_losses import alhvr_terms  # noqa: E402

@@ -24,6 +24,7 @@ import { guardStepMemory } from '../training/src/backend/out-of-memory.js';
 import { UNet } from '../training/src/model/unet.js';
 import { alhvrLoss } from '../training/src/losses/alhvr.js';
 import { Sgd } from '../training/src/sgd.js';
+import { PYTHON } from '../test/support/python.js';
 
 interface Config { name: string; key: string; bl: number; bu: number; size: number; widths: number[] }
 const CONFIGS: Config[] = [
@@ -90,7 +91,7 @@ function runWasm(cfg: Config, steps: number): Timing | { error: string } {
 }
 
 function runTorch(cfg: Config, steps: number): Timing {
-  const out = execFileSync('/usr/bin/python3', [join(here, 'alhvr-step-torch.py'), String(cfg.bl), String(cfg.bu), String(cfg.size),
+  const out = execFileSync(PYTHON, [join(here, 'alhvr-step-torch.py'), String(cfg.bl), String(cfg.bu), String(cfg.size),
     cfg.widths.join(','), String(steps), String(THREADS)], { encoding: 'utf8', maxBuffer: 1 << 24 });
   return JSON.parse(out.trim().split('\n').pop()!) as Timing;
 }

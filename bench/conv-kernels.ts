@@ -15,6 +15,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend } from '../training/src/backend/select-backend.js';
+import { PYTHON } from '../test/support/python.js';
 import { installWasmTrainingKernels, type FilterGradientPath } from '../training/src/backend/wasm-training-kernels.js';
 
 function arg(name: string, fallback: string): string {
@@ -85,7 +86,7 @@ for (const { shape: [b, h, w, cin, cout] } of layers) {
   await installWasmTrainingKernels(wasmBackend);
   tf.dispose([x, f, dy]);
 }
-const torchOut = JSON.parse(execFileSync('/usr/bin/python3', [join(here, 'conv-kernels-torch.py'), String(threads), String(reps),
+const torchOut = JSON.parse(execFileSync(PYTHON, [join(here, 'conv-kernels-torch.py'), String(threads), String(reps),
   JSON.stringify(layers.map((l) => l.shape))], { encoding: 'utf8' })) as { torch: string; layers: { fwd_ms: number; dx_ms: number; dw_ms: number }[] };
 
 const rows = layers.map((l, i) => {

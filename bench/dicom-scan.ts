@@ -16,6 +16,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { scanDicom } from '../core/src/node.js';
 import { daikonSeries } from '../test/fixtures.js';
+import { PYTHON } from '../test/support/python.js';
 
 function arg(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -24,7 +25,6 @@ function arg(name: string, fallback: number): number {
 const copies = arg('copies', 100);
 const reps = arg('reps', 3);
 const here = dirname(fileURLToPath(import.meta.url));
-const PYTHON = '/usr/bin/python3';
 const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
 
 const dir = mkdtempSync(join(tmpdir(), 'alhvr-bench-dicom-scan-'));

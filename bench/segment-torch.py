@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """PyTorch reference for bench/segment.ts: the two ALHVR students' forward pass alone (the
-PyTorch port in training/src/model/reference_unet.py, float32, eval, no_grad) plus the same
+PyTorch port in test/oracles/reference_unet.py, float32, eval, no_grad) plus the same
 ensemble heads as the ONNX graph (mean softmax, argmax, max, per-student max), on the same
 preprocessed 256² slices, same batch size and threads.
 
@@ -20,7 +20,7 @@ import torch
 
 here = os.path.dirname(os.path.abspath(__file__))
 spec = importlib.util.spec_from_file_location(
-    "reference_unet", os.path.join(here, "..", "training", "src", "model", "reference_unet.py"))
+    "reference_unet", os.path.join(here, "..", "test", "oracles", "reference_unet.py"))
 ref = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(ref)
 

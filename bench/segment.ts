@@ -18,13 +18,13 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { PYTHON } from '../test/support/python.js';
 import { generatePhantomCase, type VoxelArray, type Volume } from '@alhvr/core';
 import { readNiftiFile, writeFileAtomic, writeNiftiFile } from '@alhvr/core/node';
 import { readModelIdentity, segmentVolume, type SliceModel, type SliceOutputKind, type SliceOutputs } from '@alhvr/inference';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, '..');
-const PYTHON = '/usr/bin/python3';
 const TSX = join(repo, 'node_modules', '.bin', 'tsx');
 
 function arg(name: string, fallback: number): number;

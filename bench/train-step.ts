@@ -17,6 +17,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend } from '../training/src/backend/select-backend.js';
+import { PYTHON } from '../test/support/python.js';
 
 interface Config { name: string; batch: number; size: number; widths: number[] }
 const CONFIGS: Config[] = [
@@ -131,7 +132,7 @@ function runChild(args: string[]): { msPerStep: number; peakRssMB: number; kerne
 }
 
 function runTorch(cfg: Config, steps: number): { msPerStep: number; peakRssMB: number } {
-  const out = execFileSync('/usr/bin/python3', [join(here, 'train-step-torch.py'), String(cfg.batch), String(cfg.size),
+  const out = execFileSync(PYTHON, [join(here, 'train-step-torch.py'), String(cfg.batch), String(cfg.size),
     cfg.widths.join(','), String(steps), '2'], { encoding: 'utf8' });
   return JSON.parse(out.trim().split('\n').pop()!);
 }

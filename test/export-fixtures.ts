@@ -4,9 +4,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import { ALHVR_RECIPE_RESIZE, Rng, type ModelCard, type ModelClass } from '@alhvr/core';
 import { UNet, selectBackend } from '@alhvr/training';
 import { phantomSlices, type ExportCard } from '@alhvr/export';
+import { PYTHON } from './support/python.js';
 
 export const SMALL_WIDTHS = [4, 8, 16, 32, 64];
-export const PYTHON = '/usr/bin/python3'; // Debian's python3 has python3-onnx; a pyenv shim may not.
 
 let backendReady: Promise<unknown> | undefined;
 /** The tfjs backend every export test uses for building networks and the reference forward. */

@@ -8,7 +8,8 @@ import * as ortWeb from 'onnxruntime-web';
 import { MODEL_CARD_KEY } from '@alhvr/core';
 import type { UNet } from '@alhvr/training';
 import { checkParity, exportOnnx, formatParity, FP16_PARITY, phantomSlices, readOnnxModelCard } from '@alhvr/export';
-import { makeCard, makeStudent, onnxChecker, PYTHON, useBackend } from './export-fixtures.js';
+import { makeCard, makeStudent, onnxChecker, useBackend } from './export-fixtures.js';
+import { PYTHON } from './support/python.js';
 
 let a: UNet;
 let b: UNet;

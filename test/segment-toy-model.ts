@@ -2,9 +2,8 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
+import { PYTHON } from './support/python.js';
 
-// Debian's python3 has python3-onnx and numpy; a pyenv shim earlier on PATH may not.
-const PYTHON = '/usr/bin/python3';
 const SCRIPT = fileURLToPath(new URL('./make-test-model.py', import.meta.url));
 
 /** Write the toy two-student model (see make-test-model.py) and return its path. */

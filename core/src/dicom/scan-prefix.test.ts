@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { daikonData, daikonSeries } from '../../../test/fixtures.js';
+import { PYTHON } from '../../../test/support/python.js';
 import { scanDicom } from './scan.js';
 
 // Scanning reads only the start of each file; whatever the prefix length, the result must be the
@@ -28,7 +29,7 @@ describe('scanDicom header prefix', () => {
         "ds.add_new((0x0040, 0xA160), 'UT', 'x' * 40000)",
         'ds.save_as(sys.argv[2], write_like_original=True)',
       ].join('\n');
-      execFileSync('/usr/bin/python3', ['-c', script, join(daikonSeries, 'brain_001.dcm'), join(dir, 'long.dcm')]);
+      execFileSync(PYTHON, ['-c', script, join(daikonSeries, 'brain_001.dcm'), join(dir, 'long.dcm')]);
       const whole = await scanDicom([dir], { headerPrefixBytes: Number.MAX_SAFE_INTEGER });
       expect(whole.series).toHaveLength(1);
       expect(whole.skipped).toEqual([]);

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import dcmjs from 'dcmjs';
 import { daikonSeries } from '../../../test/fixtures.js';
+import { PYTHON } from '../../../test/support/python.js';
 import { Volume, type DicomSeriesMeta } from '../volume.js';
 import { readDicomSeries } from './scan.js';
 import { InputError } from '../errors.js';
@@ -192,7 +193,7 @@ describe('encodeDicomSeg on the 20-slice oblique MR series', () => {
     const file = join(tmp, 'sphere-pydicom.dcm');
     writeFileSync(file, bytes);
     const out = join(tmp, 'sphere-pydicom.u8');
-    const r = spawnSync('/usr/bin/python3', ['-c', PYDICOM_SCRIPT, file, out], { encoding: 'utf8' });
+    const r = spawnSync(PYTHON, ['-c', PYDICOM_SCRIPT, file, out], { encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(0);
     const frameInfo = JSON.parse(r.stdout) as { segment: number; uid: string }[];
     const pixels = new Uint8Array(readFileSync(out));

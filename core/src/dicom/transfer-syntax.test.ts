@@ -6,6 +6,7 @@ import dcmjsCodecs from 'dcmjs-codecs';
 import dicomParser from 'dicom-parser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { daikonData, daikonSeries } from '../../../test/fixtures.js';
+import { PYTHON } from '../../../test/support/python.js';
 import { InputError } from '../errors.js';
 import { type DicomInstance, type StoredFrame, parseDicomInstance } from './instance.js';
 
@@ -40,7 +41,7 @@ let refDir: string;
 beforeAll(() => {
   refDir = mkdtempSync(join(tmpdir(), 'alhvr-pydicom-'));
   const specs = Object.entries(REFERENCE_FRAMES).map(([name, frames]) => `${file(name)}|${frames.join(',')}`);
-  execFileSync('/usr/bin/python3', ['-c', PYDICOM_SCRIPT, refDir, ...specs], { stdio: ['ignore', 'ignore', 'pipe'] });
+  execFileSync(PYTHON, ['-c', PYDICOM_SCRIPT, refDir, ...specs], { stdio: ['ignore', 'ignore', 'pipe'] });
 });
 afterAll(() => rmSync(refDir, { recursive: true, force: true }));
 

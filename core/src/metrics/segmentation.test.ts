@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PYTHON } from '../../../test/support/python.js';
 import { Volume } from '../volume.js';
 import { scalingAffine, type Mat4 } from '../geometry/affine.js';
 import { InputError } from '../errors.js';
@@ -284,7 +285,7 @@ describe('cross-check against scipy.ndimage (medpy definitions)', () => {
       const script = join(dir, 'ref.py');
       writeFileSync(input, JSON.stringify(cases));
       writeFileSync(script, SCIPY_REFERENCE);
-      const run = spawnSync('python3', [script, input], { encoding: 'utf8' });
+      const run = spawnSync(PYTHON, [script, input], { encoding: 'utf8' });
       expect(run.stderr).toBe('');
       expect(run.status).toBe(0);
       const expected = JSON.parse(run.stdout) as Record<string, number>[][];

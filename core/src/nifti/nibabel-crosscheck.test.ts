@@ -7,13 +7,13 @@ import { join } from 'node:path';
 import { gunzipSync } from 'fflate';
 import { afterAll, describe, expect, it } from 'vitest';
 import { niftiData } from '../../../test/fixtures.js';
+import { PYTHON } from '../../../test/support/python.js';
 import { InputError } from '../errors.js';
 import { type Mat4, maxAbsDiff4 } from '../geometry/affine.js';
 import { Volume } from '../volume.js';
 import { decodeNifti, decodeNiftiHeader, decodeNiftiPair } from './read.js';
 import { encodeNifti } from './write.js';
 
-const PYTHON = '/usr/bin/python3';
 
 // Reads: affine by the standard's precedence, qform affine, and per-volume sum + samples of the
 // scaled data in NIfTI (Fortran) order. Writes: files of each dtype/byte order with data from a formula.

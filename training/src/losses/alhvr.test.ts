@@ -1,50 +1,13 @@
 import { beforeAll, describe, expect, test } from 'vitest';
-import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 // tfjs-core's node bundle registers no gradients; the ESM modules do (loaded through vite here).
 import '@tensorflow/tfjs-core/dist/register_all_gradients.js';
 import { Rng } from '@alhvr/core';
+import { maxAbs, maxAbsDiff, pack, requireTorch, runOracle, unpack, type PackedTensor } from '../../../test/support/python.js';
 import { alhvrLoss, type AlhvrLossOptions, type StudentOutputs } from './alhvr.js';
 
 // Independent reference: Debian's python3-torch (apt-get install -y python3-torch).
-function torchPython(): string {
-  for (const exe of ['/usr/bin/python3', 'python3']) {
-    if (spawnSync(exe, ['-c', 'import torch'], { encoding: 'utf8' }).status === 0) return exe;
-  }
-  throw new Error('PyTorch reference needs python3-torch: apt-get install -y python3-torch');
-}
-let python = '';
-interface Packed {
-  shape: number[];
-  b64: string;
-}
-const pack = (t: tf.Tensor): Packed => ({ shape: t.shape, b64: Buffer.from(new Float32Array(t.dataSync()).buffer).toString('base64') });
-const unpack = (p: Packed): Float32Array => {
-  const b = Buffer.from(p.b64, 'base64');
-  return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
-};
-function runReference(request: unknown): any {
-  const r = spawnSync(python, [fileURLToPath(new URL('reference_losses.py', import.meta.url))], {
-    input: JSON.stringify(request),
-    encoding: 'utf8',
-    maxBuffer: 1 << 26,
-  });
-  if (r.status !== 0) throw new Error(`reference_losses.py failed: ${r.stderr}`);
-  return JSON.parse(r.stdout);
-}
-function maxAbs(a: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
-  return m;
-}
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
 function randomTensor(rng: Rng, shape: number[], lo: number, hi: number): tf.Tensor {
   const v = new Float32Array(shape.reduce((a, b) => a * b, 1));
   for (let i = 0; i < v.length; i++) v[i] = rng.uniform(lo, hi);
@@ -89,9 +52,9 @@ function ours(batch: ReturnType<typeof makeBatch>, options: AlhvrLossOptions) {
 }
 
 function reference(batch: ReturnType<typeof makeBatch>, options: AlhvrLossOptions) {
-  const tensors: Record<string, Packed> = { labels: pack(batch.labels) };
+  const tensors: Record<string, PackedTensor> = { labels: pack(batch.labels) };
   for (const n of INPUT_NAMES) tensors[n] = pack(batch.inputs[n]);
-  return runReference({
+  return runOracle('reference_losses.py', {
     task: 'alhvr',
     tensors,
     labeled: options.labeledCount,
@@ -107,7 +70,7 @@ function reference(batch: ReturnType<typeof makeBatch>, options: AlhvrLossOption
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
-  python = torchPython();
+  requireTorch();
 });
 
 describe('alhvrLoss against the PyTorch reference of the released code', () => {

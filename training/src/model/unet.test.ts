@@ -1,51 +1,14 @@
 import { beforeAll, describe, expect, test } from 'vitest';
-import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 // tfjs-core's node bundle registers no gradients; the ESM modules do (loaded through vite here).
 import '@tensorflow/tfjs-core/dist/register_all_gradients.js';
 import { Rng } from '@alhvr/core';
+import { maxAbsDiff, pack, requireTorch, runOracle, unpack, type PackedTensor } from '../../../test/support/python.js';
 import { UNet, DEFAULT_WIDTHS } from './unet.js';
 import { resizeBilinear } from './resize.js';
 
 // Independent reference: Debian's python3-torch (apt-get install -y python3-torch).
-function torchPython(): string {
-  for (const exe of ['/usr/bin/python3', 'python3']) {
-    const r = spawnSync(exe, ['-c', 'import torch'], { encoding: 'utf8' });
-    if (r.status === 0) return exe;
-  }
-  throw new Error('PyTorch reference needs python3-torch: apt-get install -y python3-torch');
-}
-let python = '';
-
-interface Packed {
-  shape: number[];
-  b64: string;
-}
-const pack = (t: tf.Tensor): Packed => ({
-  shape: t.shape,
-  b64: Buffer.from(new Float32Array(t.dataSync()).buffer).toString('base64'),
-});
-const unpack = (p: Packed): Float32Array => {
-  const b = Buffer.from(p.b64, 'base64');
-  return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
-};
-function runReference(script: string, request: unknown): any {
-  const r = spawnSync(python, [fileURLToPath(new URL(script, import.meta.url))], {
-    input: JSON.stringify(request),
-    encoding: 'utf8',
-    maxBuffer: 1 << 28,
-  });
-  if (r.status !== 0) throw new Error(`${script} failed: ${r.stderr}`);
-  return JSON.parse(r.stdout);
-}
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
 function randomTensor(rng: Rng, shape: number[], lo = -1, hi = 1): tf.Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
   const v = new Float32Array(n);
@@ -55,7 +18,7 @@ function randomTensor(rng: Rng, shape: number[], lo = -1, hi = 1): tf.Tensor {
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
-  python = torchPython();
+  requireTorch();
 });
 
 /** Trainable parameters of the released network, counted by hand from the architecture. */
@@ -174,7 +137,7 @@ describe('UNet', () => {
     for (const alignCorners of [true, false]) {
       for (const size of [[10, 14], [16, 9], [3, 4]] as [number, number][]) cases.push({ size, alignCorners });
     }
-    const ref = runReference('../losses/reference_losses.py', { task: 'resize', x: pack(x), cases });
+    const ref = runOracle('reference_losses.py', { task: 'resize', x: pack(x), cases });
     cases.forEach(({ size, alignCorners }, i) => {
       const y = resizeBilinear(x, size, alignCorners);
       expect(y.shape).toEqual([2, ...size, 3]);
@@ -204,7 +167,7 @@ describe('UNet', () => {
     randomiseBatchNorm(net, new Rng(12));
     const x = randomTensor(new Rng(13), [2, 32, 32, 1], 0, 1) as tf.Tensor4D;
     const out = net.forward(x, { training: false });
-    const ref = runReference('reference_unet.py', {
+    const ref = runOracle('reference_unet.py', {
       ...net.config,
       weights: weightsOf(net),
       x: pack(x),
@@ -222,11 +185,11 @@ describe('UNet', () => {
     const x = randomTensor(new Rng(16), [2, 32, 32, 1], 0, 1) as tf.Tensor4D;
     const request = { ...net.config, weights: weightsOf(net), x: pack(x), training: true };
     const out = net.forward(x, { training: true, rng: new Rng(17) });
-    const ref = runReference('reference_unet.py', request);
+    const ref = runOracle('reference_unet.py', request);
     expect(maxAbsDiff(out.logits.dataSync(), unpack(ref.logits))).toBeLessThan(1e-4);
     expect(maxAbsDiff(out.fea.dataSync(), unpack(ref.fea))).toBeLessThan(1e-4);
     // Encoder BN ran once in both (the decoder's ran twice here: clean and perturbed).
-    for (const [name, packed] of Object.entries(ref.runningStats as Record<string, Packed>)) {
+    for (const [name, packed] of Object.entries(ref.runningStats as Record<string, PackedTensor>)) {
       expect(maxAbsDiff(net.params.get(name).dataSync(), unpack(packed)), name).toBeLessThan(1e-5);
     }
     net.dispose();
