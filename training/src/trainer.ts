@@ -189,7 +189,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
     dataRng = new Rng(s.rng.data);
     sampler = new BatchSampler(dataset.labeled.length, dataset.unlabeled.length, config.batchLabeled, alhvr ? config.batchUnlabeled : 0, s.sampler);
     iteration = s.iteration;
-    gamma = s.gamma;
+    gamma = s.gamma ?? NaN; // a supervised run has no γ; JSON stores its NaN as null
     best = s.best;
     await truncateMetrics(join(config.out, 'metrics.jsonl'), iteration);
     log(`resuming from iteration ${iteration}`);

@@ -91,6 +91,11 @@ describe('nnU-Net dataset checks', () => {
     const supervised = await train(resolveConfig({ ...tiny, out: join(root, 'sup'), method: 'supervised' }), { events: { log: () => {} } });
     expect(supervised.iteration).toBe(2);
     expect(supervised.best.a).not.toBeNull();
+    // Resuming it: a supervised run has no γ (NaN, stored as null) and must still report a number.
+    const gammas: number[] = [];
+    const resumed = await train(resolveConfig({ ...tiny, out: join(root, 'sup'), method: 'supervised', iterations: 3 }), { resume: true, events: { log: () => {}, onIteration: (r) => gammas.push(r.gamma) } });
+    expect(resumed.iteration).toBe(3);
+    expect(gammas).toEqual([NaN]);
     const err = await train(resolveConfig({ ...tiny, out: join(root, 'ssl'), method: 'alhvr' }), { events: { log: () => {} } }).catch((e) => e);
     expect(err).toBeInstanceOf(InputError);
     expect(String(err.message)).toMatch(/unlabeled pool is empty.*--method supervised/);
