@@ -55,6 +55,7 @@ describe('alhvr-export', () => {
     expect(r.stdout).toMatch(/output region uint8 \[N, H, W\]/);
     expect(r.stdout).toMatch(/labels agree 100\.0000 %/);
     expect(r.stdout).toMatch(/PASS/);
+    expect(r.stderr).toMatch(/not calibrated: the run records no validation cases/);
     expect(r.stderr).toMatch(/best-a\.ckpt/);
     expect(r.stderr).toMatch(/best-b\.ckpt/);
     const card = readOnnxModelCard(new Uint8Array(readFileSync(out)));

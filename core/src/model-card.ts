@@ -1,6 +1,7 @@
 import { InputError } from './errors.js';
 import type { ResizeRule } from './geometry/resample.js';
 import type { SliceAxisRule } from './geometry/reorient.js';
+import type { LinearModel, QualityModel } from './quality.js';
 
 /** Key of the ONNX `metadata_props` entry that holds the card as JSON. */
 export const MODEL_CARD_KEY = 'alhvr.model_card';
@@ -51,7 +52,26 @@ export interface ModelCard {
     bestValidation?: Record<string, unknown>;
   };
   toolkit: { version: string; gitCommit?: string };
+  /** What the model was made for; inference rejects DICOM whose Modality/BodyPartExamined differ. */
+  intendedUse?: { modality: string; bodyPart: string; description: string };
+  /** Fitted at export on labelled volumes the students did not train on. */
+  calibration?: ModelCalibration;
   createdAt: string;
+}
+
+export interface ModelCalibration {
+  /** Which volumes: the run's validation cases, or a folder (by name, never a path). */
+  source: { kind: 'validation' | 'folder'; name: string; cases: number; ids: string[] };
+  /** Student logits are divided by this before the softmax (in the graph). */
+  temperature: number;
+  /** How γ was chosen, and the γ of the method's β rule over the same volumes for comparison. */
+  gammaRule: string;
+  betaRuleGamma: number;
+  /** Expected calibration error of the confidence over foreground voxels, before and after. */
+  ece: { before: number; after: number };
+  /** Share of wrongly labelled foreground voxels in region 1, 2 and 3 on the calibration volumes. */
+  regionErrorRates: [number, number, number];
+  quality: QualityModel;
 }
 
 type Check = (value: unknown, at: string) => void;
@@ -82,6 +102,20 @@ const obj =
   };
 const anyObject: Check = (v, at) => {
   if (!isObject(v)) fail(at, 'must be an object');
+};
+const anyArray: Check = (v, at) => {
+  if (!Array.isArray(v)) fail(at, 'must be an array');
+};
+const numbers =
+  (length: number): Check =>
+  (v, at) => {
+    if (!Array.isArray(v) || v.length !== length || !v.every((x) => typeof x === 'number' && Number.isFinite(x))) fail(at, `must be ${length} finite numbers`);
+  };
+const linearModel: Check = (v, at) => {
+  obj({ features: anyArray, mean: anyArray, scale: anyArray, weights: anyArray, intercept: num })(v, at);
+  const m = v as LinearModel;
+  const d = m.features.length;
+  for (const key of ['mean', 'scale', 'weights'] as const) numbers(d)(m[key], `${at}.${key}`);
 };
 const resizeRule = obj({ interpolation: oneOf('nearest', 'linear'), alignment: oneOf('corners', 'half-pixel') });
 
@@ -131,9 +165,32 @@ const checkCard = obj(
       ['datasetFingerprint', 'config', 'bestValidation'],
     ),
     toolkit: obj({ version: str, gitCommit: str }, ['gitCommit']),
+    intendedUse: obj({ modality: str, bodyPart: str, description: str }),
+    calibration: (v, at) => {
+      obj({
+        source: obj({ kind: oneOf('validation', 'folder'), name: str, cases: num, ids: anyArray }),
+        temperature: num,
+        gammaRule: str,
+        betaRuleGamma: num,
+        ece: obj({ before: num, after: num }),
+        regionErrorRates: numbers(3),
+        quality: obj({
+          case: linearModel,
+          perClass: linearModel,
+          volumes: anyArray,
+          intensity: obj({ mean: numbers(2), std: numbers(2), negativeFraction: numbers(2) }),
+          acceptDice: num,
+          rejectDice: num,
+          maxVolumeOutlier: num,
+        }),
+      })(v, at);
+      const c = v as ModelCalibration;
+      if (!(c.temperature > 0)) fail(`${at}.temperature`, 'must be positive');
+      if (c.quality.rejectDice > c.quality.acceptDice) fail(`${at}.quality.rejectDice`, 'must not exceed acceptDice');
+    },
     createdAt: str,
   },
-  ['description'],
+  ['description', 'intendedUse', 'calibration'],
 );
 
 /** Validate an already-parsed card; throws InputError naming the first bad field. */

@@ -59,6 +59,7 @@ export interface DicomSeriesMeta {
   seriesNumber?: string;
   seriesDescription?: string;
   modality?: string;
+  bodyPartExamined?: string;
   frameOfReferenceUID?: string;
   manufacturer?: string;
   /** ImageOrientationPatient (row direction cosines, then column), LPS, as stored. */

@@ -15,12 +15,15 @@ export const ONNX_OUTPUTS = {
   label: 'label',
   confidence: 'confidence',
   studentConfidence: 'student_confidence',
+  studentLabel: 'student_label',
   region: 'region',
 } as const;
 /** Extra outputs of `debugLogits` exports (parity checks only): `logits_a`, `logits_b`. */
 export const logitsOutputName = (student: 'a' | 'b') => `logits_${student}`;
 /** Initializer holding γ of the region rule (also in the card). */
 export const GAMMA_INITIALIZER = 'gamma';
+/** Initializer holding 1/T of the calibrated temperature (1 when uncalibrated; T also in the card). */
+export const INVERSE_TEMPERATURE_INITIALIZER = 'inverse_temperature';
 
 export type StudentSelection = 'both' | 'a' | 'b';
 
@@ -136,7 +139,10 @@ export function exportOnnx(students: readonly unknown[], card: ExportCard, opts:
     });
   }
 
-  const softmax = logits.map((l, i) => g.op('Softmax', [l], `${nets[i].label}/softmax`, { axis: 1 }));
+  // Temperature scaling of each student (calibration): every output below sees the scaled logits.
+  const inverseT = g.floatConstant(INVERSE_TEMPERATURE_INITIALIZER, 1 / (fullCard.calibration?.temperature ?? 1));
+  const scaled = logits.map((l, i) => g.op('Mul', [l, inverseT], `${nets[i].label}/logits_scaled`));
+  const softmax = scaled.map((l, i) => g.op('Softmax', [l], `${nets[i].label}/softmax`, { axis: 1 }));
   let probabilities: string;
   if (softmax.length === 2) {
     const sum = g.op('Add', softmax, 'softmax_sum');
@@ -163,6 +169,11 @@ export function exportOnnx(students: readonly unknown[], card: ExportCard, opts:
     const region = g.op('Cast', [regionF], ONNX_OUTPUTS.region, { to: ElemType.UINT8 });
     g.output(studentConfidence, ElemType.FLOAT, ['N', 2, 'H', 'W']);
     g.output(region, ElemType.UINT8, plane);
+    // Each student's own label, for the students' agreement (a case-quality signal).
+    const own8 = softmax.map((p, i) => g.op('ArgMax', [p], `${nets[i].label}/label_int64`, { axis: 1, keepdims: 1 }));
+    const both = g.op('Concat', own8, 'student_label_int64', { axis: 1 });
+    const studentLabel = g.op('Cast', [both], ONNX_OUTPUTS.studentLabel, { to: ElemType.UINT8 });
+    g.output(studentLabel, ElemType.UINT8, ['N', 2, 'H', 'W']);
   }
 
   const bytes = g.build(

@@ -7,3 +7,4 @@ export * from './onnx-model-card.js';
 export * from './parity.js';
 export * from './toolkit-info.js';
 export * from './checkpoint-export.js';
+export * from './calibration.js';

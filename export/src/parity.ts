@@ -159,6 +159,8 @@ export async function checkParity(students: readonly UNet[], onnxModel: Uint8Arr
   const plane = W * H;
   const slices = phantomSlices(card, count, opts.seed ?? 20250101, [W, H]);
   const gamma = Math.fround(card.regions.gamma);
+  // The graph divides logits by the calibrated temperature before every head; so does the reference.
+  const inverseT = 1 / (card.calibration?.temperature ?? 1);
   const two = nets.length === 2;
 
   const session = await ort.InferenceSession.create(onnxModel, { graphOptimizationLevel: 'all' });
@@ -185,7 +187,7 @@ export async function checkParity(students: readonly UNet[], onnxModel: Uint8Arr
       const perStudent = nets.map(({ net }) =>
         tf.tidy(() => {
           const logits = net.forward(x, { training: false }).logits;
-          return { logits: logits.dataSync() as Float32Array, probs: tf.softmax(logits).dataSync() as Float32Array };
+          return { logits: logits.dataSync() as Float32Array, probs: tf.softmax(tf.mul(logits, inverseT)).dataSync() as Float32Array };
         }),
       );
       x.dispose();

@@ -1,4 +1,5 @@
 import {
+  betaQuantileMean,
   InputError,
   PlaneResizer,
   Volume,
@@ -21,6 +22,29 @@ export interface SegmentOptions {
   saveProbabilities?: boolean;
   gammaMode?: GammaMode;
   onProgress?: (slicesDone: number, slicesTotal: number) => void;
+  /** Calibration access to the model-resolution outputs (and a reference label resized alike). */
+  tap?: ModelResolutionTap;
+}
+
+/**
+ * Receives each batch's raw model outputs at model resolution. `reference`, when given, is a
+ * label volume on the input's grid; its planes arrive resized to the model size (nearest).
+ */
+export interface ModelResolutionTap {
+  fetch: SliceOutputKind[];
+  reference?: Volume<Uint8Array>;
+  onBatch(out: SliceOutputs, reference: Uint8Array | undefined, count: number, planeSize: number): void;
+}
+
+/** Raw ingredients of the reference-free case signals, gathered while segmenting. */
+export interface PipelineSignals {
+  /** Per class value (index): voxels student A labels c, B labels c, both do; two-student models with a student_label output. */
+  studentOverlap?: { a: Float64Array; b: Float64Array; both: Float64Array };
+  /** Sum and count of the normalised entropy of the ensemble probabilities over predicted foreground (model resolution). */
+  foregroundEntropySum: number;
+  foregroundEntropyCount: number;
+  /** Of the normalised image the model saw (source grid), and the share of raw values below 0. */
+  intensity: { mean: number; std: number; negativeFraction: number };
 }
 
 export interface SegmentTimings {
@@ -45,6 +69,7 @@ export interface SegmentResult {
   /** One frame per class, only with `saveProbabilities`. */
   probabilities?: Volume<Float32Array>;
   gamma?: GammaUsed;
+  signals: PipelineSignals;
   orientation: Orientation;
   slices: number;
   timings: SegmentTimings;
@@ -62,11 +87,7 @@ export function volumeGamma(student: Float32Array, planeSize: number, beta: numb
     const a = s * 2 * planeSize;
     for (let p = 0; p < planeSize; p++) mean[s * planeSize + p] = (student[a + p] + student[a + planeSize + p]) / 2;
   }
-  mean.sort();
-  const m = Math.max(1, Math.floor(beta * mean.length));
-  let sum = 0;
-  for (let n = 0; n < m; n++) sum += mean[n];
-  return sum / m;
+  return betaQuantileMean(mean, beta);
 }
 
 function regionPlane(student: Float32Array, offset: number, planeSize: number, gamma: number, out: Uint8Array): void {
@@ -118,10 +139,28 @@ export async function segmentVolume(vol: Volume<VoxelArray>, model: SliceModel, 
   // The per-volume rule needs every slice's student confidences before any region is known.
   const student = gammaMode === 'volume' ? new Float32Array(slices * 2 * planeModel) : undefined;
 
-  const fetch: SliceOutputKind[] = ['label', 'confidence'];
+  const fetch: SliceOutputKind[] = ['label', 'confidence', 'probabilities'];
   if (hasRegion && gammaMode === 'model') fetch.push('region');
   if (student) fetch.push('studentConfidence');
-  if (probabilities) fetch.push('probabilities');
+  const hasStudentLabel = model.available.has('studentLabel');
+  if (hasStudentLabel) fetch.push('studentLabel');
+  for (const kind of opts.tap?.fetch ?? []) if (!fetch.includes(kind)) fetch.push(kind);
+  const tapRef = opts.tap?.reference;
+  if (tapRef && (tapRef.dims.some((d, i) => d !== vol.dims[i]) || tapRef.frames !== 1)) throw new InputError('reference label does not match the image grid', tapRef.meta.path);
+  const refToModel = new PlaneResizer(width, height, mw, mh, { interpolation: 'nearest', alignment: card.resize.image.alignment });
+  const refBatch = tapRef ? new Uint8Array(Math.min(batch, slices) * planeModel) : undefined;
+  const refPlane = tapRef ? new Uint8Array(planeIn) : undefined;
+
+  // Reference-free signals for the quality estimate.
+  const overlap = hasStudentLabel ? { a: new Float64Array(256), b: new Float64Array(256), both: new Float64Array(256) } : undefined;
+  const backA = new Uint8Array(planeIn);
+  const backB = new Uint8Array(planeIn);
+  const logClasses = Math.log(classes);
+  let entropySum = 0;
+  let entropyCount = 0;
+  let intensitySum = 0;
+  let intensitySq = 0;
+  let negatives = 0;
 
   // Buffers reused by every batch.
   const batchBuf = new Float32Array(Math.min(batch, slices) * planeModel);
@@ -138,14 +177,49 @@ export async function segmentVolume(vol: Volume<VoxelArray>, model: SliceModel, 
     for (let b = 0; b < count; b++) {
       gatherPlane(grid, vol.data, k0 + b, rawPlane);
       normaliser.apply(rawPlane, sourcePlane);
+      for (let p = 0; p < planeIn; p++) {
+        const v = sourcePlane[p];
+        intensitySum += v;
+        intensitySq += v * v;
+        if (rawPlane[p] < 0) negatives++;
+      }
       toModel.resize(sourcePlane, 0, batchBuf, b * planeModel);
+      if (tapRef && refBatch && refPlane) {
+        gatherPlane(grid, tapRef.data, k0 + b, refPlane);
+        refToModel.resize(refPlane, 0, refBatch, b * planeModel);
+      }
     }
     const tRun = now();
     const out: SliceOutputs = await model.run(batchBuf, count, mh, mw, fetch);
     const tPost = now();
+    opts.tap?.onBatch(out, refBatch, count, planeModel);
+    const probs = out.probabilities as Float32Array;
+    const modelLabel = out.label!;
+    for (let p = 0; p < count * planeModel; p++) {
+      if (modelLabel[p] === 0) continue;
+      const b = Math.floor(p / planeModel);
+      const q = p - b * planeModel;
+      let h = 0;
+      for (let c = 0; c < classes; c++) {
+        const pc = probs[(b * classes + c) * planeModel + q];
+        if (pc > 0) h -= pc * Math.log(pc);
+      }
+      entropySum += h / logClasses;
+      entropyCount++;
+    }
     for (let b = 0; b < count; b++) {
       const k = k0 + b;
       const off = b * planeModel;
+      if (overlap) {
+        const sl = out.studentLabel!;
+        labelBack.resize(sl, 2 * off, backA, 0);
+        labelBack.resize(sl, 2 * off + planeModel, backB, 0);
+        for (let p = 0; p < planeIn; p++) {
+          overlap.a[backA[p]]++;
+          overlap.b[backB[p]]++;
+          if (backA[p] === backB[p]) overlap.both[backA[p]]++;
+        }
+      }
       labelBack.resize(out.label!, off, backU8, 0);
       scatterPlane(grid, backU8, k, label);
       mapBack.resize(out.confidence!, off, backF32, 0);
@@ -183,12 +257,20 @@ export async function segmentVolume(vol: Volume<VoxelArray>, model: SliceModel, 
     timings.postprocessMs += now() - tPost;
   }
 
+  const mean = intensitySum / n;
+  const signals: PipelineSignals = {
+    studentOverlap: overlap,
+    foregroundEntropySum: entropySum,
+    foregroundEntropyCount: entropyCount,
+    intensity: { mean, std: Math.sqrt(Math.max(0, intensitySq / n - mean * mean)), negativeFraction: negatives / n },
+  };
   return {
     label: vol.withData(label),
     confidence: vol.withData(confidence),
     region: region ? vol.withData(region) : undefined,
     probabilities: probabilities ? vol.withData(probabilities, classes) : undefined,
     gamma,
+    signals,
     orientation,
     slices,
     timings,

@@ -1,5 +1,5 @@
-import { InputError, type Mat4, type ModelCard, type Volume } from '@alhvr/core';
-import type { GammaUsed } from './pipeline.js';
+import { estimateQuality, InputError, type CaseSignals, type Mat4, type ModelCard, type QualityEstimate, type Volume } from '@alhvr/core';
+import type { GammaUsed, PipelineSignals } from './pipeline.js';
 
 /** Fractions of a set of voxels in region 1 (both students confident), 2 (one) and 3 (neither). */
 export interface RegionFractions {
@@ -120,6 +120,85 @@ export function computeCaseStats(
   };
 }
 
+/** The reference-free signals of a segmented case (core's CaseSignals) from its stats and the pipeline's tallies. */
+export function caseSignals(stats: CaseStats, pipeline: PipelineSignals): CaseSignals {
+  const overlap = pipeline.studentOverlap;
+  const agreementOf = (v: number): number | null => {
+    if (!overlap) return null;
+    const sum = overlap.a[v] + overlap.b[v];
+    return sum > 0 ? (2 * overlap.both[v]) / sum : 1;
+  };
+  const classes = stats.classes.map((c) => ({
+    value: c.value,
+    volumeMl: c.volumeMl,
+    agreement: agreementOf(c.value),
+    meanConfidence: c.meanConfidence,
+    reliable: c.regions?.reliable ?? null,
+  }));
+  const fgAgreement = classes.filter((c) => c.value !== 0 && c.agreement !== null).map((c) => c.agreement!);
+  const fg = stats.foreground;
+  return {
+    classes,
+    agreement: fgAgreement.length ? fgAgreement.reduce((s, v) => s + v, 0) / fgAgreement.length : null,
+    minAgreement: fgAgreement.length ? Math.min(...fgAgreement) : null,
+    foregroundMeanConfidence: fg.meanConfidence ?? 0,
+    foregroundRegions: fg.regions ? [fg.regions.reliable, fg.regions.unstable, fg.regions.unreliable] : null,
+    foregroundEntropy: pipeline.foregroundEntropyCount > 0 ? pipeline.foregroundEntropySum / pipeline.foregroundEntropyCount : 1,
+    intensity: pipeline.intensity,
+  };
+}
+
+/** DICOM attributes the card's intended use is checked against (absent for NIfTI). */
+export interface SourceTags {
+  modality?: string;
+  bodyPart?: string;
+}
+
+/** Reasons a case is outside what the model was made for: the card's intended use, then the calibrated domain check. */
+export function intendedUseMismatch(card: ModelCard, tags: SourceTags | undefined): string[] {
+  const use = card.intendedUse;
+  if (!use || !tags) return [];
+  const reasons: string[] = [];
+  const norm = (s: string) => s.trim().toUpperCase();
+  if (tags.modality && norm(tags.modality) !== norm(use.modality)) reasons.push(`DICOM Modality ${tags.modality} is not the model's ${use.modality}`);
+  if (tags.bodyPart && norm(tags.bodyPart) !== norm(use.bodyPart)) reasons.push(`DICOM BodyPartExamined ${tags.bodyPart} is not the model's ${use.bodyPart}`);
+  return reasons;
+}
+
+/** Triage of a calibrated model: out of domain or predicted Dice below the reject threshold → reject; at or above accept → accept. */
+export function triageByQuality(estimate: QualityEstimate, domain: string[], thresholds: { acceptDice: number; rejectDice: number }): Triage & { predictedDice: number } {
+  const reasons: string[] = [...domain, ...estimate.outOfDomain];
+  const d = estimate.predictedDice;
+  const base = { thresholds: DEFAULT_TRIAGE, predictedDice: d };
+  if (reasons.length) return { verdict: 'reject', reasons: reasons.map((r) => `out of the model's domain: ${r}`), ...base };
+  if (d < thresholds.rejectDice) return { verdict: 'reject', reasons: [`predicted Dice ${d.toFixed(3)} < ${thresholds.rejectDice.toFixed(3)}`], ...base };
+  if (d < thresholds.acceptDice) return { verdict: 'review', reasons: [`predicted Dice ${d.toFixed(3)} < ${thresholds.acceptDice.toFixed(3)}`], ...base };
+  return { verdict: 'accept', reasons: [], ...base };
+}
+
+/** The whole per-case trust assessment: calibrated quality estimate when the card has one, the older region/confidence rule otherwise. */
+export function assessCase(
+  stats: CaseStats,
+  pipeline: PipelineSignals,
+  card: ModelCard,
+  opts: { thresholds?: TriageThresholds; dice?: { acceptDice?: number; rejectDice?: number }; tags?: SourceTags } = {},
+): { signals: CaseSignals; quality: QualityEstimate | null; triage: Triage } {
+  const signals = caseSignals(stats, pipeline);
+  const model = card.calibration?.quality;
+  const domain = intendedUseMismatch(card, opts.tags);
+  if (!model || signals.agreement === null) {
+    const triage = triageCase(stats, opts.thresholds);
+    if (domain.length) return { signals, quality: null, triage: { ...triage, verdict: 'reject', reasons: [...domain.map((r) => `out of the model's domain: ${r}`), ...triage.reasons] } };
+    return { signals, quality: null, triage };
+  }
+  const quality = estimateQuality(signals, model);
+  const triage = triageByQuality(quality, domain, {
+    acceptDice: opts.dice?.acceptDice ?? model.acceptDice,
+    rejectDice: opts.dice?.rejectDice ?? model.rejectDice,
+  });
+  return { signals, quality, triage };
+}
+
 export function triageCase(stats: CaseStats, thresholds: TriageThresholds = DEFAULT_TRIAGE): Triage {
   const fg = stats.foreground;
   const reasons: string[] = [];
@@ -157,6 +236,9 @@ export interface CaseReport {
   gamma: GammaUsed | null;
   stats: CaseStats;
   unreliability: number;
+  /** Reference-free signals and, for calibrated models, the predicted Dice (overall and per class). */
+  signals: CaseSignals;
+  quality: QualityEstimate | null;
   triage: Triage;
   timingsMs: Record<string, number>;
   warnings: string[];

@@ -25,10 +25,12 @@ export interface OrtSession {
 }
 
 /** Output of the model contract: which tensor, its element type. */
-export type SliceOutputKind = 'probabilities' | 'label' | 'confidence' | 'region' | 'studentConfidence';
+export type SliceOutputKind = 'probabilities' | 'label' | 'confidence' | 'region' | 'studentConfidence' | 'studentLabel' | 'logitsA' | 'logitsB';
 
 /** Graph output name of the per-student confidence map (fixed by the exporter contract). */
 export const STUDENT_CONFIDENCE_OUTPUT = 'student_confidence';
+/** Each student's own label (two-student models exported since calibration). */
+export const STUDENT_LABEL_OUTPUT = 'student_label';
 
 const OUTPUT_TYPES: Record<SliceOutputKind, 'float32' | 'uint8'> = {
   probabilities: 'float32',
@@ -36,7 +38,16 @@ const OUTPUT_TYPES: Record<SliceOutputKind, 'float32' | 'uint8'> = {
   confidence: 'float32',
   region: 'uint8',
   studentConfidence: 'float32',
+  studentLabel: 'uint8',
+  logitsA: 'float32',
+  logitsB: 'float32',
 };
+
+/** Planes per slice of each output (C = number of classes). */
+function planesPerSlice(kind: SliceOutputKind, classes: number): number {
+  if (kind === 'probabilities' || kind === 'logitsA' || kind === 'logitsB') return classes;
+  return kind === 'studentConfidence' || kind === 'studentLabel' ? 2 : 1;
+}
 
 export type SliceOutputs = Partial<Record<SliceOutputKind, Float32Array | Uint8Array>>;
 
@@ -103,6 +114,10 @@ export class OrtSliceModel implements SliceModel {
       confidence: card.outputs.confidence,
       region: card.outputs.region ?? 'region',
       studentConfidence: STUDENT_CONFIDENCE_OUTPUT,
+      studentLabel: STUDENT_LABEL_OUTPUT,
+      // Only in exports made for parity checks and calibration (raw logits before temperature).
+      logitsA: 'logits_a',
+      logitsB: 'logits_b',
     };
     const available = new Set<SliceOutputKind>();
     for (const kind of Object.keys(this.names) as SliceOutputKind[]) {
@@ -131,7 +146,7 @@ export class OrtSliceModel implements SliceModel {
       if (OUTPUT_TYPES[kind] === 'uint8' ? !(data instanceof Uint8Array) : !(data instanceof Float32Array)) {
         throw new Error(`model output "${this.names[kind]}" returned ${t.type}, expected ${OUTPUT_TYPES[kind]}`);
       }
-      const perSlice = kind === 'probabilities' ? this.card.classes.length : kind === 'studentConfidence' ? 2 : 1;
+      const perSlice = planesPerSlice(kind, this.card.classes.length);
       if (data.length !== n * perSlice * height * width) {
         throw new Error(`model output "${this.names[kind]}" has shape [${t.dims.join(', ')}], expected [${n}, ${perSlice > 1 ? `${perSlice}, ` : ''}${height}, ${width}]`);
       }

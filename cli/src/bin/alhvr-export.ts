@@ -2,7 +2,9 @@
 import '@alhvr/inference/no-telemetry';
 import { writeFileAtomic } from '@alhvr/core/node';
 import { selectBackend } from '@alhvr/training';
-import { checkParity, exportOnnx, formatParity, loadRunForExport, type GraphSummary, type StudentSelection } from '@alhvr/export';
+import { readFile, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { calibrate, checkParity, exportOnnx, readCalibrationCases, type CalibrationResult, formatParity, loadRunForExport, type GraphSummary, type StudentSelection } from '@alhvr/export';
 import { commandLine } from '../lib/command-line.js';
 import { UsageError, runCommand, throwIfCancelled } from '../lib/run-command.js';
 
@@ -16,6 +18,33 @@ function formatSummary(s: GraphSummary, out: string): string {
     ...s.inputs.map((t) => `  input  ${t.name} ${t.type} ${shape(t.shape)}`),
     ...s.outputs.map((t) => `  output ${t.name} ${t.type} ${shape(t.shape)}`),
     `  ${out}: ${(s.fileBytes / 1e6).toFixed(2)} MB`,
+  ].join('\n');
+}
+
+/** The run's validation cases and its data folder, as the run's config.json records them. */
+async function runValidationCases(source: string): Promise<{ root: string; ids: string[] } | undefined> {
+  const runDir = (await stat(source)).isDirectory() ? source : dirname(source);
+  try {
+    const recorded = JSON.parse(await readFile(join(runDir, 'config.json'), 'utf8')) as { config?: { data?: string; format?: string }; dataset?: { validation?: string[] } };
+    const ids = recorded.dataset?.validation;
+    const data = recorded.config?.data;
+    if (recorded.config?.format !== 'nnunet' || !data || !ids?.length) return undefined;
+    return { root: resolve(runDir, data), ids };
+  } catch {
+    return undefined;
+  }
+}
+
+function formatCalibration(c: CalibrationResult): string {
+  const k = c.calibration;
+  const q = k.quality;
+  const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
+  return [
+    `calibration on ${k.source.cases} volumes (${k.source.kind} ${k.source.name}):`,
+    `  temperature ${k.temperature}; foreground ECE ${k.ece.before.toFixed(4)} -> ${k.ece.after.toFixed(4)}`,
+    `  γ ${c.card.regions.gamma} (${k.gammaRule}; the β rule would give ${k.betaRuleGamma})`,
+    `  wrongly labelled voxels in region 1/2/3: ${k.regionErrorRates.map(pct).join(' / ')}`,
+    `  verdict thresholds on predicted Dice: accept ≥ ${q.acceptDice}, reject < ${q.rejectDice}`,
   ].join('\n');
 }
 
@@ -35,6 +64,17 @@ await runCommand(COMMAND, async (args, { signal }) => {
     .option('gamma', { type: 'number', description: 'Region threshold γ to store instead of the run\'s final γ' })
     .option('parity-slices', { type: 'number', default: 4, description: 'Phantom slices for the TensorFlow.js parity check (0 skips it)' })
     .option('backend', { choices: ['wasm', 'cpu'] as const, default: 'wasm' as const, description: 'TensorFlow.js backend for loading and parity' })
+    .option('calibrate', {
+      type: 'boolean',
+      default: true,
+      description:
+        'Calibrate the two-student ensemble on labelled volumes the students did not train on (temperature, region γ, ' +
+        'case-quality model and verdict thresholds, stored in the card); --no-calibrate exports uncalibrated',
+    })
+    .option('calibration', { type: 'string', description: 'nnU-Net raw folder (imagesTr + labelsTr) to calibrate on [default: the run\'s validation cases]' })
+    .option('modality', { type: 'string', description: 'Intended use: DICOM Modality the model is for (e.g. MR, CT); other modalities are rejected' })
+    .option('body-part', { type: 'string', description: 'Intended use: DICOM BodyPartExamined the model is for (e.g. HEART)' })
+    .option('intended-use', { type: 'string', description: 'Intended use in one sentence (stored in the card)' })
     .demandCommand(1, 1, 'give one RUN_DIR or CHECKPOINT', 'give only one RUN_DIR or CHECKPOINT')
     .parseAsync();
   const source = String(argv._[0]);
@@ -50,6 +90,30 @@ await runCommand(COMMAND, async (args, { signal }) => {
   const run = await loadRunForExport(source, { students: argv.students as StudentSelection | undefined, gamma: argv.gamma });
   try {
     run.sources.forEach((f, i) => say(`student ${run.students.length === 2 ? 'ab'[i] : run.selection}: ${f}`));
+    throwIfCancelled(signal);
+    if (argv.modality || argv['body-part'] || argv['intended-use']) {
+      if (!(argv.modality && argv['body-part'] && argv['intended-use'])) throw new UsageError('--modality, --body-part and --intended-use go together');
+      run.card.intendedUse = { modality: argv.modality, bodyPart: argv['body-part'], description: argv['intended-use'] };
+    }
+    const fromFolder = argv.calibration !== undefined;
+    const wantCalibration = argv.calibrate && run.selection === 'both';
+    const calibrationSet = !wantCalibration ? undefined : fromFolder ? { root: argv.calibration!, ids: undefined } : await runValidationCases(source);
+    if (wantCalibration && !calibrationSet) {
+      say('not calibrated: the run records no validation cases (pass --calibration DIR with labelled volumes the students did not train on)');
+    }
+    if (calibrationSet) {
+      const cases = await readCalibrationCases(calibrationSet.root, calibrationSet.ids);
+      say(`calibration: ${cases.length} labelled volumes from ${fromFolder ? calibrationSet.root : 'the run\'s validation cases'}`);
+      const name = basename(resolve(calibrationSet.root));
+      const calibrated = await calibrate(run.students, run.card, cases, {
+        source: { kind: fromFolder ? 'folder' : 'validation', name },
+        onProgress: (stage, done, total) => {
+          if (done === total) say(`calibration: ${stage} ${done}/${total}`);
+        },
+      });
+      run.card = calibrated.card;
+      process.stdout.write(`${formatCalibration(calibrated)}\n`);
+    }
     throwIfCancelled(signal);
     const result = exportOnnx(run.students, run.card, { fp16: argv.fp16, students: run.selection });
     process.stdout.write(`${formatSummary(result.summary, argv.out)}\n`);

@@ -39,6 +39,7 @@ export interface DicomInstance {
   seriesNumber?: string;
   seriesDescription?: string;
   modality?: string;
+  bodyPartExamined?: string;
   frameOfReferenceUID?: string;
   manufacturer?: string;
   instanceNumber?: number;
@@ -387,6 +388,7 @@ function readInstance(bytes: Uint8Array, file: string | undefined, opts: ParseDi
     seriesNumber: str0('x00200011'),
     seriesDescription: str0('x0008103e'),
     modality: str0('x00080060'),
+    bodyPartExamined: str0('x00180015'),
     frameOfReferenceUID: str0('x00200052'),
     manufacturer: str0('x00080070'),
     instanceNumber: num(ds, 'x00200013'),

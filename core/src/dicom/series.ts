@@ -354,6 +354,7 @@ export async function assembleDicomVolume(instances: DicomInstance[], opts: Asse
     seriesNumber: first.seriesNumber,
     seriesDescription: first.seriesDescription,
     modality: first.modality,
+    bodyPartExamined: first.bodyPartExamined,
     frameOfReferenceUID: first.frameOfReferenceUID,
     manufacturer: first.manufacturer,
     imageOrientationPatient: [...orient] as Orientation6,
