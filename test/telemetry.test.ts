@@ -90,7 +90,7 @@ test('alhvr-segment on a phantom writes nothing under a fresh $HOME', async () =
   const home = join(dir, 'home-segment');
   mkdirSync(home);
   const out = join(dir, 'seg');
-  const r = spawnSync(process.execPath, [cliPath('alhvr-segment'), join(data, 'imagesTr'), '--output', out, '--quiet'], { cwd: dir, env: callerEnv(home), encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [cliPath('alhvr-segment'), join(data, 'imagesTr'), '--out', out, '--quiet'], { cwd: dir, env: callerEnv(home), encoding: 'utf8' });
   expect(r.status, r.stderr).toBe(0);
   expect(readdirSync(out)).toContain('summary.csv');
   expect(readdirSync(home, { recursive: true })).toEqual([]);

@@ -47,4 +47,13 @@ describe('device choice', () => {
     expect(planDevice('auto', true).candidates).toEqual(['cuda', 'cpu']);
     expect(planDevice('cpu', true).candidates).toEqual(['cpu']);
   });
+
+  it('mentions the CUDA provider only where a GPU is visible (the hint is for --verbose otherwise)', () => {
+    const noGpu = planDevice('auto', false, false);
+    expect(noGpu.note).toBe('no GPU visible');
+    expect(noGpu.gpuVisible).toBe(false);
+    expect(noGpu.cudaHint).toContain(CUDA_INSTALL_COMMAND);
+    expect(planDevice('auto', false, true).note).toMatch(/GPU is visible but the CUDA provider is not installed/);
+    expect(planDevice('cpu', false, true).cudaHint).toBeUndefined();
+  });
 });

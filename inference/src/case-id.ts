@@ -42,11 +42,6 @@ export function uniqueCaseIds(items: { stem: string; key: string }[]): string[] 
   return items.map(({ stem, key }) => (count.get(stem)! > 1 ? sanitiseCaseId(`${stem.slice(0, CASE_ID_MAX_LENGTH - 9)}-${hash(key).slice(0, 8)}`) : stem));
 }
 
-/** Shard of a case (0-based): a hash of its id, so membership does not depend on the case list. */
-export function shardOf(caseId: string, shards: number): number {
-  return createHash('sha256').update(caseId).digest().readUInt32BE(0) % shards;
-}
-
 export interface Shard {
   /** 1-based, as written on the command line ("2/4" is the second of four). */
   index: number;

@@ -23,6 +23,12 @@ export interface DevicePlan {
   candidates: Device[];
   /** Why CUDA is or is not among the candidates, for the report. */
   note: string;
+  /**
+   * How to get CUDA, for `auto` runs on CPU: worth saying (once) only where a GPU is visible,
+   * otherwise only with --verbose; users who never asked for CUDA need not hear about it.
+   */
+  cudaHint?: string;
+  gpuVisible: boolean;
 }
 
 const require = createRequire(import.meta.url);
@@ -50,18 +56,30 @@ export function parseDeviceRequest(value: string): DeviceRequest {
   throw new InputError(`--device must be one of ${DEVICE_REQUESTS.join(', ')} (got "${value}")`);
 }
 
+/** Device files an NVIDIA driver creates (Linux, WSL): a GPU CUDA could use is present. */
+const GPU_MARKERS = ['/dev/nvidia0', '/proc/driver/nvidia/version', '/dev/dxg'];
+
+export function gpuVisible(): boolean {
+  return GPU_MARKERS.some((p) => existsSync(p));
+}
+
 /** Decide which providers to try. `cuda` without the provider installed is an input error. */
-export function planDevice(requested: DeviceRequest, cudaInstalled = cudaProviderInstalled()): DevicePlan {
-  if (requested === 'cpu') return { requested, candidates: ['cpu'], note: 'CPU requested' };
+export function planDevice(requested: DeviceRequest, cudaInstalled = cudaProviderInstalled(), gpu = gpuVisible()): DevicePlan {
+  if (requested === 'cpu') return { requested, candidates: ['cpu'], note: 'CPU requested', gpuVisible: gpu };
   if (requested === 'cuda') {
     if (!cudaInstalled) {
       throw new InputError(`--device cuda: the ONNX Runtime CUDA provider is not installed; install it with: ${CUDA_INSTALL_COMMAND}`);
     }
-    return { requested, candidates: ['cuda'], note: 'CUDA requested' };
+    return { requested, candidates: ['cuda'], note: 'CUDA requested', gpuVisible: gpu };
   }
-  return cudaInstalled
-    ? { requested, candidates: ['cuda', 'cpu'], note: 'CUDA provider installed' }
-    : { requested, candidates: ['cpu'], note: `CUDA provider not installed (${CUDA_INSTALL_COMMAND})` };
+  if (cudaInstalled) return { requested, candidates: ['cuda', 'cpu'], note: 'CUDA provider installed', gpuVisible: gpu };
+  return {
+    requested,
+    candidates: ['cpu'],
+    note: gpu ? 'a GPU is visible but the CUDA provider is not installed' : 'no GPU visible',
+    cudaHint: `to use the GPU, install the CUDA provider: ${CUDA_INSTALL_COMMAND}`,
+    gpuVisible: gpu,
+  };
 }
 
 export interface ThreadOptions {

@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
-import { basename, join, resolve } from 'node:path';
+import { constants } from 'node:fs';
+import { access, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import { InputError, parseDicomInstance, type Volume, type VoxelArray } from '@alhvr/core';
 import { readDicomSeries, readNiftiFile, writeFileAtomic } from '@alhvr/core/node';
-import { anonymousCaseId, dicomCaseStem, sanitiseCaseId, shardOf, uniqueCaseIds, type Shard } from './case-id.js';
+import { anonymousCaseId, dicomCaseStem, sanitiseCaseId, uniqueCaseIds, type Shard } from './case-id.js';
 import type { DeviceRequest } from './device.js';
-import { readManifest, recordManifestEntry, writeSummary, type ManifestEntry } from './manifest.js';
+import { readManifest, recordManifestEntry, writeSummary, type LockWaitReporter, type ManifestEntry } from './manifest.js';
 import { CASE_FILES, writeCaseOutputs, type OutputFormat } from './outputs.js';
 import { segmentVolume, type GammaMode, type SegmentResult } from './pipeline.js';
 import { computeCaseStats, DEFAULT_TRIAGE, triageCase, unreliabilityScore, type CaseReport, type TriageThresholds } from './report.js';
@@ -41,6 +42,8 @@ export interface RunOptions {
   onStart?: (info: { cases: SegmentCase[]; model: OpenedModel }) => void;
   onCaseDone?: (entry: ManifestEntry, skipped: boolean) => void;
   onSlices?: (caseId: string, done: number, total: number) => void;
+  /** Called every few seconds while another process holds the output folder's lock. */
+  onLockWait?: LockWaitReporter;
 }
 
 export interface RunResult {
@@ -75,7 +78,8 @@ export async function assignCaseIds(sources: CaseSource[], anonymize = false): P
       readable = basename(source.path).replace(NIFTI_EXT, '');
       key = resolve(source.path);
     } else {
-      readable = dicomCaseStem(await readDicomTags(source.files[0]));
+      // An unreadable first file must not stop the run here: the case fails (and is recorded) when read.
+      readable = dicomCaseStem(await readDicomTags(source.files[0]).catch(() => ({})));
       key = source.seriesId;
     }
     items.push({ stem: anonymize ? anonymousCaseId(readable) : sanitiseCaseId(readable), key: anonymize ? anonymousCaseId(key) : key });
@@ -84,9 +88,21 @@ export async function assignCaseIds(sources: CaseSource[], anonymize = false): P
   return sources.map((source, n) => ({ id: ids[n], source }));
 }
 
+/**
+ * Shard i of n: the cases at positions i-1, i-1+n, … of the case list sorted by id. Balanced
+ * (shard sizes differ by at most one) and deterministic for a given set of inputs, so n processes
+ * given the same inputs cover every case exactly once. Not stable when cases are added: a case may
+ * move to another shard, which costs nothing with --resume because all shards share the manifest.
+ */
 export function selectShard(cases: SegmentCase[], shard: Shard | undefined): SegmentCase[] {
   if (!shard || shard.count === 1) return cases;
-  return cases.filter((c) => shardOf(c.id, shard.count) === shard.index - 1);
+  const mine = new Set(
+    cases
+      .map((c) => c.id)
+      .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+      .filter((_, n) => n % shard.count === shard.index - 1),
+  );
+  return cases.filter((c) => mine.has(c.id));
 }
 
 /** sha256 over the bytes of every file the case reads, in a fixed order. */
@@ -149,12 +165,72 @@ function oneLine(err: unknown): string {
 }
 
 /**
+ * Check the options a run needs before any input is read or output written, so a typo costs
+ * nothing: one-line errors naming the option.
+ */
+export function validateRunOptions(opts: Pick<RunOptions, 'batch' | 'threads' | 'shard' | 'output'>): void {
+  const positiveInteger = (v: number | undefined) => v === undefined || (Number.isInteger(v) && v >= 1);
+  if (!positiveInteger(opts.batch)) throw new InputError(`--slice-batch (slices per model call) must be a positive integer (got ${opts.batch})`);
+  if (!positiveInteger(opts.threads)) throw new InputError(`--threads must be a positive integer (got ${opts.threads})`);
+  const shard = opts.shard;
+  if (shard && !(Number.isInteger(shard.count) && Number.isInteger(shard.index) && shard.index >= 1 && shard.index <= shard.count)) {
+    throw new InputError(`--shard must be i/n with 1 ≤ i ≤ n (got ${shard.index}/${shard.count})`);
+  }
+  if (typeof opts.output !== 'string' || opts.output.trim() === '') throw new InputError('--out must name a folder');
+}
+
+/**
+ * mkdir -p, one level at a time: Node's recursive mkdir never returns where a parent cannot be
+ * created without EACCES/ENOTDIR (it loops on ENOENT under /proc). Returns the first folder created.
+ */
+async function mkdirParents(dir: string): Promise<string | undefined> {
+  const missing: string[] = [];
+  for (let d = dir; ; d = dirname(d)) {
+    const info = await stat(d).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? undefined : Promise.reject(err)));
+    if (info) break;
+    missing.unshift(d);
+    if (dirname(d) === d) break;
+  }
+  for (const d of missing) {
+    await mkdir(d).catch((err: NodeJS.ErrnoException) => (err.code === 'EEXIST' ? undefined : Promise.reject(err)));
+  }
+  return missing[0];
+}
+
+/**
+ * Create the output folder (and its parents) and check it is a writable folder, before any case:
+ * a bad output folder is one error naming it, not a failure of every case. Returns the first folder
+ * created, if any, so a caller that fails before writing anything can remove it again.
+ */
+export async function prepareOutputFolder(dir: string): Promise<string | undefined> {
+  let created: string | undefined;
+  try {
+    created = await mkdirParents(resolve(dir));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'EEXIST' || code === 'ENOTDIR' ? 'a file is in the way' : (code ?? (err as Error).message);
+    throw new InputError(`cannot create the output folder (${why})`, dir);
+  }
+  const info = await stat(dir);
+  if (!info.isDirectory()) throw new InputError('the output is a file, not a folder', dir);
+  try {
+    await access(dir, constants.W_OK | constants.X_OK);
+  } catch {
+    throw new InputError('the output folder is not writable', dir);
+  }
+  return created;
+}
+
+/**
  * Segment every case into `<output>/<case-id>/`, recording each outcome in manifest.jsonl as it
  * finishes; a failing case is recorded and the run goes on (unless failFast). Writes
  * summary.csv at the end. Model problems throw before any case is touched.
  */
 export async function runSegmentation(sources: CaseSource[], opts: RunOptions): Promise<RunResult> {
+  validateRunOptions(opts);
   const dir = resolve(opts.output);
+  await prepareOutputFolder(dir);
+  const lock = { onWait: opts.onLockWait };
   const triage = opts.triage ?? DEFAULT_TRIAGE;
   const opened = await openModelFile(opts.model, { device: opts.device, threads: opts.threads });
   const { identity, model } = opened;
@@ -173,7 +249,7 @@ export async function runSegmentation(sources: CaseSource[], opts: RunOptions): 
     let pending: Promise<{ entry: ManifestEntry } | { error: unknown }> | undefined;
     const record = async (entry: ManifestEntry) => {
       if (entry.status === 'failed') failed++;
-      await recordManifestEntry(dir, entry);
+      await recordManifestEntry(dir, entry, lock);
       entries.push(entry);
       opts.onCaseDone?.(entry, false);
       return entry.status === 'failed' && opts.failFast === true;
@@ -224,7 +300,7 @@ export async function runSegmentation(sources: CaseSource[], opts: RunOptions): 
       if (outputBytes(segmented.result) > OVERLAP_MAX_OUTPUT_BYTES && (await drain())) break;
     }
     await drain();
-    await writeSummary(dir);
+    await writeSummary(dir, lock);
     return { cases, entries, skipped, failed, device: opened.device, exitCode: failed > 0 ? 1 : 0 };
   } finally {
     await model.release();
@@ -316,6 +392,7 @@ async function writeCase(ctx: CaseContext, dir: string, opts: RunOptions, opened
     };
     await writeFileAtomic(join(caseDir, CASE_FILES.report), `${JSON.stringify(report, null, 2)}\n`);
     outputs.push(CASE_FILES.report);
+    await removeStaleOutputs(caseDir, outputs);
     const fg = stats.foreground;
     return {
       caseId: c.id,
@@ -342,6 +419,22 @@ async function writeCase(ctx: CaseContext, dir: string, opts: RunOptions, opened
     if (isOutputFailure(err, dir)) throw err;
     timingsMs.total = performance.now() - started;
     return failedEntry(c, inputHash, identity.modelHash, err, timingsMs);
+  }
+}
+
+const TEMP_FILE = /^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$/;
+
+/**
+ * A case folder holds the outputs of one run only: outputs this run did not write (another
+ * model's preview.png, probabilities.nii.gz of an earlier --save-probabilities) and temporaries of
+ * a killed run are removed. Files that are not ours are left alone.
+ */
+async function removeStaleOutputs(caseDir: string, written: string[]): Promise<void> {
+  const keep = new Set(written);
+  const ours = new Set<string>(Object.values(CASE_FILES));
+  for (const name of await readdir(caseDir)) {
+    const temp = TEMP_FILE.exec(name);
+    if ((ours.has(name) && !keep.has(name)) || (temp && Number(temp[1]) !== process.pid)) await rm(join(caseDir, name), { force: true });
   }
 }
 

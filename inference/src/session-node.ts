@@ -16,6 +16,9 @@ export interface OpenedModel {
   device: Device;
   /** How the device was chosen (and why CUDA was skipped, if it was). */
   deviceNote: string;
+  /** How to get CUDA when `auto` ran on CPU; print it where a GPU is visible, or when verbose. */
+  cudaHint?: string;
+  gpuVisible: boolean;
 }
 
 /** Load an ONNX segmentation model from a file with the requested execution provider. */
@@ -38,7 +41,7 @@ export async function openModelBytes(bytes: Uint8Array, path: string, opts: Open
       const opened = await createSliceModel(bytes, ort as unknown as OrtRuntime, sessionOptionsFor(device, opts), path);
       const fellBack = device !== plan.candidates[0];
       const note = fellBack ? `${plan.note}; CUDA session failed (${firstLine(lastError)}), using CPU` : plan.note;
-      return { ...opened, device, deviceNote: note };
+      return { ...opened, device, deviceNote: note, cudaHint: plan.cudaHint, gpuVisible: plan.gpuVisible };
     } catch (err) {
       // Card and contract errors are the model's fault, not the provider's: no fallback.
       if (device === 'cpu' || plan.requested !== 'auto' || isCardError(err)) throw err;

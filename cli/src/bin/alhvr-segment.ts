@@ -6,19 +6,23 @@ import { dirname, join } from 'node:path';
 import { InputError } from '@alhvr/core';
 import {
   DEFAULT_TRIAGE,
+  describeLockHolder,
   parseDeviceRequest,
   parseFormats,
   parseShard,
+  prepareOutputFolder,
   runSegmentation,
+  validateRunOptions,
   validateTriageThresholds,
   type CaseSource,
   type GammaMode,
 } from '@alhvr/inference/node';
 import { commandLine } from '../lib/command-line.js';
+import { removeEmptyFolders } from '../lib/folders.js';
 import { formatSkipped } from '../lib/format-info.js';
 import { expandInputs } from '../lib/inputs.js';
 import { createProgress } from '../lib/progress.js';
-import { runCommand } from '../lib/run-command.js';
+import { runCommand, UsageError } from '../lib/run-command.js';
 
 const COMMAND = 'alhvr-segment';
 const DEFAULT_MODEL_FILE = 'alhvr-default.onnx';
@@ -36,19 +40,37 @@ function defaultModelPath(): string {
   return path;
 }
 
+function asUsageError<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    throw err instanceof InputError ? new UsageError(err.message) : err;
+  }
+}
+
+function parseSliceBatch(text: string | undefined): number {
+  if (text === undefined) return 8;
+  if (!/^\s*\d+\s*$/.test(text) || Number(text) < 1) {
+    throw new UsageError(`--slice-batch must be a positive integer (slices per model call), got "${text}"`);
+  }
+  return Number(text);
+}
+
 await runCommand(COMMAND, async (args, { signal }) => {
   const argv = await commandLine(
     COMMAND,
     args,
-    'INPUT... --output DIR [options]',
+    'INPUT... --out DIR [options]',
     'Segment NIfTI files and DICOM series (folders are searched recursively) with an ALHVR ONNX model. Per case, ' +
       'DIR/<case-id>/ receives mask.nii.gz, confidence.nii.gz, region.nii.gz (1 both students confident, 2 one, 3 neither), ' +
       'seg.dcm for DICOM input, preview.png and report.json; DIR/manifest.jsonl and DIR/summary.csv (most unreliable first) list every case.',
   )
-    .option('output', { alias: 'o', type: 'string', demandOption: true, description: 'Output folder' })
+    .option('out', { alias: ['o', 'output'], type: 'string', demandOption: true, description: 'Output folder (created if missing)' })
     .option('model', { type: 'string', description: `ONNX model (default: the shipped ${DEFAULT_MODEL_FILE})` })
     .option('device', { type: 'string', default: 'auto', choices: ['auto', 'cuda', 'cpu'], description: 'Execution provider; auto uses CUDA when its provider is installed' })
-    .option('batch', { type: 'number', default: 8, description: 'Slices per model call' })
+    .option('slice-batch', { type: 'string', description: 'Slices per model call (a positive integer) [default: 8]' })
+    // Older name, kept working; not shown because alhvr-train's --batch (L+U slices) means something else.
+    .option('batch', { type: 'string', hidden: true })
     .option('threads', { type: 'number', description: 'CPU threads for ONNX Runtime (default: one per core)' })
     .option('formats', { type: 'string', default: 'nifti,dicom-seg', description: 'Output formats: nifti, dicom-seg (SEG only for DICOM input)' })
     .option('save-probabilities', { type: 'boolean', default: false, description: 'Also write probabilities.nii.gz (4D, one frame per class)' })
@@ -62,59 +84,75 @@ await runCommand(COMMAND, async (args, { signal }) => {
     .option('accept-confidence', { type: 'number', default: DEFAULT_TRIAGE.acceptMeanConfidence, description: 'Triage: accept needs at least this foreground mean confidence' })
     .option('reject-unreliable', { type: 'number', default: DEFAULT_TRIAGE.rejectUnreliableFraction, description: 'Triage: reject above this fraction of foreground in region 3' })
     .option('reject-confidence', { type: 'number', default: DEFAULT_TRIAGE.rejectMeanConfidence, description: 'Triage: reject below this foreground mean confidence' })
-    .group(['output', 'model', 'device', 'batch', 'threads', 'formats', 'save-probabilities', 'preview', 'gamma-mode'], 'Segmentation:')
+    .group(['out', 'model', 'device', 'slice-batch', 'threads', 'formats', 'save-probabilities', 'preview', 'gamma-mode'], 'Segmentation:')
     .group(['resume', 'shard', 'fail-fast', 'anonymize-ids'], 'Batch runs:')
     .group(['accept-reliable', 'accept-confidence', 'reject-unreliable', 'reject-confidence'], 'Triage:')
     .demandCommand(1, 'give at least one INPUT')
     .parseAsync();
 
-  const triage = validateTriageThresholds({
+  // Every option is checked before the inputs are searched or anything is written; a bad option
+  // is a usage error (exit code 2) like one yargs rejects.
+  const triage = asUsageError(() => validateTriageThresholds({
     acceptReliableFraction: argv['accept-reliable'],
     acceptMeanConfidence: argv['accept-confidence'],
     rejectUnreliableFraction: argv['reject-unreliable'],
     rejectMeanConfidence: argv['reject-confidence'],
-  });
+  }));
   const options = {
-    output: argv.output,
+    output: argv.out,
     model: argv.model ?? defaultModelPath(),
-    device: parseDeviceRequest(argv.device),
-    batch: argv.batch,
+    device: asUsageError(() => parseDeviceRequest(argv.device)),
+    batch: parseSliceBatch(argv['slice-batch'] ?? argv.batch),
     threads: argv.threads,
-    formats: parseFormats(argv.formats),
+    formats: asUsageError(() => parseFormats(argv.formats)),
     saveProbabilities: argv['save-probabilities'],
     preview: argv.preview,
     gammaMode: argv['gamma-mode'] as GammaMode,
     resume: argv.resume,
-    shard: argv.shard === undefined ? undefined : parseShard(argv.shard),
+    shard: argv.shard === undefined ? undefined : asUsageError(() => parseShard(argv.shard!)),
     failFast: argv['fail-fast'],
     anonymizeIds: argv['anonymize-ids'],
     triage,
     signal,
   };
-  const { sources, skipped } = await expandInputs(argv._.map(String), { signal });
-  if (sources.length === 0) throw new InputError('no NIfTI files or DICOM series found in the inputs');
-  const cases: CaseSource[] = sources.map((s) =>
-    s.kind === 'nifti' ? { kind: 'nifti', path: s.path } : { kind: 'dicom-series', path: s.path, seriesId: s.series.id, files: s.series.files },
-  );
+  asUsageError(() => validateRunOptions(options));
   const say = (line: string) => {
     if (!argv.quiet) process.stderr.write(`${line}\n`);
   };
-  if (skipped.length) say(formatSkipped(skipped, argv.verbose));
-  let progress: ReturnType<typeof createProgress> | undefined;
-  const result = await runSegmentation(cases, {
-    ...options,
-    onStart: ({ cases: mine, model }) => {
-      say(`${COMMAND}: model ${model.identity.card.name} on ${model.device.toUpperCase()} (${model.deviceNote}); ${mine.length} case(s)`);
-      progress = createProgress({ total: mine.length, label: 'cases', quiet: argv.quiet });
-    },
-    onCaseDone: (entry, wasSkipped) => {
-      if (entry.status === 'failed') say(`${COMMAND}: case ${entry.caseId} failed: ${entry.error}`);
-      else if (argv.verbose) say(`${entry.caseId}: ${wasSkipped ? 'already done' : entry.summary?.verdict}`);
-      progress?.tick();
-    },
-  });
-  progress?.finish();
-  const ok = result.entries.filter((e) => e.status === 'ok').length;
-  say(`${COMMAND}: ${ok} ok (${result.skipped} already done), ${result.failed} failed; see ${join(argv.output, 'summary.csv')}`);
-  return result.exitCode;
+  const created = await prepareOutputFolder(options.output);
+  let started = false;
+  try {
+    const { sources, skipped } = await expandInputs(argv._.map(String), { signal });
+    if (sources.length === 0) throw new InputError('no NIfTI files or DICOM series found in the inputs');
+    const cases: CaseSource[] = sources.map((s) =>
+      s.kind === 'nifti' ? { kind: 'nifti', path: s.path } : { kind: 'dicom-series', path: s.path, seriesId: s.series.id, files: s.series.files },
+    );
+    if (skipped.length) say(formatSkipped(skipped, argv.verbose));
+    let progress: ReturnType<typeof createProgress> | undefined;
+    started = true;
+    const result = await runSegmentation(cases, {
+      ...options,
+      onStart: ({ cases: mine, model }) => {
+        const shard = options.shard ? ` (shard ${options.shard.index}/${options.shard.count} of ${cases.length})` : '';
+        say(`${COMMAND}: model ${model.identity.card.name} on ${model.device.toUpperCase()}; ${mine.length} case(s)${shard}`);
+        if (argv.verbose) say(`${COMMAND}: device: ${model.deviceNote}`);
+        if (model.cudaHint && (model.gpuVisible || argv.verbose)) say(`${COMMAND}: ${model.cudaHint}`);
+        progress = createProgress({ total: mine.length, label: 'cases', quiet: argv.quiet });
+      },
+      onCaseDone: (entry, wasSkipped) => {
+        if (entry.status === 'failed') say(`${COMMAND}: case ${entry.caseId} failed: ${entry.error}`);
+        else if (argv.verbose) say(`${entry.caseId}: ${wasSkipped ? 'already done' : entry.summary?.verdict}`);
+        progress?.tick();
+      },
+      onLockWait: (holder, waitedMs) => say(`${COMMAND}: ${describeLockHolder(options.output, holder, waitedMs)}`),
+    });
+    progress?.finish();
+    const ok = result.entries.filter((e) => e.status === 'ok').length;
+    say(`${COMMAND}: ${ok} ok (${result.skipped} already done), ${result.failed} failed; see ${join(options.output, 'summary.csv')}`);
+    return result.exitCode;
+  } catch (err) {
+    // Failed before the run wrote anything: do not leave behind an empty folder we created.
+    if (!started && created) await removeEmptyFolders(options.output, created);
+    throw err;
+  }
 });

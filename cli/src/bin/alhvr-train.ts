@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { InputError } from '@alhvr/core';
 import { BACKEND_CHOICES, DEFAULT_CONFIG, resolveConfig, train, type TrainConfig } from '@alhvr/training';
 import { commandLine } from '../lib/command-line.js';
+import { firstMissingFolder, removeEmptyFolders, requireFolder, requireWritableFolderPath } from '../lib/folders.js';
 import { createProgress } from '../lib/progress.js';
 import { UsageError, runCommand } from '../lib/run-command.js';
 
@@ -48,8 +49,8 @@ await runCommand(COMMAND, async (args, { signal }) => {
       'smaller --patch, --widths and --batch. Writes RUN_DIR/config.json, metrics.jsonl and the\n' +
       'checkpoints latest.ckpt, best-a.ckpt and best-b.ckpt. Ctrl-C saves latest.ckpt; --resume continues.',
   )
-    .option('data', { type: 'string', description: 'Dataset folder (nnU-Net raw layout, or SSL4MIS ACDC HDF5 layout)' })
-    .option('out', { type: 'string', description: 'Run folder for config, metrics and checkpoints' })
+    .option('data', { type: 'string', description: 'Dataset folder (nnU-Net raw layout, or SSL4MIS ACDC HDF5 layout) [required, here or in --config]' })
+    .option('out', { type: 'string', description: 'Run folder for config, metrics and checkpoints (created if missing) [required, here or in --config]' })
     .option('config', { type: 'string', description: 'JSON file with any of the settings below (command-line options win)' })
     .option('format', { choices: ['nnunet', 'acdc-h5'] as const, description: `Dataset layout [default: ${d.format}]` })
     .option('method', { choices: ['alhvr', 'supervised'] as const, description: `alhvr, or the labelled-only baseline [default: ${d.method}]` })
@@ -62,7 +63,7 @@ await runCommand(COMMAND, async (args, { signal }) => {
     .option('patch', { type: 'number', description: `Slice size fed to the network, multiple of 16 [default: ${d.patch}]` })
     .option('widths', { type: 'string', description: `Five encoder widths [default: ${d.widths.join(',')}]` })
     .option('lr', { type: 'number', description: `SGD learning rate [default: ${d.lr}]` })
-    .option('ramp-iterations', { type: 'number', description: `Iterations over which the unsupervised weight ramps up [default: ${d.rampIterations}]` })
+    .option('ramp-iterations', { type: 'number', description: `Iterations over which the unsupervised weight ramps up, at least 200 [default: ${d.rampIterations}]` })
     .option('dice-loss', { choices: ['released', 'standard'] as const, description: `Dice variant [default: ${d.diceLoss}]` })
     .option('detach-teacher', { type: 'boolean', description: `Detach the DTCT teacher [default: ${d.detachTeacher}]` })
     .option('regions', { type: 'string', description: `Regions receiving the unsupervised terms, e.g. 2,3 or none (Ω2 CG-CPCL, Ω3 DTCT; Ω1 has none) [default: ${d.regions.join(',')}]` })
@@ -122,6 +123,10 @@ await runCommand(COMMAND, async (args, { signal }) => {
   const log = (m: string) => {
     if (!argv.quiet) process.stderr.write(`${m}\n`);
   };
+  // Checked here so a typo is named as such (not "no dataset.json", not EEXIST from mkdir).
+  await requireFolder(config.data, 'dataset');
+  await requireWritableFolderPath(config.out, '--out');
+  const createdOut = await firstMissingFolder(config.out);
   let progress: ReturnType<typeof createProgress> | undefined;
   let last = '';
   const result = await train(config, {
@@ -141,8 +146,13 @@ await runCommand(COMMAND, async (args, { signal }) => {
       },
       onValidation: (v) => log(`\n[${v.iteration}] student ${v.student}: mean Dice ${v.meanDice.toFixed(4)}, HD95 ${v.meanHd95Mm.toFixed(2)} mm${v.best ? ' (best)' : ''}`),
     },
+  }).catch(async (err: unknown) => {
+    // A run that failed before writing anything leaves no empty run folder behind.
+    if (createdOut) await removeEmptyFolders(config.out, createdOut);
+    throw err;
   });
   progress?.finish();
   log(`${result.stopped ? 'stopped' : 'finished'} at iteration ${result.iteration} (${last}); best A ${result.best.a?.meanDice.toFixed(4) ?? '-'}, best B ${result.best.b?.meanDice.toFixed(4) ?? '-'}`);
+  // Stopped by Ctrl-C or SIGTERM: runCommand turns the aborted signal into 130 or 143.
   return result.stopped ? 130 : 0;
 });

@@ -34,6 +34,9 @@ export function commandLine(command: string, args: string[], usage: string, desc
     .wrap(Math.min(100, process.stdout.columns || 100))
     .fail((message, err) => {
       if (err) throw err;
-      throw new UsageError(`${message} (see ${command} --help)`);
+      // yargs spreads some messages over lines ("Invalid values:\n  Argument: device, Given: …"),
+      // and the error contract prints one line: keep every part of it on that line.
+      const oneLine = message.split('\n').map((l) => l.trim()).filter(Boolean).join(' ');
+      throw new UsageError(`${oneLine} (see ${command} --help)`);
     });
 }

@@ -22,6 +22,11 @@ export interface CommandContext {
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 export const EXIT_INTERRUPTED = 130;
+/** 128 + signal number, as shells report a process stopped by that signal. */
+export const EXIT_TERMINATED = 143;
+
+type StopSignal = 'SIGINT' | 'SIGTERM';
+const STOP_EXIT_CODES: Record<StopSignal, number> = { SIGINT: EXIT_INTERRUPTED, SIGTERM: EXIT_TERMINATED };
 
 /** Throw CancelledError if the user has pressed Ctrl-C; call between units of work. */
 export function throwIfCancelled(signal: AbortSignal): void {
@@ -49,8 +54,8 @@ function isVerbose(argv: readonly string[]): boolean {
 /**
  * Run a command's main function with the toolkit's error contract: one line
  * `<command>: error: <message>` on stderr and exit code 1 (2 for usage errors, 130 when
- * interrupted); the stack trace only with --verbose. The first Ctrl-C aborts `ctx.signal` so
- * the command can clean up; a second one exits at once.
+ * interrupted, 143 when stopped by SIGTERM); the stack trace only with --verbose. The first Ctrl-C
+ * or SIGTERM aborts `ctx.signal` so the command can clean up; a second one exits at once.
  */
 export async function runCommand(
   command: string,
@@ -58,19 +63,27 @@ export async function runCommand(
   args: string[] = process.argv.slice(2),
 ): Promise<void> {
   const controller = new AbortController();
-  const onSigint = () => {
-    if (controller.signal.aborted) process.exit(EXIT_INTERRUPTED);
-    process.stderr.write(`\n${command}: interrupted, cleaning up (press Ctrl-C again to quit now)\n`);
+  let stopSignal: StopSignal = 'SIGINT';
+  // SIGTERM is how schedulers stop a job (Slurm scancel and time limits, docker stop, Kubernetes
+  // eviction): it gets the same clean stop as Ctrl-C, within the grace period they allow.
+  const onSignal = (name: StopSignal) => {
+    if (controller.signal.aborted) process.exit(STOP_EXIT_CODES[stopSignal]);
+    stopSignal = name;
+    const how = name === 'SIGINT' ? 'press Ctrl-C again to quit now' : 'send it again to quit now';
+    process.stderr.write(`\n${command}: ${name === 'SIGINT' ? 'interrupted' : 'SIGTERM received'}, cleaning up (${how})\n`);
     controller.abort();
   };
+  const onSigint = () => onSignal('SIGINT');
+  const onSigterm = () => onSignal('SIGTERM');
   process.on('SIGINT', onSigint);
+  process.on('SIGTERM', onSigterm);
   let code: number;
   try {
     const result = await main(args, { signal: controller.signal });
-    code = controller.signal.aborted ? EXIT_INTERRUPTED : (result ?? 0);
+    code = controller.signal.aborted ? STOP_EXIT_CODES[stopSignal] : (result ?? 0);
   } catch (err) {
-    code = controller.signal.aborted ? EXIT_INTERRUPTED : exitCodeFor(err);
-    if (code === EXIT_INTERRUPTED) {
+    code = controller.signal.aborted ? STOP_EXIT_CODES[stopSignal] : exitCodeFor(err);
+    if (controller.signal.aborted) {
       process.stderr.write(`${command}: interrupted\n`);
     } else {
       process.stderr.write(`${errorLine(command, err)}\n`);
@@ -78,6 +91,7 @@ export async function runCommand(
     }
   } finally {
     process.off('SIGINT', onSigint);
+    process.off('SIGTERM', onSigterm);
   }
   // Let stdout/stderr drain instead of process.exit(), which can cut off piped output.
   process.exitCode = code;
