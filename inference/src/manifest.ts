@@ -16,6 +16,12 @@ const LOCK_UNRECORDED_STALE_MS = 60_000;
 export interface CaseSummary {
   verdict: Verdict;
   unreliability: number;
+  /** Calibrated models: the predicted mean foreground Dice; null otherwise. */
+  predictedDice?: number | null;
+  /** Mean Dice between the two students' own labels over foreground classes. */
+  agreement?: number | null;
+  /** Why the verdict is what it is. */
+  reasons?: string;
   foregroundMl: number;
   foregroundMeanConfidence: number | null;
   foregroundReliable: number | null;
@@ -191,12 +197,15 @@ const SUMMARY_COLUMNS = [
   'case_id',
   'status',
   'verdict',
+  'predicted_dice',
+  'agreement',
   'unreliability',
   'foreground_ml',
   'foreground_mean_confidence',
   'foreground_reliable',
   'foreground_unstable',
   'foreground_unreliable',
+  'reasons',
   'error',
   'input',
 ] as const;
@@ -207,9 +216,19 @@ function csvField(v: unknown): string {
   return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
-/** Failed cases first, then the most unreliable; ties by case id. */
+const VERDICT_RANK: Record<Verdict, number> = { reject: 2, review: 1, accept: 0 };
+
+/**
+ * Most suspect first: failed cases, then by verdict (reject, review, accept), within a verdict
+ * by the lowest predicted Dice (calibrated models) or the highest unreliability; ties by case id.
+ */
 export function summaryOrder(a: ManifestEntry, b: ManifestEntry): number {
-  const rank = (e: ManifestEntry) => (e.status === 'failed' ? Infinity : (e.summary?.unreliability ?? 1));
+  const rank = (e: ManifestEntry) => {
+    if (e.status === 'failed' || !e.summary) return Infinity;
+    const s = e.summary;
+    const suspicion = typeof s.predictedDice === 'number' ? 1 - s.predictedDice : s.unreliability;
+    return VERDICT_RANK[s.verdict] * 10 + suspicion;
+  };
   const d = rank(b) - rank(a);
   if (d !== 0 && !Number.isNaN(d)) return d;
   return a.caseId < b.caseId ? -1 : a.caseId > b.caseId ? 1 : 0;
@@ -222,12 +241,15 @@ export function summaryCsv(entries: Iterable<ManifestEntry>): string {
       e.caseId,
       e.status,
       s?.verdict,
+      s?.predictedDice,
+      s?.agreement,
       s?.unreliability,
       s?.foregroundMl,
       s?.foregroundMeanConfidence,
       s?.foregroundReliable,
       s?.foregroundUnstable,
       s?.foregroundUnreliable,
+      s?.reasons,
       e.error,
       e.input,
     ]

@@ -9,7 +9,7 @@ import type { DeviceRequest } from './device.js';
 import { readManifest, recordManifestEntry, writeSummary, type LockWaitReporter, type ManifestEntry } from './manifest.js';
 import { CASE_FILES, writeCaseOutputs, type OutputFormat } from './outputs.js';
 import { segmentVolume, type GammaMode, type SegmentResult } from './pipeline.js';
-import { computeCaseStats, DEFAULT_TRIAGE, triageCase, unreliabilityScore, type CaseReport, type TriageThresholds } from './report.js';
+import { assessCase, computeCaseStats, DEFAULT_TRIAGE, unreliabilityScore, type CaseReport, type TriageThresholds } from './report.js';
 import { openModelFile, type OpenedModel } from './session-node.js';
 
 /** One image to segment, as found by input expansion. */
@@ -37,6 +37,8 @@ export interface RunOptions {
   anonymizeIds?: boolean;
   gammaMode?: GammaMode;
   triage?: TriageThresholds;
+  /** Override the calibrated model's verdict thresholds on the predicted Dice. */
+  triageDice?: { acceptDice?: number; rejectDice?: number };
   signal?: AbortSignal;
   /** Called when the model is loaded and the case list is known. */
   onStart?: (info: { cases: SegmentCase[]; model: OpenedModel }) => void;
@@ -374,7 +376,9 @@ async function writeCase(ctx: CaseContext, dir: string, opts: RunOptions, opened
     });
     timingsMs.write = performance.now() - t;
     const stats = computeCaseStats(result.label, result.confidence, result.region, identity.card);
-    const verdict = triageCase(stats, triage);
+    const dicom = image.meta.dicom;
+    const tags = dicom ? { modality: dicom.modality, bodyPart: dicom.bodyPartExamined } : undefined;
+    const { signals, quality, triage: verdict } = assessCase(stats, result.signals, identity.card, { thresholds: triage, dice: opts.triageDice, tags });
     timingsMs.total = performance.now() - started;
     const report: CaseReport = {
       caseId: c.id,
@@ -385,6 +389,8 @@ async function writeCase(ctx: CaseContext, dir: string, opts: RunOptions, opened
       gamma: result.gamma ?? null,
       stats,
       unreliability: unreliabilityScore(stats),
+      signals,
+      quality,
       triage: verdict,
       timingsMs,
       warnings: image.meta.warnings,
@@ -406,6 +412,9 @@ async function writeCase(ctx: CaseContext, dir: string, opts: RunOptions, opened
       summary: {
         verdict: verdict.verdict,
         unreliability: report.unreliability,
+        predictedDice: quality?.predictedDice ?? null,
+        agreement: signals.agreement,
+        reasons: verdict.reasons.join('; '),
         foregroundMl: fg.volumeMl,
         foregroundMeanConfidence: fg.meanConfidence,
         foregroundReliable: fg.regions?.reliable ?? null,
