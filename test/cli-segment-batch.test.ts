@@ -97,7 +97,7 @@ describe('a batch survives its inputs', () => {
     // Users who never asked for CUDA do not hear about its provider (only where a GPU is visible).
     if (!gpuVisible()) expect(r.stderr).not.toMatch(/CUDA/);
     const verbose = await runCli('alhvr-segment', [phantoms[0], '--out', out, '--shard', '2/5', '--verbose']);
-    if (!cudaProviderInstalled()) expect(verbose.stderr).toMatch(/install the CUDA provider: npm rebuild onnxruntime-node/);
+    if (!cudaProviderInstalled()) expect(verbose.stderr).toMatch(/install the CUDA provider: ONNXRUNTIME_NODE_INSTALL=cuda12 node \S+onnxruntime-node\/script\/install\.js/);
   });
 
   it('shards are balanced and cover every case once', () => {

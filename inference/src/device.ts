@@ -10,12 +10,16 @@ export type Device = 'cuda' | 'cpu';
 
 export const DEVICE_REQUESTS: readonly DeviceRequest[] = ['auto', 'cuda', 'cpu'];
 
+const require = createRequire(import.meta.url);
+const ortPackageDir = dirname(require.resolve('onnxruntime-node/package.json'));
+
 /**
  * onnxruntime-node ships the CPU provider only; the CUDA provider's shared libraries come from
- * its install script, which this repository's `.npmrc` skips. This reinstalls them for CUDA 12
- * (flag read by node_modules/onnxruntime-node/script/install-utils.js `parseInstallFlag`).
+ * its install script, which the repository's package.json denies (`allowScripts`) so installs
+ * stay offline. This runs that script for CUDA 12 (the variable is read by its
+ * install-utils.js `parseInstallFlag`); it works whatever npm's script policy is.
  */
-export const CUDA_INSTALL_COMMAND = 'npm rebuild onnxruntime-node --onnxruntime-node-install=cuda12';
+export const CUDA_INSTALL_COMMAND = `ONNXRUNTIME_NODE_INSTALL=cuda12 node ${join(ortPackageDir, 'script', 'install.js')}`;
 
 export interface DevicePlan {
   requested: DeviceRequest;
@@ -31,12 +35,9 @@ export interface DevicePlan {
   gpuVisible: boolean;
 }
 
-const require = createRequire(import.meta.url);
-
 /** Folder holding onnxruntime-node's native binding for this platform. */
 function ortBinaryFolder(): string {
-  const pkg = dirname(require.resolve('onnxruntime-node/package.json'));
-  return join(pkg, 'bin', 'napi-v6', process.platform, process.arch);
+  return join(ortPackageDir, 'bin', 'napi-v6', process.platform, process.arch);
 }
 
 /**
