@@ -80,13 +80,15 @@ await runCommand(COMMAND, async (args, { signal }) => {
     .option('shard', { type: 'string', description: 'Process shard i of n (1-based "i/n"), partitioned by case id' })
     .option('fail-fast', { type: 'boolean', default: false, description: 'Stop at the first failing case' })
     .option('anonymize-ids', { type: 'boolean', default: false, description: 'Name case folders by a hash instead of file names / PatientID' })
-    .option('accept-reliable', { type: 'number', default: DEFAULT_TRIAGE.acceptReliableFraction, description: 'Triage: accept needs at least this fraction of foreground in region 1' })
+    .option('accept-dice', { type: 'number', description: "Triage of calibrated models: accept at or above this predicted Dice [default: the model card's]" })
+    .option('reject-dice', { type: 'number', description: "Triage of calibrated models: reject below this predicted Dice [default: the model card's]" })
+    .option('accept-reliable', { type: 'number', default: DEFAULT_TRIAGE.acceptReliableFraction, description: 'Triage of uncalibrated models: accept needs at least this fraction of foreground in region 1' })
     .option('accept-confidence', { type: 'number', default: DEFAULT_TRIAGE.acceptMeanConfidence, description: 'Triage: accept needs at least this foreground mean confidence' })
     .option('reject-unreliable', { type: 'number', default: DEFAULT_TRIAGE.rejectUnreliableFraction, description: 'Triage: reject above this fraction of foreground in region 3' })
     .option('reject-confidence', { type: 'number', default: DEFAULT_TRIAGE.rejectMeanConfidence, description: 'Triage: reject below this foreground mean confidence' })
     .group(['out', 'model', 'device', 'slice-batch', 'threads', 'formats', 'save-probabilities', 'preview', 'gamma-mode'], 'Segmentation:')
     .group(['resume', 'shard', 'fail-fast', 'anonymize-ids'], 'Batch runs:')
-    .group(['accept-reliable', 'accept-confidence', 'reject-unreliable', 'reject-confidence'], 'Triage:')
+    .group(['accept-dice', 'reject-dice', 'accept-reliable', 'accept-confidence', 'reject-unreliable', 'reject-confidence'], 'Triage:')
     .demandCommand(1, 'give at least one INPUT')
     .parseAsync();
 
@@ -98,6 +100,14 @@ await runCommand(COMMAND, async (args, { signal }) => {
     rejectUnreliableFraction: argv['reject-unreliable'],
     rejectMeanConfidence: argv['reject-confidence'],
   }));
+  const triageDice = asUsageError(() => {
+    const [accept, reject] = [argv['accept-dice'], argv['reject-dice']];
+    for (const [name, v] of [['--accept-dice', accept], ['--reject-dice', reject]] as const) {
+      if (v !== undefined && !(v >= 0 && v <= 1)) throw new InputError(`${name} must be in [0, 1] (got ${v})`);
+    }
+    if (accept !== undefined && reject !== undefined && reject > accept) throw new InputError('--reject-dice must not exceed --accept-dice');
+    return { acceptDice: accept, rejectDice: reject };
+  });
   const options = {
     output: argv.out,
     model: argv.model ?? defaultModelPath(),
@@ -113,6 +123,7 @@ await runCommand(COMMAND, async (args, { signal }) => {
     failFast: argv['fail-fast'],
     anonymizeIds: argv['anonymize-ids'],
     triage,
+    triageDice,
     signal,
   };
   asUsageError(() => validateRunOptions(options));
