@@ -9,7 +9,7 @@ import { extname, join, resolve, sep } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { PlaneResizer, canonicalOrientation, decodeNifti, encodeNifti, generatePhantomCase, type ModelCard, type Volume, type VoxelArray } from '@alhvr/core';
-import { canonicalGrid, gatherPlane, scatterPlane, segmentVolume, type CanonicalGrid, type SliceModel, type SliceOutputKind, type SliceOutputs } from '@alhvr/inference';
+import { assessCase, canonicalGrid, computeCaseStats, gatherPlane, scatterPlane, segmentVolume, type CanonicalGrid, type SliceModel, type SliceOutputKind, type SliceOutputs } from '@alhvr/inference';
 import { openModelFile } from '@alhvr/inference/node';
 import { readDicomSeries } from '@alhvr/core/node';
 import { daikonSeries } from './fixtures.js';
@@ -141,6 +141,7 @@ let niftiBytes: Uint8Array;
 let modelBytes: Buffer;
 let nodeResult: Awaited<ReturnType<typeof segmentVolume>>;
 let recorder: TieRecorder;
+let nodeCard: ModelCard;
 const pageConsole: string[] = [];
 
 beforeAll(async () => {
@@ -164,6 +165,7 @@ beforeAll(async () => {
   const opened = await openModelFile(modelPath, { device: 'cpu', threads: 1 });
   recorder = new TieRecorder(opened.model, vol);
   nodeResult = await segmentVolume(vol, recorder, { batch: 4 });
+  nodeCard = opened.identity.card;
   await opened.model.release();
 
   server = await serveStatic(dir);
@@ -234,6 +236,16 @@ describe('viewer demo in Chromium', () => {
     for (let i = 0; i < confidence.length; i++) maxDiff = Math.max(maxDiff, Math.abs(confidence[i] - nodeResult.confidence.data[i]));
     expect(confidence.length).toBe(nodeResult.confidence.data.length);
     expect(maxDiff).toBeLessThanOrEqual(TIE);
+
+    // The page reports what alhvr-segment would: the same stats, signals and verdict.
+    const nodeStats = computeCaseStats(nodeResult.label, nodeResult.confidence, nodeResult.region, nodeCard);
+    const nodeAssessment = assessCase(nodeStats, nodeResult.signals, nodeCard);
+    const pageAssessment = (await page.evaluate('alhvrDemo.result.assessment')) as typeof nodeAssessment;
+    expect(pageAssessment.triage.verdict).toBe(nodeAssessment.triage.verdict);
+    expect(pageAssessment.triage.reasons.length).toBe(nodeAssessment.triage.reasons.length);
+    expect(pageAssessment.signals.agreement!).toBeCloseTo(nodeAssessment.signals.agreement!, 3);
+    expect(await page.getAttribute('#verdict', 'data-verdict')).toBe(nodeAssessment.triage.verdict);
+    expect(await page.textContent('#verdict')).toContain(`Verdict: ${nodeAssessment.triage.verdict}`);
   });
 
   test('the canvas shows the chosen slice: grey image, and each label / region in its colour', async () => {

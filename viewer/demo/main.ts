@@ -102,11 +102,19 @@ function showSummary(r: SegmentNiftiResult, m: ViewerModel, name: string): void 
   }
   const notes = document.createElement('p');
   const t = r.timings;
+  const { triage, quality } = r.assessment;
+  const verdict = document.createElement('p');
+  verdict.id = 'verdict';
+  verdict.dataset.verdict = triage.verdict;
+  verdict.textContent =
+    `Verdict: ${triage.verdict}${quality ? ` (predicted Dice ${quality.predictedDice.toFixed(2)})` : ''}` +
+    `${triage.reasons.length ? ` — ${triage.reasons.join('; ')}` : ''}. Foreground mean confidence ` +
+    `${r.stats.foreground.meanConfidence === null ? '—' : r.stats.foreground.meanConfidence.toFixed(3)}.`;
   notes.textContent =
     `${name}: ${r.image.dims.join('×')} voxels, ${r.slices} slices. Mean confidence ${(confidenceSum / r.confidence.data.length).toFixed(3)}` +
     `${r.gamma ? `, γ ${r.gamma.value.toFixed(3)} (${r.gamma.mode})` : ''}. ` +
     `Preprocess ${t.preprocessMs.toFixed(0)} ms, model ${t.inferenceMs.toFixed(0)} ms, postprocess ${t.postprocessMs.toFixed(0)} ms.`;
-  summary.replaceChildren(table, notes);
+  summary.replaceChildren(verdict, table, notes);
 }
 
 /** Segments one image (NIfTI bytes, or a DICOM series' files) and shows it. */

@@ -1,7 +1,7 @@
 import { readDicomSeriesFromBytes, type DicomBytesFile } from '@alhvr/core';
 import { segmentVolume } from '@alhvr/inference';
 import type { ViewerModel } from './load-model.js';
-import type { SegmentNiftiOptions, SegmentNiftiResult } from './segment-nifti.js';
+import { assessResult, type SegmentNiftiOptions, type SegmentNiftiResult } from './segment-nifti.js';
 
 export interface SegmentDicomOptions extends Omit<SegmentNiftiOptions, 'volumeIndex'> {
   /** Which series, when the files hold several (SeriesInstanceUID or a scan summary's id). */
@@ -15,5 +15,5 @@ export interface SegmentDicomOptions extends Omit<SegmentNiftiOptions, 'volumeIn
 export async function segmentDicom(files: DicomBytesFile[], model: ViewerModel, opts: SegmentDicomOptions = {}): Promise<SegmentNiftiResult> {
   const image = await readDicomSeriesFromBytes(files, { path: opts.path ?? 'DICOM series', seriesUID: opts.seriesUID });
   const result = await segmentVolume(image, model.model, { batch: opts.batch, gammaMode: opts.gammaMode, onProgress: opts.onProgress });
-  return { ...result, image };
+  return { ...result, image, ...assessResult(image, result, model) };
 }

@@ -1,5 +1,5 @@
 import { decodeNifti, type Volume, type VoxelArray } from '@alhvr/core';
-import { segmentVolume, type SegmentResult, type SegmentOptions } from '@alhvr/inference';
+import { assessCase, computeCaseStats, segmentVolume, type CaseStats, type SegmentResult, type SegmentOptions } from '@alhvr/inference';
 import type { ViewerModel } from './load-model.js';
 
 export interface SegmentNiftiOptions extends Pick<SegmentOptions, 'batch' | 'gammaMode' | 'onProgress'> {
@@ -12,11 +12,22 @@ export interface SegmentNiftiOptions extends Pick<SegmentOptions, 'batch' | 'gam
 /** Segmentation of one NIfTI image, on the image's own voxel grid, plus the decoded image for display. */
 export interface SegmentNiftiResult extends Omit<SegmentResult, 'probabilities'> {
   image: Volume<VoxelArray>;
+  /** Per-class volumes and confidences, the quality estimate and verdict: what alhvr-segment reports. */
+  stats: CaseStats;
+  assessment: ReturnType<typeof assessCase>;
+}
+
+/** The CLI's per-case report, computed by the same code: stats, signals, predicted Dice, verdict. */
+export function assessResult(image: Volume<VoxelArray>, result: SegmentResult, model: ViewerModel): Pick<SegmentNiftiResult, 'stats' | 'assessment'> {
+  const stats = computeCaseStats(result.label, result.confidence, result.region, model.card);
+  const dicom = image.meta.dicom;
+  const tags = dicom ? { modality: dicom.modality, bodyPart: dicom.bodyPartExamined } : undefined;
+  return { stats, assessment: assessCase(stats, result.signals, model.card, { tags }) };
 }
 
 /** Decode a .nii / .nii.gz file's bytes and segment it with a model from `loadModel`. */
 export async function segmentNifti(bytes: Uint8Array, model: ViewerModel, opts: SegmentNiftiOptions = {}): Promise<SegmentNiftiResult> {
   const image = decodeNifti(bytes, { path: opts.path ?? 'image.nii', volumeIndex: opts.volumeIndex });
   const result = await segmentVolume(image, model.model, { batch: opts.batch, gammaMode: opts.gammaMode, onProgress: opts.onProgress });
-  return { ...result, image };
+  return { ...result, image, ...assessResult(image, result, model) };
 }
