@@ -8,11 +8,26 @@ describe('case ids', () => {
     const nasty = ['../../etc/passwd', '..', '.hidden', 'a/b\\c', '-rf', 'x'.repeat(500), '', '\u0000\u202e..//', 'ÄÖ  ü'];
     for (const raw of nasty) {
       const id = sanitiseCaseId(raw);
-      expect(id).toMatch(/^[A-Za-z0-9][A-Za-z0-9._-]*$/);
+      expect(id).toMatch(/^[\p{L}\p{N}][\p{L}\p{M}\p{N}._-]*$/u);
       expect(id).not.toContain('..');
       expect(id.length).toBeLessThanOrEqual(CASE_ID_MAX_LENGTH);
     }
     expect(sanitiseCaseId('../../etc/passwd')).toBe('etc_passwd');
+    expect(sanitiseCaseId('\u0000\u202e..//')).toBe('case');
+  });
+
+  it('keeps letters of any script, composed (NFC), within the file-name byte limit', () => {
+    expect(sanitiseCaseId('Müller')).toBe('Müller');
+    expect(sanitiseCaseId('Mu\u0308ller')).toBe('Müller');
+    expect(sanitiseCaseId('山田太郎')).toBe('山田太郎');
+    expect(sanitiseCaseId('Ølsen/Ærø 2024')).toBe('Ølsen_Ærø_2024');
+    expect(sanitiseCaseId('محمد_01')).toBe('محمد_01');
+    for (const long of ['山'.repeat(300), '𠀋'.repeat(300), `a${'\u0301'.repeat(300)}`]) {
+      const id = sanitiseCaseId(long);
+      expect(id.length).toBeLessThanOrEqual(CASE_ID_MAX_LENGTH);
+      expect(Buffer.byteLength(id, 'utf8')).toBeLessThanOrEqual(255);
+      expect(id.isWellFormed()).toBe(true);
+    }
   });
 
   it('reads as PatientID_StudyDate_SeriesNumber for DICOM', () => {

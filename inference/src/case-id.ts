@@ -7,17 +7,29 @@ const hash = (s: string) => createHash('sha256').update(s).digest('hex');
 
 /**
  * A case id that is safe as one folder name under the output folder whatever the source tag
- * values hold: only [A-Za-z0-9._-], no "..", no leading dot or dash, length-capped, never empty.
+ * values hold: letters and digits of any script (Müller, 山田太郎 stay readable), combining marks,
+ * "." "_" "-"; no separators, control or format characters, no "..", no leading dot or dash,
+ * never empty. NFC, so the same name typed on macOS (NFD) and Linux is the same id. At most
+ * CASE_ID_MAX_LENGTH UTF-16 units, i.e. at most 240 bytes of UTF-8 (file names allow 255).
  */
 export function sanitiseCaseId(raw: string): string {
-  let id = raw
-    .normalize('NFKD')
-    .replace(/[^A-Za-z0-9._-]+/g, '_')
-    .replace(/\.{2,}/g, '_')
-    .replace(/_+/g, '_')
-    .replace(/^[._-]+/, '')
-    .replace(/[._-]+$/, '');
-  if (id.length > CASE_ID_MAX_LENGTH) id = id.slice(0, CASE_ID_MAX_LENGTH).replace(/[._-]+$/, '');
+  const clean = (s: string) =>
+    s
+      .replace(/[^\p{L}\p{M}\p{N}._-]+/gu, '_')
+      .replace(/\.{2,}/g, '_')
+      .replace(/_+/g, '_')
+      .replace(/^[\p{M}._-]+/u, '')
+      .replace(/[._-]+$/, '');
+  let id = clean(raw.normalize('NFC'));
+  if (id.length > CASE_ID_MAX_LENGTH) {
+    // Cut on code points so no surrogate pair is split, then tidy the new end.
+    let cut = '';
+    for (const ch of id) {
+      if (cut.length + ch.length > CASE_ID_MAX_LENGTH) break;
+      cut += ch;
+    }
+    id = clean(cut);
+  }
   return id || 'case';
 }
 

@@ -41,6 +41,27 @@ function parseClasses(text: string): number[] {
   return values;
 }
 
+/** More distinct labels than this and a reference is taken for an image (unless --classes says which to score). */
+const MAX_REFERENCE_LABELS = 64;
+
+/**
+ * References must be label maps: integer labels 0–255, few of them. Images given by mistake
+ * (imagesTr instead of labelsTr) would otherwise be scored for minutes with every intensity a class.
+ */
+function checkLabelMap(data: ArrayLike<number>, path: string, classesGiven: boolean): void {
+  const labels = new Set<number>();
+  for (let p = 0; p < data.length; p++) {
+    const v = data[p];
+    if (!(Number.isInteger(v) && v >= 0 && v <= 255)) {
+      throw new InputError(`--ref is not a label map: it holds the value ${v} (labels are integers 0–255); give the labels (e.g. labelsTr), not the images`, path);
+    }
+    labels.add(v);
+    if (!classesGiven && labels.size > MAX_REFERENCE_LABELS + 1) {
+      throw new InputError(`--ref is not a label map: more than ${MAX_REFERENCE_LABELS} distinct labels (an image?); give the labels (e.g. labelsTr), or --classes to score a large label set`, path);
+    }
+  }
+}
+
 const fmt = (v: number, digits = 4) => (Number.isFinite(v) ? v.toFixed(digits) : 'nan');
 
 await runCommand(COMMAND, async (args, { signal }) => {
@@ -48,10 +69,12 @@ await runCommand(COMMAND, async (args, { signal }) => {
     COMMAND,
     args,
     '--pred DIR|FILE --ref DIR|FILE [--classes 1,2,3] [--json] [--out FILE.csv]',
-    'Score predicted label maps against reference labels, per case and class: Dice, Jaccard, HD95 and ASD\n' +
-      'in millimetres (from the reference spacing) and in voxels, with medpy\'s definitions. Empty-mask policy\n' +
-      '"flagged" (default): both empty → Dice 1, HD95 0; one empty → Dice 0 and HD95/ASD NaN, left out of the\n' +
-      'distance means but counted. "released-code": a never-predicted class scores 0 on every metric.',
+    // Paragraphs only (no hard line breaks): yargs wraps them to the terminal, so they stay aligned.
+    'Score predicted label maps against reference labels, per case and class: Dice, Jaccard, HD95 and ASD ' +
+      'in millimetres (from the reference spacing) and in voxels, with medpy\'s definitions. References must be ' +
+      `label maps (integers 0–255, at most ${MAX_REFERENCE_LABELS} labels unless --classes is given).\n\n` +
+      'Empty-mask policy "flagged" (default): both empty → Dice 1, HD95 0; one empty → Dice 0 and HD95/ASD NaN, ' +
+      'left out of the distance means but counted. "released-code": a never-predicted class scores 0 on every metric.',
   )
     .option('pred', { type: 'string', demandOption: true, description: 'Predictions: a NIfTI file, a folder of <case>.nii.gz, or an alhvr-segment output folder' })
     .option('ref', { type: 'string', demandOption: true, description: 'References: a NIfTI file or a folder of <case>.nii.gz (e.g. labelsTr)' })
@@ -75,8 +98,9 @@ await runCommand(COMMAND, async (args, { signal }) => {
         return ref ? [[id.replace(/_\d{4}$/, ''), p, ref]] : [];
       });
   if (pairs.length === 0) throw new InputError(`no case appears in both --pred (${preds.size} cases) and --ref (${refs.size} cases)`, argv.pred);
-  const paired = new Set(pairs.map(([id]) => id));
-  const missing = [...refs.keys()].filter((id) => !paired.has(id));
+  // By file, not id: a reference named <case>_0000 pairs under the id without the suffix.
+  const pairedRefs = new Set(pairs.map(([, , ref]) => ref));
+  const missing = [...refs].filter(([, path]) => !pairedRefs.has(path)).map(([id]) => id);
   if (!single && missing.length) process.stderr.write(`${COMMAND}: warning: ${missing.length} reference case(s) have no prediction: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}\n`);
 
   const workspace = new MetricsWorkspace();
@@ -85,6 +109,7 @@ await runCommand(COMMAND, async (args, { signal }) => {
   for (const [id, predPath, refPath] of pairs) {
     throwIfCancelled(signal);
     const [pred, ref] = await Promise.all([readNiftiFile(predPath), readNiftiFile(refPath)]);
+    checkLabelMap(ref.data, refPath, argv.classes !== undefined);
     let classes = argv.classes ? parseClasses(argv.classes) : undefined;
     if (!classes) {
       const found = new Set<number>();
@@ -106,12 +131,15 @@ await runCommand(COMMAND, async (args, { signal }) => {
     process.stdout.write(`${JSON.stringify({ emptyPolicy: argv['empty-policy'], cases: perCase, summary }, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2)}\n`);
     return;
   }
-  process.stdout.write(`label  cases  Dice            Jaccard         HD95 mm          ASD mm\n`);
-  for (const c of summary.perClass) {
-    const s = c.stats;
-    process.stdout.write(
-      `${String(c.label).padEnd(6)} ${String(c.cases).padEnd(6)} ${fmt(s.dice.mean)}±${fmt(s.dice.std)} ${fmt(s.jaccard.mean)}±${fmt(s.jaccard.std)} ${fmt(s.hd95Mm.mean, 2)}±${fmt(s.hd95Mm.std, 2)}    ${fmt(s.asdMm.mean, 2)}±${fmt(s.asdMm.std, 2)}\n`,
-    );
-  }
-  process.stdout.write(`mean   ${String(perCase.length).padEnd(6)} ${fmt(summary.mean.dice)}        ${fmt(summary.mean.jaccard)}        ${fmt(summary.mean.hd95Mm, 2)}         ${fmt(summary.mean.asdMm, 2)}\n`);
+  // Columns padded to their widest cell, so NaN, large distances and many cases stay aligned.
+  const rows: string[][] = [
+    ['label', 'cases', 'Dice', 'Jaccard', 'HD95 mm', 'ASD mm'],
+    ...summary.perClass.map((c) => {
+      const s = c.stats;
+      return [String(c.label), String(c.cases), `${fmt(s.dice.mean)}±${fmt(s.dice.std)}`, `${fmt(s.jaccard.mean)}±${fmt(s.jaccard.std)}`, `${fmt(s.hd95Mm.mean, 2)}±${fmt(s.hd95Mm.std, 2)}`, `${fmt(s.asdMm.mean, 2)}±${fmt(s.asdMm.std, 2)}`];
+    }),
+    ['mean', String(perCase.length), fmt(summary.mean.dice), fmt(summary.mean.jaccard), fmt(summary.mean.hd95Mm, 2), fmt(summary.mean.asdMm, 2)],
+  ];
+  const widths = rows[0].map((_, col) => Math.max(...rows.map((r) => r[col].length)));
+  for (const r of rows) process.stdout.write(`${r.map((cell, col) => cell.padEnd(widths[col])).join('  ').trimEnd()}\n`);
 });

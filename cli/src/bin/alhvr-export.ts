@@ -1,5 +1,6 @@
 // First import: disables onnxruntime-node's telemetry before anything can load the native library.
 import '@alhvr/inference/no-telemetry';
+import { InputError } from '@alhvr/core';
 import { writeFileAtomic } from '@alhvr/core/node';
 import { selectBackend } from '@alhvr/training';
 import { readFile, stat } from 'node:fs/promises';
@@ -79,6 +80,9 @@ await runCommand(COMMAND, async (args, { signal }) => {
     .parseAsync();
   const source = String(argv._[0]);
   if (argv.out.trim() === '') throw new UsageError('--out must not be empty');
+  // Checked before minutes of export: --out is the ONNX file itself, never a folder to write into.
+  const outInfo = await stat(argv.out).catch(() => undefined);
+  if (outInfo?.isDirectory()) throw new InputError('--out is a folder; give the ONNX file to write (e.g. model.onnx)', argv.out);
   if (argv.gamma !== undefined && !(argv.gamma > 0 && argv.gamma <= 1)) throw new UsageError(`--gamma must be in (0, 1], got ${argv.gamma}`);
   const slices = argv['parity-slices'];
   if (!Number.isInteger(slices) || slices < 0) throw new UsageError(`--parity-slices must be a whole number ≥ 0, got ${slices}`);

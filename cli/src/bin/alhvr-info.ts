@@ -3,8 +3,9 @@ import '@alhvr/inference/no-telemetry';
 import { commandLine } from '../lib/command-line.js';
 import { type ImageInfo, imageInfo } from '../lib/image-info.js';
 import { formatImageInfo, formatSkipped } from '../lib/format-info.js';
-import { expandInputs } from '../lib/inputs.js';
-import { runCommand, throwIfCancelled } from '../lib/run-command.js';
+import { expandInputs, type ImageSource, type SkippedFile } from '../lib/inputs.js';
+import { resolve } from 'node:path';
+import { errorLine, EXIT_FAILURE, runCommand, throwIfCancelled } from '../lib/run-command.js';
 
 const COMMAND = 'alhvr-info';
 
@@ -20,18 +21,51 @@ await runCommand(COMMAND, async (args, { signal }) => {
     .demandCommand(1, 'give at least one PATH')
     .parseAsync();
   const paths = argv._.map(String);
-  const { sources, skipped } = await expandInputs(paths, { signal });
+  // One unreadable file does not hide the others: each failure is its own error line (and an
+  // entry of "errors" in --json), the rest is listed, and the exit code says something failed.
+  const errors: { path: string; error: string }[] = [];
+  const fail = (path: string, err: unknown) => {
+    throwIfCancelled(signal);
+    const line = errorLine(COMMAND, err);
+    errors.push({ path, error: line.slice(`${COMMAND}: error: `.length) });
+    process.stderr.write(`${line}\n`);
+    if (argv.verbose && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+  };
+  const sources: ImageSource[] = [];
+  const skipped: SkippedFile[] = [];
+  const seen = new Set<string>();
+  for (const path of paths) {
+    throwIfCancelled(signal);
+    try {
+      const found = await expandInputs([path], { signal });
+      for (const source of found.sources) {
+        const key = source.kind === 'nifti' ? resolve(source.path) : `${source.series.id}|${source.series.files.join('|')}`;
+        if (!seen.has(key)) sources.push(source);
+        seen.add(key);
+      }
+      skipped.push(...found.skipped);
+    } catch (err) {
+      fail(path, err);
+    }
+  }
   const images: ImageInfo[] = [];
   for (const source of sources) {
     throwIfCancelled(signal);
-    const info = await imageInfo(source);
+    let info: ImageInfo;
+    try {
+      info = await imageInfo(source);
+    } catch (err) {
+      fail(source.kind === 'nifti' ? source.path : source.series.files[0], err);
+      continue;
+    }
     images.push(info);
     if (!argv.json) process.stdout.write(`${images.length > 1 ? '\n' : ''}${formatImageInfo(info)}\n`);
   }
-  if (argv.json) {
-    const doc = { images, skipped: { count: skipped.length, files: skipped } };
+  if (argv.json && (images.length > 0 || errors.length === 0)) {
+    const doc = { images, skipped: { count: skipped.length, files: skipped }, ...(errors.length ? { errors } : {}) };
     process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
-  } else if (skipped.length > 0 && !argv.quiet) {
+  } else if (!argv.json && skipped.length > 0 && !argv.quiet) {
     process.stdout.write(`\n${formatSkipped(skipped, argv.verbose)}\n`);
   }
+  return errors.length > 0 ? EXIT_FAILURE : 0;
 });

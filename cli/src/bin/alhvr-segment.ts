@@ -133,12 +133,14 @@ await runCommand(COMMAND, async (args, { signal }) => {
   const created = await prepareOutputFolder(options.output);
   let started = false;
   try {
-    const { sources, skipped } = await expandInputs(argv._.map(String), { signal });
+    // A dataset root holds labelsTr/ beside imagesTr/: label maps are not images to segment.
+    const { sources, skipped, labelMaps } = await expandInputs(argv._.map(String), { signal, skipLabelMaps: true });
     if (sources.length === 0) throw new InputError('no NIfTI files or DICOM series found in the inputs');
     const cases: CaseSource[] = sources.map((s) =>
       s.kind === 'nifti' ? { kind: 'nifti', path: s.path } : { kind: 'dicom-series', path: s.path, seriesId: s.series.id, files: s.series.files },
     );
     if (skipped.length) say(formatSkipped(skipped, argv.verbose));
+    if (labelMaps.length && argv.verbose) say(`${COMMAND}: left out ${labelMaps.length} label map(s) of an nnU-Net dataset (labelsTr/, labelsTs/)`);
     let progress: ReturnType<typeof createProgress> | undefined;
     started = true;
     const result = await runSegmentation(cases, {

@@ -44,10 +44,11 @@ await runCommand(COMMAND, async (args, { signal }) => {
     COMMAND,
     args,
     '--data DIR --out RUN_DIR [options]',
-    'Train two ALHVR students (semi-supervised: few labelled, many unlabeled scans). Defaults are the\n' +
-      'published ACDC recipe (30 000 iterations, batch 8+8, 256², widths 16..256); on a CPU start with\n' +
-      'smaller --patch, --widths and --batch. Writes RUN_DIR/config.json, metrics.jsonl and the\n' +
-      'checkpoints latest.ckpt, best-a.ckpt and best-b.ckpt. Ctrl-C saves latest.ckpt; --resume continues.',
+    // Paragraphs only (no hard line breaks): yargs wraps them to the terminal, so they stay aligned.
+    'Train two ALHVR students (semi-supervised: few labelled, many unlabeled scans). Defaults are the ' +
+      'published ACDC recipe (30 000 iterations, batch 8+8 labelled+unlabeled slices, 256², widths 16..256); on a CPU start with ' +
+      'smaller --patch, --widths and --batch. Writes RUN_DIR/config.json, metrics.jsonl and the ' +
+      'checkpoints latest.ckpt, best-a.ckpt and best-b.ckpt. Ctrl-C or SIGTERM saves latest.ckpt; --resume continues.',
   )
     .option('data', { type: 'string', description: 'Dataset folder (nnU-Net raw layout, or SSL4MIS ACDC HDF5 layout) [required, here or in --config]' })
     .option('out', { type: 'string', description: 'Run folder for config, metrics and checkpoints (created if missing) [required, here or in --config]' })
@@ -59,7 +60,7 @@ await runCommand(COMMAND, async (args, { signal }) => {
     .option('val-cases', { type: 'number', description: `nnU-Net: labelled cases held out for validation [default: ${d.valCases}]` })
     .option('unlabeled', { type: 'string', description: 'Extra folder of unlabeled NIfTI images' })
     .option('iterations', { type: 'number', description: `Training iterations [default: ${d.iterations}]` })
-    .option('batch', { type: 'string', description: `Labelled+unlabeled slices per batch [default: ${d.batchLabeled}+${d.batchUnlabeled}]` })
+    .option('batch', { type: 'string', description: `Training batch as L+U: labelled+unlabeled slices per iteration [default: ${d.batchLabeled}+${d.batchUnlabeled}]` })
     .option('patch', { type: 'number', description: `Slice size fed to the network, multiple of 16 [default: ${d.patch}]` })
     .option('widths', { type: 'string', description: `Five encoder widths [default: ${d.widths.join(',')}]` })
     .option('lr', { type: 'number', description: `SGD learning rate [default: ${d.lr}]` })

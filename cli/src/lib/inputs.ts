@@ -1,4 +1,4 @@
-import { basename, dirname, relative, resolve, sep } from 'node:path';
+import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { existsSync } from 'node:fs';
 import { type DicomSeriesSummary, InputError } from '@alhvr/core';
 import { scanDicom } from '@alhvr/core/node';
@@ -31,10 +31,30 @@ export interface ExpandedInputs {
   sources: ImageSource[];
   /** Files under the given folders that are neither NIfTI nor DICOM images. */
   skipped: SkippedFile[];
+  /** With `skipLabelMaps`: NIfTI files left out because they are an nnU-Net dataset's labels. */
+  labelMaps: string[];
 }
 
 export interface ExpandInputsOptions {
   signal?: AbortSignal;
+  /**
+   * Leave out NIfTI files in labelsTr/ or labelsTs/ of an nnU-Net dataset (a folder beside
+   * imagesTr/ or imagesTs/, or with dataset.json) found while searching a folder given above it.
+   */
+  skipLabelMaps?: boolean;
+}
+
+const NNUNET_LABEL_FOLDERS = new Set(['labelsTr', 'labelsTs']);
+
+/** Whether `file`, found under the searched folder `root`, is a label map of an nnU-Net dataset. */
+function isNnunetLabelMap(file: string, root: string): boolean {
+  const rel = relative(root, file).split(sep);
+  for (let n = 0; n < rel.length - 1; n++) {
+    if (!NNUNET_LABEL_FOLDERS.has(rel[n])) continue;
+    const datasetRoot = join(root, ...rel.slice(0, n));
+    if (['imagesTr', 'imagesTs', 'dataset.json'].some((f) => existsSync(join(datasetRoot, f)))) return true;
+  }
+  return false;
 }
 
 function stripPrefix(path: string, reason: string): string {
@@ -60,7 +80,7 @@ function seriesStem(series: DicomSeriesSummary): string {
   return sanitiseFileStem(parts.filter(present).join('_'), 'series');
 }
 
-async function expandOne(path: string, options: ExpandInputsOptions): Promise<{ found: (ImageSource & { stem: string })[]; skipped: SkippedFile[] }> {
+async function expandOne(path: string, options: ExpandInputsOptions): Promise<{ found: (ImageSource & { stem: string })[]; skipped: SkippedFile[]; labelMaps?: string[] }> {
   const st = await statInput(path);
   if (st.isFile()) {
     if (isNiftiPath(path)) return { found: [{ kind: 'nifti', id: '', stem: niftiStem(path), path }], skipped: [] };
@@ -74,7 +94,8 @@ async function expandOne(path: string, options: ExpandInputsOptions): Promise<{ 
   if (!st.isDirectory()) throw new InputError('not a file or folder', path);
   const files = await listFiles(path, { signal: options.signal });
   if (files.length === 0) throw new InputError('folder holds no files', path);
-  const nifti = files.filter(isNiftiPath);
+  const labelMaps = options.skipLabelMaps ? files.filter((f) => isNiftiPath(f) && isNnunetLabelMap(f, path)) : [];
+  const nifti = files.filter((f) => isNiftiPath(f) && !labelMaps.includes(f));
   const pairData = files.filter((f) => isPairImagePath(f) && hasHeaderSibling(f));
   const others = files.filter((f) => !isNiftiPath(f) && !pairData.includes(f));
   const scan = others.length ? await scanDicom(others) : { series: [], skipped: [] };
@@ -85,9 +106,10 @@ async function expandOne(path: string, options: ExpandInputsOptions): Promise<{ 
   ];
   if (found.length === 0) {
     const example = skipped[0] ? `, e.g. ${basename(skipped[0].path)}: ${skipped[0].reason}` : '';
-    throw new InputError(`no NIfTI files or DICOM series found (${skipped.length} file(s) skipped${example})`, path);
+    const labels = labelMaps.length ? `; ${labelMaps.length} nnU-Net label map(s) left out` : '';
+    throw new InputError(`no NIfTI files or DICOM series found (${skipped.length} file(s) skipped${example}${labels})`, path);
   }
-  return { found, skipped };
+  return { found, skipped, labelMaps };
 }
 
 /**
@@ -101,6 +123,7 @@ export async function expandInputs(paths: string[], options: ExpandInputsOptions
   if (paths.length === 0) throw new InputError('no input given');
   const found: (ImageSource & { stem: string })[] = [];
   const skipped: SkippedFile[] = [];
+  const labelMaps: string[] = [];
   const seen = new Set<string>();
   for (const path of paths) {
     if (options.signal?.aborted) break;
@@ -113,10 +136,11 @@ export async function expandInputs(paths: string[], options: ExpandInputsOptions
       found.push(source);
     }
     skipped.push(...result.skipped);
+    labelMaps.push(...(result.labelMaps ?? []));
   }
   const ids = uniqueNames(found.map((s) => s.stem));
   const sources = found.map(({ stem: _stem, ...source }, n) => ({ ...source, id: ids[n] }) as ImageSource);
-  return { sources, skipped };
+  return { sources, skipped, labelMaps };
 }
 
 /** The folder holding a series' files (their deepest common folder), for display. */
