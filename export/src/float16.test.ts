@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { Rng } from '@alhvr/core';
+import { PYTHON } from '../../test/support/python.js';
 import { fromFloat16Bits, toFloat16Array, toFloat16Bits } from './float16.js';
 
 describe('float16 conversion', () => {
@@ -25,7 +26,7 @@ describe('float16 conversion', () => {
   test('matches numpy float16 on random values across the range', () => {
     const rng = new Rng(5);
     const values = Float32Array.from({ length: 4000 }, () => (rng.next() < 0.5 ? -1 : 1) * 2 ** rng.uniform(-27, 17));
-    const r = spawnSync('/usr/bin/python3', ['-c', 'import sys,numpy as np; a=np.frombuffer(sys.stdin.buffer.read(),dtype="<f4"); sys.stdout.buffer.write(a.astype(np.float16).view("<u2").tobytes())'], {
+    const r = spawnSync(PYTHON, ['-c', 'import sys,numpy as np; a=np.frombuffer(sys.stdin.buffer.read(),dtype="<f4"); sys.stdout.buffer.write(a.astype(np.float16).view("<u2").tobytes())'], {
       input: Buffer.from(values.buffer),
       maxBuffer: 1 << 24,
     });

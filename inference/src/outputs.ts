@@ -34,7 +34,6 @@ export function parseFormats(value: string): Set<OutputFormat> {
 export interface CaseOutputOptions {
   formats: ReadonlySet<OutputFormat>;
   preview: boolean;
-  toolkitVersion?: string;
 }
 
 /**
@@ -72,7 +71,7 @@ export async function writeCaseOutputs(
     await writeDicomSegFile(join(caseDir, CASE_FILES.seg), result.label, classes, {
       seriesDescription: `ALHVR ${card.name}`.slice(0, 64),
       algorithmName: card.name.slice(0, 64),
-      algorithmVersion: opts.toolkitVersion ?? card.toolkit.version,
+      algorithmVersion: card.toolkit.version,
     });
     written.push(CASE_FILES.seg);
   }
