@@ -6,6 +6,7 @@ export * from './geometry/reorient.js';
 export * from './geometry/resample.js';
 export * from './model-card.js';
 export * from './quality.js';
+export * from './display.js';
 export * from './random.js';
 export * from './metrics/segmentation.js';
 export * from './normalise.js';

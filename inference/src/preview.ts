@@ -1,5 +1,5 @@
 import { PNG } from 'pngjs';
-import type { ModelCard, Orientation, Volume, VoxelArray } from '@alhvr/core';
+import { REGION_COLORS, displayWindow, type ModelCard, type Orientation, type RgbColor, type Volume, type VoxelArray } from '@alhvr/core';
 import { canonicalGrid, gatherPlane } from './canonical-grid.js';
 
 export interface PreviewOptions {
@@ -9,7 +9,6 @@ export interface PreviewOptions {
   tileSize?: number;
 }
 
-const REGION_COLORS: Record<number, [number, number, number]> = { 2: [255, 170, 0], 3: [230, 20, 20] };
 const GAP = 2;
 
 /** Evenly spaced slice indices over the slices containing foreground (all slices when there is none). */
@@ -33,24 +32,11 @@ export function previewSlices(label: Volume<Uint8Array>, orientation: Orientatio
   return [...new Set(out)];
 }
 
-/** 1st–99th percentile of a sample of the intensities: a display window robust to outliers. */
-function displayWindow(data: ArrayLike<number>): [number, number] {
-  const stride = Math.max(1, Math.floor(data.length / 100_000));
-  const sample = new Float64Array(Math.ceil(data.length / stride));
-  let count = 0;
-  for (let n = 0; n < data.length; n += stride) if (Number.isFinite(data[n])) sample[count++] = data[n];
-  if (!count) return [0, 1];
-  // A typed sort is numeric and needs no comparator calls: ~10× faster on 100k values.
-  const sorted = sample.subarray(0, count).sort();
-  const lo = sorted[Math.floor(0.01 * (count - 1))];
-  const hi = sorted[Math.ceil(0.99 * (count - 1))];
-  return hi > lo ? [lo, hi] : [lo, lo + 1];
-}
-
 /**
  * A PNG montage: for each chosen slice (canonical orientation, patient right on the left of
  * the screen), the image with the mask in class colours next to the image with regions 2
- * (orange, one student confident) and 3 (red, neither) highlighted.
+ * (orange, one student confident) and 3 (magenta, neither) highlighted, in core's REGION_COLORS
+ * and display window (the viewer's too).
  */
 export function renderPreview(
   image: Volume<VoxelArray>,
@@ -88,7 +74,7 @@ export function renderPreview(
   // Per-class and per-region overlay colours by value, so the pixel loop does no lookups.
   const classColor: ([number, number, number] | undefined)[] = new Array(256);
   for (const [value, color] of colors) if (value !== 0) classColor[value] = color;
-  const regionColor: ([number, number, number] | undefined)[] = new Array(256);
+  const regionColor: (RgbColor | undefined)[] = new Array(256);
   for (const [value, color] of Object.entries(REGION_COLORS)) regionColor[Number(value)] = color;
   const gray = new Float64Array(tw * th);
   const srcIndex = new Int32Array(tw * th);

@@ -1,13 +1,10 @@
-import type { ModelCard, Orientation, Volume, VoxelArray } from '@alhvr/core';
+import { REGION_COLORS, displayWindow as windowOf, type ModelCard, type Orientation, type Volume, type VoxelArray } from '@alhvr/core';
 import { canonicalGrid, gatherPlane, type CanonicalGrid } from '@alhvr/inference';
 
 export type OverlayKind = 'label' | 'region' | 'none';
 
-/** Region map colours: 1 (both students confident) stays clear so the image shows through. */
-export const REGION_COLORS: Readonly<Record<number, readonly [number, number, number]>> = {
-  2: [255, 190, 0],
-  3: [220, 0, 220],
-};
+/** The toolkit's region palette (core/src/display.ts): the same colours as preview.png. */
+export { REGION_COLORS };
 const REGION_COLOR_MAP: ReadonlyMap<number, readonly [number, number, number]> = new Map(
   Object.entries(REGION_COLORS).map(([value, color]) => [Number(value), color]),
 );
@@ -19,21 +16,9 @@ export interface SliceRendererOptions {
   opacity?: number;
 }
 
-/**
- * Grey-level window from the 0.5th and 99.5th percentiles of (a sample of at most 2^16 of) the
- * voxels, so a few hot voxels do not leave the whole slice dark.
- */
+/** The toolkit's grey-level window (core/src/display.ts) of an image: the same rule as preview.png. */
 export function displayWindow(image: Volume<VoxelArray>): [number, number] {
-  const data = image.data;
-  const step = Math.max(1, Math.floor(data.length / 65536));
-  const sample = new Float64Array(Math.ceil(data.length / step));
-  let n = 0;
-  for (let i = 0; i < data.length; i += step) if (Number.isFinite(data[i])) sample[n++] = data[i];
-  if (n === 0) return [0, 1];
-  const sorted = sample.subarray(0, n).sort();
-  const lo = sorted[Math.floor(0.005 * (n - 1))];
-  const hi = sorted[Math.ceil(0.995 * (n - 1))];
-  return hi > lo ? [lo, hi] : [lo, lo + 1];
+  return windowOf(image.data);
 }
 
 /**
