@@ -1,6 +1,6 @@
 // First import: disables onnxruntime-node's telemetry before anything can load the native library.
 import '@alhvr/inference/no-telemetry';
-import { InputError } from '@alhvr/core';
+import { InputError, spearman } from '@alhvr/core';
 import { writeFileAtomic } from '@alhvr/core/node';
 import { selectBackend } from '@alhvr/training';
 import { readFile, stat } from 'node:fs/promises';
@@ -46,6 +46,8 @@ function formatCalibration(c: CalibrationResult): string {
     `  γ ${c.card.regions.gamma} (${k.gammaRule}; the β rule would give ${k.betaRuleGamma})`,
     `  wrongly labelled voxels in region 1/2/3: ${k.regionErrorRates.map(pct).join(' / ')}`,
     `  verdict thresholds on predicted Dice: accept ≥ ${q.acceptDice}, reject < ${q.rejectDice}`,
+    `  quality model on the calibration cases (in-sample): Spearman ρ ${spearman(c.cases.map((x) => x.predictedDice), c.cases.map((x) => x.dice)).toFixed(3)}, ` +
+      `mean |predicted − true Dice| ${(c.cases.reduce((s, x) => s + Math.abs(x.predictedDice - x.dice), 0) / c.cases.length).toFixed(3)}`,
   ].join('\n');
 }
 
@@ -56,7 +58,9 @@ await runCommand(COMMAND, async (args, { signal }) => {
     'RUN_DIR|CHECKPOINT --out model.onnx [--students both|a|b] [--fp16]',
     'Export trained ALHVR students to one ONNX model (opset 17, NCHW, dynamic batch and plane size) carrying ' +
       'its model card, after checking it against TensorFlow.js on phantom slices. From a run folder each ' +
-      'student comes from its best validation checkpoint and γ from the last iteration.',
+      'student comes from its best validation checkpoint. A two-student export is calibrated on labelled volumes the ' +
+      'students did not train on (the run\'s validation cases, or --calibration DIR): temperature, region γ, the ' +
+      'case-quality model and verdict thresholds go into the card.',
   )
     .positional('source', { type: 'string', description: 'Training run folder or .ckpt file' })
     .option('out', { alias: 'o', type: 'string', demandOption: true, description: 'ONNX file to write' })
