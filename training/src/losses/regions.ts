@@ -1,6 +1,8 @@
 /**
  * Confidence threshold γ and the Ω1/Ω2/Ω3 regions of the unlabeled pixels (released
- * train_ALHVR_acdc.py). All outputs are constants for autograd.
+ * train_ALHVR_acdc.py). All outputs are constants for autograd. The tfjs form of core's
+ * plain-array rule (core/src/quality.ts: `betaQuantileMean`, `REGION` ids: Ω1 = reliable,
+ * Ω2 = unstable, Ω3 = unreliable) that export and inference apply; regions.test.ts holds them equal.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { InputError } from '@alhvr/core';
