@@ -3,7 +3,8 @@ import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writePhantomDataset } from '@alhvr/core/node';
+import { Volume } from '@alhvr/core';
+import { readNiftiFile, writeNiftiFile, writePhantomDataset } from '@alhvr/core/node';
 import { runCli, stderrLines } from './cli-harness.js';
 
 let tmp: string;
@@ -37,6 +38,48 @@ describe('alhvr-segment', () => {
     const r = await runCli('alhvr-segment', [input, '--out', out, '--quiet']);
     expect(r.code, r.stderr).toBe(0);
     expect(readdirSync(out).filter((f) => !f.includes('.')).sort()).toEqual(['Müller', '山田太郎']);
+  });
+});
+
+describe('alhvr-segment on a 4D NIfTI (cine MR)', () => {
+  let cine: string;
+  beforeAll(async () => {
+    const image = await readNiftiFile(join(dataset, 'imagesTr', 'phantom_000_0000.nii.gz'));
+    const frame = Float32Array.from(image.data);
+    const data = new Float32Array(frame.length * 3);
+    for (let t = 0; t < 3; t++) data.set(frame.map((v) => v * (1 + 0.1 * t)), t * frame.length);
+    cine = join(tmp, 'cine.nii.gz');
+    await writeNiftiFile(cine, new Volume({ data, dims: image.dims, affine: image.affine, frames: 3 }));
+  });
+  const summaryRows = (out: string) => {
+    const [header, ...rows] = readFileSync(join(out, 'summary.csv'), 'utf8').trim().split('\n');
+    const col = header.split(',').indexOf('warnings');
+    return rows.map((r) => ({ id: r.split(',')[0], status: r.split(',')[1], warnings: r.split(',')[col] }));
+  };
+
+  it('by default segments volume 0 and says so on the terminal and in summary.csv', async () => {
+    const out = join(tmp, 'cine-default');
+    const r = await runCli('alhvr-segment', [cine, '--out', out]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain('case cine: warning: 4D file with 3 volumes; using volume 0');
+    expect(summaryRows(out)).toEqual([{ id: 'cine', status: 'ok', warnings: '4D file with 3 volumes; using volume 0' }]);
+  });
+
+  it('--volume all makes every volume a case <id>_t<N>; --volume N picks one; a bad N fails that case', async () => {
+    const all = join(tmp, 'cine-all');
+    const r = await runCli('alhvr-segment', [cine, '--out', all, '--volume', 'all', '--quiet']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(summaryRows(all).map((x) => x.id).sort()).toEqual(['cine_t0', 'cine_t1', 'cine_t2']);
+    const one = join(tmp, 'cine-one');
+    expect((await runCli('alhvr-segment', [cine, '--out', one, '--volume', '2', '--quiet'])).code).toBe(0);
+    const mask = (dir: string) => readFileSync(join(dir, 'mask.nii.gz'));
+    expect(mask(join(one, 'cine')).equals(mask(join(all, 'cine_t2')))).toBe(true);
+    const beyond = await runCli('alhvr-segment', [cine, '--out', join(tmp, 'cine-beyond'), '--volume', '7']);
+    expect(beyond.code).toBe(1);
+    expect(beyond.stderr).toMatch(/case cine failed: .*volume index 7 is out of range: the file has 3 volume/);
+    const bad = await runCli('alhvr-segment', [cine, '--out', join(tmp, 'cine-bad'), '--volume', 'last']);
+    expect(bad.code).toBe(2);
+    expect(stderrLines(bad)).toEqual(['alhvr-segment: error: --volume must be a volume index (0, 1, …) or "all" (got "last")']);
   });
 });
 

@@ -42,6 +42,8 @@ export interface ManifestEntry {
   outputs: string[];
   timingsMs: Record<string, number>;
   summary?: CaseSummary;
+  /** What reading the input noticed (e.g. "4D file with 30 volumes; using volume 0"). */
+  warnings?: string[];
   finishedAt: string;
 }
 
@@ -208,6 +210,8 @@ const SUMMARY_COLUMNS = [
   'reasons',
   'error',
   'input',
+  // Last, so adding it moved no column a reader indexes.
+  'warnings',
 ] as const;
 
 function csvField(v: unknown): string {
@@ -252,6 +256,7 @@ export function summaryCsv(entries: Iterable<ManifestEntry>): string {
       s?.reasons,
       e.error,
       e.input,
+      e.warnings?.join('; '),
     ]
       .map(csvField)
       .join(',');

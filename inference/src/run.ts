@@ -3,7 +3,7 @@ import { constants } from 'node:fs';
 import { access, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { InputError, parseDicomInstance, type Volume, type VoxelArray } from '@alhvr/core';
-import { readDicomSeries, readNiftiFile, writeFileAtomic } from '@alhvr/core/node';
+import { readDicomSeries, readNiftiFile, readNiftiHeaderFile, writeFileAtomic } from '@alhvr/core/node';
 import { anonymousCaseId, dicomCaseStem, sanitiseCaseId, uniqueCaseIds, type Shard } from './case-id.js';
 import type { DeviceRequest } from './device.js';
 import { readManifest, recordManifestEntry, writeSummary, type LockWaitReporter, type ManifestEntry } from './manifest.js';
@@ -14,7 +14,14 @@ import { openModelFile, type OpenedModel } from './session-node.js';
 
 /** One image to segment, as found by input expansion. */
 export type CaseSource =
-  | { kind: 'nifti'; path: string }
+  | {
+      kind: 'nifti';
+      path: string;
+      /** Volume of a 4D file to segment (default 0); see expandVolumes. */
+      volume?: number;
+      /** Appended to the case id, e.g. "_t3" for volume 3 of a cine series segmented with --volume all. */
+      idSuffix?: string;
+    }
   | { kind: 'dicom-series'; path: string; seriesId: string; files: string[] };
 
 export interface SegmentCase {
@@ -77,8 +84,8 @@ export async function assignCaseIds(sources: CaseSource[], anonymize = false): P
     let readable: string;
     let key: string;
     if (source.kind === 'nifti') {
-      readable = basename(source.path).replace(NIFTI_EXT, '');
-      key = resolve(source.path);
+      readable = basename(source.path).replace(NIFTI_EXT, '') + (source.idSuffix ?? '');
+      key = resolve(source.path) + (source.volume === undefined ? '' : `#${source.volume}`);
     } else {
       // An unreadable first file must not stop the run here: the case fails (and is recorded) when read.
       readable = dicomCaseStem(await readDicomTags(source.files[0]).catch(() => ({})));
@@ -136,11 +143,45 @@ export async function hashCaseInput(source: CaseSource): Promise<string> {
     h.update(`${basename(f)}\0${bytes.length}\0`);
     h.update(bytes);
   }
+  // Another volume of the same file is another input: resume must not take one for the other.
+  if (source.kind === 'nifti' && source.volume !== undefined) h.update(`volume\0${source.volume}`);
   return h.digest('hex');
 }
 
+/** Which volumes of 4D NIfTI files become cases: one index for every file, or each volume its own case. */
+export type VolumeSelection = number | 'all';
+
+export function parseVolumeSelection(text: string): VolumeSelection {
+  if (text.trim() === 'all') return 'all';
+  if (!/^\s*\d+\s*$/.test(text)) throw new InputError(`--volume must be a volume index (0, 1, …) or "all" (got "${text}")`);
+  return Number(text);
+}
+
+/**
+ * Apply --volume to NIfTI cases: an index selects that volume of every file (a file without it
+ * becomes a failed case); "all" makes each volume of a 4D file its own case, `<id>_t<N>` (cine MR:
+ * every phase). A header that cannot be read leaves the case as it is, to fail and be recorded
+ * when it is read.
+ */
+export async function expandVolumes(sources: CaseSource[], selection: VolumeSelection | undefined): Promise<CaseSource[]> {
+  if (selection === undefined) return sources;
+  const out: CaseSource[] = [];
+  for (const source of sources) {
+    if (source.kind !== 'nifti') {
+      out.push(source);
+    } else if (selection !== 'all') {
+      out.push({ ...source, volume: selection });
+    } else {
+      const volumes = await readNiftiHeaderFile(source.path).then((h) => h.volumes, () => 1);
+      if (volumes <= 1) out.push(source);
+      else for (let t = 0; t < volumes; t++) out.push({ ...source, volume: t, idSuffix: `_t${t}` });
+    }
+  }
+  return out;
+}
+
 export function loadCase(source: CaseSource): Promise<Volume<VoxelArray>> {
-  return source.kind === 'nifti' ? readNiftiFile(source.path) : readDicomSeries(source.files, { seriesUID: source.seriesId });
+  return source.kind === 'nifti' ? readNiftiFile(source.path, { volumeIndex: source.volume }) : readDicomSeries(source.files, { seriesUID: source.seriesId });
 }
 
 function expectedOutputs(opts: RunOptions, kind: CaseSource['kind'], twoStudents: boolean): string[] {
@@ -296,7 +337,7 @@ export async function runSegmentation(sources: CaseSource[], opts: RunOptions): 
       }
       const ctx: CaseContext = { c, inputHash, started, timingsMs, ...segmented };
       pending = writeCase(ctx, dir, opts, opened, triage).then(
-        (entry) => ({ entry }),
+        (entry) => ({ entry: withWarnings(entry, segmented.image.meta.warnings) }),
         (error: unknown) => ({ error }),
       );
       if (outputBytes(segmented.result) > OVERLAP_MAX_OUTPUT_BYTES && (await drain())) break;
@@ -326,6 +367,11 @@ async function readAndSegment(
   });
   Object.assign(timingsMs, result.timings);
   return { image, result };
+}
+
+/** A case's reading warnings (4D file, oblique grid, …) travel with its manifest entry to the terminal and summary.csv. */
+function withWarnings(entry: ManifestEntry, warnings: readonly string[] | undefined): ManifestEntry {
+  return warnings?.length && entry.status === 'ok' ? { ...entry, warnings: [...warnings] } : entry;
 }
 
 /** Above this many bytes of maps a case is written before the next one starts: memory stays at one large case. */

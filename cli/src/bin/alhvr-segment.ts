@@ -7,9 +7,11 @@ import { InputError } from '@alhvr/core';
 import {
   DEFAULT_TRIAGE,
   describeLockHolder,
+  expandVolumes,
   parseDeviceRequest,
   parseFormats,
   parseShard,
+  parseVolumeSelection,
   prepareOutputFolder,
   runSegmentation,
   validateRunOptions,
@@ -75,6 +77,7 @@ await runCommand(COMMAND, async (args, { signal }) => {
     .option('formats', { type: 'string', default: 'nifti,dicom-seg', description: 'Output formats: nifti, dicom-seg (SEG only for DICOM input)' })
     .option('save-probabilities', { type: 'boolean', default: false, description: 'Also write probabilities.nii.gz (4D, one frame per class)' })
     .option('preview', { type: 'boolean', default: true, description: 'Write preview.png (disable with --no-preview)' })
+    .option('volume', { type: 'string', description: '4D NIfTI: volume index to segment (0, 1, …), or "all" to make every volume a case <id>_t<N> (cine MR) [default: 0, with a warning]' })
     .option('gamma-mode', { type: 'string', default: 'model', choices: ['model', 'volume'], description: 'Region threshold γ: from the model card, or the β-quantile rule per volume' })
     .option('resume', { type: 'boolean', default: false, description: 'Skip cases already done with the same input and model' })
     .option('shard', { type: 'string', description: 'Process shard i of n (1-based "i/n"), partitioned by case id' })
@@ -86,7 +89,7 @@ await runCommand(COMMAND, async (args, { signal }) => {
     .option('accept-confidence', { type: 'number', default: DEFAULT_TRIAGE.acceptMeanConfidence, description: 'Triage: accept needs at least this foreground mean confidence' })
     .option('reject-unreliable', { type: 'number', default: DEFAULT_TRIAGE.rejectUnreliableFraction, description: 'Triage: reject above this fraction of foreground in region 3' })
     .option('reject-confidence', { type: 'number', default: DEFAULT_TRIAGE.rejectMeanConfidence, description: 'Triage: reject below this foreground mean confidence' })
-    .group(['out', 'model', 'device', 'slice-batch', 'threads', 'formats', 'save-probabilities', 'preview', 'gamma-mode'], 'Segmentation:')
+    .group(['out', 'model', 'device', 'slice-batch', 'threads', 'formats', 'save-probabilities', 'preview', 'volume', 'gamma-mode'], 'Segmentation:')
     .group(['resume', 'shard', 'fail-fast', 'anonymize-ids'], 'Batch runs:')
     .group(['accept-dice', 'reject-dice', 'accept-reliable', 'accept-confidence', 'reject-unreliable', 'reject-confidence'], 'Triage:')
     .demandCommand(1, 'give at least one INPUT')
@@ -127,6 +130,7 @@ await runCommand(COMMAND, async (args, { signal }) => {
     signal,
   };
   asUsageError(() => validateRunOptions(options));
+  const volumes = argv.volume === undefined ? undefined : asUsageError(() => parseVolumeSelection(argv.volume!));
   const say = (line: string) => {
     if (!argv.quiet) process.stderr.write(`${line}\n`);
   };
@@ -136,8 +140,11 @@ await runCommand(COMMAND, async (args, { signal }) => {
     // A dataset root holds labelsTr/ beside imagesTr/: label maps are not images to segment.
     const { sources, skipped, labelMaps } = await expandInputs(argv._.map(String), { signal, skipLabelMaps: true });
     if (sources.length === 0) throw new InputError('no NIfTI files or DICOM series found in the inputs');
-    const cases: CaseSource[] = sources.map((s) =>
-      s.kind === 'nifti' ? { kind: 'nifti', path: s.path } : { kind: 'dicom-series', path: s.path, seriesId: s.series.id, files: s.series.files },
+    const cases: CaseSource[] = await expandVolumes(
+      sources.map((s) =>
+        s.kind === 'nifti' ? { kind: 'nifti', path: s.path } : { kind: 'dicom-series', path: s.path, seriesId: s.series.id, files: s.series.files },
+      ),
+      volumes,
     );
     if (skipped.length) say(formatSkipped(skipped, argv.verbose));
     if (labelMaps.length && argv.verbose) say(`${COMMAND}: left out ${labelMaps.length} label map(s) of an nnU-Net dataset (labelsTr/, labelsTs/)`);
@@ -154,6 +161,7 @@ await runCommand(COMMAND, async (args, { signal }) => {
       },
       onCaseDone: (entry, wasSkipped) => {
         if (entry.status === 'failed') say(`${COMMAND}: case ${entry.caseId} failed: ${entry.error}`);
+        else if (!wasSkipped) for (const w of entry.warnings ?? []) say(`${COMMAND}: case ${entry.caseId}: warning: ${w}`);
         else if (argv.verbose) say(`${entry.caseId}: ${wasSkipped ? 'already done' : entry.summary?.verdict}`);
         progress?.tick();
       },
