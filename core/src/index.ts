@@ -2,6 +2,7 @@
 export * from './geometry/affine.js';
 export * from './volume.js';
 export * from './errors.js';
+export * from './version.js';
 export * from './geometry/reorient.js';
 export * from './geometry/resample.js';
 export * from './model-card.js';

@@ -1,17 +1,15 @@
-/** Node-only: the toolkit version and, when run from a git checkout, the commit. */
+/** Node-only: the toolkit version (core's TOOLKIT_VERSION) and, when run from a git checkout, the commit. */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { ModelCard } from '@alhvr/core';
+import { TOOLKIT_VERSION, type ModelCard } from '@alhvr/core';
 
 export function toolkitInfo(): ModelCard['toolkit'] {
-  // src/ and dist/ both sit one level below export/package.json.
-  const pkgUrl = new URL('../package.json', import.meta.url);
-  const version = (JSON.parse(readFileSync(pkgUrl, 'utf8')) as { version: string }).version;
+  const version = TOOLKIT_VERSION;
   let gitCommit: string | undefined;
   try {
     const out = execFileSync('git', ['rev-parse', 'HEAD'], {
-      cwd: fileURLToPath(new URL('.', pkgUrl)),
+      // src/ and dist/ both sit one level below the export package's folder.
+      cwd: fileURLToPath(new URL('..', import.meta.url)),
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'ignore'],
     }).trim();

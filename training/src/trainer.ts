@@ -6,7 +6,7 @@
 import { appendFile, mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { InputError, Rng, type RngState } from '@alhvr/core';
+import { InputError, Rng, TOOLKIT_VERSION, type RngState } from '@alhvr/core';
 import { writeFileAtomic } from '@alhvr/core/node';
 import { selectBackend } from './backend/select-backend.js';
 import { guardStepMemory } from './backend/out-of-memory.js';
@@ -24,8 +24,6 @@ import { ceLoss, diceLoss, oneHotLabels } from './losses/supervised.js';
 import { Sgd } from './sgd.js';
 import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { validate, type ValidationResult } from './validate.js';
-
-export const TOOLKIT_VERSION = '0.1.0';
 
 /** Everything besides tensors that a checkpoint must restore for an exact resume. */
 export interface TrainState {

@@ -3,6 +3,7 @@ import type { DicomSeriesMeta, Volume } from '../volume.js';
 import type { Vec3 } from '../geometry/affine.js';
 import { InputError } from '../errors.js';
 import { newUid } from './uid.js';
+import { TOOLKIT_VERSION } from '../version.js';
 
 /** A coded concept (DICOM Code Sequence item), e.g. SCT 10200004 "Liver". */
 export interface CodedConcept {
@@ -41,7 +42,6 @@ export const SEGMENTATION_SOP_CLASS_UID = '1.2.840.10008.5.1.4.1.1.66.4';
 const EXPLICIT_VR_LITTLE_ENDIAN = '1.2.840.10008.1.2.1';
 // Fixed identity of this writer in the File Meta header (a UUID-derived UID minted once for it).
 const IMPLEMENTATION_CLASS_UID = '2.25.175149127545411993304652585446954910218';
-const TOOLKIT_VERSION = '0.1.0';
 
 const sct = (codeValue: string, codeMeaning: string): CodedConcept => ({
   codeValue,
