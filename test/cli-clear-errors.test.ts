@@ -5,7 +5,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Volume } from '@alhvr/core';
 import { readNiftiFile, writeNiftiFile, writePhantomDataset } from '@alhvr/core/node';
+import { readManifest } from '@alhvr/inference/node';
 import { runCli, stderrLines } from './cli-harness.js';
+import { daikonSeries } from './fixtures.js';
 
 let tmp: string;
 let dataset: string;
@@ -38,6 +40,21 @@ describe('alhvr-segment', () => {
     const r = await runCli('alhvr-segment', [input, '--out', out, '--quiet']);
     expect(r.code, r.stderr).toBe(0);
     expect(readdirSync(out).filter((f) => !f.includes('.')).sort()).toEqual(['Müller', '山田太郎']);
+  });
+});
+
+describe('alhvr-segment on DICOM', () => {
+  it("records a series under its own folder, not the folder searched", async () => {
+    const studies = join(tmp, 'studies');
+    const series = join(studies, 'patient-a', 'series-7');
+    mkdirSync(series, { recursive: true });
+    for (const f of readdirSync(daikonSeries)) copyFileSync(join(daikonSeries, f), join(series, f));
+    const out = join(tmp, 'dicom-out');
+    const r = await runCli('alhvr-segment', [studies, '--out', out, '--quiet', '--formats', 'nifti']);
+    expect(r.code, r.stderr).toBe(0);
+    const [entry] = [...(await readManifest(out)).values()];
+    expect(entry.kind).toBe('dicom-series');
+    expect(entry.input).toBe(series);
   });
 });
 

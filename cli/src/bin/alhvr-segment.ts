@@ -22,7 +22,7 @@ import {
 import { commandLine } from '../lib/command-line.js';
 import { removeEmptyFolders } from '../lib/folders.js';
 import { formatSkipped } from '../lib/format-info.js';
-import { expandInputs } from '../lib/inputs.js';
+import { expandInputs, seriesFolder } from '../lib/inputs.js';
 import { createProgress } from '../lib/progress.js';
 import { runCommand, UsageError } from '../lib/run-command.js';
 
@@ -64,7 +64,7 @@ await runCommand(COMMAND, async (args, { signal }) => {
     args,
     'INPUT... --out DIR [options]',
     'Segment NIfTI files and DICOM series (folders are searched recursively) with an ALHVR ONNX model. Per case, ' +
-      'DIR/<case-id>/ receives mask.nii.gz, confidence.nii.gz, region.nii.gz (1 both students confident, 2 one, 3 neither), ' +
+      'DIR/<case-id>/ receives mask.nii.gz, confidence.nii.gz, region.nii.gz (1 reliable: both students above γ, 2 unstable: exactly one, 3 unreliable: neither), ' +
       'seg.dcm for DICOM input, preview.png and report.json; DIR/manifest.jsonl and DIR/summary.csv (most unreliable first) list every case.',
   )
     .option('out', { alias: ['o', 'output'], type: 'string', demandOption: true, description: 'Output folder (created if missing)' })
@@ -142,7 +142,9 @@ await runCommand(COMMAND, async (args, { signal }) => {
     if (sources.length === 0) throw new InputError('no NIfTI files or DICOM series found in the inputs');
     const cases: CaseSource[] = await expandVolumes(
       sources.map((s) =>
-        s.kind === 'nifti' ? { kind: 'nifti', path: s.path } : { kind: 'dicom-series', path: s.path, seriesId: s.series.id, files: s.series.files },
+        // A series is named by its own folder, not the folder searched: two series found under one
+        // INPUT then differ in the manifest's and report's input.
+        s.kind === 'nifti' ? { kind: 'nifti', path: s.path } : { kind: 'dicom-series', path: seriesFolder(s.series), seriesId: s.series.id, files: s.series.files },
       ),
       volumes,
     );
