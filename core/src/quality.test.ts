@@ -98,5 +98,6 @@ describe('estimateQuality', () => {
     const tiny = signals({}, 1.2);
     expect(volumeOutlier(tiny, model.volumes)).toBeGreaterThan(4);
     expect(estimateQuality(tiny, model).outOfDomain.join()).toMatch(/volumes/);
+    expect(estimateQuality(signals({}, 0), model).outOfDomain).toEqual(["none of the model's structures was found"]);
   });
 });

@@ -256,7 +256,9 @@ export function estimateQuality(signals: CaseSignals, model: QualityModel): Qual
     const v = signals.intensity[key];
     if (v < lo || v > hi) outOfDomain.push(`image intensity ${key} ${v.toFixed(3)} outside the calibration range [${lo.toFixed(3)}, ${hi.toFixed(3)}]`);
   }
-  if (outlier > model.maxVolumeOutlier) {
+  if (signals.classes.every((c) => c.value === 0 || c.volumeMl === 0)) {
+    outOfDomain.push('none of the model\'s structures was found');
+  } else if (outlier > model.maxVolumeOutlier) {
     outOfDomain.push(`predicted structure volumes unlike the calibration data (|z| ${outlier.toFixed(1)} > ${model.maxVolumeOutlier})`);
   }
   return {
