@@ -48,6 +48,11 @@ export interface AlhvrLossOptions {
   protoCe?: ProtoCeReduction;
   /** Regions receiving the unsupervised terms (default [1, 2, 3], as published). */
   regions?: readonly number[];
+  /**
+   * Per-pixel weights [Bl, H, W] of the labelled part for the supervised terms (CE and Dice):
+   * 1 for true labels, the pseudo-label weighting for pseudo-labelled slices. Absent = all ones.
+   */
+  labelWeight?: tf.Tensor3D;
 }
 
 export interface AlhvrLossTerms {
@@ -80,7 +85,7 @@ export interface AlhvrLossTerms {
   weight: number;
 }
 
-function checkShapes(a: StudentOutputs, b: StudentOutputs, labels: tf.Tensor3D, bl: number): void {
+function checkShapes(a: StudentOutputs, b: StudentOutputs, labels: tf.Tensor3D, bl: number, labelWeight?: tf.Tensor3D): void {
   const [n, h, w, c] = a.logits.shape;
   const same = (x: tf.Tensor, shape: number[], what: string) => {
     if (!tf.util.arraysEqual(x.shape, shape)) throw new InputError(`alhvrLoss: ${what} has shape [${x.shape}], expected [${shape}]`);
@@ -95,6 +100,7 @@ function checkShapes(a: StudentOutputs, b: StudentOutputs, labels: tf.Tensor3D, 
     throw new InputError(`alhvrLoss: labeledCount must be in [1, ${n - 1}] for a batch of ${n}, got ${bl}`);
   }
   same(labels, [bl, h, w], 'labels');
+  if (labelWeight) same(labelWeight, [bl, h, w], 'labelWeight');
 }
 
 const head = (x: tf.Tensor4D, n: number) => tf.slice(x, [0, 0, 0, 0], [n, -1, -1, -1]);
@@ -102,7 +108,7 @@ const tail = (x: tf.Tensor4D, n: number) => tf.slice(x, [n, 0, 0, 0], [-1, -1, -
 
 export function alhvrLoss(a: StudentOutputs, b: StudentOutputs, labels: tf.Tensor3D, options: AlhvrLossOptions): AlhvrLossTerms {
   const bl = options.labeledCount;
-  checkShapes(a, b, labels, bl);
+  checkShapes(a, b, labels, bl, options.labelWeight);
   const weight = rampWeight(options.iteration, options.consistency ?? 0.1, 200, (options.rampIterations ?? 30_000) / 200);
   const terms = tf.tidy(() => {
     const numClasses = a.logits.shape[3];
@@ -112,9 +118,9 @@ export function alhvrLoss(a: StudentOutputs, b: StudentOutputs, labels: tf.Tenso
     const qB = tf.softmax(b.logitsAux, -1);
 
     const onehot = oneHotLabels(labels, numClasses);
-    const dice = { variant: options.diceLoss ?? 'released' };
-    const ceA = ceLoss(head(a.logits, bl), labels);
-    const ceB = ceLoss(head(b.logits, bl), labels);
+    const dice = { variant: options.diceLoss ?? 'released', weight: options.labelWeight };
+    const ceA = ceLoss(head(a.logits, bl), labels, options.labelWeight);
+    const ceB = ceLoss(head(b.logits, bl), labels, options.labelWeight);
     const diceA = diceLoss(head(pA, bl), onehot, dice);
     const diceB = diceLoss(head(pB, bl), onehot, dice);
     const supA = tf.add(ceA, diceA) as tf.Scalar;

@@ -9,12 +9,22 @@ export function oneHotLabels(labels: tf.Tensor3D, numClasses: number): tf.Tensor
   return tf.cast(tf.oneHot(tf.cast(labels, 'int32'), numClasses), 'float32') as tf.Tensor4D;
 }
 
-/** Mean pixel-wise cross-entropy of softmax(logits) against labels (torch F.cross_entropy). */
-export function ceLoss(logits: tf.Tensor4D, labels: tf.Tensor3D): tf.Scalar {
+/**
+ * Mean pixel-wise cross-entropy of softmax(logits) against labels (torch F.cross_entropy).
+ *
+ * With a per-pixel `weight` [B, H, W] (pseudo-labels: 1 reliable, less where the label is less
+ * trustworthy, 0 ignored) it is Σ w·ce / Σ w — torch's weighted/ignore_index mean — so a pixel
+ * of weight 0 contributes nothing, not even to the denominator, and all-ones weights give the
+ * plain mean exactly. A batch whose weights are all 0 has loss 0.
+ */
+export function ceLoss(logits: tf.Tensor4D, labels: tf.Tensor3D, weight?: tf.Tensor3D): tf.Scalar {
   return tf.tidy(() => {
     const logp = tf.logSoftmax(logits, -1);
     const onehot = oneHotLabels(labels, logits.shape[3]);
-    return tf.neg(tf.mean(tf.sum(tf.mul(onehot, logp), -1))) as tf.Scalar;
+    const perPixel = tf.neg(tf.sum(tf.mul(onehot, logp), -1));
+    if (!weight) return tf.mean(perPixel) as tf.Scalar;
+    // max(Σw, tiny) keeps an all-zero batch at 0/tiny = 0 instead of NaN.
+    return tf.div(tf.sum(tf.mul(perPixel, weight)), tf.maximum(tf.sum(weight), 1e-12)) as tf.Scalar;
   });
 }
 
@@ -27,6 +37,11 @@ export interface DiceOptions {
    * 'standard' (SSL4MIS DiceLoss): per class 1 − (2Σpg + 1e-5) / (Σp² + Σg² + 1e-5).
    */
   variant?: DiceVariant;
+  /**
+   * Per-pixel weights [B, H, W]: every sum (Σpg, Σp², Σg²) runs over w·(…), so a pixel of weight
+   * 0 has no influence and no gradient, and all-ones weights give the unweighted loss.
+   */
+  weight?: tf.Tensor3D;
 }
 
 /**
@@ -37,8 +52,10 @@ export function diceLoss(p: tf.Tensor4D, onehot: tf.Tensor4D, options: DiceOptio
   const variant = options.variant ?? 'released';
   return tf.tidy(() => {
     const axes = [0, 1, 2];
-    const intersect = tf.sum(tf.mul(p, onehot), axes);
-    const denom = tf.add(tf.sum(tf.mul(p, p), axes), tf.sum(tf.mul(onehot, onehot), axes));
+    const w = options.weight ? tf.expandDims(options.weight, -1) : undefined;
+    const weighted = (x: tf.Tensor) => (w ? tf.mul(x, w) : x);
+    const intersect = tf.sum(weighted(tf.mul(p, onehot)), axes);
+    const denom = tf.add(tf.sum(weighted(tf.mul(p, p)), axes), tf.sum(weighted(tf.mul(onehot, onehot)), axes));
     const ratio =
       variant === 'released'
         ? tf.div(intersect, tf.add(denom, 1e-10))
