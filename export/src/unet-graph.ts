@@ -1,8 +1,10 @@
 /**
  * Emits one student's clean branch (eval mode: BatchNorm folded, no dropout, no perturbed
- * auxiliary decoder) as channels-first ONNX nodes.
+ * auxiliary decoder) as channels-first ONNX nodes, walking training's network spec
+ * (training/src/model/unet-spec.ts) as the tfjs model does.
  */
-import { LEAKY_SLOPE, type FoldedUNet } from './unet-weights.js';
+import { LEAKY_SLOPE, type ConvBlockSpec, type ConvLayerSpec } from '@alhvr/training';
+import type { FoldedUNet } from './unet-weights.js';
 import type { ElemType, OnnxGraphBuilder } from './onnx-graph-builder.js';
 
 /** Emit the network on `input` ([N, 1, H, W]); returns the logits tensor name ([N, C, H, W]). */
@@ -23,29 +25,33 @@ export function emitUNet(g: OnnxGraphBuilder, net: FoldedUNet, input: string, pr
     });
   };
   const leaky = (x: string): string => g.op('LeakyRelu', [x], g.fresh(`${x}.act`), { alpha: { float: LEAKY_SLOPE } });
-  const block = (p: string, x: string): string => leaky(conv(`${p}.conv2`, leaky(conv(`${p}.conv1`, x))));
+  // A conv whose BatchNorm is folded into it keeps the LeakyReLU that followed the BatchNorm.
+  const layer = (l: ConvLayerSpec, x: string): string => (l.bn ? leaky(conv(l.name, x)) : conv(l.name, x));
+  const block = (b: ConvBlockSpec, x: string): string => layer(b.conv2, layer(b.conv1, x));
 
+  const { spec } = net;
   const feats: string[] = [];
   let h = input;
-  for (let l = 0; l < 5; l++) {
-    if (l > 0) h = g.op('MaxPool', [h], g.fresh(`${prefix}enc.${l}.pool`), { kernel_shape: [2, 2], strides: [2, 2] });
-    h = block(`enc.${l}`, h);
+  for (const stage of spec.encoder) {
+    if (stage.pool) h = g.op('MaxPool', [h], g.fresh(`${prefix}${stage.block.name}.pool`), { kernel_shape: [2, 2], strides: [2, 2] });
+    h = block(stage.block, h);
     feats.push(h);
   }
-  for (let n = 1; n <= 4; n++) {
-    const skip = feats[4 - n];
-    const reduced = conv(`dec.up${n}.reduce`, h);
+  for (const stage of spec.decoder) {
+    const p = `${prefix}${stage.name}`;
+    const skip = feats[stage.skipLevel];
+    const reduced = layer(stage.reduce, h);
     // Target size = [N, C] of the reduced map and [H, W] of the skip, read from the runtime
     // shapes so any batch and any multiple-of-16 plane size works (tfjs resizes to the skip too).
-    const nc = g.op('Shape', [reduced], g.fresh(`${prefix}dec.up${n}.nc`), { end: 2 });
-    const hw = g.op('Shape', [skip], g.fresh(`${prefix}dec.up${n}.hw`), { start: 2 });
-    const sizes = g.op('Concat', [nc, hw], g.fresh(`${prefix}dec.up${n}.sizes`), { axis: 0 });
-    const up = g.op('Resize', [reduced, '', '', sizes], g.fresh(`${prefix}dec.up${n}.up`), {
+    const nc = g.op('Shape', [reduced], g.fresh(`${p}.nc`), { end: 2 });
+    const hw = g.op('Shape', [skip], g.fresh(`${p}.hw`), { start: 2 });
+    const sizes = g.op('Concat', [nc, hw], g.fresh(`${p}.sizes`), { axis: 0 });
+    const up = g.op('Resize', [reduced, '', '', sizes], g.fresh(`${p}.up`), {
       mode: 'linear',
       coordinate_transformation_mode: 'align_corners',
     });
-    const cat = g.op('Concat', [skip, up], g.fresh(`${prefix}dec.up${n}.cat`), { axis: 1 });
-    h = block(`dec.up${n}`, cat);
+    const cat = g.op('Concat', [skip, up], g.fresh(`${p}.cat`), { axis: 1 });
+    h = block(stage.block, cat);
   }
-  return conv('dec.out', h);
+  return layer(spec.head, h);
 }

@@ -3,12 +3,11 @@
  * eval-mode BatchNorm folded in. Anything the exporter does not know how to map (an unknown or
  * missing parameter, a wrong shape, an unsupported configuration or network class) stops the
  * export with its name: a silent mismatch would ship a model that computes something else.
+ * The network's layers, parameter shapes and BatchNorm epsilon are training's spec
+ * (training/src/model/unet-spec.ts), walked here, not written again.
  */
 import { InputError } from '@alhvr/core';
-
-/** PyTorch BatchNorm2d / training/src/model/layers.ts epsilon. */
-export const BN_EPS = 1e-5;
-export const LEAKY_SLOPE = 0.01;
+import { BN_EPS, BN_FIELDS, UNET_LEVELS, unetConvLayers, unetParameterShapes, unetSpec, type UNetSpec } from '@alhvr/training';
 
 /** The part of a tfjs Variable the exporter reads. */
 export interface WeightTensor {
@@ -32,51 +31,14 @@ export interface FoldedConv {
 }
 
 export interface FoldedUNet {
+  /** The network the convolutions belong to (the emitter walks it). */
+  spec: UNetSpec;
   widths: number[];
   numClasses: number;
-  /** Conv layers by prefix: enc.{l}.conv{1,2}, dec.up{n}.reduce, dec.up{n}.conv{1,2}, dec.out. */
+  /** Conv layers by the spec's layer names: enc.{l}.conv{1,2}, dec.up{n}.reduce, dec.up{n}.conv{1,2}, dec.out. */
   convs: Map<string, FoldedConv>;
   /** Trainable scalars of the source network (conv weights, biases, BN γ and β). */
   trainableParameters: number;
-}
-
-interface ConvSpec {
-  prefix: string;
-  k: number;
-  cin: number;
-  cout: number;
-  /** BatchNorm prefix that follows this conv, if any. */
-  bn?: string;
-}
-
-const BN_FIELDS = ['gamma', 'beta', 'runningMean', 'runningVar'] as const;
-
-/** The convolutions of the clean network, in the order the graph uses them. */
-export function unetConvSpecs(inChannels: number, widths: number[], numClasses: number): ConvSpec[] {
-  const specs: ConvSpec[] = [];
-  const block = (prefix: string, cin: number, cout: number) => {
-    specs.push({ prefix: `${prefix}.conv1`, k: 3, cin, cout, bn: `${prefix}.bn1` });
-    specs.push({ prefix: `${prefix}.conv2`, k: 3, cin: cout, cout, bn: `${prefix}.bn2` });
-  };
-  for (let l = 0; l < 5; l++) block(`enc.${l}`, l === 0 ? inChannels : widths[l - 1], widths[l]);
-  for (let n = 1; n <= 4; n++) {
-    const deep = widths[5 - n];
-    const skip = widths[4 - n];
-    specs.push({ prefix: `dec.up${n}.reduce`, k: 1, cin: deep, cout: skip });
-    block(`dec.up${n}`, 2 * skip, skip);
-  }
-  specs.push({ prefix: 'dec.out', k: 3, cin: widths[0], cout: numClasses });
-  return specs;
-}
-
-function expectedShapes(specs: ConvSpec[]): Map<string, number[]> {
-  const shapes = new Map<string, number[]>();
-  for (const s of specs) {
-    shapes.set(`${s.prefix}.kernel`, [s.k, s.k, s.cin, s.cout]);
-    shapes.set(`${s.prefix}.bias`, [s.cout]);
-    if (s.bn) for (const f of BN_FIELDS) shapes.set(`${s.bn}.${f}`, [s.cout]);
-  }
-  return shapes;
 }
 
 function describeClass(value: unknown): string {
@@ -99,7 +61,7 @@ function checkNetwork(net: unknown, label: string): asserts net is ExportableUNe
   }
   const { inChannels, widths, numClasses } = n.config!;
   if (inChannels !== 1) throw new InputError(`export: student ${label} has ${inChannels} input channels; the model card format supports 1`);
-  if (widths.length !== 5 || !widths.every((w) => Number.isInteger(w) && w > 0)) {
+  if (widths.length !== UNET_LEVELS || !widths.every((w) => Number.isInteger(w) && w > 0)) {
     throw new InputError(`export: student ${label} has widths [${widths}]; the exporter maps exactly five positive encoder widths`);
   }
   if (!Number.isInteger(numClasses) || numClasses < 2 || numClasses > 256) {
@@ -115,8 +77,8 @@ function checkNetwork(net: unknown, label: string): asserts net is ExportableUNe
 export function foldUNet(net: unknown, label: string): FoldedUNet {
   checkNetwork(net, label);
   const { inChannels, widths, numClasses } = net.config;
-  const specs = unetConvSpecs(inChannels, widths, numClasses);
-  const shapes = expectedShapes(specs);
+  const spec = unetSpec({ inChannels, widths, numClasses });
+  const shapes = unetParameterShapes(spec);
   const vars = net.params.variables;
   for (const [name, v] of vars) {
     const want = shapes.get(name);
@@ -138,9 +100,9 @@ export function foldUNet(net: unknown, label: string): FoldedUNet {
   const read = (name: string) => vars.get(name)!.dataSync();
   const convs = new Map<string, FoldedConv>();
   let trainable = 0;
-  for (const s of specs) {
-    const hwio = read(`${s.prefix}.kernel`);
-    const bias = read(`${s.prefix}.bias`);
+  for (const s of unetConvLayers(spec)) {
+    const hwio = read(`${s.name}.kernel`);
+    const bias = read(`${s.name}.bias`);
     trainable += hwio.length + bias.length;
     const scale = new Float64Array(s.cout).fill(1);
     const shift = new Float64Array(s.cout);
@@ -154,7 +116,7 @@ export function foldUNet(net: unknown, label: string): FoldedUNet {
       }
     }
     // HWIO [kh, kw, cin, cout] → OIHW [cout, cin, kh, kw].
-    const { k, cin, cout } = s;
+    const { kernel: k, cin, cout } = s;
     const weight = new Float32Array(cout * cin * k * k);
     for (let y = 0; y < k; y++) {
       for (let x = 0; x < k; x++) {
@@ -164,7 +126,7 @@ export function foldUNet(net: unknown, label: string): FoldedUNet {
         }
       }
     }
-    convs.set(s.prefix, { name: s.prefix, dims: [cout, cin, k, k], weight, bias: Float32Array.from(shift) });
+    convs.set(s.name, { name: s.name, dims: [cout, cin, k, k], weight, bias: Float32Array.from(shift) });
   }
-  return { widths: [...widths], numClasses, convs, trainableParameters: trainable };
+  return { spec, widths: [...widths], numClasses, convs, trainableParameters: trainable };
 }

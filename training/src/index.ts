@@ -2,6 +2,7 @@ export {};
 export * from './backend/select-backend.js';
 export * from './backend/wasm-training-kernels.js';
 export * from './model/unet.js';
+export * from './model/unet-spec.js';
 export * from './model/params.js';
 export * from './model/resize.js';
 export * from './model/perturb.js';

@@ -6,11 +6,10 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { ParameterStore } from './params.js';
 import { drawOpSeed, type UniformSource } from './random-source.js';
 import { BATCHNORM_TRAIN, BATCHNORM_TRAIN_GRAD, hasFusedBatchNorm } from '../backend/batchnorm-kernels.js';
+import { BN_EPS, BN_MOMENTUM, LEAKY_SLOPE, type ConvBlockSpec, type ConvLayerSpec } from './unet-spec.js';
 
-/** PyTorch BatchNorm2d defaults. */
-export const BN_MOMENTUM = 0.1;
-export const BN_EPS = 1e-5;
-export const LEAKY_SLOPE = 0.01;
+/** The network's numerical constants, declared in unet-spec.ts. */
+export { BN_EPS, BN_MOMENTUM, LEAKY_SLOPE };
 
 /** Convolution with bias, stride 1, zero padding (kernel−1)/2 on each side ("same"). */
 export function conv(store: ParameterStore, prefix: string, x: tf.Tensor4D): tf.Tensor4D {
@@ -168,18 +167,18 @@ export interface BlockMode extends BatchNormMode {
   rng?: UniformSource;
 }
 
-/** conv3×3 → BN → LeakyReLU → Dropout(p) → conv3×3 → BN → LeakyReLU. */
-export function convBlock(
-  store: ParameterStore,
-  prefix: string,
-  x: tf.Tensor4D,
-  dropoutP: number,
-  mode: BlockMode,
-): tf.Tensor4D {
-  let y = batchNormLeakyRelu(store, `${prefix}.bn1`, conv(store, `${prefix}.conv1`, x), mode);
-  if (mode.training && dropoutP > 0) {
-    if (!mode.rng) throw new Error(`convBlock ${prefix}: training with dropout needs an rng`);
-    y = dropout(y, dropoutP, mode.rng);
+/** A conv of the spec, followed by BatchNorm + LeakyReLU when the spec says so. */
+export function convLayer(store: ParameterStore, layer: ConvLayerSpec, x: tf.Tensor4D, mode: BatchNormMode): tf.Tensor4D {
+  const y = conv(store, layer.name, x);
+  return layer.bn ? batchNormLeakyRelu(store, layer.bn, y, mode) : y;
+}
+
+/** A block of the spec: conv3×3 → BN → LeakyReLU → Dropout(p) → conv3×3 → BN → LeakyReLU. */
+export function convBlock(store: ParameterStore, block: ConvBlockSpec, x: tf.Tensor4D, mode: BlockMode): tf.Tensor4D {
+  let y = convLayer(store, block.conv1, x, mode);
+  if (mode.training && block.dropout > 0) {
+    if (!mode.rng) throw new Error(`convBlock ${block.name}: training with dropout needs an rng`);
+    y = dropout(y, block.dropout, mode.rng);
   }
-  return batchNormLeakyRelu(store, `${prefix}.bn2`, conv(store, `${prefix}.conv2`, y), mode);
+  return convLayer(store, block.conv2, y, mode);
 }

@@ -1,22 +1,15 @@
 /**
  * ALHVR student network: U-Net with a feature-perturbed auxiliary decoder (released
- * `UNet_fea_aux`), on tfjs-core ops with explicit variables, NHWC.
- *
- * Parameter names (see params.ts for layouts):
- *   enc.{0..4}.{conv1,conv2}.{kernel,bias}, enc.{l}.{bn1,bn2}.{gamma,beta,runningMean,runningVar}
- *   dec.up{1..4}.reduce.{kernel,bias}      (the 1×1 conv before upsampling)
- *   dec.up{n}.{conv1,conv2,bn1,bn2}.*     (the conv block after concatenation)
- *   dec.out.{kernel,bias}                  (final 3×3 conv to class logits)
+ * `UNet_fea_aux`), on tfjs-core ops with explicit variables, NHWC. The topology and the parameter
+ * names are unet-spec.ts's (which the exporter walks too); this file creates and runs them.
  * PyTorch equivalents: enc.0 = encoder.in_conv.conv_conv, enc.l = encoder.down{l}.maxpool_conv.1.conv_conv,
  * dec.upN.reduce = decoder.upN.conv1x1, dec.upN.conv* = decoder.upN.conv.conv_conv, dec.out = decoder.out_conv.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { InputError } from '@alhvr/core';
 import { addBatchNorm, addConv, ParameterStore } from './params.js';
-import { conv, convBlock, type BlockMode } from './layers.js';
-
-/** Numerical constants an exporter must reproduce (PyTorch BatchNorm2d / LeakyReLU defaults). */
-export { BN_EPS, BN_MOMENTUM, LEAKY_SLOPE } from './layers.js';
+import { convBlock, convLayer, type BlockMode } from './layers.js';
+import { UNET_LEVELS, unetConvLayers, unetSpec, type UNetSpec } from './unet-spec.js';
 import { perturbFeatures, type PerturbationKind } from './perturb.js';
 import { resizeBilinear } from './resize.js';
 import type { UniformSource } from './random-source.js';
@@ -63,16 +56,18 @@ function checkConfig(c: UNetConfig): void {
   if (!posInt(c.numClasses) || c.numClasses < 2) {
     throw new InputError(`UNet: numClasses must be an integer ≥ 2, got ${c.numClasses}`);
   }
-  if (c.widths.length !== 5 || !c.widths.every(posInt)) {
+  if (c.widths.length !== UNET_LEVELS || !c.widths.every(posInt)) {
     throw new InputError(`UNet: widths must be five positive integers, got [${c.widths}]`);
   }
-  if (c.dropout.length !== 5 || !c.dropout.every((p) => p >= 0 && p < 1)) {
+  if (c.dropout.length !== UNET_LEVELS || !c.dropout.every((p) => p >= 0 && p < 1)) {
     throw new InputError(`UNet: dropout must be five probabilities in [0, 1), got [${c.dropout}]`);
   }
 }
 
 export class UNet {
   readonly config: UNetConfig;
+  /** The network this instance runs (unet-spec.ts). */
+  readonly spec: UNetSpec;
   readonly params: ParameterStore;
 
   /**
@@ -87,23 +82,13 @@ export class UNet {
       dropout: [...(config.dropout ?? DEFAULT_DROPOUT)],
     };
     checkConfig(this.config);
+    this.spec = unetSpec(this.config);
     this.params = new ParameterStore(scope);
-    const { inChannels, numClasses, widths } = this.config;
-    const s = this.params;
-    const addBlock = (prefix: string, cin: number, cout: number) => {
-      addConv(s, `${prefix}.conv1`, 3, cin, cout, rng);
-      addBatchNorm(s, `${prefix}.bn1`, cout);
-      addConv(s, `${prefix}.conv2`, 3, cout, cout, rng);
-      addBatchNorm(s, `${prefix}.bn2`, cout);
-    };
-    for (let l = 0; l < 5; l++) addBlock(`enc.${l}`, l === 0 ? inChannels : widths[l - 1], widths[l]);
-    for (let n = 1; n <= 4; n++) {
-      const deep = widths[5 - n];
-      const skip = widths[4 - n];
-      addConv(s, `dec.up${n}.reduce`, 1, deep, skip, rng);
-      addBlock(`dec.up${n}`, 2 * skip, skip);
+    // Creation order (and so the draws from rng) is PyTorch's module order: each conv, then its BatchNorm.
+    for (const layer of unetConvLayers(this.spec)) {
+      addConv(this.params, layer.name, layer.kernel, layer.cin, layer.cout, rng);
+      if (layer.bn) addBatchNorm(this.params, layer.bn, layer.cout);
     }
-    addConv(s, 'dec.out', 3, widths[0], numClasses, rng);
   }
 
   /** Trainable parameter count (BN running statistics excluded, as in PyTorch's parameters()). */
@@ -114,25 +99,25 @@ export class UNet {
   private encode(x: tf.Tensor4D, mode: BlockMode): tf.Tensor4D[] {
     const feats: tf.Tensor4D[] = [];
     let h = x;
-    for (let l = 0; l < 5; l++) {
-      if (l > 0) h = tf.maxPool(h, 2, 2, 'valid');
-      h = convBlock(this.params, `enc.${l}`, h, this.config.dropout[l], mode);
+    for (const stage of this.spec.encoder) {
+      if (stage.pool) h = tf.maxPool(h, 2, 2, 'valid');
+      h = convBlock(this.params, stage.block, h, mode);
       feats.push(h);
     }
     return feats;
   }
 
   private decode(feats: tf.Tensor4D[], mode: BlockMode): { logits: tf.Tensor4D; fea: tf.Tensor4D } {
-    let h = feats[4];
+    let h = feats[feats.length - 1];
     let fea: tf.Tensor4D | undefined;
-    for (let n = 1; n <= 4; n++) {
-      const skip = feats[4 - n];
-      const reduced = conv(this.params, `dec.up${n}.reduce`, h);
-      if (n === 2) fea = reduced;
+    for (const stage of this.spec.decoder) {
+      const skip = feats[stage.skipLevel];
+      const reduced = convLayer(this.params, stage.reduce, h, mode);
+      if (stage.prototype) fea = reduced;
       const up = resizeBilinear(reduced, [skip.shape[1], skip.shape[2]], true);
-      h = convBlock(this.params, `dec.up${n}`, tf.concat([skip, up], 3), 0, mode);
+      h = convBlock(this.params, stage.block, tf.concat([skip, up], 3), mode);
     }
-    return { logits: conv(this.params, 'dec.out', h), fea: fea! };
+    return { logits: convLayer(this.params, this.spec.head, h, mode), fea: fea! };
   }
 
   /**
