@@ -1,5 +1,6 @@
 import type { DiceVariant } from './losses/supervised.js';
 import type { ProtoCeReduction } from './losses/cgcpcl.js';
+import { PSEUDO_VERDICTS, PSEUDO_WEIGHTINGS, type PseudoLabelSource, type PseudoVerdict, type PseudoWeighting } from './data/pseudo-labels.js';
 
 /**
  * One plain object holds every training decision. Defaults are the published ACDC recipe
@@ -48,6 +49,21 @@ export interface TrainConfig {
   checkpointEvery: number;
   backend: 'auto' | 'tensorflow' | 'tensorflow-gpu' | 'wasm' | 'cpu';
   threads?: number;
+  /**
+   * alhvr-segment output folders whose cases join the labelled stream as pseudo-labels
+   * (data/pseudo-labels.ts). The checkpoint and config.json keep only their folder names (a
+   * model card must carry no paths); the full paths live in the checkpoint state for --resume.
+   */
+  pseudoLabels?: string[];
+  /** Verdicts whose cases are used (a reviewer's corrected.nii.gz is used whatever the verdict). */
+  pseudoVerdicts: PseudoVerdict[];
+  /** Per-voxel weights of pseudo-labels in CE and Dice: region (Ω1 1, Ω2 pseudoUnstableWeight, Ω3 0), confidence, or none (all 1). */
+  pseudoWeighting: PseudoWeighting;
+  pseudoUnstableWeight: number;
+  /** Share of the labelled batch drawn from pseudo-labelled slices (rounded to whole slices). */
+  pseudoFraction: number;
+  /** Filled in by the trainer: which segment runs went in, by name and manifest hash, and how many cases per verdict. */
+  pseudoLabelSources?: PseudoLabelSource[];
 }
 
 export type RegionId = 1 | 2 | 3;
@@ -79,7 +95,16 @@ export const DEFAULT_CONFIG: Omit<TrainConfig, 'data' | 'out'> = {
   valEvery: 200,
   checkpointEvery: 200,
   backend: 'auto',
+  pseudoVerdicts: ['accept'],
+  pseudoWeighting: 'region',
+  pseudoUnstableWeight: 0.5,
+  pseudoFraction: 0.5,
 };
+
+/** Slices of the labelled batch taken from pseudo-labels (0 without them). */
+export function pseudoSlicesPerBatch(c: Pick<TrainConfig, 'batchLabeled' | 'pseudoFraction' | 'pseudoLabels'>): number {
+  return c.pseudoLabels?.length ? Math.round(c.batchLabeled * c.pseudoFraction) : 0;
+}
 
 /** Merge user settings over the defaults and reject impossible combinations before any work. */
 export function resolveConfig(user: Partial<TrainConfig> & { data: string; out: string }): TrainConfig {
@@ -101,6 +126,15 @@ export function resolveConfig(user: Partial<TrainConfig> & { data: string; out: 
     bad(`regions must list distinct values among 1, 2, 3 (got ${JSON.stringify(c.regions)})`);
   }
   if (!posInt(c.valEvery) || !posInt(c.checkpointEvery)) bad('valEvery and checkpointEvery must be positive integers');
+  if (!Array.isArray(c.pseudoVerdicts) || c.pseudoVerdicts.length === 0 || !c.pseudoVerdicts.every((v) => PSEUDO_VERDICTS.includes(v))) {
+    bad(`pseudoVerdicts must list some of ${PSEUDO_VERDICTS.join(', ')} (got ${JSON.stringify(c.pseudoVerdicts)})`);
+  }
+  if (!PSEUDO_WEIGHTINGS.includes(c.pseudoWeighting)) bad(`pseudoWeighting must be one of ${PSEUDO_WEIGHTINGS.join(', ')} (got ${c.pseudoWeighting})`);
+  if (!(c.pseudoUnstableWeight >= 0 && c.pseudoUnstableWeight <= 1)) bad(`pseudoUnstableWeight must be in [0, 1] (got ${c.pseudoUnstableWeight})`);
+  if (!(c.pseudoFraction >= 0 && c.pseudoFraction <= 1)) bad(`pseudoFraction must be in [0, 1] (got ${c.pseudoFraction})`);
+  if (c.pseudoLabels?.length && pseudoSlicesPerBatch(c) === 0) {
+    bad(`pseudoFraction ${c.pseudoFraction} of a labelled batch of ${c.batchLabeled} is no slice; raise --pseudo-fraction or the labelled batch`);
+  }
   if (c.method === 'supervised') c.batchUnlabeled = 0;
   return c;
 }

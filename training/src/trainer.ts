@@ -4,14 +4,15 @@
  * and checkpoints on a schedule. Everything a run decides lives in its TrainConfig.
  */
 import { appendFile, mkdir, readFile, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { InputError, Rng, TOOLKIT_VERSION, type RngState } from '@alhvr/core';
 import { writeFileAtomic } from '@alhvr/core/node';
 import { selectBackend } from './backend/select-backend.js';
 import { guardStepMemory } from './backend/out-of-memory.js';
 import { leanVariableGrads } from './backend/lean-gradients.js';
-import { type TrainConfig } from './config.js';
+import { pseudoSlicesPerBatch, type TrainConfig } from './config.js';
+import { openPseudoStream } from './data/pseudo-labels.js';
 import { openNnunetDataset } from './data/nnunet-dataset.js';
 import { openAcdcH5Dataset } from './data/acdc-h5-dataset.js';
 import type { SliceDataset } from './data/slice-dataset.js';
@@ -37,6 +38,8 @@ export interface TrainState {
   best: { a: BestRecord | null; b: BestRecord | null };
   datasetFingerprint: string;
   backend: string;
+  /** With pseudo-labels: their stream's sampler, and the segment folders' full paths (config keeps names only). */
+  pseudo?: { sampler: BatchSamplerState; dirs: string[] };
 }
 
 export interface BestRecord {
@@ -141,7 +144,8 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
     if (!(await exists(latest))) throw new InputError('nothing to resume: no latest.ckpt', config.out);
     resumed = await loadCheckpoint<TrainState>(latest);
     // A resumed run keeps its saved recipe; only the iteration budget may be extended.
-    config = { ...resumed.state.config, iterations: config.iterations, backend: config.backend, threads: config.threads };
+    const saved = resumed.state.config;
+    config = { ...saved, iterations: config.iterations, backend: config.backend, threads: config.threads, pseudoLabels: resumed.state.pseudo?.dirs ?? saved.pseudoLabels };
   } else if (await exists(latest)) {
     throw new InputError('already holds a training run (latest.ckpt); pass --resume to continue it or choose another --out', config.out);
   }
@@ -151,10 +155,25 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
   const backend = await selectBackend(config.backend, { threads: config.threads, log });
   const dataset = await openDataset(config, log);
   const alhvr = config.method === 'alhvr';
-  if (config.batchLabeled > dataset.labeled.length) {
-    throw new InputError(`a batch of ${config.batchLabeled} labelled slices is larger than the ${dataset.labeled.length} labelled slices available`, config.data);
+  // Pseudo-labelled slices take pseudoFraction of the labelled batch; their images leave the unlabeled pool.
+  const pseudo = await openPseudoStream(dataset, config, log);
+  const unlabeledPool = pseudo?.unlabeled ?? dataset.unlabeled;
+  const blPseudo = pseudoSlicesPerBatch(config);
+  const blTrue = config.batchLabeled - blPseudo;
+  if (pseudo && blPseudo > pseudo.set.slices.length) {
+    throw new InputError(`${blPseudo} pseudo-labelled slices per batch is more than the ${pseudo.set.slices.length} pseudo-labelled slices available`, config.pseudoLabels?.[0]);
   }
-  if (alhvr && dataset.unlabeled.length === 0) {
+  if (pseudo && resumed && JSON.stringify(resumed.state.config.pseudoLabelSources) !== JSON.stringify(pseudo.set.sources)) {
+    throw new InputError('the pseudo-labels changed since this run started (segment manifests or case counts differ); resume with the same segment folders', config.out);
+  }
+  if (pseudo) {
+    config = { ...config, pseudoLabelSources: pseudo.set.sources };
+    for (const s of pseudo.set.sources) log(`pseudo-labels from ${s.name}: ${JSON.stringify(s.cases)} cases; ${pseudo.set.slices.length} slices in all, ${blPseudo} of ${config.batchLabeled} labelled slices per batch, weighting ${config.pseudoWeighting}`);
+  }
+  if (blTrue > dataset.labeled.length) {
+    throw new InputError(`a batch of ${blTrue} labelled slices is larger than the ${dataset.labeled.length} labelled slices available`, config.data);
+  }
+  if (alhvr && unlabeledPool.length === 0) {
     throw new InputError('the unlabeled pool is empty: add images without labels, lower --labeled-cases, pass --unlabeled DIR, or train with --method supervised', config.data);
   }
   if (resumed && resumed.state.datasetFingerprint !== dataset.fingerprint) {
@@ -174,7 +193,10 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
   const netB = alhvr ? new UNet(netConfig, initB, 'student_b') : undefined;
   const sgdA = new Sgd(config.lr, config.momentum, config.weightDecay);
   const sgdB = new Sgd(config.lr, config.momentum, config.weightDecay);
-  let sampler = new BatchSampler(dataset.labeled.length, dataset.unlabeled.length, config.batchLabeled, alhvr ? config.batchUnlabeled : 0, samplerSeed);
+  let sampler = new BatchSampler(dataset.labeled.length, unlabeledPool.length, blTrue, alhvr ? config.batchUnlabeled : 0, samplerSeed);
+  // Drawn after every other stream, so runs without pseudo-labels draw exactly what they did before.
+  const pseudoSeed = root.nextUint32();
+  let pseudoSampler = pseudo ? new BatchSampler(pseudo.set.slices.length, 0, blPseudo, 0, pseudoSeed) : undefined;
   let iteration = 0;
   let gamma = NaN;
   let best: TrainState['best'] = { a: null, b: null };
@@ -185,7 +207,8 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
     netRngA = new Rng(s.rng.netA);
     netRngB = new Rng(s.rng.netB);
     dataRng = new Rng(s.rng.data);
-    sampler = new BatchSampler(dataset.labeled.length, dataset.unlabeled.length, config.batchLabeled, alhvr ? config.batchUnlabeled : 0, s.sampler);
+    sampler = new BatchSampler(dataset.labeled.length, unlabeledPool.length, blTrue, alhvr ? config.batchUnlabeled : 0, s.sampler);
+    if (pseudo && s.pseudo) pseudoSampler = new BatchSampler(pseudo.set.slices.length, 0, blPseudo, 0, s.pseudo.sampler);
     iteration = s.iteration;
     gamma = s.gamma ?? NaN; // a supervised run has no γ; JSON stores its NaN as null
     best = s.best;
@@ -193,16 +216,19 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
     log(`resuming from iteration ${iteration}`);
   }
 
+  // Segment folders by name only: the exported card copies this config and must carry no paths.
+  const publicConfig = (): TrainConfig => (config.pseudoLabels ? { ...config, pseudoLabels: config.pseudoLabels.map((d) => basename(resolve(d))) } : config);
   const state = (): TrainState => ({
     version: 1,
     iteration,
-    config,
+    config: publicConfig(),
     rng: { netA: netRngA.state(), netB: netRngB.state(), data: dataRng.state() },
     sampler: sampler.state(),
     gamma,
     best,
     datasetFingerprint: dataset.fingerprint,
     backend: backend.name,
+    ...(pseudo && pseudoSampler ? { pseudo: { sampler: pseudoSampler.state(), dirs: config.pseudoLabels!.map((d) => resolve(d)) } } : {}),
   });
   const groups = () => ({ ...studentGroups(netA, sgdA, 'a'), ...(netB ? studentGroups(netB, sgdB, 'b') : {}) });
   const save = (name: 'latest' | 'best-a' | 'best-b') => saveCheckpoint(checkpointPath(config.out, name), state(), groups());
@@ -211,17 +237,17 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
     join(config.out, 'config.json'),
     JSON.stringify(
       {
-        config,
+        config: publicConfig(),
         versions: { toolkit: TOOLKIT_VERSION, tfjs: tf.version_core, node: process.versions.node },
         backend: { name: backend.name, threads: backend.threads, description: backend.description },
-        dataset: { fingerprint: dataset.fingerprint, format: dataset.format, labeledSlices: dataset.labeled.length, unlabeledSlices: dataset.unlabeled.length, validation: dataset.validationIds, classes: dataset.classes },
+        dataset: { fingerprint: dataset.fingerprint, format: dataset.format, labeledSlices: dataset.labeled.length, unlabeledSlices: unlabeledPool.length, ...(pseudo ? { pseudoLabeledSlices: pseudo.set.slices.length } : {}), validation: dataset.validationIds, classes: dataset.classes },
         parameters: netA.parameterCount(),
       },
       null,
       2,
     ),
   );
-  events.onStart?.({ config, startIteration: iteration, backend: backend.description, labeledSlices: dataset.labeled.length, unlabeledSlices: dataset.unlabeled.length });
+  events.onStart?.({ config, startIteration: iteration, backend: backend.description, labeledSlices: dataset.labeled.length, unlabeledSlices: unlabeledPool.length });
 
   // ---- reusable batch buffers ----------------------------------------------------------------
   const P = config.patch;
@@ -230,9 +256,15 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
   const batchSize = bl + (alhvr ? config.batchUnlabeled : 0);
   const images = new Float32Array(batchSize * plane);
   const labels = new Int32Array(bl * plane);
-  const augmenter = new SliceAugmenter(P, dataset.maxSliceVoxels);
-  const sliceImage = new Float32Array(dataset.maxSliceVoxels);
-  const sliceLabel = new Uint8Array(dataset.maxSliceVoxels);
+  const maxSliceVoxels = Math.max(dataset.maxSliceVoxels, pseudo?.set.maxSliceVoxels ?? 0);
+  const augmenter = new SliceAugmenter(P, maxSliceVoxels);
+  const sliceImage = new Float32Array(maxSliceVoxels);
+  const sliceLabel = new Uint8Array(maxSliceVoxels);
+  // Per-pixel weights of the labelled part (1 for true labels), only when pseudo-labels are in play;
+  // a pseudo slice's weights go through the same augmentation as its labels (nearest, zeros outside).
+  const weights = pseudo ? new Float32Array(bl * plane) : undefined;
+  const sliceWeight = pseudo ? new Float32Array(maxSliceVoxels) : undefined;
+  const weightAugmenter = pseudo ? new SliceAugmenter(P, maxSliceVoxels) : undefined;
   const metricsPath = join(config.out, 'metrics.jsonl');
   const paramsA = netA.params.variables;
   const paramsB = netB?.params.variables;
@@ -250,29 +282,36 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
       }
       const t0 = performance.now();
 
-      // Batch: labelled slices first, then unlabeled; each augmented and resized to P×P.
+      // Batch: labelled slices first (true, then pseudo-labelled), then unlabeled; each augmented and resized to P×P.
       const drawn = sampler.next();
-      const refs = [...drawn.labeled.map((n) => dataset.labeled[n]), ...drawn.unlabeled.map((n) => dataset.unlabeled[n])];
+      const drawnPseudo = pseudoSampler?.next().labeled ?? [];
+      const refs = [...drawn.labeled.map((n) => dataset.labeled[n]), ...drawnPseudo.map((n) => pseudo!.set.slices[n]), ...drawn.unlabeled.map((n) => unlabeledPool[n])];
       refs.forEach((ref, slot) => {
         const isLabeled = slot < bl;
-        const { width, height } = dataset.readSlice(ref, sliceImage, isLabeled ? sliceLabel : null);
-        augmenter.apply(
-          { width, height, image: sliceImage.subarray(0, width * height), label: isLabeled ? sliceLabel.subarray(0, width * height) : undefined },
-          drawAugmentation(dataRng),
-        );
+        const isPseudo = slot >= blTrue && isLabeled;
+        const { width, height } = isPseudo
+          ? pseudo!.set.readSlice(ref, sliceImage, sliceLabel, sliceWeight!)
+          : dataset.readSlice(ref, sliceImage, isLabeled ? sliceLabel : null);
+        const choice = drawAugmentation(dataRng);
+        augmenter.apply({ width, height, image: sliceImage.subarray(0, width * height), label: isLabeled ? sliceLabel.subarray(0, width * height) : undefined }, choice);
         images.set(augmenter.image, slot * plane);
         if (isLabeled) for (let p = 0; p < plane; p++) labels[slot * plane + p] = augmenter.label[p];
+        if (weights && isPseudo) {
+          weightAugmenter!.apply({ width, height, image: sliceWeight!.subarray(0, width * height) }, choice);
+          weights.set(weightAugmenter!.image, slot * plane);
+        } else if (weights && isLabeled) weights.fill(1, slot * plane, (slot + 1) * plane);
       });
 
       // Forward both students, the ALHVR objective, one backward pass.
       const x = tf.tensor4d(images, [batchSize, P, P, 1]);
       const y = tf.tensor3d(labels, [bl, P, P], 'int32');
+      const w = weights ? tf.tensor3d(weights, [bl, P, P]) : undefined;
       let kept: Record<string, tf.Scalar> = {};
       const { value, grads } = guardStepMemory(backend.name, config, () => leanVariableGrads(() => {
         const outA = netA.forward(x, { training: true, rng: netRngA, auxiliary: alhvr });
         if (!netB) {
-          const ce = ceLoss(outA.logits, y);
-          const dice = diceLoss(tf.softmax(outA.logits, -1) as tf.Tensor4D, oneHotLabels(y, dataset.classes.length), { variant: config.diceLoss });
+          const ce = ceLoss(outA.logits, y, w);
+          const dice = diceLoss(tf.softmax(outA.logits, -1) as tf.Tensor4D, oneHotLabels(y, dataset.classes.length), { variant: config.diceLoss, weight: w });
           kept = { ceA: tf.keep(ce), diceA: tf.keep(dice) };
           return tf.add(ce, dice) as tf.Scalar;
         }
@@ -292,6 +331,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
             detachTeacher: config.detachTeacher,
             protoCe: config.protoCe,
             regions: config.regions,
+            labelWeight: w,
           },
         );
         const { loss, weight: _weight, ...scalars } = terms;
@@ -310,7 +350,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
       const lossValue = (await value.data())[0];
       const terms: Record<string, number> = {};
       for (const [k, t] of Object.entries(kept)) terms[k] = (await t.data())[0];
-      tf.dispose([x, y, value, ...Object.values(grads), ...Object.values(kept)]);
+      tf.dispose([x, y, ...(w ? [w] : []), value, ...Object.values(grads), ...Object.values(kept)]);
       iteration++;
       if (!Number.isFinite(lossValue)) throw new Error(`loss became ${lossValue} at iteration ${iteration}; stopping (latest checkpoint kept)`);
       if (alhvr) gamma = terms.gamma;
@@ -352,6 +392,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
     }
   } finally {
     await dataset.close();
+    await pseudo?.set.close();
     // After a wasm abort the backend is dead and disposing throws; the first error is the one to report.
     try {
       netA.dispose();

@@ -73,6 +73,11 @@ await runCommand(COMMAND, async (args, { signal }) => {
     .option('seed', { type: 'number', description: `Random seed [default: ${d.seed}]` })
     .option('val-every', { type: 'number', description: `Validate every N iterations [default: ${d.valEvery}]` })
     .option('checkpoint-every', { type: 'number', description: `Write latest.ckpt every N iterations [default: ${d.checkpointEvery}]` })
+    .option('pseudo-labels', { type: 'string', array: true, description: 'alhvr-segment output folders whose cases (verdict in --pseudo-verdicts, or a reviewer\'s corrected.nii.gz in the case folder) join the labelled stream' })
+    .option('pseudo-verdicts', { type: 'string', description: `Verdicts whose cases are used, comma-separated among accept, review, reject [default: ${d.pseudoVerdicts.join(',')}]` })
+    .option('pseudo-weighting', { choices: ['region', 'confidence', 'none'] as const, description: `Per-voxel weight of pseudo-labels in CE and Dice: region (reliable 1, unstable --pseudo-unstable-weight, unreliable 0), the calibrated confidence, or none [default: ${d.pseudoWeighting}]` })
+    .option('pseudo-unstable-weight', { type: 'number', description: `Region weighting: weight of unstable (region 2) voxels [default: ${d.pseudoUnstableWeight}]` })
+    .option('pseudo-fraction', { type: 'number', description: `Share of the labelled batch drawn from pseudo-labelled slices [default: ${d.pseudoFraction}]` })
     .option('resume', { type: 'boolean', default: false, description: 'Continue the run in --out from latest.ckpt' })
     .demandCommand(0, 0, '', `${COMMAND} takes no positional arguments`)
     .parseAsync();
@@ -110,6 +115,11 @@ await runCommand(COMMAND, async (args, { signal }) => {
     seed: argv.seed,
     valEvery: argv['val-every'],
     checkpointEvery: argv['checkpoint-every'],
+    pseudoLabels: argv['pseudo-labels'],
+    pseudoVerdicts: argv['pseudo-verdicts']?.split(',').map((v) => v.trim()).filter(Boolean) as TrainConfig['pseudoVerdicts'] | undefined,
+    pseudoWeighting: argv['pseudo-weighting'],
+    pseudoUnstableWeight: argv['pseudo-unstable-weight'],
+    pseudoFraction: argv['pseudo-fraction'],
   };
   const merged = { ...fromFile, ...Object.fromEntries(Object.entries(cli).filter(([, v]) => v !== undefined)) };
   if (!merged.data) throw new UsageError('--data is required (or "data" in --config)');
@@ -126,6 +136,7 @@ await runCommand(COMMAND, async (args, { signal }) => {
   };
   // Checked here so a typo is named as such (not "no dataset.json", not EEXIST from mkdir).
   await requireFolder(config.data, 'dataset');
+  for (const dir of config.pseudoLabels ?? []) await requireFolder(dir, '--pseudo-labels');
   await requireWritableFolderPath(config.out, '--out');
   const createdOut = await firstMissingFolder(config.out);
   let progress: ReturnType<typeof createProgress> | undefined;

@@ -8,7 +8,8 @@ import {
   maxAbsDiff4,
   normaliseIntensities,
   reorient,
-  type Volume,
+  Volume,
+  type Mat4,
 } from '@alhvr/core';
 import { readNiftiFile, writeFileAtomic } from '@alhvr/core/node';
 import type { DatasetClass, SliceDataset, SliceRef, ValidationVolume } from './slice-dataset.js';
@@ -34,7 +35,8 @@ interface CaseFiles {
 interface CachedCase {
   id: string;
   dims: [number, number, number];
-  spacing: [number, number, number];
+  /** Of the canonical (reoriented) volume the cached voxels are in. */
+  affine: Mat4;
   imagePath: string;
   labelPath?: string;
 }
@@ -102,7 +104,8 @@ async function cacheCase(files: CaseFiles, classes: DatasetClass[], cacheDir: st
   const key = `${files.image}:${sourceStat.size}:${sourceStat.mtimeMs}:${files.label ?? ''}`;
   try {
     const meta = JSON.parse(await readFile(metaPath, 'utf8'));
-    if (meta.key === key) return meta.case as CachedCase;
+    // Entries from before the cache kept the affine are made again.
+    if (meta.key === key && Array.isArray(meta.case?.affine)) return meta.case as CachedCase;
   } catch {
     // not cached yet
   }
@@ -121,7 +124,7 @@ async function cacheCase(files: CaseFiles, classes: DatasetClass[], cacheDir: st
   }
   await writeFileAtomic(imagePath, new Uint8Array(normalised.buffer, normalised.byteOffset, normalised.byteLength));
   if (labelData && labelPath) await writeFileAtomic(labelPath, labelData);
-  const cached: CachedCase = { id: files.id, dims: canon.dims, spacing: canon.spacing, imagePath, labelPath };
+  const cached: CachedCase = { id: files.id, dims: canon.dims, affine: canon.affine, imagePath, labelPath };
   await writeFileAtomic(metaPath, JSON.stringify({ key, case: cached }));
   return cached;
 }
@@ -223,9 +226,10 @@ export async function openNnunetDataset(root: string, opts: NnunetOptions): Prom
       if (!c || !c.labelPath) throw new Error(`unknown validation case ${id}`);
       const imageBytes = await readFile(c.imagePath);
       const image = new Float32Array(imageBytes.buffer.slice(imageBytes.byteOffset, imageBytes.byteOffset + imageBytes.byteLength));
-      const label = new Uint8Array(await readFile(c.labelPath));
-      return { id, dims: c.dims, spacing: c.spacing, image, label };
+      const volume = new Volume({ data: image, dims: c.dims, affine: c.affine, meta: { path: c.imagePath } });
+      return { id, image: volume, label: volume.withData(new Uint8Array(await readFile(c.labelPath))) };
     },
+    sourcePath: (id) => cases.find((c) => c.id === id)?.image,
     async close() {
       for (const fd of fds.values()) closeSync(fd);
       fds.clear();

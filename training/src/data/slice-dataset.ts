@@ -1,3 +1,5 @@
+import type { Volume } from '@alhvr/core';
+
 /** A slice of a training case: case id and slice index along the canonical slice axis. */
 export interface SliceRef {
   caseId: string;
@@ -7,11 +9,10 @@ export interface SliceRef {
 /** A held-out volume scored slice-wise during training. */
 export interface ValidationVolume {
   id: string;
-  /** [width, height, slices] in the canonical orientation; image already normalised. */
-  dims: [number, number, number];
-  spacing: [number, number, number];
-  image: Float32Array;
-  label: Uint8Array;
+  /** The normalised image in the canonical orientation (slices along k), with its geometry. */
+  image: Volume<Float32Array>;
+  /** Its labels, on the same grid. */
+  label: Volume<Uint8Array>;
 }
 
 export interface DatasetClass {
@@ -37,5 +38,10 @@ export interface SliceDataset {
   /** Read one normalised slice into `image` (and its labels into `label` when labeled). */
   readSlice(ref: SliceRef, image: Float32Array, label: Uint8Array | null): { width: number; height: number };
   readValidation(id: string): Promise<ValidationVolume>;
+  /**
+   * The source image file of a case, where the layout has one per case (nnU-Net): lets
+   * pseudo-labels keep their images out of the unlabeled pool and off labelled/validation cases.
+   */
+  sourcePath?(caseId: string): string | undefined;
   close(): Promise<void>;
 }

@@ -1,0 +1,399 @@
+/**
+ * Pseudo-labels from `alhvr-segment` output folders: the pseudo-label loop's way back into
+ * training. Each folder is read through its manifest.jsonl; a case is used when it segmented
+ * (status ok) with a verdict in `verdicts`, or whenever a reviewer put a `corrected.nii.gz` in
+ * its folder (a full label, weight 1 everywhere, whatever the verdict). Every used case is
+ * checked before any training: its segment run's classes equal the dataset's, its source image
+ * is byte-for-byte the one segmented (the manifest's input hash, recomputed with alhvr-segment's
+ * scheme), and its mask and maps lie on the source image's grid. A failed check stops the run
+ * with one line naming the case.
+ *
+ * Training must not import inference (layering), so the manifest and report fields read here
+ * are declared locally; test/pseudo-label-loop.test.ts checks that the file names and the
+ * input hash agree with inference's.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { closeSync, openSync, readSync } from 'node:fs';
+import { mkdir, readFile, realpath, rm, stat } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
+import {
+  InputError,
+  canonicalOrientation,
+  maxAbsDiff4,
+  normaliseIntensities,
+  reorient,
+  type Volume,
+  type VoxelArray,
+} from '@alhvr/core';
+import { readDicomSeries, readNiftiFile, readNiftiHeaderFile, scanDicom, writeFileAtomic } from '@alhvr/core/node';
+import type { DatasetClass, SliceRef } from './slice-dataset.js';
+
+export type PseudoVerdict = 'accept' | 'review' | 'reject';
+export const PSEUDO_VERDICTS: readonly PseudoVerdict[] = ['accept', 'review', 'reject'];
+export type PseudoWeighting = 'region' | 'confidence' | 'none';
+export const PSEUDO_WEIGHTINGS: readonly PseudoWeighting[] = ['region', 'confidence', 'none'];
+
+/** Names alhvr-segment writes (inference/src/outputs.ts CASE_FILES, manifest.ts), and the reviewer's file. */
+export const SEGMENT_FILES = {
+  manifest: 'manifest.jsonl',
+  mask: 'mask.nii.gz',
+  confidence: 'confidence.nii.gz',
+  region: 'region.nii.gz',
+  report: 'report.json',
+  /** A reviewer's label for the case; alhvr-segment never writes or removes it. */
+  corrected: 'corrected.nii.gz',
+} as const;
+
+/** Region values of region.nii.gz (core REGION): 1 reliable and stable, 2 unstable, 3 unreliable. */
+const REGION_RELIABLE = 1;
+const REGION_UNSTABLE = 2;
+const REGION_UNRELIABLE = 3;
+
+/** The fields of an alhvr-segment manifest line this reader relies on. */
+interface SegmentManifestLine {
+  caseId: string;
+  input: string;
+  kind: 'nifti' | 'dicom-series';
+  inputHash: string;
+  status: 'ok' | 'failed';
+  summary?: { verdict?: string };
+}
+
+/** What a trained model records about one segment run it learnt from: names and hashes, no paths. */
+export interface PseudoLabelSource {
+  /** The segment output folder's name. */
+  name: string;
+  /** sha256 of its manifest.jsonl as read. */
+  manifestSha256: string;
+  /** Cases used, by verdict; `corrected` counts reviewer-corrected cases (whatever their verdict). */
+  cases: { accept: number; review: number; reject: number; corrected: number };
+  /** Cases left out because their image is one of the dataset's labelled or validation images. */
+  skippedInDataset: number;
+}
+
+export interface PseudoLabelOptions {
+  classes: DatasetClass[];
+  verdicts: readonly PseudoVerdict[];
+  weighting: PseudoWeighting;
+  /** Region weighting: the weight of Ω2 (unstable) voxels; Ω1 weighs 1, Ω3 0. */
+  unstableWeight: number;
+  /** Folder for the preprocessed slices (rewritten at every start). */
+  cacheDir: string;
+  /**
+   * Called with the real path of each case's source image: a reason string when the image is
+   * already one of the dataset's labelled or validation images (then the case is left out).
+   */
+  inDataset?: (sourceRealPath: string) => string | undefined;
+  log?: (message: string) => void;
+}
+
+export interface PseudoLabelSet {
+  /** One entry per slice of every used case, along the canonical slice axis. */
+  readonly slices: SliceRef[];
+  /** Real paths of the source images that carry pseudo-labels (to keep them out of the unlabeled pool). */
+  readonly sourcePaths: Set<string>;
+  readonly sources: PseudoLabelSource[];
+  readonly maxSliceVoxels: number;
+  /** Read one normalised slice, its labels and its per-pixel weights into caller-owned buffers. */
+  readSlice(ref: SliceRef, image: Float32Array, label: Uint8Array, weight: Float32Array): { width: number; height: number };
+  close(): Promise<void>;
+}
+
+interface CachedPseudoCase {
+  dims: [number, number, number];
+  imagePath: string;
+  labelPath: string;
+  weightPath: string;
+}
+
+const NIFTI_PAIR = /^(.*)\.(hdr|img)(\.gz)?$/i;
+const exists = (p: string) => stat(p).then(() => true, () => false);
+
+/** One error line naming the segment folder and case. */
+function refuse(dir: string, caseId: string, message: string): never {
+  throw new InputError(`pseudo-labels: case ${caseId}: ${message}`, join(dir, caseId));
+}
+
+/** alhvr-segment's hashCaseInput prefix: name, length and bytes of each file, in the given order. */
+async function hashFiles(files: string[]): Promise<Hash> {
+  const h = createHash('sha256');
+  for (const f of files) {
+    const bytes = await readFile(f);
+    h.update(`${basename(f)}\0${bytes.length}\0`);
+    h.update(bytes);
+  }
+  return h;
+}
+
+async function niftiFiles(path: string): Promise<string[]> {
+  const files = [path];
+  const m = NIFTI_PAIR.exec(path);
+  if (m) {
+    const partner = `${m[1]}.${m[2].toLowerCase() === 'hdr' ? 'img' : 'hdr'}`;
+    for (const p of [partner, `${partner}.gz`, partner.toUpperCase()]) {
+      if (await exists(p)) {
+        files.push(p);
+        break;
+      }
+    }
+  }
+  return files;
+}
+
+/** Where the segmented image is now, provided its bytes still hash to the manifest's input hash. */
+type LocatedSource = { kind: 'nifti'; path: string; volume?: number } | { kind: 'dicom-series'; files: string[]; seriesId: string; path: string };
+
+async function locateSource(dir: string, entry: SegmentManifestLine): Promise<LocatedSource> {
+  // alhvr-segment records inputs as given on its command line; relative ones are taken from here.
+  const path = resolve(entry.input);
+  if (!(await exists(path))) refuse(dir, entry.caseId, `its source ${entry.input} no longer exists`);
+  if (!entry.inputHash) refuse(dir, entry.caseId, 'the manifest records no input hash for it');
+  const changed = () => refuse(dir, entry.caseId, `its source ${basename(entry.input)} changed since it was segmented (input hash differs)`);
+  if (entry.kind === 'dicom-series') {
+    // The manifest names the series' folder, not its files: find the series whose files hash to it.
+    for (const series of (await scanDicom([path])).series) {
+      const files = [...series.files].sort();
+      if ((await hashFiles(files)).digest('hex') === entry.inputHash) return { kind: 'dicom-series', files, seriesId: series.id, path };
+    }
+    return changed();
+  }
+  const base = await hashFiles(await niftiFiles(path));
+  if (base.copy().digest('hex') === entry.inputHash) return { kind: 'nifti', path };
+  // A volume of a 4D file (--volume N or all) is hashed with its index appended.
+  const volumes = await readNiftiHeaderFile(path).then((h) => h.volumes, () => 1);
+  for (let t = 0; t < volumes && volumes > 1; t++) {
+    if (base.copy().update(`volume\0${t}`).digest('hex') === entry.inputHash) return { kind: 'nifti', path, volume: t };
+  }
+  return changed();
+}
+
+function sameGrid(a: Volume<VoxelArray>, b: Volume<VoxelArray>): boolean {
+  return a.dims.every((d, n) => d === b.dims[n]) && maxAbsDiff4(a.affine, b.affine) <= 1e-3 * Math.max(...a.spacing);
+}
+
+async function readMap(dir: string, caseId: string, file: string, image: Volume<VoxelArray>): Promise<Volume<VoxelArray>> {
+  let vol: Volume<VoxelArray>;
+  try {
+    vol = await readNiftiFile(join(dir, caseId, file));
+  } catch (err) {
+    refuse(dir, caseId, `cannot read ${file} (${(err as Error).message.split('\n')[0]})`);
+  }
+  if (!sameGrid(vol, image)) {
+    refuse(dir, caseId, `${file} (dims ${vol.dims.join('×')}) does not lie on its source image's grid (dims ${image.dims.join('×')})`);
+  }
+  return vol;
+}
+
+function classesOf(report: unknown): { value: number; name: string }[] | undefined {
+  const classes = (report as { model?: { classes?: unknown } })?.model?.classes;
+  return Array.isArray(classes) ? classes.map((c: { value: number; name: string }) => ({ value: c.value, name: c.name })) : undefined;
+}
+
+const describeClasses = (cs: { value: number; name: string }[]) => cs.map((c) => `${c.value} ${c.name}`).join(', ');
+
+/**
+ * Read, check and cache every usable case of the given segment output folders. Throws (one line
+ * naming the case) on the first refusal; nothing is trained on partly checked data.
+ */
+export async function openPseudoLabels(dirs: string[], opts: PseudoLabelOptions): Promise<PseudoLabelSet> {
+  await rm(opts.cacheDir, { recursive: true, force: true });
+  await mkdir(opts.cacheDir, { recursive: true });
+  const cached = new Map<string, CachedPseudoCase>();
+  const slices: SliceRef[] = [];
+  const sourcePaths = new Map<string, string>();
+  const sources: PseudoLabelSource[] = [];
+  const verdicts = new Set<string>(opts.verdicts);
+  const maxLabel = opts.classes.length - 1;
+  let maxSliceVoxels = 0;
+
+  for (const [dirIndex, dir] of dirs.entries()) {
+    const manifestPath = join(dir, SEGMENT_FILES.manifest);
+    let text: string;
+    try {
+      text = await readFile(manifestPath, 'utf8');
+    } catch {
+      throw new InputError('not an alhvr-segment output folder (no readable manifest.jsonl)', dir);
+    }
+    const source: PseudoLabelSource = {
+      name: basename(resolve(dir)),
+      manifestSha256: createHash('sha256').update(text).digest('hex'),
+      cases: { accept: 0, review: 0, reject: 0, corrected: 0 },
+      skippedInDataset: 0,
+    };
+    if (sources.some((s) => s.name === source.name)) throw new InputError(`two pseudo-label folders are both named "${source.name}"; the run records folders by name, so rename one`, dir);
+    const entries = new Map<string, SegmentManifestLine>();
+    for (const line of text.split('\n')) {
+      if (!line.trim()) continue;
+      try {
+        const e = JSON.parse(line) as SegmentManifestLine;
+        if (typeof e.caseId === 'string') entries.set(e.caseId, e);
+      } catch {
+        // alhvr-segment's reader skips a line left by an interrupted edit; so does this one.
+      }
+    }
+
+    for (const entry of [...entries.values()].sort((a, b) => (a.caseId < b.caseId ? -1 : 1))) {
+      const caseDir = join(dir, entry.caseId);
+      const corrected = await exists(join(caseDir, SEGMENT_FILES.corrected));
+      const verdict = entry.summary?.verdict;
+      if (!corrected && !(entry.status === 'ok' && verdict && verdicts.has(verdict))) continue;
+
+      // Classes first: a mask of another label set is wrong however well it fits the image.
+      let report: unknown;
+      try {
+        report = JSON.parse(await readFile(join(caseDir, SEGMENT_FILES.report), 'utf8'));
+      } catch {
+        refuse(dir, entry.caseId, `has no readable ${SEGMENT_FILES.report} (the segment run's classes are unknown)`);
+      }
+      const modelClasses = classesOf(report);
+      const wanted = opts.classes.map((c) => ({ value: c.value, name: c.name }));
+      if (!modelClasses || describeClasses(modelClasses) !== describeClasses(wanted)) {
+        refuse(dir, entry.caseId, `was segmented by a model with classes [${modelClasses ? describeClasses(modelClasses) : 'none recorded'}], the dataset has [${describeClasses(wanted)}]`);
+      }
+
+      const located = await locateSource(dir, entry);
+      const real = await realpath(located.path);
+      const key = located.kind === 'nifti' ? `${real}#${located.volume ?? 0}` : `${real}#${located.seriesId}`;
+      const inDataset = opts.inDataset?.(real);
+      if (inDataset) {
+        opts.log?.(`pseudo-labels: case ${entry.caseId} of ${source.name} left out: ${inDataset}`);
+        source.skippedInDataset++;
+        continue;
+      }
+      const twice = sourcePaths.get(key);
+      if (twice) refuse(dir, entry.caseId, `segments the same image as ${twice}; pass each image once`);
+      sourcePaths.set(key, `case ${entry.caseId} of ${source.name}`);
+
+      const image =
+        located.kind === 'nifti'
+          ? await readNiftiFile(located.path, { volumeIndex: located.volume })
+          : await readDicomSeries(located.files, { seriesUID: located.seriesId });
+      const mask = await readMap(dir, entry.caseId, corrected ? SEGMENT_FILES.corrected : SEGMENT_FILES.mask, image);
+      let weightMap: Volume<VoxelArray> | undefined;
+      if (!corrected && opts.weighting !== 'none') {
+        const file = opts.weighting === 'region' ? SEGMENT_FILES.region : SEGMENT_FILES.confidence;
+        if (!(await exists(join(caseDir, file)))) {
+          refuse(dir, entry.caseId, `has no ${file}${opts.weighting === 'region' ? ' (a one-student model writes no regions; use --pseudo-weighting confidence or none)' : ''}`);
+        }
+        weightMap = await readMap(dir, entry.caseId, file, image);
+      }
+
+      const orientation = canonicalOrientation(image.affine);
+      const canon = reorient(image, orientation);
+      const normalised = normaliseIntensities(canon.data, { kind: 'minmax-volume' }, canon.data instanceof Float32Array ? canon.data : undefined);
+      const labelData = reorient(mask, orientation).data;
+      const label = new Uint8Array(labelData.length);
+      for (let p = 0; p < label.length; p++) {
+        const v = labelData[p];
+        if (!(v >= 0 && v <= maxLabel && Number.isInteger(v))) refuse(dir, entry.caseId, `label value ${v} is not one of the dataset's classes 0–${maxLabel}`);
+        label[p] = v;
+      }
+      const weight = new Float32Array(label.length).fill(1);
+      if (weightMap) {
+        const w = reorient(weightMap, orientation).data;
+        for (let p = 0; p < weight.length; p++) {
+          if (opts.weighting === 'confidence') {
+            // The written confidence is already the calibrated ensemble max-probability in [0, 1].
+            weight[p] = Math.min(1, Math.max(0, w[p]));
+          } else if (w[p] === REGION_RELIABLE) weight[p] = 1;
+          else if (w[p] === REGION_UNSTABLE) weight[p] = opts.unstableWeight;
+          else if (w[p] === REGION_UNRELIABLE) weight[p] = 0;
+          else refuse(dir, entry.caseId, `region value ${w[p]} is not 1, 2 or 3`);
+        }
+      }
+
+      const id = `pseudo-${dirIndex}-${entry.caseId}`;
+      const stem = join(opts.cacheDir, id);
+      const c: CachedPseudoCase = { dims: canon.dims, imagePath: `${stem}.image.f32`, labelPath: `${stem}.label.u8`, weightPath: `${stem}.weight.f32` };
+      await writeFileAtomic(c.imagePath, new Uint8Array(normalised.buffer, normalised.byteOffset, normalised.byteLength));
+      await writeFileAtomic(c.labelPath, label);
+      await writeFileAtomic(c.weightPath, new Uint8Array(weight.buffer));
+      cached.set(id, c);
+      for (let slice = 0; slice < c.dims[2]; slice++) slices.push({ caseId: id, slice });
+      maxSliceVoxels = Math.max(maxSliceVoxels, c.dims[0] * c.dims[1]);
+      if (corrected) source.cases.corrected++;
+      else source.cases[verdict as PseudoVerdict]++;
+    }
+    sources.push(source);
+  }
+
+  const fds = new Map<string, number>();
+  const fdFor = (path: string) => {
+    let fd = fds.get(path);
+    if (fd === undefined) {
+      fd = openSync(path, 'r');
+      fds.set(path, fd);
+    }
+    return fd;
+  };
+  return {
+    slices,
+    sourcePaths: new Set([...sourcePaths.keys()].map((k) => k.slice(0, k.lastIndexOf('#')))),
+    sources,
+    maxSliceVoxels,
+    readSlice(ref, image, label, weight) {
+      const c = cached.get(ref.caseId);
+      if (!c) throw new Error(`unknown pseudo-labelled case ${ref.caseId}`);
+      const [w, h] = c.dims;
+      const n = w * h;
+      readSync(fdFor(c.imagePath), new Uint8Array(image.buffer, image.byteOffset, n * 4), 0, n * 4, ref.slice * n * 4);
+      readSync(fdFor(c.labelPath), label, 0, n, ref.slice * n);
+      readSync(fdFor(c.weightPath), new Uint8Array(weight.buffer, weight.byteOffset, n * 4), 0, n * 4, ref.slice * n * 4);
+      return { width: w, height: h };
+    },
+    async close() {
+      for (const fd of fds.values()) closeSync(fd);
+      fds.clear();
+    },
+  };
+}
+
+/** The pseudo-labelled stream as the trainer uses it: the set, and the unlabeled pool without its images. */
+export interface PseudoStream {
+  set: PseudoLabelSet;
+  unlabeled: SliceRef[];
+}
+
+/**
+ * Open the pseudo-labels a run asks for against its dataset: cases whose image is a labelled or
+ * validation image of the dataset are left out (a true label wins; validation must stay unseen),
+ * and images that now carry pseudo-labels leave the unlabeled pool, so no slice is both.
+ */
+export async function openPseudoStream(
+  dataset: { labeled: SliceRef[]; unlabeled: SliceRef[]; validationIds: string[]; classes: DatasetClass[]; sourcePath?(caseId: string): string | undefined },
+  config: { pseudoLabels?: string[]; pseudoVerdicts: readonly PseudoVerdict[]; pseudoWeighting: PseudoWeighting; pseudoUnstableWeight: number; out: string },
+  log?: (message: string) => void,
+): Promise<PseudoStream | undefined> {
+  if (!config.pseudoLabels?.length) return undefined;
+  const realOf = async (id: string) => {
+    const p = dataset.sourcePath?.(id);
+    return p ? realpath(p).catch(() => resolve(p)) : undefined;
+  };
+  const taken = new Map<string, string>();
+  for (const id of new Set(dataset.labeled.map((r) => r.caseId))) {
+    const p = await realOf(id);
+    if (p) taken.set(p, `its image is the labelled case ${id}`);
+  }
+  for (const id of dataset.validationIds) {
+    const p = await realOf(id);
+    if (p) taken.set(p, `its image is the validation case ${id}`);
+  }
+  const set = await openPseudoLabels(config.pseudoLabels, {
+    classes: dataset.classes,
+    verdicts: config.pseudoVerdicts,
+    weighting: config.pseudoWeighting,
+    unstableWeight: config.pseudoUnstableWeight,
+    cacheDir: join(config.out, 'cache', 'pseudo-labels'),
+    inDataset: (p) => taken.get(p),
+    log,
+  });
+  if (set.slices.length === 0) {
+    throw new InputError(`no usable pseudo-labelled case (verdicts ${config.pseudoVerdicts.join(', ')}, or a corrected.nii.gz) in ${set.sources.map((s) => s.name).join(', ')}`);
+  }
+  const carrying = new Set<string>();
+  for (const id of new Set(dataset.unlabeled.map((r) => r.caseId))) {
+    const p = await realOf(id);
+    if (p && set.sourcePaths.has(p)) carrying.add(id);
+  }
+  return { set, unlabeled: dataset.unlabeled.filter((r) => !carrying.has(r.caseId)) };
+}
