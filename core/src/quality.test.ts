@@ -47,8 +47,24 @@ describe('linear quality model', () => {
     const y = rows.map(([a, b]) => 0.1 + 0.05 * a + 0.02 * b);
     const m = fitLinear(['a', 'b'], rows, y, 1e-9);
     rows.forEach((r, i) => expect(applyLinear(m, r)).toBeCloseTo(y[i], 6));
-    expect(applyLinear(m, [100, 100])).toBe(1);
-    expect(applyLinear(m, [-100, -100])).toBe(0);
+    expect(applyLinear({ ...m, intercept: 2 }, rows[0])).toBe(1);
+    expect(applyLinear({ ...m, intercept: -1 }, rows[0])).toBe(0);
+  });
+
+  it('sign constraints drop a feature whose fitted weight contradicts its expected sign', () => {
+    // y rises with a, and b is anti-correlated noise: unconstrained b gets a negative weight.
+    const rows = [[0, 3], [1, 1], [2, 2], [3, 0], [4, 1], [5, -1]];
+    const y = [0.1, 0.25, 0.3, 0.5, 0.55, 0.75];
+    expect(fitLinear(['a', 'b'], rows, y, 1e-6).weights[1]).toBeLessThan(0);
+    const constrained = fitLinear(['a', 'b'], rows, y, 1e-6, [1, 1]);
+    expect(constrained.weights[1]).toBe(0);
+    expect(constrained.weights[0]).toBeGreaterThan(0);
+  });
+
+  it('a standardised feature far outside the calibration data is clipped, not extrapolated', () => {
+    const m = { features: ['x'], mean: [0.5], scale: [0.01], weights: [0.1], intercept: 0.5 };
+    expect(applyLinear(m, [0.9])).toBeCloseTo(0.9, 12); // z = 40 → 4
+    expect(applyLinear(m, [-10])).toBeCloseTo(0.1, 12);
   });
 
   it('ridge shrinks the weights towards zero', () => {

@@ -187,24 +187,51 @@ export function classFeatures(c: ClassSignals): number[] {
   return [c.agreement ?? 0, c.meanConfidence ?? 0, c.reliable ?? 0];
 }
 
+/** Standardised features are clipped to ±4: a case far outside the calibration data must not extrapolate a line. */
+const Z_LIMIT = 4;
+
 export function applyLinear(model: LinearModel, x: readonly number[]): number {
   let y = model.intercept;
-  for (let i = 0; i < model.weights.length; i++) y += (model.weights[i] * (x[i] - model.mean[i])) / model.scale[i];
+  for (let i = 0; i < model.weights.length; i++) {
+    const z = (x[i] - model.mean[i]) / model.scale[i];
+    y += model.weights[i] * Math.min(Z_LIMIT, Math.max(-Z_LIMIT, z));
+  }
   return Math.min(1, Math.max(0, y));
 }
 
-/** Ridge least squares on standardised features (λ on the weights, not the intercept). */
-export function fitLinear(features: string[], rows: readonly number[][], targets: readonly number[], lambda = 1): LinearModel {
+/** Expected sign of each case-quality weight: more agreement, confidence, region 1 → better; more entropy, odder volumes → worse. */
+export const QUALITY_SIGNS = [1, 1, 1, 1, -1, -1];
+export const CLASS_QUALITY_SIGNS = [1, 1, 1];
+
+/**
+ * Ridge least squares on standardised features (λ on the weights, not the intercept). With
+ * `signs`, a weight whose sign contradicts its expected one (+1 / −1; 0 = free) is set to zero
+ * and the rest refitted, until all agree: the fit stays monotone in each signal, so it cannot
+ * reward, say, disagreement between the students because of a few calibration cases.
+ */
+export function fitLinear(features: string[], rows: readonly number[][], targets: readonly number[], lambda = 1, signs?: readonly number[]): LinearModel {
   const n = rows.length;
-  const d = features.length;
   if (n === 0) throw new Error('quality model: no calibration cases');
+  // Features nearly constant over the calibration cases get a floor, so they cannot blow up out of sample.
   const mean = features.map((_, j) => rows.reduce((s, r) => s + r[j], 0) / n);
-  const scale = features.map((_, j) => Math.sqrt(rows.reduce((s, r) => s + (r[j] - mean[j]) ** 2, 0) / n) || 1);
+  const scale = features.map((_, j) => Math.max(0.01, Math.sqrt(rows.reduce((s, r) => s + (r[j] - mean[j]) ** 2, 0) / n)));
+  const active = features.map(() => true);
+  for (;;) {
+    const weights = ridgeWeights(rows, targets, mean, scale, active, lambda);
+    const wrong = signs ? weights.findIndex((w, j) => active[j] && signs[j] !== 0 && w * signs[j] < 0) : -1;
+    if (wrong < 0) return { features, mean, scale, weights, intercept: targets.reduce((s, v) => s + v, 0) / n };
+    active[wrong] = false;
+  }
+}
+
+function ridgeWeights(rows: readonly number[][], targets: readonly number[], mean: number[], scale: number[], active: boolean[], lambda: number): number[] {
+  const n = rows.length;
+  const d = mean.length;
   const ty = targets.reduce((s, v) => s + v, 0) / n;
   // Normal equations (ZᵀZ + λI) w = Zᵀ(y − ȳ), solved by Gaussian elimination with pivoting.
   const a = Array.from({ length: d }, (_, i) => Array.from({ length: d + 1 }, (_, j) => (j === i ? lambda : 0)));
   for (let r = 0; r < n; r++) {
-    const z = rows[r].map((v, j) => (v - mean[j]) / scale[j]);
+    const z = rows[r].map((v, j) => (active[j] ? (v - mean[j]) / scale[j] : 0));
     for (let i = 0; i < d; i++) {
       for (let j = 0; j < d; j++) a[i][j] += z[i] * z[j];
       a[i][d] += z[i] * (targets[r] - ty);
@@ -220,8 +247,7 @@ export function fitLinear(features: string[], rows: readonly number[][], targets
       for (let j = c; j <= d; j++) a[r][j] -= f * a[c][j];
     }
   }
-  const weights = a.map((row, i) => (row[i] === 0 ? 0 : row[d] / row[i]));
-  return { features, mean, scale, weights, intercept: ty };
+  return a.map((row, i) => (row[i] === 0 ? 0 : row[d] / row[i]));
 }
 
 /** The calibrated trust model a card carries (all numbers, fitted at export). */

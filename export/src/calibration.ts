@@ -12,6 +12,8 @@ import {
   InputError,
   betaQuantileMean,
   CLASS_QUALITY_FEATURES,
+  CLASS_QUALITY_SIGNS,
+  QUALITY_SIGNS,
   caseFeatures,
   classFeatures,
   expectedCalibrationError,
@@ -278,7 +280,7 @@ export async function calibrate(students: readonly unknown[], card: ExportCard, 
 
   // 4. Quality model, domain ranges and thresholds.
   const caseRows = measured.map((m) => caseFeatures(m.signals, volumes));
-  const caseModel = fitLinear([...QUALITY_FEATURES], caseRows, measured.map((m) => m.dice));
+  const caseModel = fitLinear([...QUALITY_FEATURES], caseRows, measured.map((m) => m.dice), 1, QUALITY_SIGNS);
   const classRows: number[][] = [];
   const classTargets: number[] = [];
   for (const m of measured) {
@@ -288,7 +290,7 @@ export async function calibrate(students: readonly unknown[], card: ExportCard, 
       classTargets.push(m.classDice.get(cls.value) ?? 0);
     }
   }
-  const perClass = fitLinear([...CLASS_QUALITY_FEATURES], classRows, classTargets);
+  const perClass = fitLinear([...CLASS_QUALITY_FEATURES], classRows, classTargets, 1, CLASS_QUALITY_SIGNS);
   const range = (values: number[], floor: number): [number, number] => {
     const lo = Math.min(...values);
     const hi = Math.max(...values);

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { MetricsWorkspace, PlaneResizer, Volume, meanMetrics, scalingAffine, segmentationMetrics, type ClassMetrics, type MetricsSummary } from '@alhvr/core';
+import { MetricsWorkspace, PlaneResizer, meanMetrics, segmentationMetrics, type ClassMetrics, type MetricsSummary, type Volume } from '@alhvr/core';
 import type { UNet } from './model/unet.js';
 import type { SliceDataset } from './data/slice-dataset.js';
 
@@ -13,11 +13,13 @@ export interface ValidationResult {
 }
 
 /**
- * Slice-wise prediction of one volume as the released test script does it: each slice resized to
- * the patch (nearest, scipy-zoom grid), argmax of the clean branch, resized back (nearest).
+ * Slice-wise prediction of one volume (normalised, canonical: slices along k) as the released
+ * test script does it: each slice resized to the patch (nearest, scipy-zoom grid), argmax of the
+ * clean branch, resized back (nearest). The labels come back on the image's grid and geometry.
  */
-export function predictVolume(net: UNet, image: Float32Array, dims: [number, number, number], patch: number, batch = 8): Uint8Array {
-  const [w, h, k] = dims;
+export function predictVolume(net: UNet, volume: Volume<Float32Array>, patch: number, batch = 8): Volume<Uint8Array> {
+  const [w, h, k] = volume.dims;
+  const image = volume.data;
   const toPatch = new PlaneResizer(w, h, patch, patch, { interpolation: 'nearest', alignment: 'corners' });
   const back = new PlaneResizer(patch, patch, w, h, { interpolation: 'nearest', alignment: 'corners' });
   const input = new Float32Array(batch * patch * patch);
@@ -33,7 +35,7 @@ export function predictVolume(net: UNet, image: Float32Array, dims: [number, num
     labels.dispose();
     for (let s = 0; s < n; s++) back.resize(data, s * patch * patch, pred, (start + s) * w * h);
   }
-  return pred;
+  return volume.withData(pred);
 }
 
 /** Score a network on every validation volume of the dataset. */
@@ -43,15 +45,8 @@ export async function validate(net: UNet, dataset: SliceDataset, patch: number):
   const cases: ClassMetrics[][] = [];
   for (const id of dataset.validationIds) {
     const v = await dataset.readValidation(id);
-    const pred = predictVolume(net, v.image, v.dims, patch);
-    const affine = scalingAffine(v.spacing);
-    const metrics = segmentationMetrics(
-      new Volume({ data: pred, dims: v.dims, affine }),
-      new Volume({ data: v.label, dims: v.dims, affine }),
-      foreground,
-      { workspace },
-    );
-    cases.push(metrics);
+    // Distances in mm on the case's own geometry (voxels for a layout without any, acdc-h5).
+    cases.push(segmentationMetrics(predictVolume(net, v.image, patch), v.label, foreground, { workspace }));
   }
   const summary = meanMetrics(cases);
   const perClass = summary.perClass.map((c) => ({

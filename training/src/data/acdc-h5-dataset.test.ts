@@ -57,9 +57,11 @@ describe('SSL4MIS ACDC HDF5 dataset', () => {
     expect(image[5]).toBeCloseTo(sliceValue(2, 2) + 0.05, 5);
     expect(label[W + 5]).toBe(1);
     const v = await ds.readValidation('patient003_frame01');
-    expect(v.dims).toEqual([W, H, 4]);
-    expect(v.image[2 * W * H]).toBe(2);
-    expect(v.label[3 * W]).toBe(3);
+    expect(v.image.dims).toEqual([W, H, 4]);
+    expect(v.image.data[2 * W * H]).toBe(2);
+    expect(v.label.data[3 * W]).toBe(3);
+    // No geometry in the HDF5 files: the voxel grid, as the released script scores.
+    expect(v.image.spacing).toEqual([1, 1, 1]);
   });
 
   it('gives different fingerprints for different labelled splits', async () => {

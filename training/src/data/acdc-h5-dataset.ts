@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { InputError } from '@alhvr/core';
+import { InputError, Volume, scalingAffine } from '@alhvr/core';
 import type { DatasetClass, SliceDataset, SliceRef, ValidationVolume } from './slice-dataset.js';
 
 /** ACDC as the SSL4MIS preprocessing lays it out; its slices are already min–max normalised. */
@@ -123,8 +123,10 @@ export async function openAcdcH5Dataset(root: string, opts: AcdcH5Options): Prom
         // Stored [slice, row, col]; our volumes are x fastest, then y, then slice: same order.
         const image = src instanceof Float32Array ? src : Float32Array.from(src);
         const label = Uint8Array.from(datasetOf(f, 'label', path).value as ArrayLike<number>);
-        // The released test script scores in voxels: unit spacing reproduces its numbers.
-        return { id, dims: [w, h, k], spacing: [1, 1, 1], image, label };
+        // The HDF5 files carry no geometry and the released test script scores in voxels: the
+        // volume's grid is the voxel grid (unit spacing), which reproduces its numbers.
+        const volume = new Volume({ data: image, dims: [w, h, k], affine: scalingAffine([1, 1, 1]), meta: { path } });
+        return { id, image: volume, label: volume.withData(label) };
       } finally {
         f.close();
       }
