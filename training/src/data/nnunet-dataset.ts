@@ -229,6 +229,7 @@ export async function openNnunetDataset(root: string, opts: NnunetOptions): Prom
       const volume = new Volume({ data: image, dims: c.dims, affine: c.affine, meta: { path: c.imagePath } });
       return { id, image: volume, label: volume.withData(new Uint8Array(await readFile(c.labelPath))) };
     },
+    sourcePath: (id) => cases.find((c) => c.id === id)?.image,
     async close() {
       for (const fd of fds.values()) closeSync(fd);
       fds.clear();

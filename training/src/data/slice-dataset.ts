@@ -38,5 +38,10 @@ export interface SliceDataset {
   /** Read one normalised slice into `image` (and its labels into `label` when labeled). */
   readSlice(ref: SliceRef, image: Float32Array, label: Uint8Array | null): { width: number; height: number };
   readValidation(id: string): Promise<ValidationVolume>;
+  /**
+   * The source image file of a case, where the layout has one per case (nnU-Net): lets
+   * pseudo-labels keep their images out of the unlabeled pool and off labelled/validation cases.
+   */
+  sourcePath?(caseId: string): string | undefined;
   close(): Promise<void>;
 }
