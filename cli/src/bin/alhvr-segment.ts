@@ -25,6 +25,7 @@ import { formatSkipped } from '../lib/format-info.js';
 import { expandInputs, seriesFolder } from '../lib/inputs.js';
 import { createProgress } from '../lib/progress.js';
 import { runCommand, UsageError } from '../lib/run-command.js';
+import { writeSummaryPlot } from '../lib/plots/segment-summary.js';
 
 const COMMAND = 'alhvr-segment';
 const DEFAULT_MODEL_FILE = 'alhvr-default.onnx';
@@ -65,7 +66,7 @@ await runCommand(COMMAND, async (args, { signal }) => {
     'INPUT... --out DIR [options]',
     'Segment NIfTI files and DICOM series (folders are searched recursively) with an ALHVR ONNX model. Per case, ' +
       'DIR/<case-id>/ receives mask.nii.gz, confidence.nii.gz, region.nii.gz (1 reliable: both students above γ, 2 unstable: exactly one, 3 unreliable: neither), ' +
-      'seg.dcm for DICOM input, preview.png and report.json; DIR/manifest.jsonl and DIR/summary.csv (most unreliable first) list every case.',
+      'seg.dcm for DICOM input, preview.png and report.json; DIR/manifest.jsonl and DIR/summary.csv (most unreliable first) list every case; DIR/summary.png draws that queue.',
   )
     .option('out', { alias: ['o', 'output'], type: 'string', demandOption: true, description: 'Output folder (created if missing)' })
     .option('model', { type: 'string', description: `ONNX model (default: the shipped ${DEFAULT_MODEL_FILE})` })
@@ -170,8 +171,14 @@ await runCommand(COMMAND, async (args, { signal }) => {
       onLockWait: (holder, waitedMs) => say(`${COMMAND}: ${describeLockHolder(options.output, holder, waitedMs)}`),
     });
     progress?.finish();
+    // The review queue as a picture beside summary.csv, drawn here so inference carries no
+    // plotting dependency; a picture that cannot be drawn costs a warning, not the run's results.
+    await writeSummaryPlot(options.output, { onWait: (holder, waitedMs) => say(`${COMMAND}: ${describeLockHolder(options.output, holder, waitedMs)}`) }).catch((err: unknown) =>
+      say(`${COMMAND}: warning: summary.png not drawn: ${(err as Error).message}`),
+    );
     const ok = result.entries.filter((e) => e.status === 'ok').length;
-    say(`${COMMAND}: ${ok} ok (${result.skipped} already done), ${result.failed} failed; see ${join(options.output, 'summary.csv')}`);
+    const verdicts = (['accept', 'review', 'reject'] as const).map((v) => `${result.entries.filter((e) => e.summary?.verdict === v).length} ${v}`).join(', ');
+    say(`${COMMAND}: ${ok} ok (${result.skipped} already done; ${verdicts}), ${result.failed} failed; see ${join(options.output, 'summary.csv')}`);
     return result.exitCode;
   } catch (err) {
     // Failed before the run wrote anything: do not leave behind an empty folder we created.
