@@ -8,6 +8,7 @@ import { commandLine } from '../lib/command-line.js';
 import { createProgress } from '../lib/progress.js';
 import { UsageError, runCommand, throwIfCancelled } from '../lib/run-command.js';
 import { isNiftiPath, stripNiftiExtension } from '../lib/file-names.js';
+import { DEFAULT_PLOT_THRESHOLD, writeEvalPlot } from '../lib/plots/eval-distribution.js';
 
 const COMMAND = 'alhvr-eval';
 
@@ -82,9 +83,15 @@ await runCommand(COMMAND, async (args, { signal }) => {
     .option('empty-policy', { choices: ['flagged', 'released-code'] as const, default: 'flagged' as const, description: 'How empty masks are scored' })
     .option('json', { type: 'boolean', default: false, description: 'Print one JSON document instead of a table' })
     .option('out', { type: 'string', description: 'Also write the per-case, per-class table as CSV' })
+    .option('plot', { type: 'string', description: 'Also draw per-class Dice and HD95 over cases (box plots, every case a dot) as a PNG' })
+    .option('plot-threshold', { type: 'number', default: DEFAULT_PLOT_THRESHOLD, description: 'In --plot, name the cases whose Dice is below this' })
     .demandCommand(0, 0, '', `${COMMAND} takes no positional arguments`)
     .parseAsync();
 
+  // Checked before any file is read: a typo must not cost a whole evaluation.
+  if (argv.plot !== undefined && !/\.png$/i.test(argv.plot)) throw new UsageError(`--plot writes a PNG: give a file name ending in .png, got "${argv.plot}"`);
+  const plotThreshold = argv['plot-threshold'];
+  if (!(plotThreshold >= 0 && plotThreshold <= 1)) throw new UsageError(`--plot-threshold must be a Dice between 0 and 1, got ${plotThreshold}`);
   const preds = await labelFiles(argv.pred);
   const refs = await labelFiles(argv.ref);
   const isFile = async (p: string) => (await stat(p)).isFile();
@@ -127,6 +134,7 @@ await runCommand(COMMAND, async (args, { signal }) => {
     const rows = perCase.flatMap((c) => c.metrics.map((m) => [c.id, m.label, ...METRIC_NAMES.map((n) => m[n]), m.predVoxels, m.refVoxels, m.predEmpty, m.refEmpty].join(',')));
     await writeFileAtomic(argv.out, `${header.join(',')}\n${rows.join('\n')}\n`);
   }
+  if (argv.plot) await writeEvalPlot(argv.plot, perCase, plotThreshold);
   if (argv.json) {
     process.stdout.write(`${JSON.stringify({ emptyPolicy: argv['empty-policy'], cases: perCase, summary }, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2)}\n`);
     return;

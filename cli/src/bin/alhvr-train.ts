@@ -1,12 +1,14 @@
 // First import: disables onnxruntime-node's telemetry before anything can load the native library.
 import '@alhvr/inference/no-telemetry';
 import { readFile } from 'node:fs/promises';
+import { basename } from 'node:path';
 import { InputError } from '@alhvr/core';
 import { BACKEND_CHOICES, DEFAULT_CONFIG, resolveConfig, train, type TrainConfig } from '@alhvr/training';
 import { commandLine } from '../lib/command-line.js';
 import { firstMissingFolder, removeEmptyFolders, requireFolder, requireWritableFolderPath } from '../lib/folders.js';
 import { createProgress } from '../lib/progress.js';
 import { UsageError, runCommand } from '../lib/run-command.js';
+import { writeProgressPlot } from '../lib/plots/training-progress.js';
 
 const COMMAND = 'alhvr-train';
 
@@ -47,7 +49,7 @@ await runCommand(COMMAND, async (args, { signal }) => {
     // Paragraphs only (no hard line breaks): yargs wraps them to the terminal, so they stay aligned.
     'Train two ALHVR students (semi-supervised: few labelled, many unlabeled scans). Defaults are the ' +
       'published ACDC recipe (30 000 iterations, batch 8+8 labelled+unlabeled slices, 256², widths 16..256); on a CPU start with ' +
-      'smaller --patch, --widths and --batch. Writes RUN_DIR/config.json, metrics.jsonl and the ' +
+      'smaller --patch, --widths and --batch. Writes RUN_DIR/config.json, metrics.jsonl, progress.png/.svg (redrawn at each validation) and the ' +
       'checkpoints latest.ckpt, best-a.ckpt and best-b.ckpt. Ctrl-C or SIGTERM saves latest.ckpt; --resume continues.',
   )
     .option('data', { type: 'string', description: 'Dataset folder (nnU-Net raw layout, or SSL4MIS ACDC HDF5 layout) [required, here or in --config]' })
@@ -141,6 +143,14 @@ await runCommand(COMMAND, async (args, { signal }) => {
   const createdOut = await firstMissingFolder(config.out);
   let progress: ReturnType<typeof createProgress> | undefined;
   let last = '';
+  // progress.png is redrawn after each validation's last student, one drawing at a time, outside
+  // the trainer (training stays free of plotting packages); a drawing that fails only warns.
+  let plotting: Promise<void> = Promise.resolve();
+  const redrawProgress = () => {
+    plotting = plotting
+      .then(() => writeProgressPlot(config.out, basename(config.out)))
+      .catch((err: unknown) => log(`${COMMAND}: warning: progress.png not drawn: ${(err as Error).message}`));
+  };
   const result = await train(config, {
     resume: argv.resume,
     signal,
@@ -156,7 +166,10 @@ await runCommand(COMMAND, async (args, { signal }) => {
         last = `loss ${r.loss.toFixed(4)} γ ${r.gamma.toFixed(3)}`;
         progress?.update(r.iteration);
       },
-      onValidation: (v) => log(`\n[${v.iteration}] student ${v.student}: mean Dice ${v.meanDice.toFixed(4)}, HD95 ${v.meanHd95Mm.toFixed(2)} mm${v.best ? ' (best)' : ''}`),
+      onValidation: (v) => {
+        log(`\n[${v.iteration}] student ${v.student}: mean Dice ${v.meanDice.toFixed(4)}, HD95 ${v.meanHd95Mm.toFixed(2)} mm${v.best ? ' (best)' : ''}`);
+        if (v.student === 'b' || config.method === 'supervised') redrawProgress();
+      },
     },
   }).catch(async (err: unknown) => {
     // A run that failed before writing anything leaves no empty run folder behind.
@@ -164,6 +177,7 @@ await runCommand(COMMAND, async (args, { signal }) => {
     throw err;
   });
   progress?.finish();
+  await plotting;
   log(`${result.stopped ? 'stopped' : 'finished'} at iteration ${result.iteration} (${last}); best A ${result.best.a?.meanDice.toFixed(4) ?? '-'}, best B ${result.best.b?.meanDice.toFixed(4) ?? '-'}`);
   // Stopped by Ctrl-C or SIGTERM: runCommand turns the aborted signal into 130 or 143.
   return result.stopped ? 130 : 0;

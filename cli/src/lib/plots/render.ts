@@ -3,6 +3,7 @@
  * picture the commands write goes through here, so the charts themselves are declarative specs
  * and nothing in this project draws a mark by hand.
  */
+import { existsSync } from 'node:fs';
 import { Resvg } from '@resvg/resvg-js';
 import { loader, parse, View } from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
@@ -10,7 +11,8 @@ import { writeFileAtomic } from '@alhvr/core/node';
 
 export interface PlotSize {
   width: number;
-  height: number;
+  /** Omitted: follows the chart's own layout at this width (multi-panel charts, whose aspect varies with their panels). */
+  height?: number;
 }
 
 export interface RenderedPlot {
@@ -20,6 +22,11 @@ export interface RenderedPlot {
 
 /** DejaVu ships with Debian's fontconfig; resvg falls back to any system font if it is absent. */
 const FONT = 'DejaVu Sans';
+const DEJAVU_FILES = ['DejaVuSans.ttf', 'DejaVuSans-Bold.ttf'].map((f) => `/usr/share/fonts/truetype/dejavu/${f}`);
+/** Scanning every system font costs more than drawing the chart: load the two files used when they are there. */
+const FONT_OPTIONS = DEJAVU_FILES.every((f) => existsSync(f))
+  ? { loadSystemFonts: false, fontFiles: DEJAVU_FILES, defaultFontFamily: FONT, sansSerifFamily: FONT }
+  : { loadSystemFonts: true, defaultFontFamily: FONT, sansSerifFamily: FONT };
 
 /** Looks shared by every chart: white background (PNG viewers show transparency as black or checkers). */
 export const PLOT_CONFIG = {
@@ -28,7 +35,7 @@ export const PLOT_CONFIG = {
   padding: 12,
   view: { stroke: '#ddd' },
   axis: { labelFontSize: 11, titleFontSize: 12, gridColor: '#eee' },
-  legend: { labelFontSize: 11, titleFontSize: 12 },
+  legend: { labelFontSize: 11, titleFontSize: 12, labelLimit: 260 },
   title: { fontSize: 14, anchor: 'start' as const, offset: 8 },
   header: { labelFontSize: 12, titleFontSize: 12 },
 };
@@ -53,8 +60,11 @@ function offlineLoader() {
 function fitRoot(svg: string, size: PlotSize): string {
   const open = /^<svg\b[^>]*>/.exec(svg);
   if (!open) throw new Error('vega produced no <svg> root element');
+  const own = (name: string) => Number(new RegExp(`\\s${name}="([\\d.]+)"`).exec(open[0])?.[1]);
+  const height = size.height ?? Math.round((size.width * own('height')) / own('width'));
+  if (!(height > 0)) throw new Error('vega produced an <svg> without a size');
   const tag = open[0].replace(/\s(width|height)="[^"]*"/g, '');
-  const sized = tag.replace(/^<svg\b/, `<svg width="${size.width}" height="${size.height}"`);
+  const sized = tag.replace(/^<svg\b/, `<svg width="${size.width}" height="${height}"`);
   return sized + svg.slice(open[0].length);
 }
 
@@ -65,7 +75,7 @@ export async function renderPlot(spec: TopLevelSpec, size: PlotSize): Promise<Re
     const svg = fitRoot(await view.toSVG(), size);
     const png = new Resvg(svg, {
       background: 'white',
-      font: { loadSystemFonts: true, defaultFontFamily: FONT, sansSerifFamily: FONT },
+      font: FONT_OPTIONS,
     })
       .render()
       .asPng();
