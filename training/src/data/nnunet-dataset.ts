@@ -226,7 +226,7 @@ export async function openNnunetDataset(root: string, opts: NnunetOptions): Prom
       if (!c || !c.labelPath) throw new Error(`unknown validation case ${id}`);
       const imageBytes = await readFile(c.imagePath);
       const image = new Float32Array(imageBytes.buffer.slice(imageBytes.byteOffset, imageBytes.byteOffset + imageBytes.byteLength));
-      const volume = new Volume({ data: image, dims: c.dims, affine: c.affine, meta: { path: c.imagePath } });
+      const volume = new Volume({ data: image, dims: c.dims, affine: c.affine });
       return { id, image: volume, label: volume.withData(new Uint8Array(await readFile(c.labelPath))) };
     },
     sourcePath: (id) => cases.find((c) => c.id === id)?.image,
