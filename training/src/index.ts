@@ -27,3 +27,4 @@ export * from './data/augment.js';
 export * from './backend/out-of-memory.js';
 export * from './backend/lean-gradients.js';
 export * from './backend/batchnorm-kernels.js';
+export * from './data/pseudo-labels.js';

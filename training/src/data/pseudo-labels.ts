@@ -109,9 +109,9 @@ interface CachedPseudoCase {
 const NIFTI_PAIR = /^(.*)\.(hdr|img)(\.gz)?$/i;
 const exists = (p: string) => stat(p).then(() => true, () => false);
 
-/** One error line naming the segment folder and case. */
+/** One error line naming the case by its folder (InputError puts the path first). */
 function refuse(dir: string, caseId: string, message: string): never {
-  throw new InputError(`pseudo-labels: case ${caseId}: ${message}`, join(dir, caseId));
+  throw new InputError(`cannot use as a pseudo-label: ${message}`, join(dir, caseId));
 }
 
 /** alhvr-segment's hashCaseInput prefix: name, length and bytes of each file, in the given order. */
@@ -248,7 +248,7 @@ export async function openPseudoLabels(dirs: string[], opts: PseudoLabelOptions)
       const modelClasses = classesOf(report);
       const wanted = opts.classes.map((c) => ({ value: c.value, name: c.name }));
       if (!modelClasses || describeClasses(modelClasses) !== describeClasses(wanted)) {
-        refuse(dir, entry.caseId, `was segmented by a model with classes [${modelClasses ? describeClasses(modelClasses) : 'none recorded'}], the dataset has [${describeClasses(wanted)}]`);
+        refuse(dir, entry.caseId, `segmented by a model with classes [${modelClasses ? describeClasses(modelClasses) : 'none recorded'}], the dataset has [${describeClasses(wanted)}]`);
       }
 
       const located = await locateSource(dir, entry);
