@@ -34,6 +34,7 @@ import {
 import { readDicomSeries, readNiftiFile } from '@alhvr/core/node';
 import { assessCase, computeCaseStats, openModelBytes, segmentVolume, triageCase, unreliabilityScore, type OpenedModel } from '@alhvr/inference/node';
 import { daikonData, daikonSeries, niftiData } from '../test/fixtures.js';
+import { writePlot } from '../cli/src/lib/plots/render.js';
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -256,6 +257,39 @@ const result = {
   measuredAt: new Date().toISOString(),
 };
 writeFileSync(outPath, `${JSON.stringify(result, null, 2)}\n`);
+
+// Risk–coverage curves: accept cases in order of each signal; risk = mean (1 − Dice) of the accepted.
+const curveRows = Object.entries(signals).flatMap(([name, s]) => {
+  const order = s.map((v, i) => ({ v, r: risk[i] })).sort((a, b) => b.v - a.v);
+  let sum = 0;
+  return order.map((o, k) => {
+    sum += o.r;
+    return { signal: `${name} (AURC ${detection[name].aurc.toFixed(3)})`, coverage: (k + 1) / order.length, risk: sum / (k + 1) };
+  });
+});
+const oracle = [...risk].sort((a, b) => a - b);
+let oracleSum = 0;
+for (const [k, r] of oracle.entries()) {
+  oracleSum += r;
+  curveRows.push({ signal: 'oracle (true Dice)', coverage: (k + 1) / oracle.length, risk: oracleSum / (k + 1) });
+}
+await writePlot(
+  {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: { text: 'Risk–coverage on unseen and shifted phantoms (lower is better)', subtitle: `${scored.length} cases; risk = mean (1 − Dice) of the cases accepted` },
+    data: { values: curveRows },
+    mark: { type: 'line', interpolate: 'step-after' },
+    encoding: {
+      x: { field: 'coverage', type: 'quantitative', title: 'coverage (share of cases accepted)' },
+      y: { field: 'risk', type: 'quantitative', title: 'selective risk' },
+      color: { field: 'signal', type: 'nominal', legend: { orient: 'bottom', columns: 2, labelLimit: 420 } },
+    },
+    width: 760,
+    height: 380,
+  },
+  { width: 900 },
+  outPath.replace(/\.json$/, '.png'),
+);
 await model.model.release();
 await before?.model.release();
 process.stdout.write(`${JSON.stringify({ perSet, detection, predictedDiceMae: mae, verdicts: result.verdicts, foreign: result.foreign.rejected + '/' + foreign.length, voxel: result.voxel, targets }, null, 2)}\n`);
