@@ -3,12 +3,11 @@
  * phantom cardiac slices prepared as inference prepares them (card normalisation, card image
  * resize rule, card model size). Used by alhvr-export and the tests.
  */
-import * as ort from 'onnxruntime-node';
+import { openModelBytes, type SliceOutputKind } from '@alhvr/inference/node';
 import { InputError, generatePhantomCase, normaliseIntensities, resizeInPlane, Volume, type ModelCard } from '@alhvr/core';
 import { selectBackend, type UNet } from '@alhvr/training';
 import { decodeOnnxModel, ElemType } from './onnx-graph-builder.js';
 import { readOnnxModelCard } from './onnx-model-card.js';
-import { logitsOutputName, ONNX_INPUT, ONNX_OUTPUTS } from './export-onnx.js';
 
 export interface ParityThresholds {
   maxAbsLogits: number;
@@ -163,9 +162,11 @@ export async function checkParity(students: readonly UNet[], onnxModel: Uint8Arr
   const inverseT = 1 / (card.calibration?.temperature ?? 1);
   const two = nets.length === 2;
 
-  const session = await ort.InferenceSession.create(onnxModel, { graphOptimizationLevel: 'all' });
-  const outputs = new Set(session.outputNames);
-  const hasLogits = nets.every((n) => outputs.has(logitsOutputName(n.label)));
+  // Sessions are opened by inference's one session owner (runtime, provider, telemetry guard).
+  const { model: session } = await openModelBytes(onnxModel, 'parity model', { device: 'cpu' });
+  const logitsKind = (label: 'a' | 'b'): SliceOutputKind => (label === 'a' ? 'logitsA' : 'logitsB');
+  const hasLogits = nets.every((n) => session.available.has(logitsKind(n.label)));
+  const fetch: SliceOutputKind[] = ['probabilities', 'label', 'confidence', ...(two ? (['studentConfidence', 'region'] as const) : []), ...(hasLogits ? nets.map((n) => logitsKind(n.label)) : [])];
 
   const dLogits = new MaxAbs();
   const dProb = new MaxAbs();
@@ -193,15 +194,14 @@ export async function checkParity(students: readonly UNet[], onnxModel: Uint8Arr
       x.dispose();
       tfjsMs += performance.now() - t0;
       t0 = performance.now();
-      const feeds = { [ONNX_INPUT]: new ort.Tensor('float32', input, [b, 1, H, W]) };
-      const res = await session.run(feeds);
+      const res = await session.run(input, b, H, W, fetch);
       onnxMs += performance.now() - t0;
-      const probs = res[ONNX_OUTPUTS.probabilities].data as Float32Array;
-      const labels = res[ONNX_OUTPUTS.label].data as Uint8Array;
-      const conf = res[ONNX_OUTPUTS.confidence].data as Float32Array;
-      const studentConf = two ? (res[ONNX_OUTPUTS.studentConfidence].data as Float32Array) : undefined;
-      const regions = two ? (res[ONNX_OUTPUTS.region].data as Uint8Array) : undefined;
-      const onnxLogits = hasLogits ? nets.map((n) => res[logitsOutputName(n.label)].data as Float32Array) : [];
+      const probs = res.probabilities as Float32Array;
+      const labels = res.label as Uint8Array;
+      const conf = res.confidence as Float32Array;
+      const studentConf = two ? (res.studentConfidence as Float32Array) : undefined;
+      const regions = two ? (res.region as Uint8Array) : undefined;
+      const onnxLogits = hasLogits ? nets.map((n) => res[logitsKind(n.label)] as Float32Array) : [];
 
       for (let n = 0; n < b; n++) {
         for (let p = 0; p < plane; p++) {
