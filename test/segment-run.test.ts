@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import dcmjs from 'dcmjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Volume, maxAbsDiff4, multiply4, type Mat4 } from '@alhvr/core';
+import { TOOLKIT_VERSION, Volume, maxAbsDiff4, multiply4, type Mat4 } from '@alhvr/core';
 import { readNiftiFile, scanDicom, writeNiftiFile } from '@alhvr/core/node';
 import { assignCaseIds, loadCase, readManifest, runSegmentation, selectShard, type CaseSource, type RunResult } from '@alhvr/inference/node';
 import { daikonSeries, niftiData } from './fixtures.js';
@@ -117,6 +117,12 @@ describe('alhvr-segment run', () => {
     );
     const slices = image.meta.dicom!.slices;
     const uids = slices.map((s) => s.sopInstanceUID);
+    // The report names the series it segmented, and the toolkit version that did it.
+    const report = JSON.parse(readFileSync(join(out(), c.id, 'report.json'), 'utf8'));
+    expect(report.series.seriesInstanceUID).toBe(image.meta.dicom!.seriesInstanceUID);
+    expect(report.series.modality).toBe('MR');
+    expect(report.series.folder).toBe(report.input);
+    expect(report.toolkit.version).toBe(TOOLKIT_VERSION);
     const arr = (x: any) => (Array.isArray(x) ? x : [x]);
     const referenced = arr(ds.ReferencedSeriesSequence)[0];
     expect(referenced.SeriesInstanceUID).toBe(image.meta.dicom!.seriesInstanceUID);

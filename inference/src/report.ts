@@ -230,6 +230,9 @@ export function unreliabilityScore(stats: CaseStats): number {
 export interface CaseReport {
   caseId: string;
   input: string;
+  /** For DICOM input: which series was segmented (two series of one folder stay apart). */
+  series?: { seriesInstanceUID: string; seriesDescription?: string; modality?: string; bodyPartExamined?: string; folder: string };
+  toolkit: { version: string };
   model: { name: string; cardHash: string; modelHash: string; classes: ModelCard['classes'] };
   device: { used: string; note: string; threads?: number };
   geometry: { dims: [number, number, number]; spacingMm: [number, number, number]; slices: number };

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { access, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { InputError, parseDicomInstance, type Volume, type VoxelArray } from '@alhvr/core';
+import { InputError, parseDicomInstance, TOOLKIT_VERSION, type Volume, type VoxelArray } from '@alhvr/core';
 import { readDicomSeries, readNiftiFile, readNiftiHeaderFile, writeFileAtomic } from '@alhvr/core/node';
 import { anonymousCaseId, dicomCaseStem, sanitiseCaseId, uniqueCaseIds, type Shard } from './case-id.js';
 import type { DeviceRequest } from './device.js';
@@ -429,6 +429,18 @@ async function writeCase(ctx: CaseContext, dir: string, opts: RunOptions, opened
     const report: CaseReport = {
       caseId: c.id,
       input,
+      ...(dicom
+        ? {
+            series: {
+              seriesInstanceUID: dicom.seriesInstanceUID,
+              seriesDescription: dicom.seriesDescription,
+              modality: dicom.modality,
+              bodyPartExamined: dicom.bodyPartExamined,
+              folder: input,
+            },
+          }
+        : {}),
+      toolkit: { version: TOOLKIT_VERSION },
       model: { name: identity.card.name, cardHash: identity.cardHash, modelHash: identity.modelHash, classes: identity.card.classes },
       device: { used: opened.device, note: opened.deviceNote, threads: opts.threads },
       geometry: { dims: image.dims, spacingMm: image.spacing, slices: result.slices },
