@@ -1,8 +1,9 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import type { InferenceSession } from 'onnxruntime-common';
 import { InputError } from '@alhvr/core';
-import { ort } from './ort-node.js';
+import { announceOrtFallback, ort, ortRuntime, ORT_NODE_INSTALL_HINT } from './ort-node.js';
 
 /** What the user asks for with `--device`. */
 export type DeviceRequest = 'auto' | 'cuda' | 'cpu';
@@ -11,7 +12,14 @@ export type Device = 'cuda' | 'cpu';
 export const DEVICE_REQUESTS: readonly DeviceRequest[] = ['auto', 'cuda', 'cpu'];
 
 const require = createRequire(import.meta.url);
-const ortPackageDir = dirname(require.resolve('onnxruntime-node/package.json'));
+/** onnxruntime-node's folder; undefined when the optional package is not installed (see ort-node.ts). */
+const ortPackageDir = ((): string | undefined => {
+  try {
+    return dirname(require.resolve('onnxruntime-node/package.json'));
+  } catch {
+    return undefined;
+  }
+})();
 
 /**
  * onnxruntime-node ships the CPU provider only; the CUDA provider's shared libraries come from
@@ -19,7 +27,9 @@ const ortPackageDir = dirname(require.resolve('onnxruntime-node/package.json'));
  * stay offline. This runs that script for CUDA 12 (the variable is read by its
  * install-utils.js `parseInstallFlag`); it works whatever npm's script policy is.
  */
-export const CUDA_INSTALL_COMMAND = `ONNXRUNTIME_NODE_INSTALL=cuda12 node ${join(ortPackageDir, 'script', 'install.js')}`;
+export const CUDA_INSTALL_COMMAND = ortPackageDir
+  ? `ONNXRUNTIME_NODE_INSTALL=cuda12 node ${join(ortPackageDir, 'script', 'install.js')}`
+  : 'ONNXRUNTIME_NODE_INSTALL=cuda12 npm install onnxruntime-node';
 
 export interface DevicePlan {
   requested: DeviceRequest;
@@ -37,7 +47,7 @@ export interface DevicePlan {
 
 /** Folder holding onnxruntime-node's native binding for this platform. */
 function ortBinaryFolder(): string {
-  return join(ortPackageDir, 'bin', 'napi-v6', process.platform, process.arch);
+  return join(ortPackageDir ?? '', 'bin', 'napi-v6', process.platform, process.arch);
 }
 
 /**
@@ -46,6 +56,7 @@ function ortBinaryFolder(): string {
  * CUDA/cuDNN themselves are only checked when a session is created.
  */
 export function cudaProviderInstalled(): boolean {
+  if (ortRuntime !== 'onnxruntime-node' || !ort.listSupportedBackends) return false;
   const cuda = ort.listSupportedBackends().find((b) => b.name === 'cuda');
   if (!cuda) return false;
   if (cuda.bundled) return true;
@@ -66,6 +77,12 @@ export function gpuVisible(): boolean {
 
 /** Decide which providers to try. `cuda` without the provider installed is an input error. */
 export function planDevice(requested: DeviceRequest, cudaInstalled = cudaProviderInstalled(), gpu = gpuVisible()): DevicePlan {
+  announceOrtFallback();
+  const wasm = ortRuntime === 'onnxruntime-web';
+  if (wasm && requested === 'cuda') {
+    throw new InputError(`--device cuda: onnxruntime-node is not installed (running its WebAssembly build); install it with the CUDA provider: ${CUDA_INSTALL_COMMAND}`);
+  }
+  if (wasm) return { requested, candidates: ['cpu'], note: `onnxruntime-web (WebAssembly) on CPU: ${ORT_NODE_INSTALL_HINT}`, gpuVisible: gpu };
   if (requested === 'cpu') return { requested, candidates: ['cpu'], note: 'CPU requested', gpuVisible: gpu };
   if (requested === 'cuda') {
     if (!cudaInstalled) {
@@ -89,8 +106,8 @@ export interface ThreadOptions {
 }
 
 /** Session options for one provider. */
-export function sessionOptionsFor(device: Device, opts: ThreadOptions = {}): ort.InferenceSession.SessionOptions {
-  const options: ort.InferenceSession.SessionOptions = {
+export function sessionOptionsFor(device: Device, opts: ThreadOptions = {}): InferenceSession.SessionOptions {
+  const options: InferenceSession.SessionOptions = {
     executionProviders: device === 'cuda' ? ['cuda', 'cpu'] : ['cpu'],
     graphOptimizationLevel: 'all',
     // Idle pool threads sleep instead of spinning. Measured on a shared 2-core machine: as fast
