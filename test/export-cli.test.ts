@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { DEFAULT_CONFIG, saveCheckpoint, type UNet } from '@alhvr/training';
 import { readOnnxModelCard } from '@alhvr/export';
+import { writePhantomDataset } from '@alhvr/core/node';
 import { runCli, stderrLines } from './cli-harness.js';
 import { CLASSES, makeStudent, onnxChecker, SMALL_WIDTHS, useBackend } from './export-fixtures.js';
 
@@ -79,6 +80,29 @@ describe('alhvr-export', () => {
     expect(card.students).toBe('b');
     expect(card.regions.gamma).toBe(0.7);
     expect(card.regions.gammaSource).toBe('calibrated');
+  });
+
+  test('--calibration (repeatable) calibrates on labelled folders and records them by name', async () => {
+    const [first, second] = [join(dir, 'cal-a'), join(dir, 'cal-b')];
+    await writePhantomDataset(first, { cases: 2, seed: 501 });
+    await writePhantomDataset(second, { cases: 2, seed: 502, shift: 1 });
+    const out = join(dir, 'calibrated.onnx');
+    const r = await runCli('alhvr-export', [runDir, '--out', out, '--parity-slices', '1', '--calibration', first, '--calibration', second,
+      '--modality', 'MR', '--body-part', 'HEART', '--intended-use', 'test model']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/calibration on 4 volumes \(folder cal-a\+cal-b\)/);
+    expect(r.stdout).toMatch(/temperature [\d.]+; foreground ECE/);
+    expect(r.stdout).toMatch(/PASS/);
+    const card = readOnnxModelCard(new Uint8Array(readFileSync(out)));
+    expect(card.calibration!.source).toEqual({
+      kind: 'folder',
+      name: 'cal-a+cal-b',
+      cases: 4,
+      ids: ['cal-a/phantom_000', 'cal-a/phantom_001', 'cal-b/phantom_000', 'cal-b/phantom_001'],
+    });
+    expect(card.regions.gammaSource).toBe('calibrated');
+    expect(card.intendedUse).toEqual({ modality: 'MR', bodyPart: 'HEART', description: 'test model' });
+    expect(JSON.stringify(card)).not.toContain(dir);
   });
 
   test('errors are one line and write nothing', async () => {

@@ -76,7 +76,11 @@ await runCommand(COMMAND, async (args, { signal }) => {
         'Calibrate the two-student ensemble on labelled volumes the students did not train on (temperature, region γ, ' +
         'case-quality model and verdict thresholds, stored in the card); --no-calibrate exports uncalibrated',
     })
-    .option('calibration', { type: 'string', description: 'nnU-Net raw folder (imagesTr + labelsTr) to calibrate on [default: the run\'s validation cases]' })
+    .option('calibration', {
+      type: 'string',
+      array: true,
+      description: 'nnU-Net raw folder(s) (imagesTr + labelsTr) to calibrate on, repeatable [default: the run\'s validation cases]',
+    })
     .option('modality', { type: 'string', description: 'Intended use: DICOM Modality the model is for (e.g. MR, CT); other modalities are rejected' })
     .option('body-part', { type: 'string', description: 'Intended use: DICOM BodyPartExamined the model is for (e.g. HEART)' })
     .option('intended-use', { type: 'string', description: 'Intended use in one sentence (stored in the card)' })
@@ -103,16 +107,23 @@ await runCommand(COMMAND, async (args, { signal }) => {
       if (!(argv.modality && argv['body-part'] && argv['intended-use'])) throw new UsageError('--modality, --body-part and --intended-use go together');
       run.card.intendedUse = { modality: argv.modality, bodyPart: argv['body-part'], description: argv['intended-use'] };
     }
-    const fromFolder = argv.calibration !== undefined;
+    const folders = (argv.calibration ?? []).map(String);
+    const fromFolder = folders.length > 0;
     const wantCalibration = argv.calibrate && run.selection === 'both';
-    const calibrationSet = !wantCalibration ? undefined : fromFolder ? { root: argv.calibration!, ids: undefined } : await runValidationCases(source);
-    if (wantCalibration && !calibrationSet) {
+    const validation = wantCalibration && !fromFolder ? await runValidationCases(source) : undefined;
+    const calibrationSets = !wantCalibration ? [] : fromFolder ? folders.map((root) => ({ root, ids: undefined })) : validation ? [validation] : [];
+    if (wantCalibration && calibrationSets.length === 0) {
       say('not calibrated: the run records no validation cases (pass --calibration DIR with labelled volumes the students did not train on)');
     }
-    if (calibrationSet) {
-      const cases = await readCalibrationCases(calibrationSet.root, calibrationSet.ids);
-      say(`calibration: ${cases.length} labelled volumes from ${fromFolder ? calibrationSet.root : 'the run\'s validation cases'}`);
-      const name = basename(resolve(calibrationSet.root));
+    if (calibrationSets.length > 0) {
+      const cases = [];
+      for (const set of calibrationSets) {
+        const name = basename(resolve(set.root));
+        // Case ids are prefixed by their folder's name when several folders are given, so they stay distinct.
+        for (const c of await readCalibrationCases(set.root, set.ids)) cases.push(calibrationSets.length > 1 ? { ...c, id: `${name}/${c.id}` } : c);
+      }
+      say(`calibration: ${cases.length} labelled volumes from ${fromFolder ? folders.join(', ') : 'the run\'s validation cases'}`);
+      const name = calibrationSets.map((set) => basename(resolve(set.root))).join('+');
       const calibrated = await calibrate(run.students, run.card, cases, {
         source: { kind: fromFolder ? 'folder' : 'validation', name },
         onProgress: (stage, done, total) => {
