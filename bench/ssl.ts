@@ -8,6 +8,7 @@
  *
  *   npx tsx bench/ssl.ts                     # the fixed benchmark; resumes where it stopped
  *   SSL_BENCH_SMOKE=1 npx tsx bench/ssl.ts   # a tiny configuration to check the script
+ *   npx tsx bench/ssl.ts --report            # rewrite bench/results/ssl.json from what is on disk
  *
  * Resume: a training with RUN/done.json is not redone, an interrupted one continues with
  * `alhvr-train --resume`; an evaluation with evals/<name>.json is not redone. Results are merged
@@ -20,7 +21,7 @@
  * validation phantoms only.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -447,7 +448,22 @@ function groupStats(evals: Scored[]) {
   );
 }
 
-function writeResults(startedAt: string): void {
+/** Scores of models later trained further (kept aside by supersedeEvals), reported as such. */
+function supersededEvals(): Record<string, unknown> {
+  const dir = join(WORK, 'evals', 'superseded');
+  if (!existsSync(dir)) return {};
+  return Object.fromEntries(
+    readdirSync(dir)
+      .filter((f) => f.endsWith('.json'))
+      .map((f) => {
+        const e = readJson<Scored & { date: string }>(join(dir, f));
+        return [f.replace(/\.json$/, '').replace(/__/g, '/'), { runs: e.runs, students: e.students, dice: e.scores.dice, hd95Mm: e.scores.hd95Mm, date: e.date }];
+      }),
+  );
+}
+
+/** `startedAt` null: only rewrite the results from the files on disk (--report), no session entry. */
+function writeResults(startedAt: string | null): void {
   const evals: Scored[] = EVALS.filter((e) => existsSync(evalFile(e.name))).map((e) => readJson<Scored>(evalFile(e.name)));
   const groups = groupStats(evals);
   const gap = (ssl: string, base: string, upper = 'sup-all') => {
@@ -459,9 +475,11 @@ function writeResults(startedAt: string): void {
   };
   const previous = existsSync(RESULTS) ? readJson<{ sessions?: unknown[] }>(RESULTS) : {};
   const sessions = (previous.sessions ?? []) as { startedAt: string }[];
-  const session = { startedAt, updatedAt: new Date().toISOString(), loadavg: loadavg(), cpus: cpus().length, node: process.version, toolkit: toolkitCommit() };
+  const session = { startedAt: startedAt ?? '', updatedAt: new Date().toISOString(), loadavg: loadavg(), cpus: cpus().length, node: process.version, toolkit: toolkitCommit() };
   const idx = sessions.findIndex((s) => s.startedAt === startedAt);
-  if (idx >= 0) sessions[idx] = session;
+  if (startedAt === null) {
+    // report only
+  } else if (idx >= 0) sessions[idx] = session;
   else sessions.push(session);
   writeJsonAtomic(RESULTS, {
     benchmark: 'bench/ssl.ts — semi-supervised gain on phantoms (issue 11)',
@@ -483,6 +501,7 @@ function writeResults(startedAt: string): void {
     trainings: Object.fromEntries(TRAININGS.map((t) => [t.name, summarizeTraining(t)]).filter(([, v]) => v)),
     evaluations: Object.fromEntries(evals.map((e) => [e.name, { runs: e.runs, students: e.students, group: e.group, ...e.scores, seconds: e.seconds }])),
     groups,
+    superseded: supersededEvals(),
     gapClosed: {
       singleStudentVsSingle: gap('alhvr/a', 'sup-few'),
       ensembleVsPair: gap('alhvr/ensemble', 'sup-few-pair'),
@@ -518,7 +537,9 @@ async function main(): Promise<void> {
   log(left.length || evalsLeft.length ? `stopped; left: trainings [${left.join(', ')}], evaluations [${evalsLeft.join(', ')}]` : 'all runs finished');
 }
 
-if (process.argv[2] === '--export-pair') {
+if (process.argv[2] === '--report') {
+  writeResults(null);
+} else if (process.argv[2] === '--export-pair') {
   await exportPair(process.argv[3], process.argv[4], process.argv[5]);
 } else {
   await main();
