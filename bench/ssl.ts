@@ -10,6 +10,12 @@
  *   SSL_BENCH_SMOKE=1 npx tsx bench/ssl.ts   # a tiny configuration to check the script
  *   npx tsx bench/ssl.ts --report            # rewrite bench/results/ssl.json from what is on disk
  *
+ * A toolkit copy for SSL_BENCH_TOOLKIT (the one the results name, e.g. commit 4d9bded):
+ *   git worktree add --detach /work/ssl-toolkit <commit> && cd /work/ssl-toolkit && mkdir node_modules
+ *   for e in ../main/node_modules/* ../main/node_modules/.bin; do [ "${e##*/}" = @alhvr ] || ln -s "$(realpath "$e")" node_modules/; done
+ *   mkdir node_modules/@alhvr && for p in bench cli core export inference models test training viewer; do ln -s ../../$p node_modules/@alhvr/$p; done
+ *   npx tsc -b
+ *
  * Resume: a training with RUN/done.json is not redone, an interrupted one continues with
  * `alhvr-train --resume`; an evaluation with evals/<name>.json is not redone. Results are merged
  * into bench/results/ssl.json after every training and evaluation. Work files live in
