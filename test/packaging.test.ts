@@ -196,6 +196,19 @@ describe('npm pack → npm install in a fresh project → run', () => {
     expect((r.stderr.match(/running ONNX Runtime's WebAssembly build/g) ?? []).length, r.stderr).toBe(native ? 0 : 1);
   }, 150_000);
 
+  test('on the WebAssembly fallback, --device cuda fails naming how to install the CUDA provider', () => {
+    expect(installed.status).toBe(0);
+    const r = spawnSync(join(project, 'node_modules', '.bin', 'alhvr-segment'), ['in', '--out', 'seg-cuda', '--device', 'cuda'], {
+      cwd: project,
+      env: { ...userEnv(join(tmp, 'home')), ALHVR_ORT_RUNTIME: 'web' },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(r.status, r.stderr).toBe(1);
+    expect(r.stderr).toMatch(/--device cuda: ONNX Runtime runs its WebAssembly build \(ALHVR_ORT_RUNTIME=web\); .*ONNXRUNTIME_NODE_INSTALL=cuda12/);
+    expect((r.stderr.match(/running ONNX Runtime's WebAssembly build/g) ?? []).length, r.stderr).toBe(1);
+  });
+
   test('@alhvr/viewer bundles with esbuild for the browser and exports loadModel and segmentNifti', async () => {
     expect(installed.status).toBe(0);
     writeFileSync(join(project, 'entry.js'), "export { loadModel, segmentNifti, segmentDicom, SliceRenderer, ORT_WASM_FILES } from '@alhvr/viewer';\n");

@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { InferenceSession } from 'onnxruntime-common';
 import { InputError } from '@alhvr/core';
-import { announceOrtFallback, ort, ortRuntime, ORT_NODE_INSTALL_HINT } from './ort-node.js';
+import { announceOrtFallback, ort, ortFallbackReason, ortRuntime, ORT_NODE_INSTALL_HINT } from './ort-node.js';
 
 /** What the user asks for with `--device`. */
 export type DeviceRequest = 'auto' | 'cuda' | 'cpu';
@@ -80,7 +80,7 @@ export function planDevice(requested: DeviceRequest, cudaInstalled = cudaProvide
   announceOrtFallback();
   const wasm = ortRuntime === 'onnxruntime-web';
   if (wasm && requested === 'cuda') {
-    throw new InputError(`--device cuda: onnxruntime-node is not installed (running its WebAssembly build); install it with the CUDA provider: ${CUDA_INSTALL_COMMAND}`);
+    throw new InputError(`--device cuda: ONNX Runtime runs its WebAssembly build (${ortFallbackReason}); for CUDA install onnxruntime-node with its CUDA provider: ${CUDA_INSTALL_COMMAND}`);
   }
   if (wasm) return { requested, candidates: ['cpu'], note: `onnxruntime-web (WebAssembly) on CPU: ${ORT_NODE_INSTALL_HINT}`, gpuVisible: gpu };
   if (requested === 'cpu') return { requested, candidates: ['cpu'], note: 'CPU requested', gpuVisible: gpu };

@@ -43,6 +43,8 @@ const loaded = await loadRuntime();
 export const ort: OrtNodeModule = loaded.ort;
 /** Which package `ort` is. */
 export const ortRuntime: OrtNodeRuntime = loaded.runtime;
+/** Why the WebAssembly fallback is in use (undefined on onnxruntime-node). */
+export const ortFallbackReason: string | undefined = loaded.reason;
 
 /** What to run for native speed when the fallback is in use. */
 export const ORT_NODE_INSTALL_HINT =
