@@ -12,7 +12,7 @@
  *
  * A toolkit copy for SSL_BENCH_TOOLKIT (the one the results name, e.g. commit 4d9bded):
  *   git worktree add --detach /work/ssl-toolkit <commit> && cd /work/ssl-toolkit && mkdir node_modules
- *   for e in ../main/node_modules/* ../main/node_modules/.bin; do [ "${e##*/}" = @alhvr ] || ln -s "$(realpath "$e")" node_modules/; done
+ *   for e in $(ls -A ../main/node_modules); do [ "$e" = @alhvr ] || ln -s "$(realpath ../main/node_modules/$e)" node_modules/$e; done
  *   mkdir node_modules/@alhvr && for p in bench cli core export inference models test training viewer; do ln -s ../../$p node_modules/@alhvr/$p; done
  *   npx tsc -b
  *
