@@ -101,6 +101,45 @@ function negativeLogLikelihood(s: VoxelSample, invT: number): number {
   return nll / Math.max(1, s.truth.length);
 }
 
+/** Foreground ECE of the ensemble at temperature T (a lean version of voxelFigures). */
+function eceAt(s: VoxelSample, T: number): number {
+  const n = s.truth.length;
+  const conf = new Float32Array(n);
+  const correct = new Uint8Array(n);
+  const p = new Float64Array(s.classes);
+  const ea = new Float64Array(s.classes);
+  const eb = new Float64Array(s.classes);
+  for (let v = 0; v < n; v++) {
+    ensemble(s, v, 1 / T, p, ea, eb);
+    let best = 0;
+    for (let c = 1; c < s.classes; c++) if (p[c] > p[best]) best = c;
+    conf[v] = p[best];
+    correct[v] = best === s.truth[v] ? 1 : 0;
+  }
+  return expectedCalibrationError(conf, correct);
+}
+
+/**
+ * Temperature of least foreground calibration error: a log-spaced grid over [1/4, 10], refined
+ * around its best point. (The NLL optimum, `fitTemperature`, was measured to raise foreground
+ * ECE on the shipped model's calibration set — 0.18 → 0.24 — because a few confidently wrong
+ * voxels of failed cases dominate the likelihood; ECE is what the confidence map promises.)
+ */
+export function fitTemperatureEce(s: VoxelSample): number {
+  const grid = (lo: number, hi: number, steps: number) => Array.from({ length: steps }, (_, i) => Math.exp(Math.log(lo) + ((Math.log(hi) - Math.log(lo)) * i) / (steps - 1)));
+  let best = 1;
+  let bestEce = eceAt(s, 1);
+  for (const T of grid(0.25, 10, 33)) {
+    const e = eceAt(s, T);
+    if (e < bestEce) [best, bestEce] = [T, e];
+  }
+  for (const T of grid(best / 1.15, best * 1.15, 9)) {
+    const e = eceAt(s, T);
+    if (e < bestEce) [best, bestEce] = [T, e];
+  }
+  return best;
+}
+
 /** Temperature minimising the ensemble's NLL: golden-section search on log T in [1/20, 20]. */
 export function fitTemperature(s: VoxelSample): number {
   const phi = (Math.sqrt(5) - 1) / 2;
@@ -239,7 +278,7 @@ export async function calibrate(students: readonly unknown[], card: ExportCard, 
   }
 
   // 2. Temperature, then γ on the tempered students.
-  const temperature = round(fitTemperature(roi), 4);
+  const temperature = round(fitTemperatureEce(roi), 4);
   const before = voxelFigures(roi, 1);
   const after = voxelFigures(roi, temperature);
   const coverage = opts.regionCoverage ?? 0.9;
