@@ -232,8 +232,9 @@ const regionErrors = (t: VoxelTally) => t.region.map((n, i) => (n ? t.regionWron
 const merged = (t: SetTallies, key: 'union' | 'predicted'): VoxelTally => {
   const m = newTally();
   for (const v of t.values()) {
-    m.conf.push(...v[key].conf);
-    m.correct.push(...v[key].correct);
+    // Element by element: spreading a million values into push() overflows the call stack.
+    for (const c of v[key].conf) m.conf.push(c);
+    for (const c of v[key].correct) m.correct.push(c);
     for (let i = 0; i < 3; i++) {
       m.region[i] += v[key].region[i];
       m.regionWrong[i] += v[key].regionWrong[i];
