@@ -101,24 +101,6 @@ function negativeLogLikelihood(s: VoxelSample, invT: number): number {
   return nll / Math.max(1, s.truth.length);
 }
 
-/** Foreground ECE of the ensemble at temperature T (a lean version of voxelFigures). */
-function eceAt(s: VoxelSample, T: number): number {
-  const n = s.truth.length;
-  const conf = new Float32Array(n);
-  const correct = new Uint8Array(n);
-  const p = new Float64Array(s.classes);
-  const ea = new Float64Array(s.classes);
-  const eb = new Float64Array(s.classes);
-  for (let v = 0; v < n; v++) {
-    ensemble(s, v, 1 / T, p, ea, eb);
-    let best = 0;
-    for (let c = 1; c < s.classes; c++) if (p[c] > p[best]) best = c;
-    conf[v] = p[best];
-    correct[v] = best === s.truth[v] ? 1 : 0;
-  }
-  return expectedCalibrationError(conf, correct);
-}
-
 /**
  * Temperature of least foreground calibration error: a log-spaced grid over [1/4, 10], refined
  * around its best point. (The NLL optimum, `fitTemperature`, was measured to raise foreground
@@ -128,6 +110,7 @@ function eceAt(s: VoxelSample, T: number): number {
 export function fitTemperatureEce(s: VoxelSample): number {
   const grid = (lo: number, hi: number, steps: number) => Array.from({ length: steps }, (_, i) => Math.exp(Math.log(lo) + ((Math.log(hi) - Math.log(lo)) * i) / (steps - 1)));
   let best = 1;
+  const eceAt = (sample: VoxelSample, T: number) => voxelFigures(sample, T).ece;
   let bestEce = eceAt(s, 1);
   for (const T of grid(0.25, 10, 33)) {
     const e = eceAt(s, T);
