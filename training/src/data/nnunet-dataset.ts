@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { closeSync, openSync, readSync } from 'node:fs';
+import { readSync } from 'node:fs';
+import { OpenFiles } from './open-files.js';
 import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import {
@@ -191,15 +192,7 @@ export async function openNnunetDataset(root: string, opts: NnunetOptions): Prom
   }
   hash.update(JSON.stringify({ labeledIds, validation: [...valSet], classes }));
 
-  const fds = new Map<string, number>();
-  const fdFor = (path: string) => {
-    let fd = fds.get(path);
-    if (fd === undefined) {
-      fd = openSync(path, 'r');
-      fds.set(path, fd);
-    }
-    return fd;
-  };
+  const files = new OpenFiles();
 
   return {
     format: 'nnunet',
@@ -214,10 +207,10 @@ export async function openNnunetDataset(root: string, opts: NnunetOptions): Prom
       if (!c) throw new Error(`unknown case ${ref.caseId}`);
       const [w, h] = c.dims;
       const n = w * h;
-      readSync(fdFor(c.imagePath), new Uint8Array(image.buffer, image.byteOffset, n * 4), 0, n * 4, ref.slice * n * 4);
+      readSync(files.fd(c.imagePath), new Uint8Array(image.buffer, image.byteOffset, n * 4), 0, n * 4, ref.slice * n * 4);
       if (label) {
         if (!c.labelPath) throw new Error(`case ${ref.caseId} has no label`);
-        readSync(fdFor(c.labelPath), label, 0, n, ref.slice * n);
+        readSync(files.fd(c.labelPath), label, 0, n, ref.slice * n);
       }
       return { width: w, height: h };
     },
@@ -231,8 +224,7 @@ export async function openNnunetDataset(root: string, opts: NnunetOptions): Prom
     },
     sourcePath: (id) => cases.find((c) => c.id === id)?.image,
     async close() {
-      for (const fd of fds.values()) closeSync(fd);
-      fds.clear();
+      files.closeAll();
     },
   };
 }

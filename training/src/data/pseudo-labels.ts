@@ -13,7 +13,8 @@
  * input hash agree with inference's.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { closeSync, openSync, readSync } from 'node:fs';
+import { readSync } from 'node:fs';
+import { OpenFiles } from './open-files.js';
 import { mkdir, readFile, realpath, rm, stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import {
@@ -317,15 +318,7 @@ export async function openPseudoLabels(dirs: string[], opts: PseudoLabelOptions)
     sources.push(source);
   }
 
-  const fds = new Map<string, number>();
-  const fdFor = (path: string) => {
-    let fd = fds.get(path);
-    if (fd === undefined) {
-      fd = openSync(path, 'r');
-      fds.set(path, fd);
-    }
-    return fd;
-  };
+  const files = new OpenFiles();
   return {
     slices,
     sourcePaths: new Set([...sourcePaths.keys()].map((k) => k.slice(0, k.lastIndexOf('#')))),
@@ -336,14 +329,13 @@ export async function openPseudoLabels(dirs: string[], opts: PseudoLabelOptions)
       if (!c) throw new Error(`unknown pseudo-labelled case ${ref.caseId}`);
       const [w, h] = c.dims;
       const n = w * h;
-      readSync(fdFor(c.imagePath), new Uint8Array(image.buffer, image.byteOffset, n * 4), 0, n * 4, ref.slice * n * 4);
-      readSync(fdFor(c.labelPath), label, 0, n, ref.slice * n);
-      readSync(fdFor(c.weightPath), new Uint8Array(weight.buffer, weight.byteOffset, n * 4), 0, n * 4, ref.slice * n * 4);
+      readSync(files.fd(c.imagePath), new Uint8Array(image.buffer, image.byteOffset, n * 4), 0, n * 4, ref.slice * n * 4);
+      readSync(files.fd(c.labelPath), label, 0, n, ref.slice * n);
+      readSync(files.fd(c.weightPath), new Uint8Array(weight.buffer, weight.byteOffset, n * 4), 0, n * 4, ref.slice * n * 4);
       return { width: w, height: h };
     },
     async close() {
-      for (const fd of fds.values()) closeSync(fd);
-      fds.clear();
+      files.closeAll();
     },
   };
 }
