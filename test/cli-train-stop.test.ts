@@ -21,9 +21,9 @@ describe('alhvr-train', () => {
   it('SIGTERM (scancel, docker stop) stops like Ctrl-C: latest.ckpt written, exit 143', async () => {
     const out = join(tmp, 'run');
     let sent = false;
-    const r = await runCli('alhvr-train', ['--data', data, '--out', out, '--iterations', '400', '--val-every', '1000', '--checkpoint-every', '1000', '--ramp-iterations', '200', ...SMALL], {
+    const r = await runCli('alhvr-train', ['--data', data, '--out', out, '--iterations', '200', '--val-every', '1000', '--checkpoint-every', '1000', '--ramp-iterations', '200', ...SMALL], {
       onStderr: (chunk, child) => {
-        if (!sent && /iterations \[[1-9]\d*\/400\]/.test(chunk)) {
+        if (!sent && /iterations \[[1-9]\d*\/200\]/.test(chunk)) {
           sent = true;
           child.kill('SIGTERM');
         }
@@ -34,7 +34,14 @@ describe('alhvr-train', () => {
     // No periodic checkpoint was due (every 1000): this one is the stop's.
     expect(readdirSync(out)).toContain('latest.ckpt');
     expect(r.stderr).toMatch(/stopped at iteration \d+/);
-  }, 120_000);
+
+    // --resume needs only the run folder: data and budget come from the run's saved recipe (an
+    // omitted --iterations once became the 30 000 default).
+    const resumed = await runCli('alhvr-train', ['--resume', '--out', out, '--threads', '1']);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stderr).toMatch(/"iterations":200/);
+    expect(resumed.stderr).toMatch(/finished at iteration 200 /);
+  }, 240_000);
 
   it.each([
     ['--data that does not exist', () => ['--data', join(tmp, 'nonexistent'), '--out', join(tmp, 'r1')], /nonexistent: no such dataset folder$/],

@@ -1,7 +1,7 @@
 // First import: disables onnxruntime-node's telemetry before anything can load the native library.
 import '@alhvr/inference/no-telemetry';
-import { readFile } from 'node:fs/promises';
-import { basename } from 'node:path';
+import { access, readFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { InputError } from '@alhvr/core';
 import { BACKEND_CHOICES, DEFAULT_CONFIG, resolveConfig, train, type TrainConfig } from '@alhvr/training';
 import { commandLine } from '../lib/command-line.js';
@@ -22,6 +22,17 @@ function parseWidths(text: string): number[] {
   const widths = text.split(',').map((s) => Number(s.trim()));
   if (widths.length !== 5 || !widths.every((w) => Number.isInteger(w) && w > 0)) throw new UsageError(`--widths needs five positive integers, got "${text}"`);
   return widths;
+}
+
+/** The config a run folder saved when it started (config.json), if it has one. */
+async function readSavedConfig(out: string): Promise<Partial<TrainConfig>> {
+  const path = join(out, 'config.json');
+  try {
+    await access(path);
+  } catch {
+    return {};
+  }
+  return readConfigFile(path);
 }
 
 async function readConfigFile(path: string): Promise<Partial<TrainConfig>> {
@@ -84,7 +95,10 @@ await runCommand(COMMAND, async (args, { signal }) => {
     .demandCommand(0, 0, '', `${COMMAND} takes no positional arguments`)
     .parseAsync();
 
-  const fromFile = argv.config ? await readConfigFile(argv.config) : {};
+  // A resumed run starts from the recipe it saved: its data, budget and schedule need not be
+  // repeated, and an omitted --iterations must not become the 30 000 default.
+  const saved = argv.resume && argv.out ? await readSavedConfig(argv.out) : {};
+  const fromFile = { ...saved, ...(argv.config ? await readConfigFile(argv.config) : {}) };
   let labeledCases: TrainConfig['labeledCases'] | undefined;
   if (argv['labeled-cases'] !== undefined) {
     const text = argv['labeled-cases'];
