@@ -1,5 +1,5 @@
 // alhvr-train under a scheduler: SIGTERM keeps the work done so far; bad paths are named errors.
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -36,9 +36,15 @@ describe('alhvr-train', () => {
     expect(r.stderr).toMatch(/stopped at iteration \d+/);
 
     // --resume needs only the run folder: data and budget come from the run's saved recipe (an
-    // omitted --iterations once became the 30 000 default).
-    const resumed = await runCli('alhvr-train', ['--resume', '--out', out, '--threads', '1']);
+    // omitted --iterations once became the 30 000 default); a moved run folder keeps writing into
+    // itself, not into the path it was started with.
+    const moved = join(tmp, 'run-moved');
+    renameSync(out, moved);
+    const resumed = await runCli('alhvr-train', ['--resume', '--out', moved, '--threads', '1']);
     expect(resumed.code, resumed.stderr).toBe(0);
+    expect(existsSync(out)).toBe(false);
+    const lastLine = readFileSync(join(moved, 'metrics.jsonl'), 'utf8').trim().split('\n').at(-1)!;
+    expect(JSON.parse(lastLine).iteration).toBe(200);
     expect(resumed.stderr).toMatch(/"iterations":200/);
     expect(resumed.stderr).toMatch(/finished at iteration 200 /);
   }, 240_000);

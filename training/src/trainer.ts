@@ -145,7 +145,9 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
     resumed = await loadCheckpoint<TrainState>(latest);
     // A resumed run keeps its saved recipe; only the iteration budget may be extended.
     const saved = resumed.state.config;
-    config = { ...saved, iterations: config.iterations, backend: config.backend, threads: config.threads, pseudoLabels: resumed.state.pseudo?.dirs ?? saved.pseudoLabels };
+    // The run folder and dataset are where they are now (a moved run keeps writing into itself;
+    // the dataset fingerprint below still checks the data is the same).
+    config = { ...saved, data: config.data, out: config.out, iterations: config.iterations, backend: config.backend, threads: config.threads, pseudoLabels: resumed.state.pseudo?.dirs ?? saved.pseudoLabels };
   } else if (await exists(latest)) {
     throw new InputError('already holds a training run (latest.ckpt); pass --resume to continue it or choose another --out', config.out);
   }

@@ -106,7 +106,8 @@ async function cacheCase(files: CaseFiles, classes: DatasetClass[], cacheDir: st
   try {
     const meta = JSON.parse(await readFile(metaPath, 'utf8'));
     // Entries from before the cache kept the affine are made again.
-    if (meta.key === key && Array.isArray(meta.case?.affine)) return meta.case as CachedCase;
+    // Paths are this cache folder's, not the ones written: a run folder may have been moved.
+    if (meta.key === key && Array.isArray(meta.case?.affine)) return { ...(meta.case as CachedCase), imagePath, labelPath };
   } catch {
     // not cached yet
   }
