@@ -4,3 +4,4 @@ export * from './dicom/scan.js';
 export * from './dicom/seg-file.js';
 export * from './nifti/file.js';
 export * from './phantom/dataset.js';
+export * from './io/ssl4mis-h5.js';
