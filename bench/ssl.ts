@@ -517,6 +517,44 @@ function writeResults(startedAt: string | null): void {
   });
 }
 
+/** bench/results/ssl.png: each scored model's test Dice (mean ± std over cases) against the two bounds. */
+async function writeFigure(): Promise<void> {
+  if (!existsSync(RESULTS)) return;
+  const { writePlot } = await import('../cli/src/lib/plots/render.js');
+  const r = readJson<{ evaluations: Record<string, { group: string; dice: { mean: number; std: number; worst: number } }>; gapClosed: Record<string, { gapClosed: number } | null> }>(RESULTS);
+  const rows = Object.entries(r.evaluations).map(([name, e]) => ({
+    model: name,
+    kind: e.group.startsWith('sup-all') ? 'all labelled (upper bound)' : e.group.startsWith('sup-few') ? 'labelled only' : e.group.startsWith('alhvr-regions') ? 'ALHVR ablation' : 'ALHVR',
+    dice: e.dice.mean,
+    lo: e.dice.mean - e.dice.std,
+    hi: Math.min(1, e.dice.mean + e.dice.std),
+    worst: e.dice.worst,
+  }));
+  if (rows.length === 0) return;
+  const closed = (k: string) => (r.gapClosed[k] ? `${(100 * r.gapClosed[k]!.gapClosed).toFixed(0)} %` : 'not yet measured');
+  const y = { field: 'model', type: 'nominal' as const, sort: null, title: null, axis: { labelLimit: 260 } };
+  await writePlot(
+    {
+      $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+      title: {
+        text: `Test Dice on ${FIXED.test.cases} unseen phantoms (seed ${FIXED.test.seed}); ${FIXED.labeledCases} labelled cases`,
+        subtitle: `gap closed by ALHVR: single student vs single U-Net ${closed('singleStudentVsSingle')}; ensemble vs supervised pair ${closed('ensembleVsPair')} (target 75 %)`,
+      },
+      data: { values: rows },
+      layer: [
+        { mark: { type: 'rule' }, encoding: { y, x: { field: 'lo', type: 'quantitative', title: 'Dice (dot: mean; line: ± std over cases; tick: worst case)', scale: { domain: [0.3, 1] } }, x2: { field: 'hi' }, color: { field: 'kind', type: 'nominal', title: null } } },
+        { mark: { type: 'point', filled: true, size: 80 }, encoding: { y, x: { field: 'dice', type: 'quantitative' }, color: { field: 'kind', type: 'nominal', title: null } } },
+        { mark: { type: 'tick', thickness: 2 }, encoding: { y, x: { field: 'worst', type: 'quantitative' }, color: { field: 'kind', type: 'nominal', title: null } } },
+        { mark: { type: 'text', align: 'left', dx: 8, dy: -8 }, encoding: { y, x: { field: 'dice', type: 'quantitative' }, text: { field: 'dice', type: 'quantitative', format: '.3f' } } },
+      ],
+      width: 640,
+      height: { step: 28 },
+    },
+    { width: 900 },
+    RESULTS.replace(/\.json$/, '.png'),
+  );
+}
+
 // ---- main ------------------------------------------------------------------------------------
 async function main(): Promise<void> {
   const startedAt = new Date().toISOString();
@@ -538,6 +576,7 @@ async function main(): Promise<void> {
     }
   }
   writeResults(startedAt);
+  await writeFigure();
   const left = TRAININGS.filter((t) => !existsSync(join(runDir(t.name), 'done.json'))).map((t) => t.name);
   const evalsLeft = EVALS.filter((e) => !existsSync(evalFile(e.name))).map((e) => e.name);
   log(left.length || evalsLeft.length ? `stopped; left: trainings [${left.join(', ')}], evaluations [${evalsLeft.join(', ')}]` : 'all runs finished');
@@ -545,6 +584,7 @@ async function main(): Promise<void> {
 
 if (process.argv[2] === '--report') {
   writeResults(null);
+  await writeFigure();
 } else if (process.argv[2] === '--export-pair') {
   await exportPair(process.argv[3], process.argv[4], process.argv[5]);
 } else {
