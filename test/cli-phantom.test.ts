@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { readNiftiIndependently, runCli, stderrLines } from './cli-harness.js';
+import { parseDicomSlice, readNiftiIndependently, runCli, stderrLines } from './cli-harness.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'alhvr-cli-phantom-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -60,6 +60,73 @@ describe('alhvr-phantom', () => {
     expect(va.length).toBe(vb.length);
     expect(va.every((v, n) => v === vb[n])).toBe(true);
     expect(va.length === vc.length && va.every((v, n) => v === vc[n])).toBe(false);
+  });
+
+  it('--kind abdomen-ct writes HU images (int16), organ labels, a CT dataset.json and, with --dicom, a CT series matching the NIfTI', async () => {
+    const out = join(tmp, 'ct');
+    const args = ['--out', out, '--cases', '2', '--seed', '5', '--kind', 'abdomen-ct', '--matrix', '96', '--dicom'];
+    const result = await runCli('alhvr-phantom', args);
+    expect(result.code, result.stderr).toBe(0);
+    const dataset = JSON.parse(readFileSync(join(out, 'dataset.json'), 'utf8')) as {
+      channel_names: Record<string, string>;
+      labels: Record<string, number>;
+      contrastPhases: Record<string, string>;
+    };
+    expect(dataset.channel_names).toEqual({ '0': 'CT' });
+    expect(dataset.labels).toEqual({ background: 0, liver: 1, kidney: 2, spleen: 3, pancreas: 4 });
+    expect(Object.keys(dataset.contrastPhases)).toEqual(['phantom_000', 'phantom_001']);
+    const image = readNiftiIndependently(join(out, 'imagesTr', 'phantom_000_0000.nii.gz'));
+    const label = readNiftiIndependently(join(out, 'labelsTr', 'phantom_000.nii.gz'));
+    expect(image.datatypeCode).toBe(4); // int16
+    const [nx, ny, nz] = image.header.dims.slice(1, 4);
+    expect([nx, ny]).toEqual([96, 96]);
+    expect(new Set(label.values)).toEqual(new Set([0, 1, 2, 3, 4]));
+    expect(image.values.reduce((m, v) => Math.min(m, v), Infinity)).toBeGreaterThanOrEqual(-1024);
+    // The DICOM series: one CT slice per k, HU equal to the NIfTI's voxels, positions along +z (LPS).
+    const files = readdirSync(join(out, 'dicom', 'phantom_000')).sort();
+    expect(files).toHaveLength(nz);
+    for (const k of [0, nz - 1]) {
+      const slice = parseDicomSlice(join(out, 'dicom', 'phantom_000', files[k]));
+      expect(slice.modality).toBe('CT');
+      expect([slice.rows, slice.columns]).toEqual([ny, nx]);
+      const nifti = image.values.subarray(k * nx * ny, (k + 1) * nx * ny);
+      expect(slice.values.every((v, n) => v === nifti[n])).toBe(true);
+      // RAS affine → LPS: negate x and y of the voxel (0, 0, k) position.
+      const ras = [0, 1, 2].map((r) => image.affine[r][2] * k + image.affine[r][3]);
+      expect(slice.ipp[0]).toBeCloseTo(-ras[0], 3);
+      expect(slice.ipp[1]).toBeCloseTo(-ras[1], 3);
+      expect(slice.ipp[2]).toBeCloseTo(ras[2], 3);
+    }
+  });
+
+  it('--kind abdomen-ct: same seed same bytes (NIfTI voxels and every DICOM file)', async () => {
+    const [a, b] = [join(tmp, 'ct-a'), join(tmp, 'ct-b')];
+    const runs = await Promise.all(
+      [a, b].map((out) => runCli('alhvr-phantom', ['--out', out, '--cases', '1', '--seed', '9', '--kind', 'abdomen-ct', '--matrix', '64', '--dicom', '--quiet'])),
+    );
+    expect(runs.map((r) => r.code)).toEqual([0, 0]);
+    const va = readNiftiIndependently(join(a, 'imagesTr', 'phantom_000_0000.nii.gz')).values;
+    const vb = readNiftiIndependently(join(b, 'imagesTr', 'phantom_000_0000.nii.gz')).values;
+    expect(va.every((v, n) => v === vb[n])).toBe(true);
+    const files = readdirSync(join(a, 'dicom', 'phantom_000'));
+    expect(files.length).toBeGreaterThan(0);
+    for (const f of files) {
+      expect(readFileSync(join(a, 'dicom', 'phantom_000', f)).equals(readFileSync(join(b, 'dicom', 'phantom_000', f)))).toBe(true);
+    }
+  });
+
+  it('rejects cardiac-only and CT-only options on the other kind with one line', async () => {
+    const bad = [
+      ['--kind', 'abdomen-ct', '--shift', '1'],
+      ['--dicom'],
+      ['--kind', 'abdomen-ct', '--matrix', '7'],
+    ];
+    for (const extra of bad) {
+      const result = await runCli('alhvr-phantom', ['--out', join(tmp, 'never'), '--cases', '1', '--seed', '1', ...extra]);
+      expect(result.code).toBe(2);
+      expect(stderrLines(result)).toHaveLength(1);
+    }
+    expect(existsSync(join(tmp, 'never'))).toBe(false);
   });
 
   it('refuses a non-empty output folder with one line and leaves it as it was', async () => {

@@ -5,3 +5,4 @@ export * from './dicom/seg-file.js';
 export * from './nifti/file.js';
 export * from './phantom/dataset.js';
 export * from './io/ssl4mis-h5.js';
+export * from './phantom/abdomen-dataset.js';
