@@ -33,12 +33,20 @@ describe('model card', () => {
     ['two students without region output', (c: any) => delete c.outputs.region, 'card.outputs.region'],
     ['unknown normalisation', (c: any) => (c.normalisation = { kind: 'percentile' }), 'card.normalisation.kind'],
     ['window without bounds', (c: any) => (c.normalisation = { kind: 'window', low: 0 }), 'card.normalisation.high'],
+    ['empty window', (c: any) => (c.normalisation = { kind: 'window', low: 10, high: -10 }), 'card.normalisation.high'],
+    ['labels resized back by interpolation', (c: any) => (c.resize = { ...c.resize, labelBack: { interpolation: 'linear', alignment: 'corners' } }), 'card.resize.labelBack.interpolation'],
+    ['unknown resize alignment', (c: any) => (c.resize = { ...c.resize, mapBack: { interpolation: 'linear', alignment: 'centre' } }), 'card.resize.mapBack.alignment'],
     ['wrong schema', (c: any) => (c.schema = 'other/1'), 'card.schema'],
   ])('rejects %s, naming the field', (_name, mutate, field) => {
     const c = card();
     mutate(c);
     expect(() => validateModelCard(c)).toThrow(InputError);
     expect(() => validateModelCard(c)).toThrow(field);
+  });
+
+  it('accepts a card written before resize.label was recorded', () => {
+    const { label: _label, ...older } = ALHVR_RECIPE_RESIZE;
+    expect(validateModelCard({ ...card(), resize: older }).resize.label).toBeUndefined();
   });
 
   it('rejects text that is not JSON', () => {

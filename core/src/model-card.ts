@@ -20,6 +20,28 @@ export type Normalisation =
   | { kind: 'window'; low: number; high: number };
 
 /**
+ * How a volume becomes model planes and how outputs go back: the training config's
+ * `preprocessing` block. Training reads it (dataset, augmenter, validator) and export copies it
+ * into the card's `input.sliceAxis`, `normalisation` and `resize`, as nnU-Net's plans travel with
+ * its models, so a card cannot disagree with how its model was trained. The plane size is the
+ * config's `patch` (the card's `input.size`).
+ */
+export interface Preprocessing {
+  sliceAxis: SliceAxisRule;
+  normalisation: Normalisation;
+  resize: {
+    /** Image plane → model size. */
+    image: ResizeRule;
+    /** Label plane → model size (training targets; inference's reference labels). Nearest only. */
+    label: ResizeRule;
+    /** Model-size label → source plane. Nearest only. */
+    labelBack: ResizeRule;
+    /** Model-size confidence and probabilities → source plane. */
+    mapBack: ResizeRule;
+  };
+}
+
+/**
  * Everything inference needs besides the weights, in the spirit of nnU-Net's plans file: a
  * model file carrying this card needs nothing else to be run correctly.
  */
@@ -38,8 +60,11 @@ export interface ModelCard {
     layout: 'NCHW';
   };
   normalisation: Normalisation;
-  /** How planes go to the model size (image) and back to the source size (label, maps). */
-  resize: { image: ResizeRule; labelBack: ResizeRule; mapBack: ResizeRule };
+  /**
+   * How planes go to the model size (image; reference labels) and back to the source size
+   * (label, maps). Cards written before `label` was recorded used nearest with the image's alignment.
+   */
+  resize: Omit<Preprocessing['resize'], 'label'> & { label?: ResizeRule };
   /** Region-map rule: γ the model carries, and β for the per-volume quantile alternative. */
   regions: { gamma: number; beta: number; gammaSource: 'training-final' | 'calibrated' | 'default' };
   students: 'both' | 'a' | 'b';
@@ -56,7 +81,15 @@ export interface ModelCard {
   intendedUse?: { modality: string; bodyPart: string; description: string };
   /** Fitted at export on labelled volumes the students did not train on. */
   calibration?: ModelCalibration;
+  /** Numeric precision of the network (absent: fp32). The heads are float32 at any precision. */
+  precision?: ModelPrecision;
   createdAt: string;
+}
+
+export interface ModelPrecision {
+  network: 'fp32' | 'fp16' | 'int8';
+  /** int8: how the activations' quantization scales were measured (rule, volumes by name, counts). */
+  activationScales?: { rule: string; source: string; cases: number; slices: number };
 }
 
 export interface ModelCalibration {
@@ -76,8 +109,28 @@ export interface ModelCalibration {
 
 type Check = (value: unknown, at: string) => void;
 
+/** A field that fails a check; the public validators turn it into a one-line InputError. */
+class FieldProblem extends Error {
+  constructor(
+    readonly at: string,
+    readonly what: string,
+  ) {
+    super(`${at} ${what}`);
+  }
+}
+
 function fail(at: string, what: string): never {
-  throw new InputError(`model card: ${at} ${what}`);
+  throw new FieldProblem(at, what);
+}
+
+function checked<T>(check: Check, value: unknown, root: string, subject: string): T {
+  try {
+    check(value, root);
+  } catch (err) {
+    if (err instanceof FieldProblem) throw new InputError(`${subject}: ${err.at} ${err.what}`);
+    throw err;
+  }
+  return value as T;
 }
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const str: Check = (v, at) => {
@@ -118,6 +171,30 @@ const linearModel: Check = (v, at) => {
   for (const key of ['mean', 'scale', 'weights'] as const) numbers(d)(m[key], `${at}.${key}`);
 };
 const resizeRule = obj({ interpolation: oneOf('nearest', 'linear'), alignment: oneOf('corners', 'half-pixel') });
+// Labels are class ids: any interpolation but nearest would invent classes between them.
+const labelResizeRule: Check = (v, at) => {
+  resizeRule(v, at);
+  if ((v as ResizeRule).interpolation !== 'nearest') fail(`${at}.interpolation`, 'must be "nearest" (labels are class ids)');
+};
+const sliceAxis = oneOf('largest-spacing', 0, 1, 2);
+const normalisation: Check = (v, at) => {
+  if (!isObject(v)) fail(at, 'must be an object');
+  oneOf('minmax-volume', 'zscore-volume', 'window')(v.kind, `${at}.kind`);
+  if (v.kind === 'window') {
+    obj({ low: num, high: num })(v, at);
+    if (!((v.high as number) > (v.low as number))) fail(`${at}.high`, 'must be above low');
+  }
+};
+const checkPreprocessing = obj({
+  sliceAxis,
+  normalisation,
+  resize: obj({ image: resizeRule, label: labelResizeRule, labelBack: labelResizeRule, mapBack: resizeRule }),
+});
+
+/** Validate a preprocessing block; throws a one-line InputError "<subject>: preprocessing.<field> …". */
+export function validatePreprocessing(value: unknown, subject = 'invalid preprocessing'): Preprocessing {
+  return checked<Preprocessing>(checkPreprocessing, value, 'preprocessing', subject);
+}
 
 const checkCard = obj(
   {
@@ -142,16 +219,12 @@ const checkCard = obj(
         if (!Array.isArray(v) || v.length !== 2 || !v.every((x) => Number.isInteger(x) && x > 0 && x % 16 === 0)) fail(at, 'must be [width, height], positive multiples of 16');
       },
       channels: oneOf(1),
-      sliceAxis: oneOf('largest-spacing', 0, 1, 2),
+      sliceAxis,
       name: str,
       layout: oneOf('NCHW'),
     }),
-    normalisation: (v, at) => {
-      if (!isObject(v)) fail(at, 'must be an object');
-      oneOf('minmax-volume', 'zscore-volume', 'window')(v.kind, `${at}.kind`);
-      if (v.kind === 'window') obj({ low: num, high: num })(v, at);
-    },
-    resize: obj({ image: resizeRule, labelBack: resizeRule, mapBack: resizeRule }),
+    normalisation,
+    resize: obj({ image: resizeRule, label: labelResizeRule, labelBack: labelResizeRule, mapBack: resizeRule }, ['label']),
     regions: (v, at) => {
       obj({ gamma: num, beta: num, gammaSource: oneOf('training-final', 'calibrated', 'default') })(v, at);
       const r = v as ModelCard['regions'];
@@ -188,16 +261,19 @@ const checkCard = obj(
       if (!(c.temperature > 0)) fail(`${at}.temperature`, 'must be positive');
       if (c.quality.rejectDice > c.quality.acceptDice) fail(`${at}.quality.rejectDice`, 'must not exceed acceptDice');
     },
+    precision: (v, at) => {
+      obj({ network: oneOf('fp32', 'fp16', 'int8'), activationScales: obj({ rule: str, source: str, cases: num, slices: num }) }, ['activationScales'])(v, at);
+      if ((v as ModelPrecision).network === 'int8' && !(v as ModelPrecision).activationScales) fail(`${at}.activationScales`, 'is required for an int8 network');
+    },
     createdAt: str,
   },
-  ['description', 'intendedUse', 'calibration'],
+  ['description', 'intendedUse', 'calibration', 'precision'],
 );
 
 /** Validate an already-parsed card; throws InputError naming the first bad field. */
 export function validateModelCard(value: unknown): ModelCard {
-  checkCard(value, 'card');
-  const card = value as ModelCard;
-  if (card.students === 'both' && !card.outputs.region) fail('card.outputs.region', 'is required for a two-student model');
+  const card = checked<ModelCard>(checkCard, value, 'card', 'model card');
+  if (card.students === 'both' && !card.outputs.region) throw new InputError('model card: card.outputs.region is required for a two-student model');
   return card;
 }
 
@@ -212,9 +288,21 @@ export function parseModelCard(json: string): ModelCard {
   return validateModelCard(value);
 }
 
-/** The ACDC-recipe defaults: scipy-zoom style nearest resizing both ways, per-volume min–max. */
-export const ALHVR_RECIPE_RESIZE: ModelCard['resize'] = {
-  image: { interpolation: 'nearest', alignment: 'corners' },
-  labelBack: { interpolation: 'nearest', alignment: 'corners' },
-  mapBack: { interpolation: 'linear', alignment: 'corners' },
+/**
+ * The ACDC recipe (SSL4MIS): slices across the largest spacing, per-volume min–max, and
+ * scipy-zoom style nearest resizing both ways (maps back linearly). The training config's
+ * default and what checkpoints written before the block existed were trained with.
+ */
+export const ALHVR_RECIPE_PREPROCESSING: Preprocessing = {
+  sliceAxis: 'largest-spacing',
+  normalisation: { kind: 'minmax-volume' },
+  resize: {
+    image: { interpolation: 'nearest', alignment: 'corners' },
+    label: { interpolation: 'nearest', alignment: 'corners' },
+    labelBack: { interpolation: 'nearest', alignment: 'corners' },
+    mapBack: { interpolation: 'linear', alignment: 'corners' },
+  },
 };
+
+export const ALHVR_RECIPE_RESIZE: ModelCard['resize'] = ALHVR_RECIPE_PREPROCESSING.resize;
+

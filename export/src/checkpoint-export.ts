@@ -5,7 +5,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { InputError, Rng, type ModelClass } from '@alhvr/core';
-import { checkpointPath, loadCheckpoint, UNet, type TrainState } from '@alhvr/training';
+import { checkpointPath, loadCheckpoint, preprocessingOf, UNet, type TrainState } from '@alhvr/training';
 import type { ExportCard, StudentSelection } from './export-onnx.js';
 
 /** Distinct display colours for classes 1..n (0 is background, black). */
@@ -113,19 +113,24 @@ export async function loadRunForExport(path: string, opts: LoadRunOptions = {}):
     (['a', 'b'] as const).filter((k) => state.best?.[k]).map((k) => [k, { iteration: state.best[k]!.iteration, meanDice: state.best[k]!.meanDice }]),
   );
   const patch = state.config.patch;
+  // Verbatim from the run: the card says how its model was trained (the recipe for runs saved
+  // before the block existed, which is what they were trained with).
+  const preprocessing = preprocessingOf(state.config);
+  const config = { ...state.config, preprocessing };
   const card: ExportCard = {
     name: basename(runDir),
     description: `ALHVR ${state.config.method} U-Net, ${keys.length === 2 ? 'two-student ensemble' : `student ${keys[0]}`}, students from ${sources.map((f) => basename(f)).join(' and ')}, γ from ${basename(latestFile)}`,
     classes: await readClasses(runDir, students[0].config.numClasses),
-    input: { size: [patch, patch], sliceAxis: 'largest-spacing' },
-    normalisation: { kind: 'minmax-volume' },
+    input: { size: [patch, patch], sliceAxis: preprocessing.sliceAxis },
+    normalisation: preprocessing.normalisation,
+    resize: preprocessing.resize,
     regions: { gamma, beta: state.config.proportion, gammaSource },
     training: {
       method: state.config.method,
       iterations: state.iteration,
       datasetFingerprint: state.datasetFingerprint,
       // The card ships inside a public file: folders of the training machine keep their names only.
-      config: { ...state.config, ...publicPaths(state.config) } as unknown as Record<string, unknown>,
+      config: { ...config, ...publicPaths(config) } as unknown as Record<string, unknown>,
       ...(Object.keys(best).length ? { bestValidation: best } : {}),
     },
   };

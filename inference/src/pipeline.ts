@@ -147,7 +147,8 @@ export async function segmentVolume(vol: Volume<VoxelArray>, model: SliceModel, 
   for (const kind of opts.tap?.fetch ?? []) if (!fetch.includes(kind)) fetch.push(kind);
   const tapRef = opts.tap?.reference;
   if (tapRef && (tapRef.dims.some((d, i) => d !== vol.dims[i]) || tapRef.frames !== 1)) throw new InputError('reference label does not match the image grid', tapRef.meta.path);
-  const refToModel = new PlaneResizer(width, height, mw, mh, { interpolation: 'nearest', alignment: card.resize.image.alignment });
+  // Reference labels go to the model grid as training's labels did (older cards: nearest, the image's alignment).
+  const refToModel = new PlaneResizer(width, height, mw, mh, card.resize.label ?? { interpolation: 'nearest', alignment: card.resize.image.alignment });
   const refBatch = tapRef ? new Uint8Array(Math.min(batch, slices) * planeModel) : undefined;
   const refPlane = tapRef ? new Uint8Array(planeIn) : undefined;
 

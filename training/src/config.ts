@@ -1,3 +1,4 @@
+import { ALHVR_RECIPE_PREPROCESSING, validatePreprocessing, type Preprocessing } from '@alhvr/core';
 import type { DiceVariant } from './losses/supervised.js';
 import type { ProtoCeReduction } from './losses/cgcpcl.js';
 import { PSEUDO_VERDICTS, PSEUDO_WEIGHTINGS, type PseudoLabelSource, type PseudoVerdict, type PseudoWeighting } from './data/pseudo-labels.js';
@@ -21,7 +22,14 @@ export interface TrainConfig {
   iterations: number;
   batchLabeled: number;
   batchUnlabeled: number;
+  /** Side of the square plane the network sees (the card's input.size). */
   patch: number;
+  /**
+   * Slice axis, normalisation and resize rules; the dataset, augmenter and validator read them,
+   * and export copies them into the model card. A config file may give part of it (deep-merged
+   * over the recipe); checkpoints from before the block existed were trained with the recipe.
+   */
+  preprocessing: Preprocessing;
   widths: number[];
   dropout: number[];
   lr: number;
@@ -78,6 +86,7 @@ export const DEFAULT_CONFIG: Omit<TrainConfig, 'data' | 'out'> = {
   batchLabeled: 8,
   batchUnlabeled: 8,
   patch: 256,
+  preprocessing: ALHVR_RECIPE_PREPROCESSING,
   widths: [16, 32, 64, 128, 256],
   dropout: [0.05, 0.1, 0.2, 0.3, 0.5],
   lr: 0.01,
@@ -106,13 +115,26 @@ export function pseudoSlicesPerBatch(c: Pick<TrainConfig, 'batchLabeled' | 'pseu
   return c.pseudoLabels?.length ? Math.round(c.batchLabeled * c.pseudoFraction) : 0;
 }
 
+/** A run's preprocessing: its saved block, or the recipe for configs written before the block existed. */
+export function preprocessingOf(c: { preprocessing?: Preprocessing }): Preprocessing {
+  return c.preprocessing ?? ALHVR_RECIPE_PREPROCESSING;
+}
+
+type PreprocessingInput = Partial<Omit<Preprocessing, 'resize'>> & { resize?: Partial<Preprocessing['resize']> };
+
 /** Merge user settings over the defaults and reject impossible combinations before any work. */
-export function resolveConfig(user: Partial<TrainConfig> & { data: string; out: string }): TrainConfig {
+export function resolveConfig(user: Partial<Omit<TrainConfig, 'preprocessing'>> & { data: string; out: string; preprocessing?: PreprocessingInput }): TrainConfig {
   const defined = Object.fromEntries(Object.entries(user).filter(([, v]) => v !== undefined));
   const c = { ...DEFAULT_CONFIG, ...defined } as TrainConfig;
   const bad = (msg: string) => {
     throw new Error(`invalid training config: ${msg}`);
   };
+  const given: PreprocessingInput = user.preprocessing ?? {};
+  const recipe = DEFAULT_CONFIG.preprocessing;
+  c.preprocessing = validatePreprocessing(
+    { ...recipe, ...given, resize: { ...recipe.resize, ...given.resize } },
+    'invalid training config',
+  );
   const posInt = (v: number) => Number.isInteger(v) && v > 0;
   if (!posInt(c.iterations)) bad(`iterations must be a positive integer (got ${c.iterations})`);
   if (!posInt(c.batchLabeled)) bad(`labelled batch must be a positive integer (got ${c.batchLabeled})`);

@@ -11,7 +11,7 @@ import { writeFileAtomic } from '@alhvr/core/node';
 import { selectBackend } from './backend/select-backend.js';
 import { guardStepMemory } from './backend/out-of-memory.js';
 import { leanVariableGrads } from './backend/lean-gradients.js';
-import { pseudoSlicesPerBatch, type TrainConfig } from './config.js';
+import { preprocessingOf, pseudoSlicesPerBatch, type TrainConfig } from './config.js';
 import { openPseudoStream } from './data/pseudo-labels.js';
 import { openNnunetDataset } from './data/nnunet-dataset.js';
 import { openAcdcH5Dataset } from './data/acdc-h5-dataset.js';
@@ -96,8 +96,9 @@ export interface TrainResult {
 export const checkpointPath = (out: string, name: 'latest' | 'best-a' | 'best-b') => join(out, `${name}.ckpt`);
 
 async function openDataset(c: TrainConfig, log: (m: string) => void): Promise<SliceDataset> {
-  if (c.format === 'acdc-h5') return openAcdcH5Dataset(c.data, { labeledSlices: c.labeledSlices });
+  if (c.format === 'acdc-h5') return openAcdcH5Dataset(c.data, { labeledSlices: c.labeledSlices, preprocessing: c.preprocessing });
   return openNnunetDataset(c.data, {
+    preprocessing: c.preprocessing,
     labeledCases: c.labeledCases,
     valCases: c.valCases,
     unlabeledDir: c.unlabeledDir,
@@ -147,7 +148,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
     const saved = resumed.state.config;
     // The run folder and dataset are where they are now (a moved run keeps writing into itself;
     // the dataset fingerprint below still checks the data is the same).
-    config = { ...saved, data: config.data, out: config.out, iterations: config.iterations, backend: config.backend, threads: config.threads, pseudoLabels: resumed.state.pseudo?.dirs ?? saved.pseudoLabels };
+    config = { ...saved, preprocessing: preprocessingOf(saved), data: config.data, out: config.out, iterations: config.iterations, backend: config.backend, threads: config.threads, pseudoLabels: resumed.state.pseudo?.dirs ?? saved.pseudoLabels };
   } else if (await exists(latest)) {
     throw new InputError('already holds a training run (latest.ckpt); pass --resume to continue it or choose another --out', config.out);
   }
@@ -259,14 +260,15 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
   const images = new Float32Array(batchSize * plane);
   const labels = new Int32Array(bl * plane);
   const maxSliceVoxels = Math.max(dataset.maxSliceVoxels, pseudo?.set.maxSliceVoxels ?? 0);
-  const augmenter = new SliceAugmenter(P, maxSliceVoxels);
+  const { resize } = config.preprocessing;
+  const augmenter = new SliceAugmenter(P, maxSliceVoxels, resize);
   const sliceImage = new Float32Array(maxSliceVoxels);
   const sliceLabel = new Uint8Array(maxSliceVoxels);
   // Per-pixel weights of the labelled part (1 for true labels), only when pseudo-labels are in play;
   // a pseudo slice's weights go through the same augmentation as its labels (nearest, zeros outside).
   const weights = pseudo ? new Float32Array(bl * plane) : undefined;
   const sliceWeight = pseudo ? new Float32Array(maxSliceVoxels) : undefined;
-  const weightAugmenter = pseudo ? new SliceAugmenter(P, maxSliceVoxels) : undefined;
+  const weightAugmenter = pseudo ? new SliceAugmenter(P, maxSliceVoxels, { image: resize.label, label: resize.label }) : undefined;
   const metricsPath = join(config.out, 'metrics.jsonl');
   const paramsA = netA.params.variables;
   const paramsB = netB?.params.variables;
@@ -375,7 +377,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
       if (iteration % config.valEvery === 0 || iteration === config.iterations) {
         for (const [key, net] of [['a', netA], ['b', netB]] as const) {
           if (!net) continue;
-          const result = await validate(net, dataset, P);
+          const result = await validate(net, dataset, P, resize);
           const previous = best[key];
           const isBest = !previous || result.meanDice > previous.meanDice;
           const { summary: _summary, ...compact } = result;

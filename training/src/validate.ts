@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { MetricsWorkspace, PlaneResizer, meanMetrics, segmentationMetrics, type ClassMetrics, type MetricsSummary, type Volume } from '@alhvr/core';
+import { ALHVR_RECIPE_PREPROCESSING, MetricsWorkspace, PlaneResizer, meanMetrics, segmentationMetrics, type ClassMetrics, type MetricsSummary, type Preprocessing, type Volume } from '@alhvr/core';
 import type { UNet } from './model/unet.js';
 import type { SliceDataset } from './data/slice-dataset.js';
 
@@ -12,16 +12,20 @@ export interface ValidationResult {
   summary: MetricsSummary;
 }
 
+/** The resize rules validation uses: image to the patch, labels back. */
+export type ValidationResize = Pick<Preprocessing['resize'], 'image' | 'labelBack'>;
+
 /**
  * Slice-wise prediction of one volume (normalised, canonical: slices along k) as the released
- * test script does it: each slice resized to the patch (nearest, scipy-zoom grid), argmax of the
- * clean branch, resized back (nearest). The labels come back on the image's grid and geometry.
+ * test script does it: each slice resized to the patch (the recipe: nearest, scipy-zoom grid),
+ * argmax of the clean branch, resized back (nearest). The labels come back on the image's grid
+ * and geometry.
  */
-export function predictVolume(net: UNet, volume: Volume<Float32Array>, patch: number, batch = 8): Volume<Uint8Array> {
+export function predictVolume(net: UNet, volume: Volume<Float32Array>, patch: number, resize: ValidationResize = ALHVR_RECIPE_PREPROCESSING.resize, batch = 8): Volume<Uint8Array> {
   const [w, h, k] = volume.dims;
   const image = volume.data;
-  const toPatch = new PlaneResizer(w, h, patch, patch, { interpolation: 'nearest', alignment: 'corners' });
-  const back = new PlaneResizer(patch, patch, w, h, { interpolation: 'nearest', alignment: 'corners' });
+  const toPatch = new PlaneResizer(w, h, patch, patch, resize.image);
+  const back = new PlaneResizer(patch, patch, w, h, resize.labelBack);
   const input = new Float32Array(batch * patch * patch);
   const pred = new Uint8Array(w * h * k);
   for (let start = 0; start < k; start += batch) {
@@ -39,14 +43,14 @@ export function predictVolume(net: UNet, volume: Volume<Float32Array>, patch: nu
 }
 
 /** Score a network on every validation volume of the dataset. */
-export async function validate(net: UNet, dataset: SliceDataset, patch: number): Promise<ValidationResult> {
+export async function validate(net: UNet, dataset: SliceDataset, patch: number, resize: ValidationResize = ALHVR_RECIPE_PREPROCESSING.resize): Promise<ValidationResult> {
   const foreground = dataset.classes.map((c) => c.value).filter((v) => v !== 0);
   const workspace = new MetricsWorkspace();
   const cases: ClassMetrics[][] = [];
   for (const id of dataset.validationIds) {
     const v = await dataset.readValidation(id);
     // Distances in mm on the case's own geometry (voxels for a layout without any, acdc-h5).
-    cases.push(segmentationMetrics(predictVolume(net, v.image, patch), v.label, foreground, { workspace }));
+    cases.push(segmentationMetrics(predictVolume(net, v.image, patch, resize), v.label, foreground, { workspace }));
   }
   const summary = meanMetrics(cases);
   const perClass = summary.perClass.map((c) => ({

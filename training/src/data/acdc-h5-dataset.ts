@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { InputError, Volume, scalingAffine } from '@alhvr/core';
+import { ALHVR_RECIPE_PREPROCESSING, InputError, Volume, scalingAffine, type Preprocessing } from '@alhvr/core';
 import type { DatasetClass, SliceDataset, SliceRef, ValidationVolume } from './slice-dataset.js';
 
 /** ACDC as the SSL4MIS preprocessing lays it out; its slices are already min–max normalised. */
@@ -10,6 +10,8 @@ export interface AcdcH5Options {
   labeledSlices: number;
   /** Which list supplies validation volumes (default val.list). */
   validationList?: 'val' | 'test';
+  /** Must be the recipe's slice axis and normalisation: the files were made with them. */
+  preprocessing?: Pick<Preprocessing, 'sliceAxis' | 'normalisation'>;
 }
 
 export const ACDC_CLASSES: DatasetClass[] = [
@@ -49,6 +51,13 @@ function datasetOf(file: any, name: string, path: string): any {
 }
 
 export async function openAcdcH5Dataset(root: string, opts: AcdcH5Options): Promise<SliceDataset> {
+  // SSL4MIS stored these slices already min–max normalised along their stored axis; a different
+  // rule cannot be applied to them, and training with one would make the card lie.
+  const recipe = ALHVR_RECIPE_PREPROCESSING;
+  const wanted = opts.preprocessing ?? recipe;
+  if (JSON.stringify(wanted.normalisation) !== JSON.stringify(recipe.normalisation) || wanted.sliceAxis !== recipe.sliceAxis) {
+    throw new InputError(`acdc-h5 slices come normalised (${recipe.normalisation.kind}) along their stored axis; preprocessing ${JSON.stringify({ sliceAxis: wanted.sliceAxis, normalisation: wanted.normalisation })} cannot apply to them (use the nnunet layout)`, root);
+  }
   const h5wasm = await loadH5();
   const slices = await readList(root, 'train_slices');
   const valIds = await readList(root, opts.validationList ?? 'val');

@@ -1,4 +1,4 @@
-import { PlaneResizer, type Rng } from '@alhvr/core';
+import { ALHVR_RECIPE_PREPROCESSING, PlaneResizer, type Preprocessing, type Rng } from '@alhvr/core';
 
 /** One 2D training slice; x (width) fastest. `label` is absent for unlabeled slices. */
 export interface Slice {
@@ -65,19 +65,21 @@ export function rotateNearest<T extends Float32Array | Uint8Array>(src: T, w: nu
 }
 
 /**
- * Applies the recipe's augmentation and the final nearest resize to the patch size, into
- * buffers it owns and reuses (one augmenter per batch slot keeps the hot loop allocation-free).
+ * Applies the recipe's augmentation and the final resize to the patch size (the preprocessing's
+ * image and label rules; the recipe's are scipy.ndimage.zoom(order=0) for both), into buffers
+ * it owns and reuses (one augmenter per batch slot keeps the hot loop allocation-free).
  */
 export class SliceAugmenter {
   private readonly scratchImage: Float32Array;
   private readonly scratchLabel: Uint8Array;
-  private readonly resizers = new Map<string, PlaneResizer>();
+  private readonly resizers = new Map<string, { image: PlaneResizer; label: PlaneResizer }>();
   readonly image: Float32Array;
   readonly label: Uint8Array;
 
   constructor(
     readonly patch: number,
     maxSliceVoxels: number,
+    private readonly resize: Pick<Preprocessing['resize'], 'image' | 'label'> = ALHVR_RECIPE_PREPROCESSING.resize,
   ) {
     this.scratchImage = new Float32Array(maxSliceVoxels);
     this.scratchLabel = new Uint8Array(maxSliceVoxels);
@@ -109,18 +111,19 @@ export class SliceAugmenter {
         rotateNearest(slice.label, w, h, choice.degrees, label);
       }
     }
-    const resizer = this.resizerFor(w, h);
-    resizer.resize(image, 0, this.image, 0);
-    if (label) resizer.resize(label, 0, this.label, 0);
+    const resizer = this.resizersFor(w, h);
+    resizer.image.resize(image, 0, this.image, 0);
+    if (label) resizer.label.resize(label, 0, this.label, 0);
     else this.label.fill(0);
   }
 
-  private resizerFor(w: number, h: number): PlaneResizer {
+  private resizersFor(w: number, h: number): { image: PlaneResizer; label: PlaneResizer } {
     const key = `${w}x${h}`;
     let r = this.resizers.get(key);
     if (!r) {
-      // scipy.ndimage.zoom(order=0) for both image and label, as the recipe does.
-      r = new PlaneResizer(w, h, this.patch, this.patch, { interpolation: 'nearest', alignment: 'corners' });
+      const image = new PlaneResizer(w, h, this.patch, this.patch, this.resize.image);
+      const sameRule = JSON.stringify(this.resize.image) === JSON.stringify(this.resize.label);
+      r = { image, label: sameRule ? image : new PlaneResizer(w, h, this.patch, this.patch, this.resize.label) };
       this.resizers.set(key, r);
     }
     return r;

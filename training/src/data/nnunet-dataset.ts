@@ -4,6 +4,7 @@ import { OpenFiles } from './open-files.js';
 import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import {
+  ALHVR_RECIPE_PREPROCESSING,
   InputError,
   canonicalOrientation,
   maxAbsDiff4,
@@ -11,6 +12,7 @@ import {
   reorient,
   Volume,
   type Mat4,
+  type Preprocessing,
 } from '@alhvr/core';
 import { readNiftiFile, writeFileAtomic } from '@alhvr/core/node';
 import type { DatasetClass, SliceDataset, SliceRef, ValidationVolume } from './slice-dataset.js';
@@ -24,6 +26,8 @@ export interface NnunetOptions {
   unlabeledDir?: string;
   /** Where preprocessed (canonical, normalised) volumes are cached for slice streaming. */
   cacheDir: string;
+  /** Slice axis and normalisation of the cached volumes (default: the recipe). */
+  preprocessing?: Pick<Preprocessing, 'sliceAxis' | 'normalisation'>;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -96,13 +100,23 @@ function checkLabels(label: Volume, classes: DatasetClass[], path: string): Uint
   return out;
 }
 
+/**
+ * What the cached voxels depend on besides the source files. Empty for the recipe, so caches
+ * written before the preprocessing block existed stay valid.
+ */
+function preprocessingKey(p: Pick<Preprocessing, 'sliceAxis' | 'normalisation'>): string {
+  const recipe = ALHVR_RECIPE_PREPROCESSING;
+  const same = p.sliceAxis === recipe.sliceAxis && JSON.stringify(p.normalisation) === JSON.stringify(recipe.normalisation);
+  return same ? '' : `:${JSON.stringify({ sliceAxis: p.sliceAxis, normalisation: p.normalisation })}`;
+}
+
 /** Read, canonicalise and normalise one case, and store it raw for positioned slice reads. */
-async function cacheCase(files: CaseFiles, classes: DatasetClass[], cacheDir: string): Promise<CachedCase> {
+async function cacheCase(files: CaseFiles, classes: DatasetClass[], cacheDir: string, preprocessing: Pick<Preprocessing, 'sliceAxis' | 'normalisation'>): Promise<CachedCase> {
   const imagePath = join(cacheDir, `${files.id}.image.f32`);
   const labelPath = files.label ? join(cacheDir, `${files.id}.label.u8`) : undefined;
   const metaPath = join(cacheDir, `${files.id}.json`);
   const sourceStat = await stat(files.image);
-  const key = `${files.image}:${sourceStat.size}:${sourceStat.mtimeMs}:${files.label ?? ''}`;
+  const key = `${files.image}:${sourceStat.size}:${sourceStat.mtimeMs}:${files.label ?? ''}${preprocessingKey(preprocessing)}`;
   try {
     const meta = JSON.parse(await readFile(metaPath, 'utf8'));
     // Entries from before the cache kept the affine are made again.
@@ -112,10 +126,10 @@ async function cacheCase(files: CaseFiles, classes: DatasetClass[], cacheDir: st
     // not cached yet
   }
   const image = await readNiftiFile(files.image);
-  const orientation = canonicalOrientation(image.affine);
+  const orientation = canonicalOrientation(image.affine, preprocessing.sliceAxis);
   const canon = reorient(image, orientation);
   // In place when possible: the raw intensities are not needed again.
-  const normalised = normaliseIntensities(canon.data, { kind: 'minmax-volume' }, canon.data instanceof Float32Array ? canon.data : undefined);
+  const normalised = normaliseIntensities(canon.data, preprocessing.normalisation, canon.data instanceof Float32Array ? canon.data : undefined);
   let labelData: Uint8Array | undefined;
   if (files.label) {
     const label = await readNiftiFile(files.label);
@@ -177,7 +191,7 @@ export async function openNnunetDataset(root: string, opts: NnunetOptions): Prom
   for (const c of used) {
     // Unlabeled cases never need their labels; not reading them keeps their labels out of training.
     const files = labeledSet.has(c.id) || valSet.has(c.id) ? c : { id: c.id, image: c.image };
-    cached.set(c.id, await cacheCase(files, classes, opts.cacheDir));
+    cached.set(c.id, await cacheCase(files, classes, opts.cacheDir, opts.preprocessing ?? ALHVR_RECIPE_PREPROCESSING));
     opts.onProgress?.(++done, used.length);
   }
   const slicesOf = (id: string): SliceRef[] => Array.from({ length: cached.get(id)!.dims[2] }, (_, slice) => ({ caseId: id, slice }));
