@@ -1,16 +1,18 @@
 // The pseudo-label loop end to end on phantoms: train tiny → export (uncalibrated) → segment →
 // train again with --pseudo-labels. Checks that the per-voxel weights reach the loss, that a
 // reviewer's corrected.nii.gz overrides the mask (and survives alhvr-segment re-runs), each
-// refusal, and what the run records.
+// refusal, and what the run records; then a case segmented from a DICOM series (read back from
+// its series) and a reviewer's correction given as a DICOM SEG (corrected.seg.dcm).
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createHash } from 'node:crypto';
-import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Volume, canonicalOrientation, reorient } from '@alhvr/core';
-import { phantomCaseId, readNiftiFile, writeNiftiFile, writePhantomDataset } from '@alhvr/core/node';
+import { Volume, canonicalOrientation, encodeDicomSeg, reorient, type VoxelArray } from '@alhvr/core';
+import { phantomCaseId, readDicomSeries, readNiftiFile, scanDicom, writeNiftiFile, writePhantomDataset } from '@alhvr/core/node';
+import { daikonSeries } from './fixtures.js';
 import { exportOnnx, loadRunForExport } from '@alhvr/export';
-import { CASE_FILES, MANIFEST_FILE, readManifest, runSegmentation } from '@alhvr/inference/node';
+import { CASE_FILES, MANIFEST_FILE, discoverInputs, readManifest, runSegmentation } from '@alhvr/inference/node';
 import {
   SEGMENT_FILES,
   loadCheckpoint,
@@ -109,6 +111,7 @@ describe('reading segment folders', () => {
     expect(SEGMENT_FILES.manifest).toBe(MANIFEST_FILE);
     for (const k of ['mask', 'confidence', 'region', 'report'] as const) expect(SEGMENT_FILES[k]).toBe(CASE_FILES[k]);
     expect(Object.values(CASE_FILES)).not.toContain(SEGMENT_FILES.corrected);
+    expect(Object.values(CASE_FILES)).not.toContain(SEGMENT_FILES.correctedSeg);
   });
 
   test('default verdicts take accepted cases only; counts per verdict are recorded', async () => {
@@ -295,5 +298,159 @@ describe('training with pseudo-labels', () => {
     // A segment folder that changed since the run started is refused on resume.
     await writeFile(join(dir, MANIFEST_FILE), `${await readFile(join(dir, MANIFEST_FILE), 'utf8')}\n`);
     await expect(train(tiny(out, { iterations: 4 }), { resume: true, events: quiet })).rejects.toThrow(/pseudo-labels changed since this run started/);
+  }, 300_000);
+});
+
+describe('DICOM series sources and DICOM SEG corrections', () => {
+  let dicomSrc: string;
+  let segDicom: string;
+  let caseId: string;
+  let series: Volume<VoxelArray>;
+  const model = () => join(work, 'round0.onnx');
+  const dicomSources = async (folder: string) => (await discoverInputs([folder])).cases.map((c) => c.source);
+  const segment = async (output: string, resume = false) =>
+    runSegmentation(await dicomSources(dicomSrc), { output, model: model(), device: 'cpu', threads: 1, formats: new Set(['nifti', 'dicom-seg'] as const), preview: false, resume });
+  /** The label volume's slices along the canonical slice axis, as the pseudo-label set reads them. */
+  const readAll = async (set: Awaited<ReturnType<typeof openPseudoLabels>>) => {
+    const out: { label: number[]; weight: number[] }[] = [];
+    const buf = { image: new Float32Array(set.maxSliceVoxels), label: new Uint8Array(set.maxSliceVoxels), weight: new Float32Array(set.maxSliceVoxels) };
+    for (const ref of set.slices) {
+      const { width, height } = set.readSlice(ref, buf.image, buf.label, buf.weight);
+      out.push({ label: Array.from(buf.label.subarray(0, width * height)), weight: Array.from(buf.weight.subarray(0, width * height)) });
+    }
+    return out;
+  };
+  const canonicalSlices = (v: Volume<VoxelArray>) => {
+    const canon = reorient(v, canonicalOrientation(series.affine));
+    const n = canon.dims[0] * canon.dims[1];
+    return Array.from({ length: canon.dims[2] }, (_, k) => Array.from(canon.data.subarray(k * n, (k + 1) * n)));
+  };
+  /** A reviewer's label on the series' grid: a box of each class on a few slices. */
+  const correction = () => {
+    const [x, y, z] = series.dims;
+    const data = new Uint8Array(x * y * z);
+    for (let k = 5; k < 9; k++) for (let j = 60; j < 110; j++) for (let i = 80; i < 140; i++) data[i + x * (j + y * k)] = i < 100 ? 1 : i < 120 ? 2 : 3;
+    return series.withData(data) as Volume<Uint8Array>;
+  };
+  const fgClasses = () => classes.filter((c) => c.value !== 0);
+
+  beforeAll(async () => {
+    // A copy of the 20-slice MR series, so a test may alter a file of it.
+    dicomSrc = join(work, 'dicom-src');
+    await cp(daikonSeries, dicomSrc, { recursive: true });
+    segDicom = join(work, 'seg-dicom');
+    expect((await segment(segDicom)).exitCode).toBe(0);
+    caseId = [...(await readManifest(segDicom)).keys()][0];
+    const found = (await scanDicom([dicomSrc])).series[0];
+    series = await readDicomSeries(found.files, { seriesUID: found.id });
+  }, 300_000);
+
+  const dicomCopy = async (name: string) => {
+    const dir = join(work, name);
+    await cp(segDicom, dir, { recursive: true });
+    return dir;
+  };
+
+  test("a case segmented from a DICOM series is read back from its series, on the mask's grid", async () => {
+    const set = await openPseudoLabels([segDicom], pseudoOptions('cache-dicom', { weighting: 'none' }));
+    expect(set.sources[0].cases.accept + set.sources[0].cases.review + set.sources[0].cases.reject).toBe(1);
+    const mask = await readNiftiFile(join(segDicom, caseId, CASE_FILES.mask));
+    expect(mask.dims).toEqual(series.dims);
+    expect((await readAll(set)).map((s) => s.label)).toEqual(canonicalSlices(mask));
+    // The pool exclusion names the series' folder.
+    expect([...set.sourcePaths]).toEqual([dicomSrc]);
+    await set.close();
+  });
+
+  test('a DICOM source whose files changed, or a mask off its grid, is refused naming the case', async () => {
+    const changedSrc = join(work, 'dicom-changed');
+    await cp(dicomSrc, changedSrc, { recursive: true });
+    const file = join(changedSrc, (await readdir(changedSrc))[3]);
+    const bytes = await readFile(file);
+    bytes[bytes.length - 1] ^= 1;
+    await writeFile(file, bytes);
+    const changed = await dicomCopy('seg-dicom-changed');
+    await editManifest(changed, (e) => (e.input = changedSrc));
+    await expect(openPseudoLabels([changed], pseudoOptions('cache-dicom-changed', { weighting: 'none' }))).rejects.toThrow(
+      new RegExp(`/seg-dicom-changed/${caseId}: cannot use as a pseudo-label: its source dicom-changed changed since it was segmented \\(input hash differs\\)$`),
+    );
+    const grid = await dicomCopy('seg-dicom-grid');
+    const [x, y, z] = series.dims;
+    await writeNiftiFile(join(grid, caseId, CASE_FILES.mask), new Volume({ data: new Uint8Array(x * y * (z - 1)), dims: [x, y, z - 1], affine: series.affine }));
+    await expect(openPseudoLabels([grid], pseudoOptions('cache-dicom-grid', { weighting: 'none' }))).rejects.toThrow(
+      new RegExp(`/seg-dicom-grid/${caseId}: cannot use as a pseudo-label: mask.nii.gz \\(dims ${x}×${y}×${z - 1}\\) does not lie on its source image's grid`),
+    );
+  });
+
+  test("a reviewer's corrected.seg.dcm is the label, mapped by segment label, weight 1, whatever the verdict", async () => {
+    const dir = await dicomCopy('seg-dicom-corrected');
+    const label = correction();
+    // Segments in another order than the class values, and the writer's own default names: mapping is by label.
+    const reordered = [...fgClasses()].reverse();
+    await writeFile(join(dir, caseId, SEGMENT_FILES.correctedSeg), encodeDicomSeg(label, reordered));
+    await editManifest(dir, (e) => ((e.summary as { verdict: string }).verdict = 'reject'));
+    const set = await openPseudoLabels([dir], pseudoOptions('cache-dicom-corrected', { verdicts: ['accept'] }));
+    expect(set.sources[0].cases).toEqual({ accept: 0, review: 0, reject: 0, corrected: 1 });
+    const slices = await readAll(set);
+    expect(slices.map((s) => s.label)).toEqual(canonicalSlices(label));
+    expect(slices.every((s) => s.weight.every((w) => w === 1))).toBe(true);
+    expect(slices.flatMap((s) => s.label).filter((v) => v === 3).length).toBe(4 * 50 * 20);
+    await set.close();
+  });
+
+  test('a corrected.seg.dcm of other classes or another geometry, on a NIfTI case, or beside corrected.nii.gz is refused in one line', async () => {
+    const cases: [string, (dir: string) => Promise<void>, RegExp][] = [
+      [
+        'classes',
+        (dir) => writeFile(join(dir, caseId, SEGMENT_FILES.correctedSeg), encodeDicomSeg(correction(), [{ value: 1, name: 'Liver' }, { value: 2, name: 'Myo' }, { value: 3, name: 'LV' }])),
+        /corrected\.seg\.dcm: DICOM SEG segment 1 "Liver" is not one of the classes \(RV, Myo, LV\)$/,
+      ],
+      [
+        'geometry',
+        async (dir) => {
+          const label = correction();
+          const dicom = label.meta.dicom!;
+          const shifted = { ...dicom, slices: dicom.slices.map((sl) => ({ ...sl, imagePositionPatient: [sl.imagePositionPatient[0], sl.imagePositionPatient[1], sl.imagePositionPatient[2] + 2] as [number, number, number] })) };
+          const moved = new Volume({ data: label.data, dims: label.dims, affine: label.affine, meta: { ...label.meta, dicom: shifted } });
+          await writeFile(join(dir, caseId, SEGMENT_FILES.correctedSeg), encodeDicomSeg(moved, fgClasses()));
+        },
+        /corrected\.seg\.dcm: DICOM SEG frame 1 lies at \[.*\], its source image at \[.*\]$/,
+      ],
+      [
+        'both',
+        async (dir) => {
+          await writeFile(join(dir, caseId, SEGMENT_FILES.correctedSeg), encodeDicomSeg(correction(), fgClasses()));
+          await cp(join(dir, caseId, CASE_FILES.mask), join(dir, caseId, SEGMENT_FILES.corrected));
+        },
+        /has both corrected\.nii\.gz and corrected\.seg\.dcm; keep the reviewer's one correction$/,
+      ],
+    ];
+    for (const [name, arrange, pattern] of cases) {
+      const dir = await dicomCopy(`seg-dicom-refuse-${name}`);
+      await arrange(dir);
+      const err = await openPseudoLabels([dir], pseudoOptions(`cache-dicom-refuse-${name}`, { weighting: 'none' })).then(() => undefined, (e: Error) => e);
+      expect(err?.message, name).toMatch(new RegExp(`/seg-dicom-refuse-${name}/${caseId}: cannot use as a pseudo-label: `));
+      expect(err?.message, name).toMatch(pattern);
+      expect(err?.message, name).not.toContain('\n');
+    }
+    // A NIfTI-sourced case cannot carry a DICOM SEG correction.
+    const nifti = await segCopy('seg-nifti-segdcm');
+    await writeFile(join(nifti, sid(2), SEGMENT_FILES.correctedSeg), encodeDicomSeg(correction(), fgClasses()));
+    await expect(openPseudoLabels([nifti], pseudoOptions('cache-nifti-segdcm', { weighting: 'none' }))).rejects.toThrow(
+      new RegExp(`/seg-nifti-segdcm/${sid(2)}: cannot use as a pseudo-label: corrected\\.seg\\.dcm is a DICOM SEG, but the case was segmented from a NIfTI image`),
+    );
+  });
+
+  test('alhvr-segment, with and without --resume, leaves corrected.seg.dcm alone', async () => {
+    const dir = await dicomCopy('seg-dicom-rerun');
+    const path = join(dir, caseId, SEGMENT_FILES.correctedSeg);
+    await writeFile(path, encodeDicomSeg(correction(), fgClasses()));
+    const before = await readFile(path);
+    expect((await segment(dir, true)).skipped).toBe(1);
+    expect(await readFile(path)).toEqual(before);
+    const redone = await segment(dir);
+    expect(redone.skipped).toBe(0);
+    expect((await readdir(join(dir, caseId))).sort()).toEqual(expect.arrayContaining([CASE_FILES.seg, SEGMENT_FILES.correctedSeg]));
+    expect(await readFile(path)).toEqual(before);
   }, 300_000);
 });

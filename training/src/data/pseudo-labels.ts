@@ -1,11 +1,13 @@
 /**
  * Pseudo-labels from `alhvr-segment` output folders: the pseudo-label loop's way back into
  * training. Each folder is read through its manifest.jsonl; a case is used when it segmented
- * (status ok) with a verdict in `verdicts`, or whenever a reviewer put a `corrected.nii.gz` in
- * its folder (a full label, weight 1 everywhere, whatever the verdict). Every used case is
+ * (status ok) with a verdict in `verdicts`, or whenever a reviewer put a `corrected.nii.gz` (any
+ * source) or a `corrected.seg.dcm` (a DICOM SEG, for a case segmented from a DICOM series) in its
+ * folder: a full label, weight 1 everywhere, whatever the verdict. Every used case is
  * checked before any training: its segment run's classes equal the dataset's, its source image
  * is byte-for-byte the one segmented (the manifest's input hash, recomputed with alhvr-segment's
- * scheme), and its mask and maps lie on the source image's grid. A failed check stops the run
+ * scheme), and its mask and maps lie on the source image's grid (a DICOM SEG correction: on the
+ * series' slices, with segment labels that are the dataset's class names). A failed check stops the run
  * with one line naming the case.
  *
  * Training must not import inference (layering), so the manifest and report fields read here
@@ -20,6 +22,8 @@ import { basename, join, resolve } from 'node:path';
 import {
   InputError,
   canonicalOrientation,
+  decodeDicomSeg,
+  dicomSegToLabelVolume,
   maxAbsDiff4,
   normaliseIntensities,
   reorient,
@@ -43,6 +47,8 @@ export const SEGMENT_FILES = {
   report: 'report.json',
   /** A reviewer's label for the case; alhvr-segment never writes or removes it. */
   corrected: 'corrected.nii.gz',
+  /** The same as a DICOM SEG on the case's source series (segments named as the classes). */
+  correctedSeg: 'corrected.seg.dcm',
 } as const;
 
 /** Region values of region.nii.gz (core REGION): 1 reliable and stable, 2 unstable, 3 unreliable. */
@@ -185,6 +191,21 @@ async function readMap(dir: string, caseId: string, file: string, image: Volume<
   return vol;
 }
 
+/**
+ * A reviewer's DICOM SEG, placed on the case's source series by core's reader (segments to classes
+ * by label; any mismatch of geometry or classes is refused with the reader's reason).
+ */
+async function readCorrectedSeg(dir: string, caseId: string, image: Volume<VoxelArray>, classes: readonly DatasetClass[]): Promise<Volume<VoxelArray>> {
+  const file = SEGMENT_FILES.correctedSeg;
+  if (!image.meta.dicom) refuse(dir, caseId, `${file} is a DICOM SEG, but the case was segmented from a NIfTI image (use ${SEGMENT_FILES.corrected})`);
+  try {
+    return dicomSegToLabelVolume(decodeDicomSeg(await readFile(join(dir, caseId, file))), image, classes);
+  } catch (err) {
+    if (!(err instanceof InputError)) throw err;
+    return refuse(dir, caseId, `${file}: ${err.message}`);
+  }
+}
+
 function classesOf(report: unknown): { value: number; name: string }[] | undefined {
   const classes = (report as { model?: { classes?: unknown } })?.model?.classes;
   return Array.isArray(classes) ? classes.map((c: { value: number; name: string }) => ({ value: c.value, name: c.name })) : undefined;
@@ -235,7 +256,12 @@ export async function openPseudoLabels(dirs: string[], opts: PseudoLabelOptions)
 
     for (const entry of [...entries.values()].sort((a, b) => (a.caseId < b.caseId ? -1 : 1))) {
       const caseDir = join(dir, entry.caseId);
-      const corrected = await exists(join(caseDir, SEGMENT_FILES.corrected));
+      const correctedNifti = await exists(join(caseDir, SEGMENT_FILES.corrected));
+      const correctedSeg = await exists(join(caseDir, SEGMENT_FILES.correctedSeg));
+      if (correctedNifti && correctedSeg) {
+        refuse(dir, entry.caseId, `has both ${SEGMENT_FILES.corrected} and ${SEGMENT_FILES.correctedSeg}; keep the reviewer's one correction`);
+      }
+      const corrected = correctedNifti || correctedSeg;
       const verdict = entry.summary?.verdict;
       if (!corrected && !(entry.status === 'ok' && verdict && verdicts.has(verdict))) continue;
 
@@ -269,7 +295,9 @@ export async function openPseudoLabels(dirs: string[], opts: PseudoLabelOptions)
         located.kind === 'nifti'
           ? await readNiftiFile(located.path, { volumeIndex: located.volume })
           : await readDicomSeries(located.files, { seriesUID: located.seriesId });
-      const mask = await readMap(dir, entry.caseId, corrected ? SEGMENT_FILES.corrected : SEGMENT_FILES.mask, image);
+      const mask = correctedSeg
+        ? await readCorrectedSeg(dir, entry.caseId, image, opts.classes)
+        : await readMap(dir, entry.caseId, corrected ? SEGMENT_FILES.corrected : SEGMENT_FILES.mask, image);
       let weightMap: Volume<VoxelArray> | undefined;
       if (!corrected && opts.weighting !== 'none') {
         const file = opts.weighting === 'region' ? SEGMENT_FILES.region : SEGMENT_FILES.confidence;
@@ -380,7 +408,7 @@ export async function openPseudoStream(
     log,
   });
   if (set.slices.length === 0) {
-    throw new InputError(`no usable pseudo-labelled case (verdicts ${config.pseudoVerdicts.join(', ')}, or a corrected.nii.gz) in ${set.sources.map((s) => s.name).join(', ')}`);
+    throw new InputError(`no usable pseudo-labelled case (verdicts ${config.pseudoVerdicts.join(', ')}, or a corrected.nii.gz or corrected.seg.dcm) in ${set.sources.map((s) => s.name).join(', ')}`);
   }
   const carrying = new Set<string>();
   for (const id of new Set(dataset.unlabeled.map((r) => r.caseId))) {
