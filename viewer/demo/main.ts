@@ -1,6 +1,8 @@
-// Demo page: pick a model and a NIfTI image or DICOM series (or a synthetic phantom), segment in the page, browse slices.
-import { encodeNifti, generatePhantomCase, spacingFromAffine, type DicomBytesFile } from '@alhvr/core';
-import { loadModel, REGION_COLORS, segmentDicom, segmentNifti, SliceRenderer, type OverlayKind, type SegmentNiftiResult, type ViewerModel } from '../src/index.js';
+// Demo page: pick a model and a NIfTI image or DICOM series (or a synthetic phantom), segment in a
+// Web Worker (the page stays responsive, with progress and cancel), browse slices.
+import { spacingFromAffine } from '@alhvr/core';
+import { REGION_COLORS, SliceRenderer, type OverlayKind } from '../src/slice-renderer.js';
+import { SegmentationCancelled, SegmentationWorker, type SegmentInput, type WorkerModel, type WorkerSegmentation } from '../src/worker-client.js';
 
 type PageState = 'starting' | 'no-model' | 'ready' | 'working' | 'segmented' | 'error';
 
@@ -13,6 +15,9 @@ const sliceNumber = byId<HTMLSpanElement>('slice-number');
 const opacitySlider = byId<HTMLInputElement>('opacity');
 const legend = byId<HTMLDivElement>('legend');
 const summary = byId<HTMLDivElement>('summary');
+const progressBar = byId<HTMLProgressElement>('progress');
+const cancelButton = byId<HTMLButtonElement>('cancel');
+const runtimeInfo = byId<HTMLSpanElement>('runtime-info');
 const context = canvas.getContext('2d')!;
 
 /** `?threads=N` sets ONNX Runtime's WebAssembly threads (more than one needs COOP/COEP headers). */
@@ -21,18 +26,27 @@ const numThreads = threadsParam === null ? undefined : Number(threadsParam);
 /** Display width of the longer canvas side, CSS pixels. */
 const VIEW_SIZE = 512;
 
-let model: ViewerModel | undefined;
-let result: SegmentNiftiResult | undefined;
+// The worker script sits next to this bundle (see scripts/build-demo.mjs).
+const segmenter = new SegmentationWorker(() => new Worker(new URL('worker.js', import.meta.url), { type: 'module' }));
+let model: WorkerModel | undefined;
+let result: WorkerSegmentation | undefined;
 let renderer: SliceRenderer | undefined;
 let frame: ImageData | undefined;
 
 function setState(state: PageState, message: string): void {
   document.body.dataset.state = state;
   statusLine.textContent = message;
+  if (state !== 'working') progressBar.hidden = cancelButton.hidden = true;
 }
 
+/** One line, whatever the error carries. */
 function fail(err: unknown): void {
-  setState('error', err instanceof Error ? err.message : String(err));
+  if (err instanceof SegmentationCancelled) {
+    setState(model ? 'ready' : 'no-model', 'Segmentation cancelled.');
+    return;
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  setState('error', message.split('\n')[0]);
 }
 
 function overlayChoice(): OverlayKind {
@@ -48,13 +62,13 @@ function swatch(color: readonly number[], text: string): HTMLDivElement {
   return row;
 }
 
-function showLegend(m: ViewerModel): void {
+function showLegend(m: WorkerModel): void {
   legend.replaceChildren();
   const title = document.createElement('strong');
   title.textContent = 'Labels';
   legend.append(title);
   for (const c of m.card.classes) if (c.value !== 0) legend.append(swatch(c.color, `${c.value} ${c.name}`));
-  if (m.model.available.has('region')) {
+  if (m.available.has('region')) {
     const regions = document.createElement('strong');
     regions.textContent = 'Confidence regions';
     legend.append(regions, swatch(REGION_COLORS[2], 'one student confident'), swatch(REGION_COLORS[3], 'neither student confident'));
@@ -63,13 +77,15 @@ function showLegend(m: ViewerModel): void {
 
 async function openModel(bytes: Uint8Array, name: string): Promise<void> {
   setState('working', `Opening ${name}…`);
-  const opened = await loadModel(bytes, { numThreads, source: name });
-  await model?.release();
+  const opened = await segmenter.open(bytes, name, numThreads);
   model = opened;
   const card = opened.card;
   modelInfo.textContent =
     `${name}: ${card.name} — ${card.description} (${card.classes.length} classes, input ${card.input.size.join('×')}, ` +
     `students: ${card.students}, ${opened.threads} thread${opened.threads === 1 ? '' : 's'})`;
+  runtimeInfo.textContent =
+    `ONNX Runtime Web in a worker: ${opened.backend === 'wasm' ? 'WebAssembly' : opened.backend}, ${opened.threads} thread${opened.threads === 1 ? '' : 's'}` +
+    `${opened.crossOriginIsolated ? '' : ' (not cross-origin isolated: serve with COOP/COEP headers for more threads)'}; model opened in ${opened.loadMs.toFixed(0)} ms.`;
   showLegend(opened);
   setState('ready', 'Model ready. Choose a NIfTI file or the phantom sample.');
 }
@@ -83,25 +99,10 @@ function draw(): void {
   sliceNumber.textContent = `${k + 1} / ${renderer.slices}`;
 }
 
-function showSummary(r: SegmentNiftiResult, m: ViewerModel, name: string): void {
-  const spacing = spacingFromAffine(r.image.affine);
-  const voxelMl = (spacing[0] * spacing[1] * spacing[2]) / 1000;
-  const counts = new Map<number, number>();
-  for (const v of r.label.data) counts.set(v, (counts.get(v) ?? 0) + 1);
-  let confidenceSum = 0;
-  for (const c of r.confidence.data) confidenceSum += c;
-  const table = document.createElement('table');
-  table.innerHTML = '<tr><th>Class</th><th>Voxels</th><th>mL</th></tr>';
-  for (const c of m.card.classes) {
-    if (c.value === 0) continue;
-    const n = counts.get(c.value) ?? 0;
-    const row = table.insertRow();
-    row.insertCell().textContent = c.name;
-    Object.assign(row.insertCell(), { className: 'n', textContent: String(n) });
-    Object.assign(row.insertCell(), { className: 'n', textContent: (n * voxelMl).toFixed(2) });
-  }
-  const notes = document.createElement('p');
-  const t = r.timings;
+const fixed = (x: number | null | undefined, digits: number) => (x === null || x === undefined ? '—' : x.toFixed(digits));
+
+/** The report alhvr-segment writes, from the same stats and assessment (computed in the worker by inference's code). */
+function showSummary(r: WorkerSegmentation, m: WorkerModel, name: string): void {
   const { triage, quality } = r.assessment;
   const verdict = document.createElement('p');
   verdict.id = 'verdict';
@@ -109,25 +110,54 @@ function showSummary(r: SegmentNiftiResult, m: ViewerModel, name: string): void 
   verdict.textContent =
     `Verdict: ${triage.verdict}${quality ? ` (predicted Dice ${quality.predictedDice.toFixed(2)})` : ''}` +
     `${triage.reasons.length ? ` — ${triage.reasons.join('; ')}` : ''}. Foreground mean confidence ` +
-    `${r.stats.foreground.meanConfidence === null ? '—' : r.stats.foreground.meanConfidence.toFixed(3)}.`;
+    `${fixed(r.stats.foreground.meanConfidence, 3)}.`;
+  const table = document.createElement('table');
+  table.id = 'class-table';
+  table.innerHTML = '<tr><th>Class</th><th>Voxels</th><th>mL</th><th>Mean confidence</th><th>Reliable</th></tr>';
+  const percent = (x: number | undefined) => (x === undefined ? '—' : `${(100 * x).toFixed(1)}%`);
+  for (const c of [...r.stats.classes.filter((c) => c.value !== 0), { ...r.stats.foreground, value: -1, name: 'all foreground' }]) {
+    const row = table.insertRow();
+    row.dataset.class = String(c.value);
+    row.insertCell().textContent = c.name;
+    Object.assign(row.insertCell(), { className: 'n', textContent: String(c.voxels) });
+    Object.assign(row.insertCell(), { className: 'n', textContent: c.volumeMl.toFixed(2) });
+    Object.assign(row.insertCell(), { className: 'n', textContent: fixed(c.meanConfidence, 3) });
+    Object.assign(row.insertCell(), { className: 'n', textContent: percent(c.regions?.reliable) });
+  }
+  const use = document.createElement('p');
+  use.id = 'intended-use';
+  const intended = m.card.intendedUse;
+  use.textContent = intended
+    ? `Intended use: ${intended.description} (${intended.modality}, ${intended.bodyPart}).`
+    : 'The model card states no intended use: the verdict cannot check the input against it.';
+  const notes = document.createElement('p');
+  const t = r.timings;
   notes.textContent =
-    `${name}: ${r.image.dims.join('×')} voxels, ${r.slices} slices. Mean confidence ${(confidenceSum / r.confidence.data.length).toFixed(3)}` +
+    `${name}: ${r.image.dims.join('×')} voxels, ${r.slices} slices. Mean confidence ${r.stats.meanConfidence.toFixed(3)}` +
     `${r.gamma ? `, γ ${r.gamma.value.toFixed(3)} (${r.gamma.mode})` : ''}. ` +
     `Preprocess ${t.preprocessMs.toFixed(0)} ms, model ${t.inferenceMs.toFixed(0)} ms, postprocess ${t.postprocessMs.toFixed(0)} ms.`;
-  summary.replaceChildren(verdict, table, notes);
+  summary.replaceChildren(verdict, table, use, notes);
 }
 
+/** Resolves in a later task, so the browser can paint and handle input between steps of work. */
+const nextTask = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
+
 /** Segments one image (NIfTI bytes, or a DICOM series' files) and shows it. */
-async function segment(input: { nifti: Uint8Array } | { dicom: DicomBytesFile[] }, name: string): Promise<void> {
+async function segment(input: SegmentInput): Promise<void> {
   if (!model) throw new Error('Choose a model (.onnx) first.');
+  const name = input.name;
   setState('working', `Segmenting ${name}…`);
-  const opts = {
-    path: name,
-    onProgress: (done: number, total: number) => (statusLine.textContent = `Segmenting ${name}: slice ${done} of ${total}…`),
-  };
-  const r = 'nifti' in input ? await segmentNifti(input.nifti, model, opts) : await segmentDicom(input.dicom, model, opts);
+  progressBar.hidden = cancelButton.hidden = false;
+  progressBar.removeAttribute('value');
+  const r = await segmenter.segment(input, (done, total) => {
+    statusLine.textContent = `Segmenting ${name}: slice ${done} of ${total}…`;
+    progressBar.max = total;
+    progressBar.value = done;
+  });
   result = r;
-  renderer = new SliceRenderer(r.image, r, r.orientation, model.card);
+  // Display in short tasks, each its own: the page answers input between them.
+  await nextTask();
+  renderer = new SliceRenderer(r.image, r, r.orientation, model.card, { window: r.displayWindow });
   canvas.width = renderer.width;
   canvas.height = renderer.height;
   frame = context.createImageData(renderer.width, renderer.height);
@@ -141,7 +171,9 @@ async function segment(input: { nifti: Uint8Array } | { dicom: DicomBytesFile[] 
   slider.max = String(renderer.slices - 1);
   slider.value = String(Math.floor(renderer.slices / 2));
   slider.disabled = false;
+  await nextTask();
   draw();
+  await nextTask();
   showSummary(r, model, name);
   setState('segmented', `Segmented ${name}.`);
 }
@@ -161,7 +193,7 @@ byId<HTMLInputElement>('model-file').addEventListener('change', (e) => {
 });
 byId<HTMLInputElement>('nifti-file').addEventListener('change', (e) => {
   readFile(e.target as HTMLInputElement)
-    .then((f) => f && segment({ nifti: f.bytes }, f.name))
+    .then((f) => f && segment({ kind: 'nifti', bytes: f.bytes, name: f.name }))
     .catch(fail);
 });
 byId<HTMLInputElement>('dicom-files').addEventListener('change', (e) => {
@@ -170,18 +202,14 @@ byId<HTMLInputElement>('dicom-files').addEventListener('change', (e) => {
   const name = `DICOM series (${files.length} files)`;
   setState('working', `Reading ${name}…`);
   Promise.all(files.map(async (f) => ({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) })))
-    .then((dicom) => segment({ dicom }, name))
+    .then((files) => segment({ kind: 'dicom', files, name }))
     .catch(fail);
 });
 byId<HTMLButtonElement>('sample').addEventListener('click', () => {
-  setState('working', 'Generating a synthetic cardiac phantom…');
-  // Let the status paint before the synchronous phantom generation.
-  setTimeout(() => {
-    Promise.resolve()
-      .then(() => segment({ nifti: encodeNifti(generatePhantomCase({ seed: 1, index: 0 }).image) }, 'phantom-sample.nii.gz'))
-      .catch(fail);
-  }, 0);
+  // The worker generates the phantom too: nothing heavy runs on this thread.
+  segment({ kind: 'phantom', seed: 1, index: 0, name: 'phantom-sample.nii.gz' }).catch(fail);
 });
+cancelButton.addEventListener('click', () => segmenter.cancel());
 slider.addEventListener('input', draw);
 opacitySlider.addEventListener('input', draw);
 for (const radio of document.querySelectorAll<HTMLInputElement>('input[name="overlay"]')) radio.addEventListener('change', draw);

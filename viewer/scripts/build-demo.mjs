@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Bundle the viewer demo into one static folder: index.html, main.js, ONNX Runtime's wasm files
+// Bundle the viewer demo into one static folder: index.html, main.js, worker.js, ONNX Runtime's wasm files
 // and (when given or shipped) model.onnx. Serve the folder from any static HTTP server.
 import { copyFile, mkdir, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
@@ -48,8 +48,9 @@ export async function buildDemo({ outDir = DEFAULT_OUT_DIR, model, minify = true
   await rm(outDir, { recursive: true, force: true });
   await mkdir(outDir, { recursive: true });
   await build({
-    entryPoints: [join(viewerDir, 'demo', 'main.ts')],
-    outfile: join(outDir, 'main.js'),
+    // The page (main.js) and its segmentation worker (worker.js, loaded by main.js from its own folder).
+    entryPoints: [join(viewerDir, 'demo', 'main.ts'), join(viewerDir, 'demo', 'worker.ts')],
+    outdir: outDir,
     bundle: true,
     format: 'esm',
     platform: 'browser',

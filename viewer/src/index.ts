@@ -3,3 +3,5 @@ export * from './load-model.js';
 export * from './segment-nifti.js';
 export * from './slice-renderer.js';
 export * from './segment-dicom.js';
+export * from './segment-worker.js';
+export * from './worker-client.js';

@@ -1,0 +1,36 @@
+// Messages between the page and the segmentation worker (segment-worker.ts ↔ worker-client.ts).
+import type { DicomBytesFile, ModelCard } from '@alhvr/core';
+import type { SliceOutputKind } from '@alhvr/inference';
+import type { SegmentNiftiResult } from './segment-nifti.js';
+
+/** What to segment: a NIfTI file's bytes, a DICOM series' files, or a generated phantom. */
+export type SegmentInput =
+  | { kind: 'nifti'; name: string; bytes: Uint8Array }
+  | { kind: 'dicom'; name: string; files: DicomBytesFile[] }
+  | { kind: 'phantom'; name: string; seed: number; index: number };
+
+/** How the worker's ONNX Runtime runs, for the page to show. */
+export interface RuntimeInfo {
+  /** Execution provider: "wasm" (WebAssembly on the CPU). */
+  backend: string;
+  threads: number;
+  /** The page (and so the worker) is cross-origin isolated: wasm threads are possible. */
+  crossOriginIsolated: boolean;
+}
+
+export interface OpenedModelInfo extends RuntimeInfo {
+  card: ModelCard;
+  available: SliceOutputKind[];
+  /** Milliseconds from receiving the bytes to a session ready to run. */
+  loadMs: number;
+}
+
+export type WorkerRequest =
+  | { type: 'open'; id: number; bytes: Uint8Array; source: string; numThreads?: number }
+  | { type: 'segment'; id: number; input: SegmentInput };
+
+export type WorkerReply =
+  | { type: 'opened'; id: number; info: OpenedModelInfo }
+  | { type: 'progress'; id: number; done: number; total: number }
+  | { type: 'segmented'; id: number; result: SegmentNiftiResult; displayWindow: [number, number] }
+  | { type: 'failed'; id: number; message: string };
