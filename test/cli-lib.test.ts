@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { InputError } from '@alhvr/core';
 import { createProgress, etaSeconds, formatDuration, formatProgressBar, formatProgressLine } from '../cli/src/lib/progress.js';
 import { exactDatatype } from '../cli/src/lib/exact-datatype.js';
-import { sanitiseFileStem, uniqueNames } from '../cli/src/lib/file-names.js';
+import { sanitiseCaseId, uniqueCaseIds } from '@alhvr/inference/node';
 import { errorLine, exitCodeFor, UsageError, CancelledError } from '../cli/src/lib/run-command.js';
 import { expandInputs } from '../cli/src/lib/inputs.js';
 import { daikonData, daikonSeries, niftiData } from './fixtures.js';
@@ -81,20 +81,25 @@ describe('exact output datatype', () => {
   });
 });
 
+// Output names come from the case ids every command shares (inference's case-id.ts).
 describe('file names from series', () => {
   it('strips separators, parent references and hidden-file dots', () => {
     for (const evil of ['../../etc/passwd', 'a/b\\c', '..', '.hidden', 'T1 / post-contrast: 3mm']) {
-      const name = sanitiseFileStem(evil);
+      const name = sanitiseCaseId(evil);
       expect(name).not.toMatch(/[\\/]/);
       expect(name).not.toContain('..');
       expect(name.startsWith('.')).toBe(false);
       expect(name.length).toBeGreaterThan(0);
     }
-    expect(sanitiseFileStem('T1 / post-contrast: 3mm')).toBe('T1_post-contrast_3mm');
+    expect(sanitiseCaseId('T1 / post-contrast: 3mm')).toBe('T1_post-contrast_3mm');
   });
 
-  it('numbers duplicates deterministically, ignoring case', () => {
-    expect(uniqueNames(['a', 'A', 'b', 'a'])).toEqual(['a', 'A_2', 'b', 'a_3']);
+  it('tells duplicates apart deterministically, ignoring case', () => {
+    const items = ['a', 'A', 'b', 'a'].map((stem, n) => ({ stem, key: `/input/${n}` }));
+    const ids = uniqueCaseIds(items);
+    expect(new Set(ids.map((id) => id.toLowerCase())).size).toBe(4);
+    expect(ids[2]).toBe('b');
+    expect(uniqueCaseIds([...items].reverse())).toEqual([...ids].reverse());
   });
 });
 

@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import dcmjs from 'dcmjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TOOLKIT_VERSION, Volume, maxAbsDiff4, multiply4, type Mat4 } from '@alhvr/core';
-import { readNiftiFile, scanDicom, writeNiftiFile } from '@alhvr/core/node';
-import { assignCaseIds, loadCase, readManifest, runSegmentation, selectShard, type CaseSource, type RunResult } from '@alhvr/inference/node';
+import { readNiftiFile, writeNiftiFile } from '@alhvr/core/node';
+import { assignCaseIds, discoverInputs, loadCase, readManifest, runSegmentation, selectShard, type CaseSource, type RunResult } from '@alhvr/inference/node';
 import { daikonSeries, niftiData } from './fixtures.js';
 import { makeToyModel } from './segment-toy-model.js';
 
@@ -45,11 +45,10 @@ beforeAll(async () => {
   await writeNiftiFile(oblique, new Volume({ data, dims, affine: obliqueFlippedAffine() }));
   const corrupt = join(dir, 'corrupt.nii');
   copyFileSync(join(niftiData, 'not-nifti.nii'), corrupt);
-  const scan = await scanDicom([daikonSeries]);
-  expect(scan.series).toHaveLength(1);
-  const series = scan.series[0];
+  const found = await discoverInputs([daikonSeries]);
+  expect(found.cases).toHaveLength(1);
   sources = [
-    { kind: 'dicom-series', path: daikonSeries, seriesId: series.id, files: series.files },
+    found.cases[0].source,
     { kind: 'nifti', path: join(niftiData, 'little.nii.gz') },
     { kind: 'nifti', path: join(niftiData, 'big.nii.gz') },
     { kind: 'nifti', path: join(niftiData, 'avg152T1_LR_nifti.nii.gz') },

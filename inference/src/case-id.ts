@@ -33,9 +33,9 @@ export function sanitiseCaseId(raw: string): string {
   return id || 'case';
 }
 
-/** Readable DICOM case id: PatientID_StudyDate_SeriesNumber (missing parts skipped). */
-export function dicomCaseStem(tags: { patientId?: string; studyDate?: string; seriesNumber?: string }): string {
-  const parts = [tags.patientId, tags.studyDate, tags.seriesNumber].filter((p): p is string => !!p && p.trim() !== '');
+/** Readable DICOM case id: PatientID_StudyDate_SeriesNumber_SeriesDescription (missing parts skipped). */
+export function dicomCaseStem(tags: { patientId?: string; studyDate?: string; seriesNumber?: string; description?: string }): string {
+  const parts = [tags.patientId, tags.studyDate, tags.seriesNumber, tags.description].filter((p): p is string => !!p && p.trim() !== '');
   return parts.length ? parts.map((p) => p.trim()).join('_') : 'series';
 }
 
@@ -47,11 +47,13 @@ export function anonymousCaseId(readableId: string): string {
 /**
  * Make ids unique: every id shared by several cases gets a suffix from a hash of that case's
  * unique key (its input), so the suffix does not depend on the order the cases were listed in.
+ * Ids that differ only in case clash too: they are one folder on macOS and Windows.
  */
 export function uniqueCaseIds(items: { stem: string; key: string }[]): string[] {
   const count = new Map<string, number>();
-  for (const { stem } of items) count.set(stem, (count.get(stem) ?? 0) + 1);
-  return items.map(({ stem, key }) => (count.get(stem)! > 1 ? sanitiseCaseId(`${stem.slice(0, CASE_ID_MAX_LENGTH - 9)}-${hash(key).slice(0, 8)}`) : stem));
+  const fold = (stem: string) => stem.toLowerCase();
+  for (const { stem } of items) count.set(fold(stem), (count.get(fold(stem)) ?? 0) + 1);
+  return items.map(({ stem, key }) => (count.get(fold(stem))! > 1 ? sanitiseCaseId(`${stem.slice(0, CASE_ID_MAX_LENGTH - 9)}-${hash(key).slice(0, 8)}`) : stem));
 }
 
 export interface Shard {

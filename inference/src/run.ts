@@ -1,33 +1,19 @@
-import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { access, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
-import { InputError, parseDicomInstance, TOOLKIT_VERSION, type Volume, type VoxelArray } from '@alhvr/core';
-import { readDicomSeries, readNiftiFile, readNiftiHeaderFile, writeFileAtomic } from '@alhvr/core/node';
-import { anonymousCaseId, dicomCaseStem, sanitiseCaseId, uniqueCaseIds, type Shard } from './case-id.js';
+import { access, mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { InputError, TOOLKIT_VERSION, type Volume, type VoxelArray } from '@alhvr/core';
+import { readNiftiHeaderFile, writeFileAtomic } from '@alhvr/core/node';
+import type { Shard } from './case-id.js';
+import { assignCaseIds, readCaseInput, type CaseInput, type CaseSource, type SegmentCase } from './inputs.js';
+
+// Discovery is part of a run's Node API: alhvr-segment, alhvr-convert and alhvr-info find and name inputs through it.
+export * from './inputs.js';
 import type { DeviceRequest } from './device.js';
 import { readManifest, recordManifestEntry, writeSummary, type LockWaitReporter, type ManifestEntry } from './manifest.js';
 import { CASE_FILES, writeCaseOutputs, type OutputFormat } from './outputs.js';
 import { segmentVolume, type GammaMode, type SegmentResult } from './pipeline.js';
 import { assessCase, computeCaseStats, DEFAULT_TRIAGE, unreliabilityScore, type CaseReport, type TriageThresholds } from './report.js';
 import { openModelFile, type OpenedModel } from './session-node.js';
-
-/** One image to segment, as found by input expansion. */
-export type CaseSource =
-  | {
-      kind: 'nifti';
-      path: string;
-      /** Volume of a 4D file to segment (default 0); see expandVolumes. */
-      volume?: number;
-      /** Appended to the case id, e.g. "_t3" for volume 3 of a cine series segmented with --volume all. */
-      idSuffix?: string;
-    }
-  | { kind: 'dicom-series'; path: string; seriesId: string; files: string[] };
-
-export interface SegmentCase {
-  id: string;
-  source: CaseSource;
-}
 
 export interface RunOptions {
   output: string;
@@ -65,38 +51,6 @@ export interface RunResult {
   exitCode: number;
 }
 
-const NIFTI_PAIR = /^(.*)\.(hdr|img)(\.gz)?$/i;
-const NIFTI_EXT = /\.(nii(\.gz)?|hdr(\.gz)?|img(\.gz)?)$/i;
-
-async function readDicomTags(file: string): Promise<{ patientId?: string; studyDate?: string; seriesNumber?: string }> {
-  const bytes = await readFile(file);
-  const inst = parseDicomInstance(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), file, { headerOnly: true });
-  return { patientId: inst.patientStudy.PatientID, studyDate: inst.patientStudy.StudyDate, seriesNumber: inst.seriesNumber };
-}
-
-/**
- * Stable, readable, filesystem-safe ids: the file stem for NIfTI, PatientID_StudyDate_SeriesNumber
- * for DICOM (or a hash of that with `anonymize`); clashes get a suffix hashed from the input.
- */
-export async function assignCaseIds(sources: CaseSource[], anonymize = false): Promise<SegmentCase[]> {
-  const items: { stem: string; key: string }[] = [];
-  for (const source of sources) {
-    let readable: string;
-    let key: string;
-    if (source.kind === 'nifti') {
-      readable = basename(source.path).replace(NIFTI_EXT, '') + (source.idSuffix ?? '');
-      key = resolve(source.path) + (source.volume === undefined ? '' : `#${source.volume}`);
-    } else {
-      // An unreadable first file must not stop the run here: the case fails (and is recorded) when read.
-      readable = dicomCaseStem(await readDicomTags(source.files[0]).catch(() => ({})));
-      key = source.seriesId;
-    }
-    items.push({ stem: anonymize ? anonymousCaseId(readable) : sanitiseCaseId(readable), key: anonymize ? anonymousCaseId(key) : key });
-  }
-  const ids = uniqueCaseIds(items);
-  return sources.map((source, n) => ({ id: ids[n], source }));
-}
-
 /**
  * Shard i of n: the cases at positions i-1, i-1+n, … of the case list sorted by id. Balanced
  * (shard sizes differ by at most one) and deterministic for a given set of inputs, so n processes
@@ -112,40 +66,6 @@ export function selectShard(cases: SegmentCase[], shard: Shard | undefined): Seg
       .filter((_, n) => n % shard.count === shard.index - 1),
   );
   return cases.filter((c) => mine.has(c.id));
-}
-
-/** sha256 over the bytes of every file the case reads, in a fixed order. */
-export async function hashCaseInput(source: CaseSource): Promise<string> {
-  let files: string[];
-  if (source.kind === 'dicom-series') {
-    files = [...source.files].sort();
-  } else {
-    files = [source.path];
-    const m = NIFTI_PAIR.exec(source.path);
-    if (m) {
-      const partner = `${m[1]}.${m[2].toLowerCase() === 'hdr' ? 'img' : 'hdr'}`;
-      for (const p of [partner, `${partner}.gz`, partner.toUpperCase()]) {
-        if (await stat(p).then(() => true, () => false)) {
-          files.push(p);
-          break;
-        }
-      }
-    }
-  }
-  const h = createHash('sha256');
-  for (const f of files) {
-    let bytes: Buffer;
-    try {
-      bytes = await readFile(f);
-    } catch (err) {
-      throw new InputError(`cannot read input (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, f);
-    }
-    h.update(`${basename(f)}\0${bytes.length}\0`);
-    h.update(bytes);
-  }
-  // Another volume of the same file is another input: resume must not take one for the other.
-  if (source.kind === 'nifti' && source.volume !== undefined) h.update(`volume\0${source.volume}`);
-  return h.digest('hex');
 }
 
 /** Which volumes of 4D NIfTI files become cases: one index for every file, or each volume its own case. */
@@ -178,10 +98,6 @@ export async function expandVolumes(sources: CaseSource[], selection: VolumeSele
     }
   }
   return out;
-}
-
-export function loadCase(source: CaseSource): Promise<Volume<VoxelArray>> {
-  return source.kind === 'nifti' ? readNiftiFile(source.path, { volumeIndex: source.volume }) : readDicomSeries(source.files, { seriesUID: source.seriesId });
 }
 
 function expectedOutputs(opts: RunOptions, kind: CaseSource['kind'], twoStudents: boolean): string[] {
@@ -279,7 +195,7 @@ export async function runSegmentation(sources: CaseSource[], opts: RunOptions): 
   const { identity, model } = opened;
   const twoStudents = model.available.has('region');
   try {
-    const all = await assignCaseIds(sources, opts.anonymizeIds);
+    const all = assignCaseIds(sources, opts.anonymizeIds);
     const cases = selectShard(all, opts.shard);
     opts.onStart?.({ cases, model: opened });
     const previous = opts.resume ? await readManifest(dir) : new Map<string, ManifestEntry>();
@@ -314,10 +230,13 @@ export async function runSegmentation(sources: CaseSource[], opts: RunOptions): 
       let failure: unknown;
       let resumeSkip = false;
       try {
-        inputHash = await hashCaseInput(c.source);
+        const t = performance.now();
+        const input = await readCaseInput(c.source);
+        timingsMs.read = performance.now() - t;
+        inputHash = input.inputHash;
         const wanted = expectedOutputs(opts, c.source.kind, twoStudents);
         resumeSkip = opts.resume === true && (await alreadyDone(dir, previous.get(c.id), inputHash, identity.modelHash, wanted));
-        if (!resumeSkip) segmented = await readAndSegment(c, model, opts, timingsMs);
+        if (!resumeSkip) segmented = await decodeAndSegment(c, input, model, opts, timingsMs);
       } catch (err) {
         failure = err;
       }
@@ -350,15 +269,16 @@ export async function runSegmentation(sources: CaseSource[], opts: RunOptions): 
   }
 }
 
-async function readAndSegment(
+async function decodeAndSegment(
   c: SegmentCase,
+  input: CaseInput,
   model: OpenedModel['model'],
   opts: RunOptions,
   timingsMs: Record<string, number>,
 ): Promise<{ image: Volume<VoxelArray>; result: SegmentResult }> {
   const t = performance.now();
-  const image = await loadCase(c.source);
-  timingsMs.read = performance.now() - t;
+  const image = await input.decode();
+  timingsMs.read += performance.now() - t;
   const result = await segmentVolume(image, model, {
     batch: opts.batch,
     saveProbabilities: opts.saveProbabilities,
