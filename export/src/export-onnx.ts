@@ -38,8 +38,13 @@ export type ExportCard = Omit<ModelCard, 'schema' | 'students' | 'outputs' | 'cr
   createdAt?: string;
 };
 
+/** Network precision of an export; int8 needs calibration volumes (quantize-calibration.ts). */
+export type Precision = 'fp32' | 'fp16' | 'int8';
+
 export interface ExportOptions {
-  /** Half-precision weights and network compute; image input and all outputs stay float32. */
+  /** fp16: half-precision weights and network compute; image input and all outputs stay float32. */
+  precision?: 'fp32' | 'fp16';
+  /** Same as precision 'fp16' (kept for existing callers). */
   fp16?: boolean;
   /** Default 'both' for two students, 'a' for one. */
   students?: StudentSelection;
@@ -49,7 +54,7 @@ export interface ExportOptions {
 
 export interface GraphSummary {
   opset: number;
-  precision: 'fp32' | 'fp16';
+  precision: Precision;
   students: StudentSelection;
   inputs: TensorSummary[];
   outputs: TensorSummary[];
@@ -117,8 +122,9 @@ export function exportOnnx(students: readonly unknown[], card: ExportCard, opts:
   if (folded.some((f) => f.numClasses !== numClasses)) {
     throw new InputError(`export: the students disagree on the number of classes (${folded.map((f) => f.numClasses).join(' vs ')})`);
   }
-  const fullCard = completeCard(card, selection, numClasses);
-  const fp16 = opts.fp16 === true;
+  const fp16 = opts.fp16 === true || opts.precision === 'fp16';
+  // An int8 card (quantize-calibration.ts) already says so; the float graph under it is fp32.
+  const fullCard = completeCard({ ...card, precision: card.precision ?? { network: fp16 ? 'fp16' : 'fp32' } }, selection, numClasses);
   const weightType = fp16 ? ElemType.FLOAT16 : ElemType.FLOAT;
 
   const g = new OnnxGraphBuilder();

@@ -8,3 +8,5 @@ export * from './parity.js';
 export * from './toolkit-info.js';
 export * from './checkpoint-export.js';
 export * from './calibration.js';
+export * from './quantize.js';
+export * from './quantize-calibration.js';
