@@ -3,7 +3,8 @@ import { InputError, type ModelCard, type Volume, type VoxelArray } from '@alhvr
 import { writeFileAtomic, writeDicomSegFile } from '@alhvr/core/node';
 import { writeNiftiGzip } from './nifti-gzip-node.js';
 import type { SegmentResult } from './pipeline.js';
-import { renderPreview } from './preview.js';
+import { renderPreview, type PreviewAnnotation, type PreviewRasterizer } from './preview.js';
+import type { CaseStats, Triage } from './report.js';
 
 export type OutputFormat = 'nifti' | 'dicom-seg';
 export const OUTPUT_FORMATS: readonly OutputFormat[] = ['nifti', 'dicom-seg'];
@@ -80,4 +81,33 @@ export async function writeCaseOutputs(
     written.push(CASE_FILES.preview);
   }
   return written;
+}
+
+/** What preview.png's header and missed-slice rule take from a case's assessment. */
+export function previewAnnotation(caseId: string, stats: CaseStats, triage: Triage, predictedDice: number | null | undefined): PreviewAnnotation {
+  const found = stats.foreground.voxels > 0;
+  return {
+    caseId,
+    verdict: triage.verdict,
+    reasons: triage.reasons,
+    predictedDice,
+    // A class with no voxel is a sign of something missed only when the case has foreground at all.
+    absentClasses: found ? stats.classes.filter((c) => c.value !== 0 && c.voxels === 0).map((c) => c.name) : [],
+  };
+}
+
+/**
+ * Write preview.png once the case is assessed, so it can name its verdict; `rasterize` draws the
+ * header, slice numbers and legend (without it the montage alone is written). Returns the file name.
+ */
+export async function writeCasePreview(
+  caseDir: string,
+  image: Volume<VoxelArray>,
+  result: SegmentResult,
+  card: ModelCard,
+  annotation: PreviewAnnotation,
+  rasterize?: PreviewRasterizer,
+): Promise<string> {
+  await writeFileAtomic(join(caseDir, CASE_FILES.preview), renderPreview(image, result.label, result.region, card, result.orientation, { annotation, rasterize }));
+  return CASE_FILES.preview;
 }

@@ -1,7 +1,7 @@
 import { PNG } from 'pngjs';
 import { describe, expect, it } from 'vitest';
 import { Volume, canonicalOrientation, scalingAffine, type ModelCard } from '@alhvr/core';
-import { renderPreview } from './preview.js';
+import { missedReason, missedSlice, renderPreview, type PreviewAnnotation } from './preview.js';
 
 const RV: [number, number, number] = [230, 25, 75];
 const card = { classes: [{ value: 0, name: 'background', color: [0, 0, 0] }, { value: 1, name: 'RV', color: RV }] } as unknown as ModelCard;
@@ -40,5 +40,70 @@ describe('renderPreview', () => {
     expect(grey(10)).toEqual([0, 0, 0, 255]);
     expect(grey(10 + 42)).toEqual([128, 128, 128, 255]);
     expect(grey(10 + 84)).toEqual([255, 255, 255, 255]);
+  });
+});
+
+describe('missed-slice rule', () => {
+  // A 4×4×10 label whose per-slice foreground is given: slice s holds counts[s] voxels of class 1.
+  const labelWith = (counts: number[]) => {
+    const dims: [number, number, number] = [4, 4, counts.length];
+    const data = new Uint8Array(16 * counts.length);
+    counts.forEach((n, s) => data.fill(1, s * 16, s * 16 + n));
+    return new Volume({ data, dims, affine: scalingAffine([1, 1, 3]) });
+  };
+  const orientationOf = (v: Volume<Uint8Array>) => canonicalOrientation(v.affine, 'largest-spacing');
+
+  it('picks the middle of the longest gap inside the foreground, else the slice past the more abrupt end', () => {
+    const gap = labelWith([0, 4, 0, 4, 0, 0, 0, 4, 2, 0]);
+    expect(missedSlice(gap, orientationOf(gap))).toBe(5);
+    // Foreground 2–5 tapering at the start (1 voxel) and cut off at the end (9): look past the end.
+    const cut = labelWith([0, 0, 1, 5, 8, 9, 0, 0, 0, 0]);
+    expect(missedSlice(cut, orientationOf(cut))).toBe(6);
+    const tapering = labelWith([0, 0, 9, 5, 8, 1, 0, 0, 0, 0]);
+    expect(missedSlice(tapering, orientationOf(tapering))).toBe(1);
+    // No empty slice, or no foreground at all: nothing to add.
+    const full = labelWith(new Array(10).fill(3));
+    expect(missedSlice(full, orientationOf(full))).toBeUndefined();
+    const none = labelWith(new Array(10).fill(0));
+    expect(missedSlice(none, orientationOf(none))).toBeUndefined();
+  });
+
+  it('asks for an empty slice only when the signals say something was missed', () => {
+    expect(missedReason({ caseId: 'a', verdict: 'accept', reasons: [] })).toBeUndefined();
+    expect(missedReason({ caseId: 'a', verdict: 'review', reasons: ['predicted Dice 0.612 < 0.800'] })).toBe('predicted Dice 0.612 < 0.800');
+    expect(missedReason({ caseId: 'a', verdict: 'review', reasons: ['no foreground voxels predicted'] })).toBe('no foreground voxels predicted');
+    expect(missedReason({ caseId: 'a', verdict: 'reject', reasons: ["out of the model's domain: intensity"] })).toBeUndefined();
+    expect(missedReason({ caseId: 'a', verdict: 'accept', reasons: [], absentClasses: ['LV'] })).toBe('no LV predicted');
+  });
+
+  it('adds the empty slice to the montage, framed and captioned, when asked; not otherwise', () => {
+    const label = labelWith([0, 0, 4, 4, 4, 4, 0, 0, 0, 0]);
+    const image = label.withData(Float32Array.from({ length: label.data.length }, (_, n) => n % 7));
+    const orientation = orientationOf(label);
+    const svgOf = (annotation: PreviewAnnotation) => {
+      let svg = '';
+      renderPreview(image, label, undefined, card, orientation, { tileSize: 40, maxSlices: 4, annotation, rasterize: (s) => ((svg = s), new Uint8Array()) });
+      return svg;
+    };
+    const shown = (svg: string) => [...svg.matchAll(/>slice (\d+)</g)].map((m) => Number(m[1]));
+    const missed = svgOf({ caseId: 'case-7', verdict: 'review', reasons: ['predicted Dice 0.612 < 0.800'], predictedDice: 0.612 });
+    // Three foreground slices and the empty one past the abrupt end (2 and 5 are equally abrupt: after wins).
+    expect(shown(missed)).toEqual([2, 4, 5, 6]);
+    expect(missed).toContain('nothing predicted here');
+    expect(missed).toContain('predicted Dice 0.612 &#60; 0.800');
+    expect(missed).toContain('case case-7');
+    expect(missed).toContain('>REVIEW<');
+    expect(missed).toContain('predicted Dice 0.612');
+    const fine = svgOf({ caseId: 'case-7', verdict: 'accept', reasons: [], predictedDice: 0.9 });
+    expect(shown(fine)).toEqual([2, 3, 4, 5]);
+    expect(fine).not.toContain('nothing predicted here');
+    // The legend lists the foreground classes in their colours (no regions without a region map).
+    expect(fine).toContain(`fill="rgb(${RV.join(',')})"`);
+    expect(fine).toContain('>1 RV<');
+    expect(fine).not.toContain('region 2');
+    // An accepted case with a class absent still gets the empty slice, and the header says why.
+    const absent = svgOf({ caseId: 'case-7', verdict: 'accept', reasons: [], absentClasses: ['LV'] });
+    expect(shown(absent)).toEqual([2, 4, 5, 6]);
+    expect(absent).toContain('no LV predicted');
   });
 });

@@ -1,15 +1,105 @@
+/**
+ * preview.png: a montage of chosen slices (mask and regions over the image) with, when a
+ * rasterizer is given, a header (case id, verdict, predicted Dice), slice numbers on the tiles
+ * and a legend of class and region colours.
+ *
+ * Why the text is composed here but rasterized elsewhere: inference runs in the browser too and
+ * stays free of a native rasterizer and of font decisions, so the annotated picture is an SVG
+ * document (the montage embedded as a PNG, text and swatches as SVG elements, no font named)
+ * and its caller passes the SVG → PNG step. alhvr-segment passes the CLI's plot rasterizer
+ * (cli/src/lib/plots/render.ts: resvg with the plots' font), the one owner of how text is drawn.
+ */
 import { PNG } from 'pngjs';
-import { REGION_COLORS, displayWindow, type ModelCard, type Orientation, type RgbColor, type Volume, type VoxelArray } from '@alhvr/core';
+import { REGION, REGION_COLORS, displayWindow, type ModelCard, type Orientation, type RgbColor, type Volume, type VoxelArray } from '@alhvr/core';
 import { canonicalGrid, gatherPlane } from './canonical-grid.js';
+import type { Verdict } from './report.js';
+
+/** SVG document → PNG bytes; fonts are the rasterizer's choice (the SVG names none). */
+export type PreviewRasterizer = (svg: string) => Uint8Array;
+
+/** What the header and the missed-slice rule know about the case. */
+export interface PreviewAnnotation {
+  caseId: string;
+  verdict?: Verdict;
+  reasons?: readonly string[];
+  predictedDice?: number | null;
+  /** Names of the model's classes with no predicted voxel in this case. */
+  absentClasses?: readonly string[];
+}
 
 export interface PreviewOptions {
   /** Most slices shown. Default 8. */
   maxSlices?: number;
   /** Longest tile side in pixels. Default 192. */
   tileSize?: number;
+  annotation?: PreviewAnnotation;
+  /** Without one, the montage alone is written (no text can be drawn). */
+  rasterize?: PreviewRasterizer;
 }
 
 const GAP = 2;
+
+/** Verdict colours of every picture (preview header, alhvr-segment's summary.png): red, amber, green. */
+export const VERDICT_COLORS: Readonly<Record<Verdict, RgbColor>> = {
+  reject: [214, 39, 40],
+  review: [255, 159, 28],
+  accept: [44, 160, 44],
+};
+
+/**
+ * Why the reference-free signals suggest part of the anatomy was missed, or undefined: a case
+ * not accepted because nothing was found, because its predicted Dice is low (a missed structure
+ * is what a low Dice with a confident-looking mask most often means), or because a class the
+ * model segments has no voxel at all. Then the preview shows a slice without predicted
+ * foreground, where the reviewer should look for what is missing.
+ */
+export function missedReason(a: PreviewAnnotation): string | undefined {
+  if (a.absentClasses?.length) return `no ${a.absentClasses.join(', ')} predicted`;
+  if (!a.verdict || a.verdict === 'accept') return undefined;
+  const reason = a.reasons?.find((r) => /^no foreground|^predicted Dice/.test(r));
+  return reason;
+}
+
+/** Foreground voxel count of each slice along the canonical slice axis. */
+function foregroundPerSlice(label: Volume<Uint8Array>, orientation: Orientation): number[] {
+  const grid = canonicalGrid(label.dims, orientation);
+  const [w, h, k] = grid.dims;
+  const plane = new Uint8Array(w * h);
+  const counts: number[] = [];
+  for (let s = 0; s < k; s++) {
+    gatherPlane(grid, label.data, s, plane);
+    let n = 0;
+    for (const v of plane) if (v !== 0) n++;
+    counts.push(n);
+  }
+  return counts;
+}
+
+/**
+ * The slice without predicted foreground most likely to hold what was missed: the middle of the
+ * longest gap inside the foreground's extent, else the slice just past whichever end of the
+ * extent stops more abruptly (more foreground on its last slice). Undefined when no slice is
+ * empty, or when none has foreground (then every shown slice is empty anyway).
+ */
+export function missedSlice(label: Volume<Uint8Array>, orientation: Orientation): number | undefined {
+  const counts = foregroundPerSlice(label, orientation);
+  const first = counts.findIndex((n) => n > 0);
+  if (first < 0) return undefined;
+  const last = counts.length - 1 - [...counts].reverse().findIndex((n) => n > 0);
+  let best: [number, number] | undefined;
+  for (let s = first + 1; s < last; s++) {
+    if (counts[s] !== 0) continue;
+    let e = s;
+    while (counts[e + 1] === 0) e++;
+    if (!best || e - s > best[1] - best[0]) best = [s, e];
+    s = e;
+  }
+  if (best) return Math.floor((best[0] + best[1]) / 2);
+  const before = first > 0 ? first - 1 : undefined;
+  const after = last < counts.length - 1 ? last + 1 : undefined;
+  if (before === undefined || after === undefined) return before ?? after;
+  return counts[first] > counts[last] ? before : after;
+}
 
 /** Evenly spaced slice indices over the slices containing foreground (all slices when there is none). */
 export function previewSlices(label: Volume<Uint8Array>, orientation: Orientation, maxSlices: number): number[] {
@@ -46,10 +136,39 @@ export function renderPreview(
   orientation: Orientation,
   opts: PreviewOptions = {},
 ): Uint8Array {
+  const maxSlices = opts.maxSlices ?? 8;
+  const missed = opts.annotation ? missedReason(opts.annotation) : undefined;
+  const empty = missed !== undefined ? missedSlice(label, orientation) : undefined;
+  const slices = empty === undefined ? previewSlices(label, orientation, maxSlices) : [...previewSlices(label, orientation, Math.max(1, maxSlices - 1)), empty].sort((a, b) => a - b);
+  const montage = renderMontage(image, label, region, card, orientation, slices, opts.tileSize ?? 192);
+  if (!opts.annotation || !opts.rasterize) return montage.png;
+  return opts.rasterize(previewSvg(montage, card, region !== undefined, opts.annotation, empty === undefined ? undefined : { slice: empty, reason: missed! }));
+}
+
+/** Where each tile of the montage is, for the annotations drawn over it. */
+export interface MontageLayout {
+  png: Uint8Array;
+  width: number;
+  height: number;
+  tileWidth: number;
+  tileHeight: number;
+  panels: number;
+  /** Each shown slice (canonical index) and the top-left corner of its first panel. */
+  tiles: { slice: number; x: number; y: number }[];
+}
+
+function renderMontage(
+  image: Volume<VoxelArray>,
+  label: Volume<Uint8Array>,
+  region: Volume<Uint8Array> | undefined,
+  card: ModelCard,
+  orientation: Orientation,
+  slices: number[],
+  tileSize: number,
+): MontageLayout {
   const grid = canonicalGrid(image.dims, orientation);
   const [w, h] = grid.dims;
-  const slices = previewSlices(label, orientation, opts.maxSlices ?? 8);
-  const scale = (opts.tileSize ?? 192) / Math.max(w, h);
+  const scale = tileSize / Math.max(w, h);
   const tw = Math.max(1, Math.round(w * scale));
   const th = Math.max(1, Math.round(h * scale));
   const panels = region ? 2 : 1;
@@ -81,6 +200,7 @@ export function renderPreview(
   for (let y = 0; y < th; y++) for (let x = 0; x < tw; x++) srcIndex[y * tw + x] = srcY[y] * w + srcX[x];
   const range = hi - lo;
   const data = png.data;
+  const tiles: MontageLayout['tiles'] = [];
 
   slices.forEach((k, n) => {
     gatherPlane(grid, image.data, k, img);
@@ -90,6 +210,7 @@ export function renderPreview(
     for (let t = 0; t < gray.length; t++) gray[t] = Math.round(255 * Math.min(1, Math.max(0, (img[srcIndex[t]] - lo) / range)));
     const ox = GAP + (n % perRow) * panels * (tw + GAP);
     const oy = GAP + Math.floor(n / perRow) * (th + GAP);
+    tiles.push({ slice: k, x: ox, y: oy });
     for (let panel = 0; panel < panels; panel++) {
       const px = ox + panel * (tw + GAP);
       const values = panel === 0 ? lab : reg;
@@ -114,5 +235,89 @@ export function renderPreview(
   });
   // One fixed filter instead of pngjs's default of trying all five per row: same pixels, about
   // half the encoding time (the RLE deflate strategy makes the level matter little).
-  return PNG.sync.write(png, { filterType: 1, deflateLevel: 1 });
+  const bytes = PNG.sync.write(png, { filterType: 1, deflateLevel: 1 });
+  return { png: bytes, width, height, tileWidth: tw, tileHeight: th, panels, tiles };
+}
+
+const HEADER = 44;
+const LEGEND_ROW = 22;
+const SWATCH = 14;
+const LEGEND_ITEM = 190;
+
+const escapeXml = (s: string) => s.replace(/[<>&"']/g, (c) => `&#${c.charCodeAt(0)};`);
+const rgb = (c: RgbColor) => `rgb(${c[0]},${c[1]},${c[2]})`;
+
+function base64(bytes: Uint8Array): string {
+  // Buffer exists in Node, btoa in browsers; the preview is written by Node but composes anywhere.
+  if (typeof Buffer !== 'undefined') return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
+  let s = '';
+  for (const b of bytes) s += String.fromCharCode(b);
+  return btoa(s);
+}
+
+/**
+ * The annotated preview as an SVG document: header (case id, verdict with its reason, predicted
+ * Dice), the montage at 1:1, each tile's slice number (and panel), the missed-slice tile framed
+ * and captioned, and a legend of the class colours and (with regions) the region colours, each
+ * swatch filled with the palette colour itself.
+ */
+export function previewSvg(
+  montage: MontageLayout,
+  card: ModelCard,
+  hasRegions: boolean,
+  annotation: PreviewAnnotation,
+  missed?: { slice: number; reason: string },
+): string {
+  const width = Math.max(montage.width, 2 * LEGEND_ITEM);
+  const legend: { color: RgbColor; text: string }[] = card.classes.filter((c) => c.value !== 0).map((c) => ({ color: c.color, text: `${c.value} ${c.name}` }));
+  if (hasRegions) {
+    legend.push({ color: REGION_COLORS[REGION.unstable], text: 'region 2: one student sure' });
+    legend.push({ color: REGION_COLORS[REGION.unreliable], text: 'region 3: neither sure' });
+  }
+  const perRow = Math.max(1, Math.floor((width - 8) / LEGEND_ITEM));
+  const legendTop = HEADER + montage.height + 4;
+  const height = legendTop + Math.ceil(legend.length / perRow) * LEGEND_ROW + 6;
+  const out: string[] = [];
+  out.push(`<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}">`);
+  out.push(`<rect width="${width}" height="${height}" fill="rgb(0,0,0)"/>`);
+  // Header: the case id, then the verdict in its colour with the first reason, then the predicted Dice.
+  out.push(`<text x="6" y="18" font-size="15" font-weight="bold" fill="white">case ${escapeXml(annotation.caseId)}</text>`);
+  const parts: string[] = [];
+  const reason = annotation.reasons?.[0];
+  // A low-Dice reason already states the predicted Dice.
+  if (annotation.predictedDice !== undefined && annotation.predictedDice !== null && !reason?.startsWith('predicted Dice')) {
+    parts.push(`predicted Dice ${annotation.predictedDice.toFixed(3)}`);
+  }
+  if (reason) parts.push(reason);
+  if (missed && missed.reason !== reason) parts.push(missed.reason);
+  if (annotation.verdict) {
+    const c = VERDICT_COLORS[annotation.verdict];
+    out.push(`<rect x="6" y="24" width="70" height="16" rx="3" fill="${rgb(c)}"/>`);
+    out.push(`<text x="41" y="36.5" font-size="11" font-weight="bold" text-anchor="middle" fill="black">${annotation.verdict.toUpperCase()}</text>`);
+  }
+  if (parts.length) out.push(`<text x="${annotation.verdict ? 84 : 6}" y="37" font-size="12" fill="white">${escapeXml(parts.join(' · '))}</text>`);
+  // The montage, pixel for pixel.
+  out.push(`<image x="0" y="${HEADER}" width="${montage.width}" height="${montage.height}" image-rendering="optimizeSpeed" xlink:href="data:image/png;base64,${base64(montage.png)}"/>`);
+  for (const t of montage.tiles) {
+    for (let p = 0; p < montage.panels; p++) {
+      const x = t.x + p * (montage.tileWidth + GAP);
+      const y = HEADER + t.y;
+      const panel = montage.panels > 1 ? (p === 0 ? ' · mask' : ' · regions') : '';
+      // The header states why (missed.reason); the tile only says where to look.
+      const isMissed = missed?.slice === t.slice;
+      if (isMissed) out.push(`<rect x="${x + 1}" y="${y + 1}" width="${montage.tileWidth - 2}" height="${montage.tileHeight - 2}" fill="none" stroke="rgb(255,255,0)" stroke-width="2" stroke-dasharray="6 3"/>`);
+      out.push(`<text x="${x + 4}" y="${y + 13}" font-size="11" fill="white" stroke="black" stroke-width="2.5" paint-order="stroke">slice ${t.slice}${panel}</text>`);
+      if (isMissed && p === 0) {
+        out.push(`<text x="${x + 4}" y="${y + montage.tileHeight - 6}" font-size="10" fill="rgb(255,255,0)" stroke="black" stroke-width="2.5" paint-order="stroke">nothing predicted here</text>`);
+      }
+    }
+  }
+  legend.forEach((item, n) => {
+    const x = 6 + (n % perRow) * LEGEND_ITEM;
+    const y = legendTop + Math.floor(n / perRow) * LEGEND_ROW;
+    out.push(`<rect x="${x}" y="${y + 2}" width="${SWATCH}" height="${SWATCH}" fill="${rgb(item.color)}" shape-rendering="crispEdges"/>`);
+    out.push(`<text x="${x + SWATCH + 6}" y="${y + 14}" font-size="12" fill="white">${escapeXml(item.text)}</text>`);
+  });
+  out.push('</svg>');
+  return out.join('\n');
 }

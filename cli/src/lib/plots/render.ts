@@ -68,18 +68,21 @@ function fitRoot(svg: string, size: PlotSize): string {
   return sized + svg.slice(open[0].length);
 }
 
+/**
+ * SVG → PNG with the plots' fonts and a white page. Also what alhvr-segment hands inference for
+ * preview.png's text (inference composes that SVG but names no font: the choice stays here).
+ */
+export function rasterizeSvg(svg: string): Uint8Array {
+  const png = new Resvg(svg, { background: 'white', font: FONT_OPTIONS }).render().asPng();
+  return new Uint8Array(png.buffer, png.byteOffset, png.byteLength);
+}
+
 export async function renderPlot(spec: TopLevelSpec, size: PlotSize): Promise<RenderedPlot> {
   const compiled = compile({ ...spec, config: { ...PLOT_CONFIG, ...(spec.config ?? {}) } } as TopLevelSpec).spec;
   const view = new View(parse(compiled), { renderer: 'none', loader: offlineLoader() });
   try {
     const svg = fitRoot(await view.toSVG(), size);
-    const png = new Resvg(svg, {
-      background: 'white',
-      font: FONT_OPTIONS,
-    })
-      .render()
-      .asPng();
-    return { svg, png: new Uint8Array(png.buffer, png.byteOffset, png.byteLength) };
+    return { svg, png: rasterizeSvg(svg) };
   } finally {
     view.finalize();
   }
