@@ -5,15 +5,16 @@
  */
 import { join } from 'node:path';
 import type { TopLevelSpec } from 'vega-lite';
-import { readManifest, summaryOrder, withLock, type LockOptions, type ManifestEntry } from '@alhvr/inference/node';
+import { VERDICT_COLORS, readManifest, summaryOrder, withLock, type LockOptions, type ManifestEntry } from '@alhvr/inference/node';
 import { writePlot, type PlotSize } from './render.js';
 
 export const SUMMARY_PNG = 'summary.png';
 export const SUMMARY_PLOT_SIZE: PlotSize = { width: 1200, height: 560 };
 
-/** Red/amber/green as on the review screens; failed in grey so it reads as "no result", not as a score. */
+/** The verdict colours of preview.png (inference's VERDICT_COLORS); failed in grey so it reads as "no result", not as a score. */
 const VERDICTS = ['reject', 'review', 'accept', 'failed'] as const;
-const VERDICT_COLOURS = ['#d62728', '#ff9f1c', '#2ca02c', '#555555'];
+const hex = (c: readonly number[]) => `#${c.map((v) => v.toString(16).padStart(2, '0')).join('')}`;
+const VERDICT_COLOURS = [hex(VERDICT_COLORS.reject), hex(VERDICT_COLORS.review), hex(VERDICT_COLORS.accept), '#555555'];
 /** Up to this many cases every bar is labelled with its case id; beyond, labels would overlap. */
 const NAMED_CASES = 60;
 
