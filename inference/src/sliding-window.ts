@@ -1,0 +1,219 @@
+/**
+ * Sliding-window inference for a 3D model: the volume is covered by overlapping patches, each
+ * patch's class probabilities (softmax of the model's logits) are added into one float32
+ * accumulator per class with a per-voxel weight, and the sums are divided by the accumulated
+ * weight. Defaults follow the released ALHVR 3D test script (shared/docs/alhvr-method-3d.md §5):
+ * stride ⅔ of the patch (64 of 96), windows per axis ⌈(S − P)/stride⌉ + 1 at min(stride·i, S − P),
+ * sides smaller than the patch zero-padded symmetrically (⌊pad/2⌋ before), uniform weights.
+ * `gaussian: true` weights each window as nnU-Net does (σ = ⅛ of the patch side, centred at
+ * ⌊P/2⌋, normalised to 1 at the centre), so window borders count less.
+ *
+ * Memory is bounded by the output: one float32 volume per class plus one float32 weight volume;
+ * padding is never materialised (only the window buffers hold it). No TensorFlow.js here: the
+ * model is any function from a window to class logits (an ONNX session, a test double).
+ *
+ * Layout: volumes are i fastest, then j, then k (the Volume order), channels slowest; a window
+ * is the same order over the patch, i.e. [channel][k][j][i] = NCDHW with D = k, H = j, W = i.
+ */
+
+export type Dims3 = [number, number, number];
+
+/** Logits for one window: numClasses × patch voxels, class slowest. May be async (ONNX sessions are). */
+export type WindowModel = (window: Float32Array, patch: Dims3) => Float32Array | Promise<Float32Array>;
+
+export interface SlidingWindowOptions {
+  /** Patch size along i, j, k. */
+  patch: Dims3;
+  /** Step between windows along i, j, k; default ⌊⅔·patch⌋ (the released 64 of 96), at least 1. */
+  stride?: Dims3;
+  numClasses: number;
+  /** Input channels stored one after the other in `data` (default 1). */
+  channels?: number;
+  /** nnU-Net's Gaussian importance weighting instead of uniform weights (default false, as released). */
+  gaussian?: boolean;
+  /** Value of the padding where a side is smaller than the patch (default 0, as released). */
+  padValue?: number;
+  /** Called after each window with (windows done, windows in all). */
+  onWindow?: (done: number, total: number) => void;
+  signal?: AbortSignal;
+}
+
+export interface SlidingWindowResult {
+  /** One probability volume per class on the input grid (averaged softmax). */
+  probabilities: Float32Array[];
+  /** Windows run. */
+  windows: number;
+}
+
+/** The released stride for a patch side: 64 for 96. */
+export function defaultStride(patch: number): number {
+  return Math.max(1, Math.floor((2 * patch) / 3));
+}
+
+/**
+ * Window starts along one axis of `size` voxels (after padding to at least `patch`): ⌈(S − P)/s⌉ + 1
+ * windows at min(s·i, S − P), so the last window ends on the border.
+ */
+export function windowStarts(size: number, patch: number, stride: number): number[] {
+  if (!(Number.isInteger(size) && size > 0 && Number.isInteger(patch) && patch > 0 && Number.isInteger(stride) && stride > 0)) {
+    throw new Error(`sliding window: size ${size}, patch ${patch} and stride ${stride} must be positive integers`);
+  }
+  const padded = Math.max(size, patch);
+  const count = Math.ceil((padded - patch) / stride) + 1;
+  return Array.from({ length: count }, (_, n) => Math.min(n * stride, padded - patch));
+}
+
+/** Padding before the data along an axis whose side is smaller than the patch (⌊pad/2⌋, as released). */
+export function padBefore(size: number, patch: number): number {
+  return size < patch ? Math.floor((patch - size) / 2) : 0;
+}
+
+/**
+ * nnU-Net's importance map for a patch: separable Gaussian, σ = side/8, centre ⌊side/2⌋, maximum
+ * 1, and any value that underflows to 0 raised to the smallest non-zero one (so no voxel of a
+ * window is ignored).
+ */
+export function gaussianImportance(patch: Dims3): Float32Array {
+  const axis = (p: number) => {
+    const sigma = p / 8;
+    const c = Math.floor(p / 2);
+    return Array.from({ length: p }, (_, x) => Math.exp(-((x - c) ** 2) / (2 * sigma * sigma)));
+  };
+  const [gi, gj, gk] = patch.map(axis);
+  const map = new Float32Array(patch[0] * patch[1] * patch[2]);
+  let n = 0;
+  let minPositive = Infinity;
+  for (let k = 0; k < patch[2]; k++) {
+    for (let j = 0; j < patch[1]; j++) {
+      for (let i = 0; i < patch[0]; i++, n++) {
+        map[n] = gi[i] * gj[j] * gk[k];
+        if (map[n] > 0) minPositive = Math.min(minPositive, map[n]);
+      }
+    }
+  }
+  for (let m = 0; m < map.length; m++) if (map[m] === 0) map[m] = minPositive;
+  return map;
+}
+
+/** Softmax over classes, per voxel, in place (class-slowest layout of `voxels` voxels). */
+export function softmaxInPlace(values: Float32Array, numClasses: number, voxels: number): void {
+  for (let v = 0; v < voxels; v++) {
+    let max = -Infinity;
+    for (let c = 0; c < numClasses; c++) max = Math.max(max, values[c * voxels + v]);
+    let sum = 0;
+    for (let c = 0; c < numClasses; c++) {
+      const e = Math.exp(values[c * voxels + v] - max);
+      values[c * voxels + v] = e;
+      sum += e;
+    }
+    for (let c = 0; c < numClasses; c++) values[c * voxels + v] /= sum;
+  }
+}
+
+function checkDims3(name: string, d: readonly number[]): void {
+  if (d.length !== 3 || !d.every((x) => Number.isInteger(x) && x > 0)) throw new Error(`sliding window: ${name} must be three positive integers, got [${d}]`);
+}
+
+/** Runs `model` over every window of the volume `data` (dims i, j, k) and returns averaged class probabilities. */
+export async function slidingWindowInference(data: Float32Array, dims: Dims3, model: WindowModel, opts: SlidingWindowOptions): Promise<SlidingWindowResult> {
+  const { patch, numClasses } = opts;
+  const channels = opts.channels ?? 1;
+  checkDims3('dims', dims);
+  checkDims3('patch', patch);
+  const stride: Dims3 = opts.stride ?? [defaultStride(patch[0]), defaultStride(patch[1]), defaultStride(patch[2])];
+  checkDims3('stride', stride);
+  if (!(Number.isInteger(numClasses) && numClasses >= 1)) throw new Error(`sliding window: numClasses must be a positive integer, got ${numClasses}`);
+  const [nx, ny, nz] = dims;
+  const voxels = nx * ny * nz;
+  if (data.length !== voxels * channels) throw new Error(`sliding window: data has ${data.length} values, ${dims.join('×')}×${channels} needs ${voxels * channels}`);
+  const [px, py, pz] = patch;
+  const patchVoxels = px * py * pz;
+  const pad = [padBefore(nx, px), padBefore(ny, py), padBefore(nz, pz)];
+  const starts = [windowStarts(nx, px, stride[0]), windowStarts(ny, py, stride[1]), windowStarts(nz, pz, stride[2])];
+  const total = starts[0].length * starts[1].length * starts[2].length;
+  const importance = opts.gaussian ? gaussianImportance(patch) : undefined;
+  const padValue = opts.padValue ?? 0;
+
+  const probabilities = Array.from({ length: numClasses }, () => new Float32Array(voxels));
+  const weight = new Float32Array(voxels);
+  const window = new Float32Array(patchVoxels * channels);
+  let done = 0;
+  for (const sk of starts[2]) {
+    for (const sj of starts[1]) {
+      for (const si of starts[0]) {
+        opts.signal?.throwIfAborted();
+        // Window voxel (a, b, c) is padded-grid voxel (si + a, …), i.e. volume voxel (si + a − pad_i, …).
+        const ox = si - pad[0];
+        const oy = sj - pad[1];
+        const oz = sk - pad[2];
+        for (let ch = 0; ch < channels; ch++) {
+          let w = ch * patchVoxels;
+          for (let c = 0; c < pz; c++) {
+            const z = oz + c;
+            for (let b = 0; b < py; b++) {
+              const y = oy + b;
+              const inside = z >= 0 && z < nz && y >= 0 && y < ny;
+              const row = ch * voxels + (z * ny + y) * nx;
+              for (let a = 0; a < px; a++, w++) {
+                const x = ox + a;
+                window[w] = inside && x >= 0 && x < nx ? data[row + x] : padValue;
+              }
+            }
+          }
+        }
+        const logits = await model(window, patch);
+        if (logits.length !== numClasses * patchVoxels) {
+          throw new Error(`sliding window: the model returned ${logits.length} values for a ${patch.join('×')} window, expected ${numClasses}×${patchVoxels}`);
+        }
+        const probs = Float32Array.from(logits);
+        softmaxInPlace(probs, numClasses, patchVoxels);
+        // Add the window's part inside the volume (padding is never accumulated).
+        const a0 = Math.max(0, -ox);
+        const a1 = Math.min(px, nx - ox);
+        const b0 = Math.max(0, -oy);
+        const b1 = Math.min(py, ny - oy);
+        const c0 = Math.max(0, -oz);
+        const c1 = Math.min(pz, nz - oz);
+        for (let c = c0; c < c1; c++) {
+          for (let b = b0; b < b1; b++) {
+            const src = (c * py + b) * px;
+            const dst = ((oz + c) * ny + (oy + b)) * nx + ox;
+            for (let a = a0; a < a1; a++) {
+              const wv = importance ? importance[src + a] : 1;
+              weight[dst + a] += wv;
+              for (let k = 0; k < numClasses; k++) probabilities[k][dst + a] += wv * probs[k * patchVoxels + src + a];
+            }
+          }
+        }
+        done++;
+        opts.onWindow?.(done, total);
+      }
+    }
+  }
+  for (let v = 0; v < voxels; v++) {
+    const inv = 1 / weight[v];
+    for (let k = 0; k < numClasses; k++) probabilities[k][v] *= inv;
+  }
+  return { probabilities, windows: total };
+}
+
+/** Per voxel the most probable class (first on ties) and its probability. */
+export function argmaxClasses(probabilities: Float32Array[]): { labels: Uint8Array; confidence: Float32Array } {
+  if (probabilities.length > 256) throw new Error(`argmaxClasses: ${probabilities.length} classes do not fit in 8-bit labels`);
+  const voxels = probabilities[0].length;
+  const labels = new Uint8Array(voxels);
+  const confidence = new Float32Array(voxels);
+  for (let v = 0; v < voxels; v++) {
+    let best = 0;
+    let bestP = probabilities[0][v];
+    for (let k = 1; k < probabilities.length; k++) {
+      if (probabilities[k][v] > bestP) {
+        bestP = probabilities[k][v];
+        best = k;
+      }
+    }
+    labels[v] = best;
+    confidence[v] = bestP;
+  }
+  return { labels, confidence };
+}
