@@ -124,7 +124,8 @@ export function exportOnnx(students: readonly unknown[], card: ExportCard, opts:
   }
   const fp16 = opts.fp16 === true || opts.precision === 'fp16';
   // An int8 card (quantize-calibration.ts) already says so; the float graph under it is fp32.
-  const fullCard = completeCard({ ...card, precision: card.precision ?? { network: fp16 ? 'fp16' : 'fp32' } }, selection, numClasses);
+  const precision = card.precision?.network === 'int8' ? card.precision : { network: fp16 ? ('fp16' as const) : ('fp32' as const) };
+  const fullCard = completeCard({ ...card, precision }, selection, numClasses);
   const weightType = fp16 ? ElemType.FLOAT16 : ElemType.FLOAT;
 
   const g = new OnnxGraphBuilder();

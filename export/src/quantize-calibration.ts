@@ -22,6 +22,7 @@ export interface ModelInputBatch {
  * with a stand-in model that keeps a copy of each batch and answers with empty outputs.
  */
 export async function modelInputSlices(volume: Volume<VoxelArray>, card: ModelCard, batch = 8): Promise<ModelInputBatch[]> {
+  if (volume.frames !== 1) return []; // not a 3D volume: the pipeline would refuse it too
   const batches: ModelInputBatch[] = [];
   const C = card.classes.length;
   const recorder: SliceModel = {
@@ -74,10 +75,26 @@ export interface Int8ExportOptions extends Omit<ExportOptions, 'precision'> {
 
 /**
  * Export with int8 convolutions: weights symmetric per output channel, activation scales from
- * `batches` (the calibration volumes' model inputs, see `modelInputSlices`). The card records the
- * precision and how the scales were calibrated.
+ * the calibration volumes' model inputs (`modelInputSlices`; or batches made by the caller). The
+ * card records the precision and how the scales were calibrated. `float` is the fp32 graph the
+ * int8 one was made from (same card), for the TensorFlow.js parity check.
  */
-export async function exportOnnxInt8(students: readonly unknown[], card: ExportCard, batches: readonly ModelInputBatch[], opts: Int8ExportOptions): Promise<ExportResult> {
+export async function exportOnnxInt8(
+  students: readonly unknown[],
+  card: ExportCard,
+  calibration: { batches: readonly ModelInputBatch[] } | { volumes: readonly Volume<VoxelArray>[] },
+  opts: Int8ExportOptions,
+): Promise<ExportResult & { float: ExportResult }> {
+  let batches: readonly ModelInputBatch[];
+  if ('volumes' in calibration) {
+    // The card decides the slices (axis, normalisation, resize), so they come from the complete card.
+    const fullCard = exportOnnx(students, card, { students: opts.students }).card;
+    const made: ModelInputBatch[] = [];
+    for (const v of calibration.volumes) made.push(...(await modelInputSlices(v, fullCard)));
+    batches = made;
+  } else {
+    batches = calibration.batches;
+  }
   if (batches.length === 0) throw new InputError('--precision int8 needs calibration volumes to measure activation ranges on (the run\'s validation cases or --calibration DIR)');
   const slices = batches.reduce((s, b) => s + b.n, 0);
   const precision: NonNullable<ModelCard['precision']> = {
@@ -89,5 +106,6 @@ export async function exportOnnxInt8(students: readonly unknown[], card: ExportC
   const ranges = await measureActivationRanges(fp32.onnx, plan.measured, batches, opts.onProgress);
   const metadata = { [MODEL_CARD_KEY]: JSON.stringify(fp32.card) };
   const { onnx, weightBytes } = quantizeModel(fp32.onnx, { plan, ranges, metadata });
-  return { onnx, card: fp32.card, summary: { ...fp32.summary, precision: 'int8', weightBytes, fileBytes: onnx.length, nodes: decodeOnnxModel(onnx).graph?.node?.length ?? 0 } };
+  const summary = { ...fp32.summary, precision: 'int8' as const, weightBytes, fileBytes: onnx.length, nodes: decodeOnnxModel(onnx).graph?.node?.length ?? 0 };
+  return { onnx, card: fp32.card, summary, float: fp32 };
 }

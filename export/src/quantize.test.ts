@@ -71,7 +71,7 @@ describe('int8 quantization helpers', () => {
 describe('exportOnnxInt8', () => {
   test('runs in ONNX Runtime, agrees with fp32 on ≥ 95 % of voxels, convs become integer kernels, card records int8', async () => {
     const calibration = batchesOf(phantomSlices({ ...card(), resize: ALHVR_RECIPE_RESIZE } as ModelCard, 12, 41), 12);
-    const int8 = await exportOnnxInt8([a, b], card(), calibration, { source: 'phantoms-41', cases: 4 });
+    const int8 = await exportOnnxInt8([a, b], card(), { batches: calibration }, { source: 'phantoms-41', cases: 4 });
     const fp32 = exportOnnx([a, b], card());
 
     // Card: precision and the activation-scale calibration; the fp32 export says fp32.
@@ -126,6 +126,6 @@ describe('exportOnnxInt8', () => {
   });
 
   test('refuses to quantize without calibration slices', async () => {
-    await expect(exportOnnxInt8([a, b], card(), [], { source: 'none', cases: 0 })).rejects.toThrow(/needs calibration volumes/);
+    await expect(exportOnnxInt8([a, b], card(), { batches: [] }, { source: 'none', cases: 0 })).rejects.toThrow(/needs calibration volumes/);
   });
 });

@@ -5,7 +5,7 @@ import { writeFileAtomic } from '@alhvr/core/node';
 import { selectBackend } from '@alhvr/training';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { calibrate, checkParity, exportOnnx, readCalibrationCases, type CalibrationResult, formatParity, loadRunForExport, type GraphSummary, type StudentSelection } from '@alhvr/export';
+import { calibrate, checkParity, exportOnnx, exportOnnxInt8, readCalibrationCases, type CalibrationResult, formatParity, loadRunForExport, type GraphSummary, type StudentSelection } from '@alhvr/export';
 import { commandLine } from '../lib/command-line.js';
 import { UsageError, runCommand, throwIfCancelled } from '../lib/run-command.js';
 
@@ -55,17 +55,24 @@ await runCommand(COMMAND, async (args, { signal }) => {
   const argv = await commandLine(
     COMMAND,
     args,
-    'RUN_DIR|CHECKPOINT --out model.onnx [--students both|a|b] [--fp16]',
+    'RUN_DIR|CHECKPOINT --out model.onnx [--students both|a|b] [--precision fp32|fp16|int8]',
     'Export trained ALHVR students to one ONNX model (opset 17, NCHW, dynamic batch and plane size) carrying ' +
       'its model card, after checking it against TensorFlow.js on phantom slices. From a run folder each ' +
       'student comes from its best validation checkpoint. A two-student export is calibrated on labelled volumes the ' +
       'students did not train on (the run\'s validation cases, or --calibration DIR): temperature, region γ, the ' +
-      'case-quality model and verdict thresholds go into the card.',
+      'case-quality model and verdict thresholds go into the card. --precision int8 quantizes the convolutions, with ' +
+      'activation scales measured on the same calibration volumes.',
   )
     .positional('source', { type: 'string', description: 'Training run folder or .ckpt file' })
     .option('out', { alias: 'o', type: 'string', demandOption: true, description: 'ONNX file to write' })
     .option('students', { choices: ['both', 'a', 'b'] as const, description: 'Which students to export (default: both for ALHVR runs)' })
-    .option('fp16', { type: 'boolean', default: false, description: 'Half-precision weights and compute (float32 input/outputs)' })
+    .option('precision', {
+      choices: ['fp32', 'fp16', 'int8'] as const,
+      description:
+        'Network precision: fp32; fp16 (half weights and compute); int8 (int8 convolutions, activation scales measured on the ' +
+        'calibration volumes). Input, softmax, confidence and region heads stay float32 [default: fp32]',
+    })
+    .option('fp16', { type: 'boolean', default: false, description: 'Same as --precision fp16' })
     .option('gamma', { type: 'number', description: 'Region threshold γ to store instead of the run\'s final γ' })
     .option('parity-slices', { type: 'number', default: 4, description: 'Phantom slices for the TensorFlow.js parity check (0 skips it)' })
     .option('backend', { choices: ['wasm', 'cpu'] as const, default: 'wasm' as const, description: 'TensorFlow.js backend for loading and parity' })
@@ -91,6 +98,8 @@ await runCommand(COMMAND, async (args, { signal }) => {
   // Checked before minutes of export: --out is the ONNX file itself, never a folder to write into.
   const outInfo = await stat(argv.out).catch(() => undefined);
   if (outInfo?.isDirectory()) throw new InputError('--out is a folder; give the ONNX file to write (e.g. model.onnx)', argv.out);
+  if (argv.fp16 && argv.precision !== undefined && argv.precision !== 'fp16') throw new UsageError(`--fp16 contradicts --precision ${argv.precision}`);
+  const precision = argv.precision ?? (argv.fp16 ? 'fp16' : 'fp32');
   if (argv.gamma !== undefined && !(argv.gamma > 0 && argv.gamma <= 1)) throw new UsageError(`--gamma must be in (0, 1], got ${argv.gamma}`);
   const slices = argv['parity-slices'];
   if (!Number.isInteger(slices) || slices < 0) throw new UsageError(`--parity-slices must be a whole number ≥ 0, got ${slices}`);
@@ -110,22 +119,29 @@ await runCommand(COMMAND, async (args, { signal }) => {
     const folders = (argv.calibration ?? []).map(String);
     const fromFolder = folders.length > 0;
     const wantCalibration = argv.calibrate && run.selection === 'both';
-    const validation = wantCalibration && !fromFolder ? await runValidationCases(source) : undefined;
-    const calibrationSets = !wantCalibration ? [] : fromFolder ? folders.map((root) => ({ root, ids: undefined })) : validation ? [validation] : [];
+    // int8 needs the volumes for its activation scales even where the ensemble is not calibrated.
+    const wantVolumes = wantCalibration || precision === 'int8';
+    const validation = wantVolumes && !fromFolder ? await runValidationCases(source) : undefined;
+    const calibrationSets = !wantVolumes ? [] : fromFolder ? folders.map((root) => ({ root, ids: undefined })) : validation ? [validation] : [];
     if (wantCalibration && calibrationSets.length === 0) {
       say('not calibrated: the run records no validation cases (pass --calibration DIR with labelled volumes the students did not train on)');
     }
+    if (precision === 'int8' && calibrationSets.length === 0) {
+      throw new InputError('--precision int8 needs calibration volumes: the run records no validation cases; pass --calibration DIR');
+    }
+    const cases = [];
     if (calibrationSets.length > 0) {
-      const cases = [];
       for (const set of calibrationSets) {
         const name = basename(resolve(set.root));
         // Case ids are prefixed by their folder's name when several folders are given, so they stay distinct.
         for (const c of await readCalibrationCases(set.root, set.ids)) cases.push(calibrationSets.length > 1 ? { ...c, id: `${name}/${c.id}` } : c);
       }
       say(`calibration: ${cases.length} labelled volumes from ${fromFolder ? folders.join(', ') : 'the run\'s validation cases'}`);
-      const name = calibrationSets.map((set) => basename(resolve(set.root))).join('+');
+    }
+    const calibrationName = calibrationSets.map((set) => basename(resolve(set.root))).join('+');
+    if (wantCalibration && cases.length > 0) {
       const calibrated = await calibrate(run.students, run.card, cases, {
-        source: { kind: fromFolder ? 'folder' : 'validation', name },
+        source: { kind: fromFolder ? 'folder' : 'validation', name: calibrationName },
         onProgress: (stage, done, total) => {
           if (done === total) say(`calibration: ${stage} ${done}/${total}`);
         },
@@ -134,12 +150,28 @@ await runCommand(COMMAND, async (args, { signal }) => {
       process.stdout.write(`${formatCalibration(calibrated)}\n`);
     }
     throwIfCancelled(signal);
-    const result = exportOnnx(run.students, run.card, { fp16: argv.fp16, students: run.selection });
+    let result;
+    let floatGraph: Uint8Array | undefined;
+    if (precision === 'int8') {
+      const int8 = await exportOnnxInt8(run.students, run.card, { volumes: cases.map((c) => c.image) }, {
+        students: run.selection,
+        source: `${fromFolder ? 'folder' : 'validation'} ${calibrationName}`,
+        cases: cases.length,
+        onProgress: (done, total) => {
+          if (done === total) say(`int8: activation ranges measured on ${total} batches`);
+        },
+      });
+      result = int8;
+      floatGraph = int8.float.onnx;
+    } else {
+      result = exportOnnx(run.students, run.card, { precision, students: run.selection });
+    }
     process.stdout.write(`${formatSummary(result.summary, argv.out)}\n`);
     process.stdout.write(`  γ ${result.card.regions.gamma} (${result.card.regions.gammaSource}), β ${result.card.regions.beta}, ${result.card.classes.length} classes, input ${result.card.input.size.join('×')}\n`);
     throwIfCancelled(signal);
     if (slices > 0) {
-      const parity = await checkParity(run.students, result.onnx, { slices, backend: argv.backend });
+      // An int8 graph is checked through the fp32 graph it was quantized from (same weights and heads).
+      const parity = await checkParity(run.students, floatGraph ?? result.onnx, { slices, backend: argv.backend });
       process.stdout.write(`${formatParity(parity)}\n`);
       if (!parity.pass) throw new Error(`the exported model does not match TensorFlow.js (${parity.failures.join('; ')}); nothing written`);
     }
