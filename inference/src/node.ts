@@ -8,3 +8,5 @@ export * from './manifest.js';
 export * from './run.js';
 export * from './index.js';
 export * from './nifti-gzip-node.js';
+export * from './dicomweb-transport.js';
+export * from './dicomweb-run.js';
