@@ -7,11 +7,17 @@
  *   npx tsx bench/segment-child.ts e2e MODEL INPUT_LIST.json OUT_DIR THREADS BATCH [--save-probabilities]
  *     alhvr-segment end to end (runSegmentation: read, preprocess, both students, maps back,
  *     every NIfTI output, preview, report, manifest), timed from "model loaded" to the end.
+ *     With SEGMENT_BENCH_INFERENCE=/path/to/dist/node.js, that build's runSegmentation.
  *
  * Prints one JSON line.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { openModelFile, runSegmentation, type CaseSource, type SliceOutputKind } from '@alhvr/inference/node';
+import * as inference from '@alhvr/inference/node';
+import type { CaseSource, SliceOutputKind } from '@alhvr/inference/node';
+
+// SEGMENT_BENCH_INFERENCE: another build of inference's Node entry (an earlier commit's), so one
+// bench run compares before and after a change under the same load.
+const { openModelFile, runSegmentation } = (process.env.SEGMENT_BENCH_INFERENCE ? await import(process.env.SEGMENT_BENCH_INFERENCE) : inference) as typeof inference;
 
 const peakRssMb = () => process.resourceUsage().maxRSS / 1024;
 

@@ -3,15 +3,22 @@
  * the same preprocessed slices, plus ONNX Runtime's session alone, measured in one run with the
  * three measurements interleaved and repeated (this 2-core machine is shared: medians count).
  *
- *   npx tsx bench/segment.ts [--cases N] [--reps R] [--threads T] [--batch B] [--model-dir DIR]
+ *   npx tsx bench/segment.ts [--cases N] [--reps R] [--threads T] [--batch B] [--model-dir DIR] [--baseline DIST/node.js]
+ *
+ * --baseline: also run end to end with another build of inference's Node entry (e.g. an earlier
+ * commit's inference/src compiled elsewhere) in every repetition, for a same-run before/after.
  *
  * Model: the default-width ALHVR U-Net pair exported by bench/segment-model.ts (random weights
  * with calibrated BatchNorm statistics; speed does not depend on the values).
  * Input: N synthetic cardiac MR phantoms (generatePhantomCase: oblique, ~160–224² × 8–12
  * slices, float32 .nii.gz), resized to the model's 256² by the pipeline.
  * PyTorch (Debian python3-torch) runs with set_num_threads(T), eval, no_grad, batch B over the
- * concatenated slices (full batches: its most favourable case).
- * Writes bench/results/segment.json.
+ * concatenated slices (full batches: its most favourable case), twice: with glibc's malloc and
+ * with jemalloc keeping its pages (LD_PRELOAD=libjemalloc.so.2,
+ * MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1), its fastest setting here; our ratios are
+ * against the faster of the two in the same repetition. Only same-run ratios mean anything on a
+ * shared machine: absolute slices/s move with the load.
+ * Writes bench/results/segment.json (the previous run's medians kept under "earlier").
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -41,6 +48,7 @@ const threads = arg('threads', 2);
 const batch = arg('batch', 8);
 const dir = mkdtempSync(join(tmpdir(), 'alhvr-bench-segment-'));
 const modelDir = arg('model-dir', join(dir, 'model'));
+const baseline = arg('baseline', '');
 
 /** Records the slices segmentVolume feeds the model, so the references see exactly those. */
 class RecordingModel implements SliceModel {
@@ -64,8 +72,11 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
-function runJson(cmd: string, args: string[]): any {
-  const out = execFileSync(cmd, args, { encoding: 'utf8', maxBuffer: 1 << 26, stdio: ['ignore', 'pipe', 'inherit'] });
+const JEMALLOC = '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2';
+if (!existsSync(JEMALLOC)) throw new Error(`${JEMALLOC} is missing: apt-get install libjemalloc2`);
+
+function runJson(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): any {
+  const out = execFileSync(cmd, args, { encoding: 'utf8', maxBuffer: 1 << 26, stdio: ['ignore', 'pipe', 'inherit'], env });
   return JSON.parse(out.trim().split('\n').pop()!);
 }
 
@@ -97,9 +108,11 @@ try {
   const listPath = join(dir, 'sources.json');
   writeFileSync(listPath, JSON.stringify(sources));
 
+  const torchArgs = (r: number) => [join(here, 'segment-torch.py'), modelDir, slicesPath, String(slices), String(mh), String(mw), '--batch', String(batch), '--threads', String(threads), ...(r === 0 ? ['--labels', join(dir, 'torch.u8')] : [])];
   const measure = {
-    torch: (r: number) =>
-      runJson(PYTHON, [join(here, 'segment-torch.py'), modelDir, slicesPath, String(slices), String(mh), String(mw), '--batch', String(batch), '--threads', String(threads), ...(r === 0 ? ['--labels', join(dir, 'torch.u8')] : [])]),
+    torch: (r: number) => runJson(PYTHON, torchArgs(r)),
+    torchJemalloc: (r: number) =>
+      runJson(PYTHON, torchArgs(r), { ...process.env, LD_PRELOAD: JEMALLOC, MALLOC_CONF: 'dirty_decay_ms:-1,muzzy_decay_ms:-1' }),
     ort: (r: number) =>
       runJson(TSX, [join(here, 'segment-child.ts'), 'ort', model, slicesPath, String(slices), String(mh), String(mw), String(threads), String(batch), ...(r === 0 ? [join(dir, 'ort.u8')] : [])]),
     e2e: () => {
@@ -107,10 +120,16 @@ try {
       rmSync(out, { recursive: true, force: true });
       return runJson(TSX, [join(here, 'segment-child.ts'), 'e2e', model, listPath, out, String(threads), String(batch)]);
     },
+    e2eBaseline: () => {
+      const out = join(dir, 'out-baseline');
+      rmSync(out, { recursive: true, force: true });
+      const env = { ...process.env, SEGMENT_BENCH_INFERENCE: baseline };
+      return runJson(TSX, [join(here, 'segment-child.ts'), 'e2e', model, listPath, out, String(threads), String(batch)], env);
+    },
   };
-  const order: (keyof typeof measure)[] = ['torch', 'ort', 'e2e'];
-  const runs: Record<string, any[]> = { torch: [], ort: [], e2e: [] };
-  const ratios: { e2e: number[]; ort: number[] } = { e2e: [], ort: [] };
+  const order: (keyof typeof measure)[] = ['torch', 'ort', 'torchJemalloc', 'e2e', ...(baseline ? (['e2eBaseline'] as const) : [])];
+  const runs: Record<string, any[]> = { torch: [], torchJemalloc: [], ort: [], e2e: [], e2eBaseline: [] };
+  const ratios: { e2e: number[]; ort: number[]; e2eVsOrt: number[]; jemallocVsGlibc: number[]; e2eVsBaseline: number[] } = { e2e: [], ort: [], e2eVsOrt: [], jemallocVsGlibc: [], e2eVsBaseline: [] };
   for (let r = 0; r < reps; r++) {
     // Rotate the order so no measurement always follows the same neighbour.
     const rep: Record<string, any> = {};
@@ -120,8 +139,12 @@ try {
       runs[which].push(rep[which]);
       process.stderr.write(`rep ${r + 1}/${reps} ${which}: ${(rep[which].slicesPerSec ?? rep[which].slices_per_s).toFixed(2)} slices/s\n`);
     }
-    ratios.e2e.push(rep.e2e.slicesPerSec / rep.torch.slices_per_s);
-    ratios.ort.push(rep.ort.slicesPerSec / rep.torch.slices_per_s);
+    const torchBest = Math.max(rep.torch.slices_per_s, rep.torchJemalloc.slices_per_s);
+    ratios.e2e.push(rep.e2e.slicesPerSec / torchBest);
+    ratios.ort.push(rep.ort.slicesPerSec / torchBest);
+    ratios.e2eVsOrt.push(rep.e2e.slicesPerSec / rep.ort.slicesPerSec);
+    ratios.jemallocVsGlibc.push(rep.torchJemalloc.slices_per_s / rep.torch.slices_per_s);
+    if (baseline) ratios.e2eVsBaseline.push(rep.e2e.slicesPerSec / rep.e2eBaseline.slicesPerSec);
   }
   const torchLabels = readFileSync(join(dir, 'torch.u8'));
   const ortLabels = readFileSync(join(dir, 'ort.u8'));
@@ -137,22 +160,43 @@ try {
     labelAgreementTorchVsOrt: agree / torchLabels.length,
     median: {
       pytorchForwardSlicesPerSec: median(runs.torch.map((x) => x.slices_per_s)),
+      pytorchJemallocForwardSlicesPerSec: median(runs.torchJemalloc.map((x) => x.slices_per_s)),
       ortSessionSlicesPerSec: median(runs.ort.map((x) => x.slicesPerSec)),
       endToEndSlicesPerSec: median(runs.e2e.map((x) => x.slicesPerSec)),
       ratioEndToEndVsTorchForward: median(ratios.e2e),
       ratioOrtSessionVsTorchForward: median(ratios.ort),
+      ratioEndToEndVsOrtSession: median(ratios.e2eVsOrt),
+      ratioJemallocVsGlibcTorch: median(ratios.jemallocVsGlibc),
+      ...(baseline
+        ? {
+            baselineEndToEndSlicesPerSec: median(runs.e2eBaseline.map((x) => x.slicesPerSec)),
+            ratioEndToEndVsBaseline: median(ratios.e2eVsBaseline),
+            baselineEndToEndPhasesMs: Object.fromEntries(Object.keys(runs.e2eBaseline[0].phasesMs).map((k) => [k, median(runs.e2eBaseline.map((x) => x.phasesMs[k]))])),
+          }
+        : {}),
+      endToEndPhasesMs: Object.fromEntries(Object.keys(runs.e2e[0].phasesMs).map((k) => [k, median(runs.e2e.map((x) => x.phasesMs[k]))])),
       peakRssMb: {
         pytorch: median(runs.torch.map((x) => x.peak_rss_mb)),
+        pytorchJemalloc: median(runs.torchJemalloc.map((x) => x.peak_rss_mb)),
         ortSession: median(runs.ort.map((x) => x.peakRssMb)),
         endToEnd: median(runs.e2e.map((x) => x.peakRssMb)),
       },
     },
-    target: 'end to end >= 1.3x PyTorch forward-only slice throughput',
+    target: "end to end >= 1.3x PyTorch's faster forward-only slice throughput (glibc or jemalloc, same repetition) and >= 0.95x the ONNX Runtime session alone",
+    note: 'ratios are per repetition (all measurements of a repetition run back to back, order rotated) then medians; the machine was shared with two trainings, so absolute slices/s are not comparable between runs',
+    label: process.env.SEGMENT_BENCH_LABEL,
+    baseline: baseline || undefined,
     runs,
     node: process.version,
     createdAt: new Date().toISOString(),
   };
-  await writeFileAtomic(join(repo, 'bench', 'results', 'segment.json'), `${JSON.stringify(result, null, 2)}\n`);
+  const resultPath = join(repo, 'bench', 'results', 'segment.json');
+  let earlier: unknown[] = [];
+  if (existsSync(resultPath)) {
+    const previous = JSON.parse(readFileSync(resultPath, 'utf8'));
+    earlier = [...(previous.earlier ?? []), { label: previous.label, createdAt: previous.createdAt, median: previous.median }];
+  }
+  await writeFileAtomic(resultPath, `${JSON.stringify({ ...result, earlier }, null, 2)}\n`);
   process.stdout.write(`${JSON.stringify({ ...result, runs: undefined }, null, 2)}\n`);
 } finally {
   rmSync(dir, { recursive: true, force: true });

@@ -4,7 +4,10 @@
  * and kept with its case, every command names a case by the same rule, and a case's files are
  * read whole exactly once, for its input hash and its decoding together.
  */
+import { constants as bufferConstants } from 'node:buffer';
 import { createHash } from 'node:crypto';
+import { promisify } from 'node:util';
+import { gunzip } from 'node:zlib';
 import { existsSync } from 'node:fs';
 import { open, readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
@@ -419,8 +422,33 @@ export async function discoverInputs(paths: string[], options: DiscoverOptions =
 export interface CaseInput {
   /** sha256 over name, length and bytes of every file the case reads (resume and pseudo-label provenance). */
   inputHash: string;
+  /** Bytes read (compressed, as on disk). */
+  bytes: number;
   /** Decode the bytes already read into the image. */
   decode(): Promise<Volume<VoxelArray>>;
+}
+
+const sumBytes = (files: { bytes: Uint8Array }[]) => files.reduce((n, f) => n + f.bytes.length, 0);
+
+const gunzipAsync = promisify(gunzip);
+
+/** deflate's best case is about 1032:1; a stream claiming more is corrupt, not an image. */
+const MAX_INFLATE_RATIO = 1032;
+
+/**
+ * A .nii.gz inflated by node:zlib in libuv's thread pool, so the next case decompresses while
+ * ONNX Runtime computes the current one. A stream zlib refuses (truncated, corrupt) goes to
+ * core's reader as it is, which names the problem as for any other input.
+ */
+async function inflateOffThread(bytes: Uint8Array): Promise<Uint8Array> {
+  if (!(bytes.length > 2 && bytes[0] === 0x1f && bytes[1] === 0x8b)) return bytes;
+  const maxOutputLength = Math.min(bufferConstants.MAX_LENGTH, bytes.length * MAX_INFLATE_RATIO);
+  try {
+    const out = await gunzipAsync(bytes, { maxOutputLength, chunkSize: 1 << 20 });
+    return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+  } catch {
+    return bytes;
+  }
 }
 
 const NIFTI_PAIR = /^(.*)\.(hdr|img)(\.gz)?$/i;
@@ -469,10 +497,12 @@ export async function readCaseInput(source: CaseSource, reader: InputFileReader 
     if (partner !== undefined || NIFTI_PAIR.test(source.path)) {
       const files = [source.path, ...(partner ? [partner] : [])];
       const read = await Promise.all(files.map(async (name) => ({ name, bytes: await readWhole(name, reader) })));
-      return { inputHash: finish(hashFiles(read)), decode: () => readNiftiFile(source.path, { volumeIndex }) };
+      return { inputHash: finish(hashFiles(read)), bytes: sumBytes(read), decode: () => readNiftiFile(source.path, { volumeIndex }) };
     }
     const bytes = await readWhole(source.path, reader);
-    return { inputHash: finish(hashFiles([{ name: source.path, bytes }])), decode: async () => decodeNifti(bytes, { path: source.path, volumeIndex }) };
+    const inputHash = finish(hashFiles([{ name: source.path, bytes }]));
+    const raw = await inflateOffThread(bytes);
+    return { inputHash, bytes: bytes.length, decode: async () => decodeNifti(raw, { path: source.path, volumeIndex }) };
   }
   const names = [...source.series.files].sort();
   const read = await mapLimited(names, READS_IN_FLIGHT, async (name) => ({ name, bytes: await readWhole(name, reader) }));
@@ -480,6 +510,7 @@ export async function readCaseInput(source: CaseSource, reader: InputFileReader 
   const where = names.length === 1 ? names[0] : `${names.length} paths`;
   return {
     inputHash,
+    bytes: sumBytes(read),
     decode: async () => {
       const instances = read.map(({ name, bytes }) => parseDicomInstance(bytes, name));
       const groups = groupDicomInstances(instances);

@@ -221,7 +221,12 @@ export async function runSegmentation(sources: CaseSource[], opts: RunOptions): 
       if ('error' in done) throw done.error;
       return record(done.entry);
     };
-    for (const c of cases) {
+    // The next case's files are read, hashed and (for .nii.gz) inflated in libuv's pool while
+    // the current one is segmented; decoding waits for its turn. Small inputs only, so memory
+    // stays at one large case.
+    let reading: Promise<ReadOutcome> | undefined;
+    for (let n = 0; n < cases.length; n++) {
+      const c = cases[n];
       if (opts.signal?.aborted) break;
       const started = performance.now();
       const timingsMs: Record<string, number> = {};
@@ -229,10 +234,14 @@ export async function runSegmentation(sources: CaseSource[], opts: RunOptions): 
       let segmented: { image: Volume<VoxelArray>; result: SegmentResult } | undefined;
       let failure: unknown;
       let resumeSkip = false;
+      const read = await (reading ?? startReading(c));
+      reading = undefined;
+      const prefetch = n + 1 < cases.length && (!('input' in read) || read.input.bytes <= PREFETCH_MAX_INPUT_BYTES);
+      if (prefetch) reading = startReading(cases[n + 1]);
       try {
-        const t = performance.now();
-        const input = await readCaseInput(c.source);
-        timingsMs.read = performance.now() - t;
+        if ('error' in read) throw read.error;
+        const { input } = read;
+        timingsMs.read = read.readMs;
         inputHash = input.inputHash;
         const wanted = expectedOutputs(opts, c.source.kind, twoStudents);
         resumeSkip = opts.resume === true && (await alreadyDone(dir, previous.get(c.id), inputHash, identity.modelHash, wanted));
@@ -260,6 +269,7 @@ export async function runSegmentation(sources: CaseSource[], opts: RunOptions): 
         (error: unknown) => ({ error }),
       );
       if (outputBytes(segmented.result) > OVERLAP_MAX_OUTPUT_BYTES && (await drain())) break;
+      if (!reading && n + 1 < cases.length) reading = startReading(cases[n + 1]);
     }
     await drain();
     await writeSummary(dir, lock);
@@ -267,6 +277,20 @@ export async function runSegmentation(sources: CaseSource[], opts: RunOptions): 
   } finally {
     await model.release();
   }
+}
+
+/** Above this many bytes read for a case, the next case is read only after it: memory stays at one large case. */
+const PREFETCH_MAX_INPUT_BYTES = 64 * 1024 * 1024;
+
+type ReadOutcome = { input: CaseInput; readMs: number } | { error: unknown };
+
+/** Start reading a case; the outcome is a value, so a read nobody awaits (a run stopped early) rejects nothing. */
+function startReading(c: SegmentCase): Promise<ReadOutcome> {
+  const t = performance.now();
+  return readCaseInput(c.source).then(
+    (input) => ({ input, readMs: performance.now() - t }),
+    (error: unknown) => ({ error }),
+  );
 }
 
 async function decodeAndSegment(
