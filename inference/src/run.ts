@@ -10,7 +10,8 @@ import { assignCaseIds, readCaseInput, type CaseInput, type CaseSource, type Seg
 export * from './inputs.js';
 import type { DeviceRequest } from './device.js';
 import { readManifest, recordManifestEntry, writeSummary, type LockWaitReporter, type ManifestEntry } from './manifest.js';
-import { CASE_FILES, writeCaseOutputs, type OutputFormat } from './outputs.js';
+import { CASE_FILES, previewAnnotation, writeCaseOutputs, writeCasePreview, type OutputFormat } from './outputs.js';
+import type { PreviewRasterizer } from './preview.js';
 import { segmentVolume, type GammaMode, type SegmentResult } from './pipeline.js';
 import { assessCase, computeCaseStats, DEFAULT_TRIAGE, unreliabilityScore, type CaseReport, type TriageThresholds } from './report.js';
 import { openModelFile, type OpenedModel } from './session-node.js';
@@ -24,6 +25,8 @@ export interface RunOptions {
   formats?: ReadonlySet<OutputFormat>;
   saveProbabilities?: boolean;
   preview?: boolean;
+  /** Draws preview.png's header, slice numbers and legend (alhvr-segment passes the plots' rasterizer); without it, the montage alone. */
+  previewRasterizer?: PreviewRasterizer;
   resume?: boolean;
   shard?: Shard;
   failFast?: boolean;
@@ -362,13 +365,14 @@ async function writeCase(ctx: CaseContext, dir: string, opts: RunOptions, opened
     const caseDir = join(dir, c.id);
     const outputs = await writeCaseOutputs(caseDir, image, result, identity.card, {
       formats: opts.formats ?? new Set<OutputFormat>(['nifti', 'dicom-seg']),
-      preview: opts.preview !== false,
+      preview: false, // written below, once the verdict is known
     });
     timingsMs.write = performance.now() - t;
     const stats = computeCaseStats(result.label, result.confidence, result.region, identity.card);
     const dicom = image.meta.dicom;
     const tags = dicom ? { modality: dicom.modality, bodyPart: dicom.bodyPartExamined } : undefined;
     const { signals, quality, triage: verdict } = assessCase(stats, result.signals, identity.card, { thresholds: triage, dice: opts.triageDice, tags });
+    if (opts.preview !== false) outputs.push(await writeCasePreview(caseDir, image, result, identity.card, previewAnnotation(c.id, stats, verdict, quality?.predictedDice), opts.previewRasterizer));
     timingsMs.total = performance.now() - started;
     const report: CaseReport = {
       caseId: c.id,
