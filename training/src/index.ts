@@ -28,3 +28,5 @@ export * from './backend/out-of-memory.js';
 export * from './backend/lean-gradients.js';
 export * from './backend/batchnorm-kernels.js';
 export * from './data/pseudo-labels.js';
+export * from './model/vnet3d-spec.js';
+export * from './model/vnet3d.js';

@@ -110,7 +110,7 @@ describe('VNet 3D model (tiny widths, 16³)', () => {
     }
   });
 
-  test('clean branch (no dropout) and its gradients (transposed conv included) match a PyTorch VNet on the same weights', () => {
+  test('clean branch (no dropout) and its gradients (transposed conv as matmul included) match a PyTorch VNet on the same weights', () => {
     requireTorch();
     const net = new VNet3d({ numClasses: 2, widths: TINY, dropout: 0 }, new Rng(21));
     // 32×32×16: the deepest BatchNorm sees 8 values per channel (16³ would give it 2, an ill-conditioned case).

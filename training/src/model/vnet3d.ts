@@ -78,26 +78,20 @@ function addConv3d(store: ParameterStore, layer: Conv3dLayerSpec, rng: UniformSo
 }
 
 /**
- * 2³ stride-2 transposed convolution (filter [2, 2, 2, cout, cin]) as one autograd node: tfjs has
- * the forward kernel (Conv3DBackpropInputV2) but no gradient for it. Its adjoint in x is the
- * stride-2 convolution with the same filter, and its filter gradient is that convolution's.
+ * 2³ stride-2 transposed convolution (filter [2, 2, 2, cout, cin]). The eight kernel offsets do
+ * not overlap, so it is one matrix product to 8·cout channels followed by moving each offset to
+ * its voxel: plain ops with gradients everywhere. (tfjs' conv3dTranspose has no gradient, and
+ * tfjs-backend-wasm 4.22's Conv3DBackpropInputV2 kernel returns wrong values.)
  */
 function upConv(x: tf.Tensor5D, filter: tf.Tensor5D): tf.Tensor5D {
-  const f = tf.customGrad((...args: unknown[]) => {
-    const [xt, ft] = args as [tf.Tensor5D, tf.Tensor5D];
-    const save = args[2] as (ts: tf.Tensor[]) => void;
-    const [b, d, h, w] = xt.shape;
-    const y = tf.conv3dTranspose(xt, ft, [b, 2 * d, 2 * h, 2 * w, ft.shape[3]], 2, 'valid');
-    save([xt, ft]);
-    const gradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => {
-      const [xs, fs] = saved as [tf.Tensor5D, tf.Tensor5D];
-      const dx = tf.conv3d(dy as tf.Tensor5D, fs, 2, 'valid');
-      const df = tf.engine().runKernel('Conv3DBackpropFilterV2', { x: dy, dy: xs }, { strides: 2, pad: 'valid', filterShape: fs.shape }) as tf.Tensor;
-      return [dx, df];
-    };
-    return { value: y, gradFunc };
-  });
-  return f(x, filter) as tf.Tensor5D;
+  const [b, d, h, w, cin] = x.shape;
+  const cout = filter.shape[3];
+  // [2, 2, 2, cout, cin] → [cin, (a, b, c, cout)].
+  const weights = tf.transpose(tf.reshape(filter, [8 * cout, cin]));
+  const y = tf.matMul(tf.reshape(x, [b * d * h * w, cin]), weights);
+  // [(B·D), H, W, a, b, (c, cout)] → [(B·D), a, H, b, W, (c, cout)] = [B, 2D, 2H, 2W, cout].
+  const moved = tf.transpose(tf.reshape(y, [b * d, h, w, 2, 2, 2 * cout]), [0, 3, 1, 4, 2, 5]);
+  return tf.reshape(moved, [b, 2 * d, 2 * h, 2 * w, cout]);
 }
 
 /** BatchNorm3d through the 2D BatchNorm of layers.ts: statistics are per channel either way. */
