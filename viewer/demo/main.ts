@@ -2,6 +2,7 @@
 // Web Worker (the page stays responsive, with progress and cancel), browse slices.
 import { spacingFromAffine } from '@alhvr/core';
 import { REGION_COLORS, SliceRenderer, type OverlayKind } from '../src/slice-renderer.js';
+import { StudyView, type StudyLayout, type StudyOverlay } from '../src/study-view.js';
 import { SegmentationCancelled, SegmentationWorker, type SegmentInput, type WorkerModel, type WorkerSegmentation } from '../src/worker-client.js';
 
 type PageState = 'starting' | 'no-model' | 'ready' | 'working' | 'segmented' | 'error';
@@ -18,6 +19,8 @@ const summary = byId<HTMLDivElement>('summary');
 const progressBar = byId<HTMLProgressElement>('progress');
 const cancelButton = byId<HTMLButtonElement>('cancel');
 const runtimeInfo = byId<HTMLSpanElement>('runtime-info');
+const readout = byId<HTMLDivElement>('readout');
+const windowInfo = byId<HTMLSpanElement>('window-info');
 const context = canvas.getContext('2d')!;
 
 /** `?threads=N` sets ONNX Runtime's WebAssembly threads (more than one needs COOP/COEP headers). */
@@ -29,6 +32,8 @@ const VIEW_SIZE = 512;
 // The worker script sits next to this bundle (see scripts/build-demo.mjs).
 const segmenter = new SegmentationWorker(() => new Worker(new URL('worker.js', import.meta.url), { type: 'module' }));
 let model: WorkerModel | undefined;
+/** NiiVue's view; undefined where the browser has no WebGL2 (the slice canvas still works). */
+let studyView: StudyView | undefined;
 let result: WorkerSegmentation | undefined;
 let renderer: SliceRenderer | undefined;
 let frame: ImageData | undefined;
@@ -39,6 +44,19 @@ function setState(state: PageState, message: string): void {
   if (state !== 'working') progressBar.hidden = cancelButton.hidden = true;
 }
 
+/** Nothing of the previous study stays on screen once another file has failed. */
+function clearStudy(): void {
+  result = undefined;
+  renderer = undefined;
+  frame = undefined;
+  context.clearRect(0, 0, canvas.width, canvas.height);
+  slider.disabled = true;
+  sliceNumber.textContent = '';
+  summary.replaceChildren();
+  readout.textContent = '';
+  studyView?.clear();
+}
+
 /** One line, whatever the error carries. */
 function fail(err: unknown): void {
   if (err instanceof SegmentationCancelled) {
@@ -46,6 +64,7 @@ function fail(err: unknown): void {
     return;
   }
   const message = err instanceof Error ? err.message : String(err);
+  clearStudy();
   setState('error', message.split('\n')[0]);
 }
 
@@ -155,6 +174,8 @@ async function segment(input: SegmentInput): Promise<void> {
     progressBar.value = done;
   });
   result = r;
+  // Segmentation ends here; display follows (the test and bench time the two apart).
+  performance.mark('alhvr-segmented');
   // Display in short tasks, each its own: the page answers input between them.
   await nextTask();
   renderer = new SliceRenderer(r.image, r, r.orientation, model.card, { window: r.displayWindow });
@@ -175,6 +196,11 @@ async function segment(input: SegmentInput): Promise<void> {
   draw();
   await nextTask();
   showSummary(r, model, name);
+  if (studyView) {
+    await nextTask();
+    await studyView.show(r, model.card);
+    showWindow();
+  }
   setState('segmented', `Segmented ${name}.`);
 }
 
@@ -210,6 +236,51 @@ byId<HTMLButtonElement>('sample').addEventListener('click', () => {
   segment({ kind: 'phantom', seed: 1, index: 0, name: 'phantom-sample.nii.gz' }).catch(fail);
 });
 cancelButton.addEventListener('click', () => segmenter.cancel());
+function showWindow(): void {
+  const w = studyView?.window;
+  windowInfo.textContent = w ? `${w[0].toFixed(0)} – ${w[1].toFixed(0)}` : '';
+}
+
+function describeCursor(c: { voxel: number[]; intensity: number; label: number; confidence: number; region?: number }): string {
+  const name = model?.card.classes.find((k) => k.value === c.label)?.name ?? String(c.label);
+  const regions: Record<number, string> = { 1: 'both students confident', 2: 'one student confident', 3: 'neither student confident' };
+  return (
+    `voxel ${c.voxel.join(', ')} · intensity ${Number.isInteger(c.intensity) ? c.intensity : c.intensity.toFixed(2)} · ${name} · ` +
+    `confidence ${c.confidence.toFixed(3)}${c.region === undefined ? '' : ` · ${regions[c.region] ?? 'region ' + c.region}`}`
+  );
+}
+
+async function startStudyView(): Promise<void> {
+  try {
+    studyView = await StudyView.create(byId<HTMLCanvasElement>('study-view'));
+  } catch (err) {
+    byId<HTMLDivElement>('study').textContent = `The 3-plane view needs WebGL2 (${err instanceof Error ? err.message : String(err)}); the slice view below still works.`;
+    return;
+  }
+  studyView.onCursor = (c) => (readout.textContent = describeCursor(c));
+  for (const radio of document.querySelectorAll<HTMLInputElement>('input[name="layout"]')) {
+    radio.addEventListener('change', () => studyView?.setLayout(radio.value as StudyLayout));
+  }
+  for (const button of document.querySelectorAll<HTMLButtonElement>('button[data-window]')) {
+    button.addEventListener('click', () => {
+      if (!result) return;
+      const [lo, hi] = result.displayWindow;
+      const centre = (lo + hi) / 2;
+      const half = ((hi - lo) / 2) * ({ auto: 1, wide: 2, narrow: 0.5 } as Record<string, number>)[button.dataset.window ?? 'auto'];
+      studyView?.setWindow(centre - half, centre + half);
+      showWindow();
+    });
+  }
+  byId<HTMLCanvasElement>('study-view').addEventListener('mouseup', showWindow);
+  for (const kind of ['label', 'uncertainty', 'region'] as StudyOverlay[]) {
+    const box = byId<HTMLInputElement>(`show-${kind}`);
+    const opacity = byId<HTMLInputElement>(`opacity-${kind}`);
+    const apply = () => studyView?.setOverlay(kind, { visible: box.checked, opacity: Number(opacity.value) / 100 });
+    box.addEventListener('change', apply);
+    opacity.addEventListener('input', apply);
+  }
+}
+
 slider.addEventListener('input', draw);
 opacitySlider.addEventListener('input', draw);
 for (const radio of document.querySelectorAll<HTMLInputElement>('input[name="overlay"]')) radio.addEventListener('change', draw);
@@ -221,6 +292,9 @@ for (const radio of document.querySelectorAll<HTMLInputElement>('input[name="ove
   },
   get result() {
     return result;
+  },
+  get studyView() {
+    return studyView;
   },
   get slice() {
     return Number(slider.value);
@@ -238,4 +312,6 @@ async function start(): Promise<void> {
   await openModel(new Uint8Array(await response.arrayBuffer()), 'model.onnx');
 }
 
-start().catch(fail);
+startStudyView()
+  .then(start)
+  .catch(fail);
