@@ -14,6 +14,8 @@ import dcmjs from 'dcmjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readDicomSeries, readNiftiFile } from '@alhvr/core/node';
 import { DicomwebTransport, jsonValue, readManifest } from '@alhvr/inference/node';
+import { parseDicomwebArgs, type DicomwebArgs } from '../cli/src/lib/dicomweb.js';
+import { UsageError } from '../cli/src/lib/run-command.js';
 import { cliPath, runCli } from './cli-harness.js';
 import { daikonSeries } from './fixtures.js';
 import { makeToyModel } from './segment-toy-model.js';
@@ -261,6 +263,23 @@ describe('alhvr-segment --dicomweb against Orthanc', () => {
     expect(await storedSegs(mr.study)).toHaveLength(1);
   }, 60_000);
 
+  it('--shard i/n splits the series by UID before any transfer: two shards fetch each series once', async () => {
+    const outS = join(tmp, 'out-s');
+    const before = { ...counts };
+    const env = { ALHVR_DICOMWEB_AUTHORIZATION: `Bearer ${TOKEN}` };
+    const shards = await Promise.all(
+      ['1/2', '2/2'].map((shard) => segment(['--dicomweb', server(), '--study', mr.study, '--study', ct.study, '--model', model, '--out', outS, '--shard', shard], env)),
+    );
+    for (const r of shards) {
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toMatch(/: 1 image series \(shard [12]\/2 of 2\)/);
+    }
+    expect(counts.instanceGets - before.instanceGets).toBe(mr.uids.length + ct.instances);
+    const manifest = [...(await readManifest(outS)).values()];
+    expect(manifest.map((e) => e.status)).toEqual(['ok', 'ok']);
+    expect(manifest.map((e) => e.input.split('/series/')[1]).sort()).toEqual([mr.series, ct.series].sort());
+  }, 60_000);
+
   it('a study with no image series, a transfer that keeps stalling and a refused STOW each fail alone; --resume then stores without fetching again', async () => {
     // A study holding only a SEG: the phantom's SEG moved to a study of its own.
     const moved = join(tmp, 'seg-only.dcm');
@@ -276,13 +295,13 @@ ds.save_as(sys.argv[2]); print(ds.StudyInstanceUID)`, join(tmp, 'ct-seg.dcm'), m
 
     rules.stallSeries = new Set([ct.series]);
     rules.stowStatus = 500;
-    const args = ['--dicomweb', server(), '--study', mr.study, '--study', ct.study, '--study', segOnlyStudy, '--model', model, '--out', outC, '--store', '--timeout', '1'];
+    const args = ['--dicomweb', server(), '--study', mr.study, '--study', ct.study, '--study', segOnlyStudy, '--model', model, '--out', outC, '--store', '--timeout', '1', '--retries', '1'];
     const env = { ALHVR_DICOMWEB_AUTHORIZATION: `Bearer ${TOKEN}` };
     const r = await segment(args, env);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(new RegExp(`case \\S+ failed: ${server()}: WADO-RS instance [0-9.]+: timed out \\(no data for 1 s\\) after 4 tries`));
+    expect(r.stderr).toMatch(new RegExp(`case \\S+ failed: ${server()}: WADO-RS instance [0-9.]+: timed out \\(no data for 1 s\\) after 2 tries`));
     expect(r.stderr).toContain(`failed: ${server()}: study ${segOnlyStudy} has no image series (only SEG)`);
-    expect(r.stderr).toMatch(/STOW-RS failed, outputs kept in .*HTTP 500 after 4 tries/);
+    expect(r.stderr).toMatch(/STOW-RS failed, outputs kept in .*HTTP 500 after 2 tries/);
     expect(r.stderr).toMatch(/stored 0 SEG\(s\) to .*; 1 STOW failed \(outputs kept locally: \S+\)/);
     const manifest = [...(await readManifest(outC)).values()];
     expect(manifest.map((e) => e.status).sort()).toEqual(['failed', 'failed', 'ok']);
@@ -315,9 +334,9 @@ ds.save_as(sys.argv[2]); print(ds.StudyInstanceUID)`, join(tmp, 'ct-seg.dcm'), m
 
     const closed = await freePort();
     const outD = join(tmp, 'out-d');
-    const gone = await segment(['--dicomweb', `http://127.0.0.1:${closed}/dicom-web`, '--study', mr.study, '--model', model, '--out', outD]);
+    const gone = await segment(['--dicomweb', `http://127.0.0.1:${closed}/dicom-web`, '--study', mr.study, '--model', model, '--out', outD, '--retries', '2']);
     expect(gone.code).toBe(1);
-    expect(gone.stderr).toContain(`failed: http://127.0.0.1:${closed}/dicom-web: QIDO-RS study search: server unreachable (ECONNREFUSED) after 4 tries`);
+    expect(gone.stderr).toContain(`failed: http://127.0.0.1:${closed}/dicom-web: QIDO-RS study search: server unreachable (ECONNREFUSED) after 3 tries`);
     const [entry] = (await readManifest(outD)).values();
     expect(entry).toMatchObject({ status: 'failed', input: `http://127.0.0.1:${closed}/dicom-web/studies/${mr.study}` });
 
@@ -325,5 +344,38 @@ ds.save_as(sys.argv[2]); print(ds.StudyInstanceUID)`, join(tmp, 'ct-seg.dcm'), m
       for (const f of listFiles(dir)) expect(readFileSync(f).includes(TOKEN), f).toBe(false);
     }
     for (const text of [first.stderr, first.stdout, none.stderr]) expect(text).not.toContain(TOKEN);
+  }, 60_000);
+
+  it('refuses contradictory or unsafe options in one line (exit 2) before any output', async () => {
+    const cases: [Partial<DicomwebArgs>, string][] = [
+      [{ study: [mr.study] }, '--study needs --dicomweb URL'],
+      [{ dicomweb: server() }, '--dicomweb needs --study UID or --query NAME=VALUE'],
+      [{ dicomweb: `http://user:${TOKEN}@127.0.0.1:${proxyPort}/dicom-web`, study: [mr.study] }, 'put credentials in --header or ALHVR_DICOMWEB_AUTHORIZATION, not in the URL'],
+      [{ dicomweb: server(), study: [mr.study], header: [`Authorization=Bearer ${TOKEN}`] }, '--header must be "Name: value" (got one starting "Authorization…")'],
+      [{ dicomweb: server(), study: ['not-a-uid'] }, '--study must be a Study Instance UID'],
+      [{ dicomweb: server(), query: ['ModalitiesInStudy'] }, '--query must be NAME=VALUE'],
+      [{ dicomweb: server(), study: [mr.study], retries: -1 }, '--retries must be a whole number'],
+      [{ dicomweb: server(), study: [mr.study], _: [phantomDir] }, 'give INPUT or --dicomweb, not both'],
+    ];
+    for (const [args, message] of cases) {
+      let error: Error | undefined;
+      try {
+        parseDicomwebArgs({ _: [], timeout: 30, ...args }, {});
+      } catch (err) {
+        error = err as Error;
+      }
+      expect(error, message).toBeInstanceOf(UsageError);
+      expect(error!.message).toContain(message);
+      expect(error!.message).not.toContain(TOKEN);
+    }
+    const parsed = parseDicomwebArgs({ _: [], timeout: 5, dicomweb: server(), query: ['StudyDate=20240101-20241231'], header: ['X-Site: a'], 'store-to': server() }, { ALHVR_DICOMWEB_AUTHORIZATION: `Bearer ${TOKEN}` });
+    expect(parsed).toMatchObject({ store: true, selection: { query: { StudyDate: '20240101-20241231' } }, source: { headers: { Authorization: `Bearer ${TOKEN}`, 'X-Site': 'a' }, timeoutMs: 5000 } });
+    // The command: exit code 2, one line, and no output folder created.
+    const out = join(tmp, 'out-usage');
+    const r = await segment(['--dicomweb', server(), '--study', mr.study, '--header', `Authorization=Bearer ${TOKEN}`, '--model', model, '--out', out]);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).not.toContain(TOKEN);
+    expect(() => statSync(out)).toThrow();
   }, 60_000);
 });

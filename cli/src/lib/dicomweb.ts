@@ -5,7 +5,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describeLockHolder, displayUrl, segmentDicomweb, type DicomwebConnection, type DicomwebRunOptions } from '@alhvr/inference/node';
+import { describeLockHolder, displayUrl, prepareOutputFolder, segmentDicomweb, type DicomwebConnection, type DicomwebRunOptions } from '@alhvr/inference/node';
+import { removeEmptyFolders } from './folders.js';
 import { createProgress } from './progress.js';
 import { UsageError } from './run-command.js';
 
@@ -21,7 +22,8 @@ export const DICOMWEB_OPTIONS = {
   'store-to': { type: 'string', description: 'STOW-RS to this DICOMweb server instead of the --dicomweb one (implies --store)' },
   header: { type: 'string', array: true, description: `HTTP header "Name: value" for every request (repeatable); or set ${AUTHORIZATION_ENV} to the Authorization value` },
   ca: { type: 'string', description: "PEM file of the HTTPS server's certificate authority (added to the system's)" },
-  timeout: { type: 'number', default: 30, description: 'Seconds a transfer may stall before it is retried (3 retries, with back-off)' },
+  timeout: { type: 'number', default: 30, description: 'Seconds a transfer may stall before it is retried' },
+  retries: { type: 'number', default: 3, description: 'Retries of a stalled, dropped or 5xx request (back-off 0.5 s, doubling) before the case fails' },
 } as const;
 
 export const DICOMWEB_GROUP = 'PACS (DICOMweb):';
@@ -35,6 +37,7 @@ export interface DicomwebArgs {
   header?: string[];
   ca?: string;
   timeout?: number;
+  retries?: number;
   _: (string | number)[];
 }
 
@@ -71,6 +74,8 @@ export function parseDicomwebArgs(argv: DicomwebArgs, env: NodeJS.ProcessEnv = p
     (query ??= {})[m[1]] = m[2].trim();
   }
   if (!studies.length && !query) throw new UsageError('--dicomweb needs --study UID or --query NAME=VALUE (which studies to segment)');
+  const retries = argv.retries ?? 3;
+  if (!Number.isInteger(retries) || retries < 0) throw new UsageError(`--retries must be a whole number ≥ 0 (got ${retries})`);
   if (!(argv.timeout! > 0)) throw new UsageError(`--timeout must be a positive number of seconds (got ${argv.timeout})`);
   const headers: Record<string, string> = {};
   const authorization = env[AUTHORIZATION_ENV];
@@ -78,7 +83,7 @@ export function parseDicomwebArgs(argv: DicomwebArgs, env: NodeJS.ProcessEnv = p
   for (const h of argv.header ?? []) {
     const m = /^\s*([!#$%&'*+.^_`|~0-9A-Za-z-]+)\s*:(.*)$/.exec(h);
     // The value may be a token: the message names the header, never its value.
-    if (!m) throw new UsageError(`--header must be "Name: value" (got one starting "${h.split(':')[0].slice(0, 20)}")`);
+    if (!m) throw new UsageError(`--header must be "Name: value" (got one starting "${/^[A-Za-z0-9-]{0,40}/.exec(h)![0]}…")`);
     headers[m[1]] = m[2].trim();
   }
   let caPem: string | undefined;
@@ -90,7 +95,7 @@ export function parseDicomwebArgs(argv: DicomwebArgs, env: NodeJS.ProcessEnv = p
     }
     if (!caPem.includes('-----BEGIN CERTIFICATE-----')) throw new UsageError(`${argv.ca}: not a PEM certificate file (--ca)`);
   }
-  const connection = (url: string): DicomwebConnection => ({ url, headers, caPem, timeoutMs: argv.timeout! * 1000 });
+  const connection = (url: string): DicomwebConnection => ({ url, headers, caPem, timeoutMs: argv.timeout! * 1000, retries });
   return {
     source: connection(argv.dicomweb),
     selection: { studies: studies.length ? studies : undefined, query },
@@ -108,9 +113,13 @@ export async function runDicomwebSegment(
   const { say } = ui;
   let progress: ReturnType<typeof createProgress> | undefined;
   const server = displayUrl(options.source.url);
+  // As for folders: a run that fails before writing anything leaves no empty output folder behind.
+  const created = await prepareOutputFolder(options.output);
+  let wrote = false;
   const result = await segmentDicomweb({
     ...options,
     onPlan: ({ series, mine, alreadyDone }) => {
+      wrote = true;
       const shard = options.shard ? ` (shard ${options.shard.index}/${options.shard.count} of ${series})` : '';
       say(`${command}: ${server}: ${mine} image series${shard}${alreadyDone ? `, ${alreadyDone} already done` : ''}`);
       progress = createProgress({ total: mine, label: 'series', quiet: ui.quiet });
@@ -125,6 +134,9 @@ export async function runDicomwebSegment(
       if (ui.verbose || /failed|retrying/.test(line)) say(`${command}: ${line}`);
     },
     onLockWait: (holder, waitedMs) => say(`${command}: ${describeLockHolder(options.output, holder, waitedMs)}`),
+  }).catch(async (err: unknown) => {
+    if (!wrote && created) await removeEmptyFolders(options.output, created);
+    throw err;
   });
   progress?.finish();
   const ok = result.entries.filter((e) => e.status === 'ok').length;
