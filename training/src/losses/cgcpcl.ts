@@ -5,6 +5,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { noGrad } from '../model/no-grad.js';
 import { resizeBilinear } from '../model/resize.js';
+import { transposedProduct } from '../backend/transposed-product.js';
 
 /** torch.nn.functional.cosine_similarity's eps. */
 const COS_EPS = 1e-8;
@@ -17,9 +18,7 @@ export function classPrototypes(features: tf.Tensor4D, classIndex: tf.Tensor3D, 
   return tf.tidy(() => {
     const [b, h, w, d] = features.shape;
     const onehot = noGrad((c) => tf.cast(tf.oneHot(tf.reshape(tf.cast(c, 'int32'), [b, h * w]), numClasses), 'float32'), classIndex);
-    // [b, K, D] = onehotᵀ · features, computed as (featuresᵀ · onehot)ᵀ: the wasm GEMM packs its
-    // right operand on every call, and the one-hot [hw, K] is 1/16 the size of the features.
-    const sums = tf.transpose(tf.matMul(tf.reshape(features, [b, h * w, d]), onehot, true, false), [0, 2, 1]);
+    const sums = transposedProduct(onehot as tf.Tensor3D, tf.reshape(features, [b, h * w, d])); // [b, K, D] = onehotᵀ · features
     const counts = tf.add(tf.sum(onehot, 1), 1e-5); // [b, K]
     const means = tf.div(sums, tf.expandDims(counts, -1));
     return tf.div(tf.sum(means, 0), b) as tf.Tensor2D;
