@@ -6,6 +6,7 @@ import '@tensorflow/tfjs-core/dist/register_all_gradients.js';
 import { Rng } from '@alhvr/core';
 import { maxAbs, maxAbsDiff, pack, requireTorch, runOracle, unpack, type PackedTensor } from '../../../test/support/python.js';
 import { VNet3d, dropout3d, featureDropout3d } from './vnet3d.js';
+import { selectBackend } from '../backend/select-backend.js';
 import { VNET_DEFAULT_WIDTHS, vnet3dConvLayers, vnet3dParameterShapes, vnet3dSpec } from './vnet3d-spec.js';
 
 function randomTensor(rng: Rng, shape: number[], lo = -1, hi = 1): tf.Tensor {
@@ -110,8 +111,11 @@ describe('VNet 3D model (tiny widths, 16³)', () => {
     }
   });
 
-  test('clean branch (no dropout) and its gradients (transposed conv as matmul included) match a PyTorch VNet on the same weights', () => {
+  let oracle: { logits: PackedTensor; fea: PackedTensor; grads: Record<string, PackedTensor>; dx: PackedTensor } | undefined;
+  test.each(['cpu', 'wasm'])('clean branch (no dropout) and its gradients match a PyTorch VNet on the same weights (%s backend)', async (backend) => {
     requireTorch();
+    if (backend === 'wasm') await selectBackend('wasm', { threads: 1, log: () => {} });
+    await tf.setBackend(backend);
     const net = new VNet3d({ numClasses: 2, widths: TINY, dropout: 0 }, new Rng(21));
     // 32×32×16: the deepest BatchNorm sees 8 values per channel (16³ would give it 2, an ill-conditioned case).
     const x = randomTensor(new Rng(22), [2, 32, 32, 16, 1]) as tf.Tensor5D;
@@ -121,10 +125,9 @@ describe('VNet 3D model (tiny widths, 16³)', () => {
     // A float64 reference: tfjs' CPU sums run sequentially in float32, so over 32 768 voxels a
     // BatchNorm's gradient sums carry ~5e-4 relative rounding (PyTorch float32 is within 5e-6 of
     // float64 here); a wrong formula or layout gives errors of order one.
-    const ref = runOracle<{ logits: PackedTensor; fea: PackedTensor; grads: Record<string, PackedTensor>; dx: PackedTensor }>(
-      'reference_vnet3d.py',
-      { training: true, params, x: pack(x), probe: pack(probe), float64: true },
-    );
+    // Same seeds, same weights on either backend: one oracle run serves both.
+    oracle ??= runOracle('reference_vnet3d.py', { training: true, params, x: pack(x), probe: pack(probe), float64: true });
+    const ref = oracle!;
     const trainable = net.params.trainableVariables();
     const trainingForward = (xi: tf.Tensor) => net.forward(xi as tf.Tensor5D, { training: true, rng: new Rng(1), auxiliary: false });
     const clean = trainingForward(x);
@@ -149,6 +152,7 @@ describe('VNet 3D model (tiny widths, 16³)', () => {
     const dx = tf.grad((xi: tf.Tensor) => tf.sum(tf.mul(trainingForward(xi).logits, probe)))(x);
     expect(maxAbsDiff(dx.dataSync(), unpack(ref.dx)) / maxAbs(unpack(ref.dx))).toBeLessThan(2e-3);
     net.dispose();
+    await tf.setBackend('cpu');
   });
 
   test('eval-mode logits match PyTorch with running statistics', () => {

@@ -94,6 +94,48 @@ function upConv(x: tf.Tensor5D, filter: tf.Tensor5D): tf.Tensor5D {
   return tf.reshape(moved, [b, 2 * d, 2 * h, 2 * w, cout]);
 }
 
+/**
+ * 2³ stride-2 convolution (filter [2, 2, 2, cin, cout]) as the inverse shuffle and one matrix
+ * product: windows do not overlap, and tfjs-backend-wasm's stride-2 Conv3D gradients are wrong.
+ */
+function downConv(x: tf.Tensor5D, filter: tf.Tensor5D): tf.Tensor5D {
+  const [b, d2, h2, w2, cin] = x.shape;
+  const [d, h, w] = [d2 / 2, h2 / 2, w2 / 2];
+  const cout = filter.shape[4];
+  // [(B·D), a, H, b, W, (c, cin)] → [(B·D), H, W, a, b, (c, cin)] → rows of (a, b, c, cin).
+  const gathered = tf.transpose(tf.reshape(x, [b * d, 2, h, 2, w, 2 * cin]), [0, 2, 4, 1, 3, 5]);
+  const y = tf.matMul(tf.reshape(gathered, [b * d * h * w, 8 * cin]), tf.reshape(filter, [8 * cin, cout]));
+  return tf.reshape(y, [b, d, h, w, cout]);
+}
+
+/**
+ * Stride-1 "same" convolution with odd kernel, its input gradient written as the convolution
+ * with the flipped, in/out-swapped filter: tfjs-backend-wasm's Conv3DBackpropInputV2 kernel,
+ * which tfjs' own gradient uses, returns wrong values. The filter gradient is tfjs' kernel
+ * (right on wasm at stride 1).
+ */
+function sameConv(x: tf.Tensor5D, filter: tf.Tensor5D): tf.Tensor5D {
+  if (filter.shape[0] === 1) {
+    const [b, d, h, w, cin] = x.shape;
+    const cout = filter.shape[4];
+    return tf.reshape(tf.matMul(tf.reshape(x, [b * d * h * w, cin]), tf.reshape(filter, [cin, cout])), [b, d, h, w, cout]);
+  }
+  const f = tf.customGrad((...args: unknown[]) => {
+    const [xt, ft] = args as [tf.Tensor5D, tf.Tensor5D];
+    const save = args[2] as (ts: tf.Tensor[]) => void;
+    save([xt, ft]);
+    const gradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const [xs, fs] = saved as [tf.Tensor5D, tf.Tensor5D];
+      const adjoint = tf.transpose(tf.reverse(fs, [0, 1, 2]), [0, 1, 2, 4, 3]) as tf.Tensor5D;
+      const dx = tf.conv3d(dy as tf.Tensor5D, adjoint, 1, 'same');
+      const df = tf.engine().runKernel('Conv3DBackpropFilterV2', { x: xs, dy }, { strides: 1, pad: 'same', filterShape: fs.shape }) as tf.Tensor;
+      return [dx, df];
+    };
+    return { value: tf.conv3d(xt, ft, 1, 'same'), gradFunc };
+  });
+  return f(x, filter) as tf.Tensor5D;
+}
+
 /** BatchNorm3d through the 2D BatchNorm of layers.ts: statistics are per channel either way. */
 function batchNorm3d(store: ParameterStore, prefix: string, x: tf.Tensor5D, training: boolean): tf.Tensor5D {
   const [b, d, h, w, c] = x.shape;
@@ -107,8 +149,8 @@ function conv3dLayer(store: ParameterStore, layer: Conv3dLayerSpec, x: tf.Tensor
   const bias = store.get(`${layer.name}.bias`);
   let y: tf.Tensor5D;
   if (layer.kind === 'up') y = upConv(x, kernel);
-  else if (layer.kind === 'down') y = tf.conv3d(x, kernel, 2, 'valid');
-  else y = tf.conv3d(x, kernel, 1, layer.kernel === 1 ? 'valid' : 'same');
+  else if (layer.kind === 'down') y = downConv(x, kernel);
+  else y = sameConv(x, kernel);
   y = tf.add(y, bias);
   return layer.bn ? tf.relu(batchNorm3d(store, layer.bn, y, training)) : y;
 }
