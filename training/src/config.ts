@@ -1,5 +1,6 @@
 import { ALHVR_RECIPE_PREPROCESSING, validatePreprocessing, type Preprocessing } from '@alhvr/core';
 import type { DiceVariant } from './losses/supervised.js';
+import { RAMP_STEPS } from './losses/ramp.js';
 import type { ProtoCeReduction } from './losses/cgcpcl.js';
 import { PSEUDO_VERDICTS, PSEUDO_WEIGHTINGS, type PseudoLabelSource, type PseudoVerdict, type PseudoWeighting } from './data/pseudo-labels.js';
 
@@ -142,7 +143,7 @@ export function resolveConfig(user: Partial<Omit<TrainConfig, 'preprocessing'>> 
   if (!posInt(c.patch) || c.patch % 16 !== 0) bad(`patch must be a positive multiple of 16 (got ${c.patch})`);
   if (c.widths.length !== 5 || !c.widths.every(posInt)) bad(`widths must be five positive integers (got ${c.widths})`);
   if (!(c.proportion > 0 && c.proportion < 1)) bad(`proportion β must be in (0, 1) (got ${c.proportion})`);
-  if (!(c.rampIterations >= 200)) bad(`rampIterations must be at least 200 (got ${c.rampIterations})`);
+  if (!(c.rampIterations >= RAMP_STEPS)) bad(`rampIterations must be at least ${RAMP_STEPS} (got ${c.rampIterations})`);
   if (!(c.lr > 0)) bad(`lr must be positive (got ${c.lr})`);
   if (!Array.isArray(c.regions) || !c.regions.every((r) => r === 1 || r === 2 || r === 3) || new Set(c.regions).size !== c.regions.length) {
     bad(`regions must list distinct values among 1, 2, 3 (got ${JSON.stringify(c.regions)})`);

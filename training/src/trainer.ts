@@ -1,7 +1,7 @@
 /**
- * The ALHVR training loop, top to bottom: backend, data, two students, then per iteration
- * batch → forward both → loss → one backward pass → step both optimisers → log; validation
- * and checkpoints on a schedule. Everything a run decides lives in its TrainConfig.
+ * The ALHVR training loop, top to bottom: backend, data, the students, then per iteration
+ * batch → forward both students → objective → one backward pass → step both optimisers → log;
+ * validation and checkpoints on a schedule. Everything a run decides lives in its TrainConfig.
  */
 import { appendFile, mkdir, readFile, stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
@@ -10,20 +10,16 @@ import { InputError, Rng, TOOLKIT_VERSION, type RngState } from '@alhvr/core';
 import { writeFileAtomic } from '@alhvr/core/node';
 import { selectBackend } from './backend/select-backend.js';
 import { guardStepMemory } from './backend/out-of-memory.js';
-import { leanVariableGrads } from './backend/lean-gradients.js';
 import { preprocessingOf, pseudoSlicesPerBatch, type TrainConfig } from './config.js';
-import { openPseudoStream } from './data/pseudo-labels.js';
+import { openPseudoStream, type PseudoStream } from './data/pseudo-labels.js';
 import { openNnunetDataset } from './data/nnunet-dataset.js';
 import { openAcdcH5Dataset } from './data/acdc-h5-dataset.js';
 import type { SliceDataset } from './data/slice-dataset.js';
-import { BatchSampler, type BatchSamplerState } from './data/batch-sampler.js';
-import { SliceAugmenter, drawAugmentation } from './data/augment.js';
-import { UNet } from './model/unet.js';
-import { alhvrLoss } from './losses/alhvr.js';
-import { rampWeight } from './losses/ramp.js';
-import { ceLoss, diceLoss, oneHotLabels } from './losses/supervised.js';
-import { Sgd } from './sgd.js';
-import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
+import type { BatchSamplerState } from './data/batch-sampler.js';
+import { Batches, disposeBatch } from './data/batches.js';
+import { Students } from './students.js';
+import { stepLoss } from './objective.js';
+import { loadCheckpoint, saveCheckpoint, type CheckpointFile } from './checkpoint.js';
 import { validate, type ValidationResult } from './validate.js';
 
 /** Everything besides tensors that a checkpoint must restore for an exact resume. */
@@ -120,163 +116,155 @@ async function truncateMetrics(path: string, iteration: number): Promise<void> {
   await writeFileAtomic(path, kept.map((l) => `${l}\n`).join(''));
 }
 
-function restoreStudent(net: UNet, sgd: Sgd, groups: Awaited<ReturnType<typeof loadCheckpoint>>['groups'], key: 'a' | 'b'): void {
-  const params = groups[`${key}.params`];
-  const momentum = groups[`${key}.momentum`];
-  if (!params) throw new InputError(`checkpoint has no parameters for student ${key}`);
-  net.params.assign(Object.fromEntries([...params].map(([n, t]) => [n, tf.tensor(t.data, t.shape)])));
-  if (momentum) {
-    sgd.restore(new Map([...momentum].map(([n, t]) => [n, t.data])), new Map([...momentum].map(([n, t]) => [n, t.shape])), key);
-  }
-}
-
-function studentGroups(net: UNet, sgd: Sgd, key: 'a' | 'b'): Record<string, Map<string, tf.Tensor>> {
-  return { [`${key}.params`]: new Map(net.params.variables), [`${key}.momentum`]: new Map(sgd.state()) };
-}
-
-export async function train(config: TrainConfig, options: TrainOptions = {}): Promise<TrainResult> {
-  const events = options.events ?? {};
-  const log = events.log ?? ((m: string) => console.log(m));
+/**
+ * The run's config (a resumed run keeps its saved recipe; only the iteration budget, the folders
+ * and the backend are today's) and, when resuming, its latest checkpoint.
+ */
+async function startOrResume(config: TrainConfig, resume: boolean): Promise<{ config: TrainConfig; resumed?: CheckpointFile<TrainState> }> {
   const latest = checkpointPath(config.out, 'latest');
-
-  // ---- resume or start fresh -------------------------------------------------------------
-  let resumed: Awaited<ReturnType<typeof loadCheckpoint<TrainState>>> | undefined;
-  if (options.resume) {
-    if (!(await exists(latest))) throw new InputError('nothing to resume: no latest.ckpt', config.out);
-    resumed = await loadCheckpoint<TrainState>(latest);
-    // A resumed run keeps its saved recipe; only the iteration budget may be extended.
-    const saved = resumed.state.config;
-    // The run folder and dataset are where they are now (a moved run keeps writing into itself;
-    // the dataset fingerprint below still checks the data is the same).
-    config = { ...saved, preprocessing: preprocessingOf(saved), data: config.data, out: config.out, iterations: config.iterations, backend: config.backend, threads: config.threads, pseudoLabels: resumed.state.pseudo?.dirs ?? saved.pseudoLabels };
-  } else if (await exists(latest)) {
-    throw new InputError('already holds a training run (latest.ckpt); pass --resume to continue it or choose another --out', config.out);
+  if (!resume) {
+    if (await exists(latest)) throw new InputError('already holds a training run (latest.ckpt); pass --resume to continue it or choose another --out', config.out);
+    return { config };
   }
-  await mkdir(config.out, { recursive: true });
+  if (!(await exists(latest))) throw new InputError('nothing to resume: no latest.ckpt', config.out);
+  const resumed = await loadCheckpoint<TrainState>(latest);
+  const saved = resumed.state.config;
+  // The run folder and dataset are where they are now (a moved run keeps writing into itself;
+  // the dataset fingerprint still checks the data is the same).
+  return {
+    resumed,
+    config: { ...saved, preprocessing: preprocessingOf(saved), data: config.data, out: config.out, iterations: config.iterations, backend: config.backend, threads: config.threads, pseudoLabels: resumed.state.pseudo?.dirs ?? saved.pseudoLabels },
+  };
+}
 
-  // ---- backend, data -----------------------------------------------------------------------
-  const backend = await selectBackend(config.backend, { threads: config.threads, log });
+interface RunData {
+  dataset: SliceDataset;
+  pseudo?: PseudoStream;
+  /** The dataset's unlabeled pool less the images that carry pseudo-labels. */
+  unlabeled: SliceDataset['unlabeled'];
+  perBatch: { labeled: number; pseudo: number; unlabeled: number };
+  config: TrainConfig;
+}
+
+/** Open the dataset and pseudo-labels and refuse a batch they cannot fill, or data that changed under a resumed run. */
+async function openRunData(config: TrainConfig, resumed: TrainState | undefined, log: (m: string) => void): Promise<RunData> {
   const dataset = await openDataset(config, log);
   const alhvr = config.method === 'alhvr';
   // Pseudo-labelled slices take pseudoFraction of the labelled batch; their images leave the unlabeled pool.
   const pseudo = await openPseudoStream(dataset, config, log);
-  const unlabeledPool = pseudo?.unlabeled ?? dataset.unlabeled;
-  const blPseudo = pseudoSlicesPerBatch(config);
-  const blTrue = config.batchLabeled - blPseudo;
-  if (pseudo && blPseudo > pseudo.set.slices.length) {
-    throw new InputError(`${blPseudo} pseudo-labelled slices per batch is more than the ${pseudo.set.slices.length} pseudo-labelled slices available`, config.pseudoLabels?.[0]);
+  const unlabeled = pseudo?.unlabeled ?? dataset.unlabeled;
+  const perBatch = { labeled: config.batchLabeled - pseudoSlicesPerBatch(config), pseudo: pseudoSlicesPerBatch(config), unlabeled: alhvr ? config.batchUnlabeled : 0 };
+  if (pseudo && perBatch.pseudo > pseudo.set.slices.length) {
+    throw new InputError(`${perBatch.pseudo} pseudo-labelled slices per batch is more than the ${pseudo.set.slices.length} pseudo-labelled slices available`, config.pseudoLabels?.[0]);
   }
-  if (pseudo && resumed && JSON.stringify(resumed.state.config.pseudoLabelSources) !== JSON.stringify(pseudo.set.sources)) {
+  if (pseudo && resumed && JSON.stringify(resumed.config.pseudoLabelSources) !== JSON.stringify(pseudo.set.sources)) {
     throw new InputError('the pseudo-labels changed since this run started (segment manifests or case counts differ); resume with the same segment folders', config.out);
   }
   if (pseudo) {
     config = { ...config, pseudoLabelSources: pseudo.set.sources };
-    for (const s of pseudo.set.sources) log(`pseudo-labels from ${s.name}: ${JSON.stringify(s.cases)} cases; ${pseudo.set.slices.length} slices in all, ${blPseudo} of ${config.batchLabeled} labelled slices per batch, weighting ${config.pseudoWeighting}`);
+    for (const s of pseudo.set.sources) log(`pseudo-labels from ${s.name}: ${JSON.stringify(s.cases)} cases; ${pseudo.set.slices.length} slices in all, ${perBatch.pseudo} of ${config.batchLabeled} labelled slices per batch, weighting ${config.pseudoWeighting}`);
   }
-  if (blTrue > dataset.labeled.length) {
-    throw new InputError(`a batch of ${blTrue} labelled slices is larger than the ${dataset.labeled.length} labelled slices available`, config.data);
+  if (perBatch.labeled > dataset.labeled.length) {
+    throw new InputError(`a batch of ${perBatch.labeled} labelled slices is larger than the ${dataset.labeled.length} labelled slices available`, config.data);
   }
-  if (alhvr && unlabeledPool.length === 0) {
+  if (alhvr && unlabeled.length === 0) {
     throw new InputError('the unlabeled pool is empty: add images without labels, lower --labeled-cases, pass --unlabeled DIR, or train with --method supervised', config.data);
   }
-  if (resumed && resumed.state.datasetFingerprint !== dataset.fingerprint) {
+  if (resumed && resumed.datasetFingerprint !== dataset.fingerprint) {
     throw new InputError('the dataset changed since this run started (fingerprint differs); resume with the same data', config.data);
   }
+  return { dataset, pseudo, unlabeled, perBatch, config };
+}
 
-  // ---- two students, their optimisers and random streams -----------------------------------
+/** Segment folders by name only: the exported card copies this config and must carry no paths. */
+const publicConfig = (config: TrainConfig): TrainConfig =>
+  config.pseudoLabels ? { ...config, pseudoLabels: config.pseudoLabels.map((d) => basename(resolve(d))) } : config;
+
+export async function train(config: TrainConfig, options: TrainOptions = {}): Promise<TrainResult> {
+  const events = options.events ?? {};
+  const log = events.log ?? ((m: string) => console.log(m));
+
+  // ---- run, backend, data -------------------------------------------------------------------
+  const start = await startOrResume(config, options.resume ?? false);
+  const resumed = start.resumed;
+  await mkdir(start.config.out, { recursive: true });
+  const backend = await selectBackend(start.config.backend, { threads: start.config.threads, log });
+  const data = await openRunData(start.config, resumed?.state, log);
+  config = data.config;
+  const { dataset, pseudo } = data;
+  const alhvr = config.method === 'alhvr';
+
+  // ---- the students and the batch streams (random streams forked in a fixed order) ------------
   const root = new Rng(config.seed);
-  const initA = root.fork(1);
-  const initB = root.fork(2);
-  let netRngA = root.fork(3);
-  let netRngB = root.fork(4);
-  let dataRng = root.fork(5);
+  const init: [Rng, Rng] = [root.fork(1), root.fork(2)];
+  const forward: [Rng, Rng] = [root.fork(3), root.fork(4)];
+  const augment = root.fork(5);
   const samplerSeed = root.nextUint32();
-  const netConfig = { numClasses: dataset.classes.length, widths: config.widths, dropout: config.dropout };
-  const netA = new UNet(netConfig, initA, 'student_a');
-  const netB = alhvr ? new UNet(netConfig, initB, 'student_b') : undefined;
-  const sgdA = new Sgd(config.lr, config.momentum, config.weightDecay);
-  const sgdB = new Sgd(config.lr, config.momentum, config.weightDecay);
-  let sampler = new BatchSampler(dataset.labeled.length, unlabeledPool.length, blTrue, alhvr ? config.batchUnlabeled : 0, samplerSeed);
+  const students = new Students({
+    count: alhvr ? 2 : 1,
+    net: { numClasses: dataset.classes.length, widths: config.widths, dropout: config.dropout },
+    optimiser: config,
+    init,
+    forward,
+  });
   // Drawn after every other stream, so runs without pseudo-labels draw exactly what they did before.
   const pseudoSeed = root.nextUint32();
-  let pseudoSampler = pseudo ? new BatchSampler(pseudo.set.slices.length, 0, blPseudo, 0, pseudoSeed) : undefined;
-  let iteration = 0;
-  let gamma = NaN;
-  let best: TrainState['best'] = { a: null, b: null };
+  const saved = resumed?.state;
+  const batches = new Batches({
+    dataset,
+    unlabeled: data.unlabeled,
+    pseudo: pseudo?.set,
+    patch: config.patch,
+    resize: config.preprocessing.resize,
+    perBatch: data.perBatch,
+    draws: saved
+      ? { sampler: saved.sampler, pseudoSampler: saved.pseudo?.sampler ?? pseudoSeed, augment: new Rng(saved.rng.data) }
+      : { sampler: samplerSeed, pseudoSampler: pseudoSeed, augment },
+  });
+  let iteration = saved?.iteration ?? 0;
+  let gamma = saved ? (saved.gamma ?? NaN) : NaN; // a supervised run has no γ; JSON stores its NaN as null
+  let best: TrainState['best'] = saved?.best ?? { a: null, b: null };
+  const metricsPath = join(config.out, 'metrics.jsonl');
   if (resumed) {
-    const s = resumed.state;
-    restoreStudent(netA, sgdA, resumed.groups, 'a');
-    if (netB) restoreStudent(netB, sgdB, resumed.groups, 'b');
-    netRngA = new Rng(s.rng.netA);
-    netRngB = new Rng(s.rng.netB);
-    dataRng = new Rng(s.rng.data);
-    sampler = new BatchSampler(dataset.labeled.length, unlabeledPool.length, blTrue, alhvr ? config.batchUnlabeled : 0, s.sampler);
-    if (pseudo && s.pseudo) pseudoSampler = new BatchSampler(pseudo.set.slices.length, 0, blPseudo, 0, s.pseudo.sampler);
-    iteration = s.iteration;
-    gamma = s.gamma ?? NaN; // a supervised run has no γ; JSON stores its NaN as null
-    best = s.best;
-    await truncateMetrics(join(config.out, 'metrics.jsonl'), iteration);
+    students.restore(resumed.groups, resumed.state.rng);
+    await truncateMetrics(metricsPath, iteration);
     log(`resuming from iteration ${iteration}`);
   }
 
-  // Segment folders by name only: the exported card copies this config and must carry no paths.
-  const publicConfig = (): TrainConfig => (config.pseudoLabels ? { ...config, pseudoLabels: config.pseudoLabels.map((d) => basename(resolve(d))) } : config);
-  const state = (): TrainState => ({
-    version: 1,
-    iteration,
-    config: publicConfig(),
-    rng: { netA: netRngA.state(), netB: netRngB.state(), data: dataRng.state() },
-    sampler: sampler.state(),
-    gamma,
-    best,
-    datasetFingerprint: dataset.fingerprint,
-    backend: backend.name,
-    ...(pseudo && pseudoSampler ? { pseudo: { sampler: pseudoSampler.state(), dirs: config.pseudoLabels!.map((d) => resolve(d)) } } : {}),
-  });
-  const groups = () => ({ ...studentGroups(netA, sgdA, 'a'), ...(netB ? studentGroups(netB, sgdB, 'b') : {}) });
-  const save = (name: 'latest' | 'best-a' | 'best-b') => saveCheckpoint(checkpointPath(config.out, name), state(), groups());
+  const state = (): TrainState => {
+    const draws = batches.state();
+    return {
+      version: 1,
+      iteration,
+      config: publicConfig(config),
+      rng: { ...students.rngState(), data: draws.augment },
+      sampler: draws.sampler,
+      gamma,
+      best,
+      datasetFingerprint: dataset.fingerprint,
+      backend: backend.name,
+      ...(pseudo && draws.pseudoSampler ? { pseudo: { sampler: draws.pseudoSampler, dirs: config.pseudoLabels!.map((d) => resolve(d)) } } : {}),
+    };
+  };
+  const save = (name: 'latest' | 'best-a' | 'best-b') => saveCheckpoint(checkpointPath(config.out, name), state(), students.state());
 
   await writeFileAtomic(
     join(config.out, 'config.json'),
     JSON.stringify(
       {
-        config: publicConfig(),
+        config: publicConfig(config),
         versions: { toolkit: TOOLKIT_VERSION, tfjs: tf.version_core, node: process.versions.node },
         backend: { name: backend.name, threads: backend.threads, description: backend.description },
-        dataset: { fingerprint: dataset.fingerprint, format: dataset.format, labeledSlices: dataset.labeled.length, unlabeledSlices: unlabeledPool.length, ...(pseudo ? { pseudoLabeledSlices: pseudo.set.slices.length } : {}), validation: dataset.validationIds, classes: dataset.classes },
-        parameters: netA.parameterCount(),
+        dataset: { fingerprint: dataset.fingerprint, format: dataset.format, labeledSlices: dataset.labeled.length, unlabeledSlices: data.unlabeled.length, ...(pseudo ? { pseudoLabeledSlices: pseudo.set.slices.length } : {}), validation: dataset.validationIds, classes: dataset.classes },
+        parameters: students.a.parameterCount(),
       },
       null,
       2,
     ),
   );
-  events.onStart?.({ config, startIteration: iteration, backend: backend.description, labeledSlices: dataset.labeled.length, unlabeledSlices: unlabeledPool.length });
+  events.onStart?.({ config, startIteration: iteration, backend: backend.description, labeledSlices: dataset.labeled.length, unlabeledSlices: data.unlabeled.length });
 
-  // ---- reusable batch buffers ----------------------------------------------------------------
-  const P = config.patch;
-  const plane = P * P;
-  const bl = config.batchLabeled;
-  const batchSize = bl + (alhvr ? config.batchUnlabeled : 0);
-  const images = new Float32Array(batchSize * plane);
-  const labels = new Int32Array(bl * plane);
-  const maxSliceVoxels = Math.max(dataset.maxSliceVoxels, pseudo?.set.maxSliceVoxels ?? 0);
-  const { resize } = config.preprocessing;
-  const augmenter = new SliceAugmenter(P, maxSliceVoxels, resize);
-  const sliceImage = new Float32Array(maxSliceVoxels);
-  const sliceLabel = new Uint8Array(maxSliceVoxels);
-  // Per-pixel weights of the labelled part (1 for true labels), only when pseudo-labels are in play;
-  // a pseudo slice's weights go through the same augmentation as its labels (nearest, zeros outside).
-  const weights = pseudo ? new Float32Array(bl * plane) : undefined;
-  const sliceWeight = pseudo ? new Float32Array(maxSliceVoxels) : undefined;
-  const weightAugmenter = pseudo ? new SliceAugmenter(P, maxSliceVoxels, { image: resize.label, label: resize.label }) : undefined;
-  const metricsPath = join(config.out, 'metrics.jsonl');
-  const paramsA = netA.params.variables;
-  const paramsB = netB?.params.variables;
-  const trainable = [...netA.params.trainableVariables(), ...(netB ? netB.params.trainableVariables() : [])];
-  const nameOf = new Map<string, { student: 'a' | 'b'; name: string }>();
-  for (const [name, v] of paramsA) nameOf.set(v.name, { student: 'a', name });
-  if (paramsB) for (const [name, v] of paramsB) nameOf.set(v.name, { student: 'b', name });
-
+  // ---- the loop --------------------------------------------------------------------------------
   let stopped = false;
   try {
     while (iteration < config.iterations) {
@@ -285,88 +273,29 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
         break;
       }
       const t0 = performance.now();
-
-      // Batch: labelled slices first (true, then pseudo-labelled), then unlabeled; each augmented and resized to P×P.
-      const drawn = sampler.next();
-      const drawnPseudo = pseudoSampler?.next().labeled ?? [];
-      const refs = [...drawn.labeled.map((n) => dataset.labeled[n]), ...drawnPseudo.map((n) => pseudo!.set.slices[n]), ...drawn.unlabeled.map((n) => unlabeledPool[n])];
-      refs.forEach((ref, slot) => {
-        const isLabeled = slot < bl;
-        const isPseudo = slot >= blTrue && isLabeled;
-        const { width, height } = isPseudo
-          ? pseudo!.set.readSlice(ref, sliceImage, sliceLabel, sliceWeight!)
-          : dataset.readSlice(ref, sliceImage, isLabeled ? sliceLabel : null);
-        const choice = drawAugmentation(dataRng);
-        augmenter.apply({ width, height, image: sliceImage.subarray(0, width * height), label: isLabeled ? sliceLabel.subarray(0, width * height) : undefined }, choice);
-        images.set(augmenter.image, slot * plane);
-        if (isLabeled) for (let p = 0; p < plane; p++) labels[slot * plane + p] = augmenter.label[p];
-        if (weights && isPseudo) {
-          weightAugmenter!.apply({ width, height, image: sliceWeight!.subarray(0, width * height) }, choice);
-          weights.set(weightAugmenter!.image, slot * plane);
-        } else if (weights && isLabeled) weights.fill(1, slot * plane, (slot + 1) * plane);
-      });
-
-      // Forward both students, the ALHVR objective, one backward pass.
-      const x = tf.tensor4d(images, [batchSize, P, P, 1]);
-      const y = tf.tensor3d(labels, [bl, P, P], 'int32');
-      const w = weights ? tf.tensor3d(weights, [bl, P, P]) : undefined;
-      let kept: Record<string, tf.Scalar> = {};
-      const { value, grads } = guardStepMemory(backend.name, config, () => leanVariableGrads(() => {
-        const outA = netA.forward(x, { training: true, rng: netRngA, auxiliary: alhvr });
-        if (!netB) {
-          const ce = ceLoss(outA.logits, y, w);
-          const dice = diceLoss(tf.softmax(outA.logits, -1) as tf.Tensor4D, oneHotLabels(y, dataset.classes.length), { variant: config.diceLoss, weight: w });
-          kept = { ceA: tf.keep(ce), diceA: tf.keep(dice) };
-          return tf.add(ce, dice) as tf.Scalar;
-        }
-        const outB = netB.forward(x, { training: true, rng: netRngB });
-        const terms = alhvrLoss(
-          { logits: outA.logits, logitsAux: outA.logitsAux!, fea: outA.fea, feaAux: outA.feaAux! },
-          { logits: outB.logits, logitsAux: outB.logitsAux!, fea: outB.fea, feaAux: outB.feaAux! },
-          y,
-          {
-            labeledCount: bl,
-            iteration,
-            proportion: config.proportion,
-            temperature: config.temperature,
-            consistency: config.consistency,
-            rampIterations: config.rampIterations,
-            diceLoss: config.diceLoss,
-            detachTeacher: config.detachTeacher,
-            protoCe: config.protoCe,
-            regions: config.regions,
-            labelWeight: w,
-          },
-        );
-        const { loss, weight: _weight, ...scalars } = terms;
-        kept = Object.fromEntries(Object.entries(scalars).map(([k, t]) => [k, tf.keep(t as tf.Scalar)]));
-        return loss;
-      }, trainable));
-      const gradsA: Record<string, tf.Tensor> = {};
-      const gradsB: Record<string, tf.Tensor> = {};
-      for (const [tfName, g] of Object.entries(grads)) {
-        const owner = nameOf.get(tfName);
-        if (owner) (owner.student === 'a' ? gradsA : gradsB)[owner.name] = g;
-      }
-      sgdA.step(paramsA, gradsA);
-      if (paramsB) sgdB.step(paramsB, gradsB);
-
-      const lossValue = (await value.data())[0];
+      const batch = batches.next();
+      // Forward both students on the batch, the objective, one backward pass; then step both.
+      const step = guardStepMemory(backend.name, config, () =>
+        students.gradients(() => stepLoss(students.forward(batch.images, alhvr), batch, iteration, config)),
+      );
+      students.step(step.grads);
+      const loss = (await step.loss.data())[0];
       const terms: Record<string, number> = {};
-      for (const [k, t] of Object.entries(kept)) terms[k] = (await t.data())[0];
-      tf.dispose([x, y, ...(w ? [w] : []), value, ...Object.values(grads), ...Object.values(kept)]);
+      for (const [k, t] of Object.entries(step.terms)) terms[k] = (await t.data())[0];
+      tf.dispose([step.loss, ...Object.values(step.terms)]);
+      disposeBatch(batch);
       iteration++;
-      if (!Number.isFinite(lossValue)) throw new Error(`loss became ${lossValue} at iteration ${iteration}; stopping (latest checkpoint kept)`);
+      if (!Number.isFinite(loss)) throw new Error(`loss became ${loss} at iteration ${iteration}; stopping (latest checkpoint kept)`);
       if (alhvr) gamma = terms.gamma;
 
       const record: IterationRecord = {
         type: 'iteration',
         iteration,
-        loss: lossValue,
+        loss,
         terms,
         gamma,
         regions: { omega1: terms.omega1Fraction ?? NaN, omega2: terms.omega2Fraction ?? NaN, omega3: terms.omega3Fraction ?? NaN },
-        weight: alhvr ? rampWeight(iteration - 1, config.consistency, 200, config.rampIterations / 200) : 0,
+        weight: step.weight,
         lr: config.lr,
         stepMs: performance.now() - t0,
         tensors: tf.memory().numTensors,
@@ -375,9 +304,8 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
       events.onIteration?.(record);
 
       if (iteration % config.valEvery === 0 || iteration === config.iterations) {
-        for (const [key, net] of [['a', netA], ['b', netB]] as const) {
-          if (!net) continue;
-          const result = await validate(net, dataset, P, resize);
+        for (const { key, net } of students.nets()) {
+          const result = await validate(net, dataset, config.patch, config.preprocessing.resize);
           const previous = best[key];
           const isBest = !previous || result.meanDice > previous.meanDice;
           const { summary: _summary, ...compact } = result;
@@ -399,10 +327,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
     await pseudo?.set.close();
     // After a wasm abort the backend is dead and disposing throws; the first error is the one to report.
     try {
-      netA.dispose();
-      netB?.dispose();
-      sgdA.dispose();
-      sgdB.dispose();
+      students.dispose();
     } catch {
       /* backend already failed */
     }

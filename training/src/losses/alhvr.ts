@@ -18,7 +18,7 @@ import { ceLoss, diceLoss, oneHotLabels, type DiceVariant } from './supervised.j
 import { regionMasks } from './regions.js';
 import { dtctLoss } from './dtct.js';
 import { cgCpclLoss, type ProtoCeReduction } from './cgcpcl.js';
-import { rampWeight } from './ramp.js';
+import { rampWeightOver } from './ramp.js';
 
 /** What alhvrLoss needs from one student's training forward (UNetOutput in training mode). */
 export interface StudentOutputs {
@@ -54,6 +54,9 @@ export interface AlhvrLossOptions {
    */
   labelWeight?: tf.Tensor3D;
 }
+
+/** The run-wide settings of the objective (a TrainConfig carries them under the same names). */
+export type AlhvrLossRecipe = Omit<AlhvrLossOptions, 'labeledCount' | 'iteration' | 'labelWeight'>;
 
 export interface AlhvrLossTerms {
   /** L_A + L_B: the scalar to differentiate. */
@@ -109,7 +112,7 @@ const tail = (x: tf.Tensor4D, n: number) => tf.slice(x, [n, 0, 0, 0], [-1, -1, -
 export function alhvrLoss(a: StudentOutputs, b: StudentOutputs, labels: tf.Tensor3D, options: AlhvrLossOptions): AlhvrLossTerms {
   const bl = options.labeledCount;
   checkShapes(a, b, labels, bl, options.labelWeight);
-  const weight = rampWeight(options.iteration, options.consistency ?? 0.1, 200, (options.rampIterations ?? 30_000) / 200);
+  const weight = rampWeightOver(options.iteration, options.consistency ?? 0.1, options.rampIterations ?? 30_000);
   const terms = tf.tidy(() => {
     const numClasses = a.logits.shape[3];
     const pA = tf.softmax(a.logits, -1);
