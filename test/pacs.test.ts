@@ -6,14 +6,15 @@
 // transfers mid-body and refuses STOW-RS, so each failure is seen as a user would see it.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createServer, request as httpRequest, type Server } from 'node:http';
+import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import dcmjs from 'dcmjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readDicomSeries, readNiftiFile } from '@alhvr/core/node';
-import { DicomwebTransport, jsonValue, readManifest } from '@alhvr/inference/node';
+import { DicomwebTransport, jsonValue, readManifest, segmentDicomweb, type DicomwebConnection } from '@alhvr/inference/node';
 import { parseDicomwebArgs, type DicomwebArgs } from '../cli/src/lib/dicomweb.js';
 import { UsageError } from '../cli/src/lib/run-command.js';
 import { cliPath, runCli } from './cli-harness.js';
@@ -28,6 +29,7 @@ const TOKEN = 'sekrit-token-7f3a9c';
 const tmp = mkdtempSync(join(tmpdir(), 'alhvr-pacs-'));
 let orthanc: ChildProcess | undefined;
 let proxy: Server | undefined;
+let tlsProxy: Server | undefined;
 let orthancPort = 0;
 let proxyPort = 0;
 let model = '';
@@ -48,45 +50,52 @@ const freePort = () =>
   });
 
 function startProxy(): Promise<number> {
-  proxy = createServer((req, res) => {
-    if (rules.token !== undefined && req.headers.authorization !== `Bearer ${rules.token}`) {
+  proxy = createServer(proxyHandler);
+  return new Promise((resolve) => proxy!.listen(0, '127.0.0.1', () => resolve((proxy!.address() as { port: number }).port)));
+}
+
+function startTlsProxy(key: Buffer, cert: Buffer): Promise<number> {
+  tlsProxy = createHttpsServer({ key, cert }, proxyHandler);
+  return new Promise((resolve) => tlsProxy!.listen(0, '127.0.0.1', () => resolve((tlsProxy!.address() as { port: number }).port)));
+}
+
+function proxyHandler(req: IncomingMessage, res: ServerResponse): void {
+  if (rules.token !== undefined && req.headers.authorization !== `Bearer ${rules.token}`) {
+    req.resume();
+    res.writeHead(req.headers.authorization ? 403 : 401).end();
+    return;
+  }
+  const instance = req.method === 'GET' ? /\/series\/([^/]+)\/instances\/[^/?]+$/.exec(req.url ?? '') : null;
+  if (instance) counts.instanceGets++;
+  if (req.method === 'POST') {
+    counts.stows++;
+    if (rules.stowStatus) {
       req.resume();
-      res.writeHead(req.headers.authorization ? 403 : 401).end();
+      res.writeHead(rules.stowStatus).end();
       return;
     }
-    const instance = req.method === 'GET' ? /\/series\/([^/]+)\/instances\/[^/?]+$/.exec(req.url ?? '') : null;
-    if (instance) counts.instanceGets++;
-    if (req.method === 'POST') {
-      counts.stows++;
-      if (rules.stowStatus) {
-        req.resume();
-        res.writeHead(rules.stowStatus).end();
-        return;
-      }
+  }
+  let stall = instance !== null && rules.stallSeries.has(instance[1]);
+  if (instance && rules.stallFirstInstance) {
+    rules.stallFirstInstance = false;
+    stall = true;
+  }
+  const headers = { ...req.headers, host: `127.0.0.1:${orthancPort}` };
+  delete headers.authorization;
+  const upstream = httpRequest({ host: '127.0.0.1', port: orthancPort, path: req.url, method: req.method, headers }, (up) => {
+    res.writeHead(up.statusCode ?? 502, up.headers);
+    if (!stall) {
+      up.pipe(res);
+      return;
     }
-    let stall = instance !== null && rules.stallSeries.has(instance[1]);
-    if (instance && rules.stallFirstInstance) {
-      rules.stallFirstInstance = false;
-      stall = true;
-    }
-    const headers = { ...req.headers, host: `127.0.0.1:${orthancPort}` };
-    delete headers.authorization;
-    const upstream = httpRequest({ host: '127.0.0.1', port: orthancPort, path: req.url, method: req.method, headers }, (up) => {
-      res.writeHead(up.statusCode ?? 502, up.headers);
-      if (!stall) {
-        up.pipe(res);
-        return;
-      }
-      // A transfer that stops mid-body: half of the first chunk, then silence.
-      up.once('data', (chunk: Buffer) => {
-        up.pause();
-        res.write(chunk.subarray(0, chunk.length >> 1));
-      });
+    // A transfer that stops mid-body: half of the first chunk, then silence.
+    up.once('data', (chunk: Buffer) => {
+      up.pause();
+      res.write(chunk.subarray(0, chunk.length >> 1));
     });
-    upstream.on('error', () => res.destroy());
-    req.pipe(upstream);
   });
-  return new Promise((resolve) => proxy!.listen(0, '127.0.0.1', () => resolve((proxy!.address() as { port: number }).port)));
+  upstream.on('error', () => res.destroy());
+  req.pipe(upstream);
 }
 
 async function startOrthanc(): Promise<void> {
@@ -202,8 +211,10 @@ beforeAll(async () => {
 
 afterAll(async () => {
   orthanc?.kill();
-  proxy?.closeAllConnections();
-  await new Promise((r) => (proxy ? proxy.close(r) : r(undefined)));
+  for (const p of [proxy, tlsProxy]) {
+    p?.closeAllConnections();
+    await new Promise((r) => (p ? p.close(r) : r(undefined)));
+  }
   rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -322,15 +333,32 @@ ds.save_as(sys.argv[2]); print(ds.StudyInstanceUID)`, join(tmp, 'ct-seg.dcm'), m
     expect([...(await readManifest(outC)).values()].map((e) => e.status).sort()).toEqual(['failed', 'ok', 'ok']);
   }, 90_000);
 
-  it('401, 403 and an unreachable server fail the case in one line, and no token reaches any output', async () => {
+  it('401, 403, an untrusted certificate and an unreachable server fail the case in one line, --ca trusts HTTPS, and no token reaches any output', async () => {
+    const env = { ALHVR_DICOMWEB_AUTHORIZATION: `Bearer ${TOKEN}` };
+    // Through the library (the listing fails before any model is opened): each study a failed case.
     const outE = join(tmp, 'out-e');
-    const none = await segment(['--dicomweb', server(), '--study', mr.study, '--model', model, '--out', outE]);
-    expect(none.code).toBe(1);
-    expect(none.stderr).toContain(`failed: ${server()}: QIDO-RS study search: HTTP 401 unauthorized (check the Authorization header or token)`);
-    const wrong = await segment(['--dicomweb', server(), '--study', mr.study, '--model', model, '--out', outE, '--header', 'Authorization: Bearer wrong-token-123']);
-    expect(wrong.code).toBe(1);
-    expect(wrong.stderr).toContain('HTTP 403 forbidden');
-    expect(wrong.stderr).not.toContain('wrong-token-123');
+    const listed = async (connection: Partial<DicomwebConnection>) => {
+      const r = await segmentDicomweb({ output: outE, model, source: { url: server(), ...connection }, selection: { studies: [mr.study] } });
+      expect(r.exitCode).toBe(1);
+      expect(r.entries).toHaveLength(1);
+      return r.entries[0];
+    };
+    expect((await listed({})).error).toBe(`${server()}: QIDO-RS study search: HTTP 401 unauthorized (check the Authorization header or token)`);
+    const wrong = await listed({ headers: { Authorization: 'Bearer wrong-token-123' } });
+    expect(wrong).toMatchObject({ status: 'failed', input: `${server()}/studies/${mr.study}`, error: `${server()}: QIDO-RS study search: HTTP 403 forbidden (the credentials lack access)` });
+
+    // HTTPS with a self-signed certificate: refused in one line without --ca, trusted with it.
+    const key = join(tmp, 'tls.key');
+    const cert = join(tmp, 'tls.pem');
+    const ssl = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { encoding: 'utf8' });
+    expect(ssl.status, ssl.stderr).toBe(0);
+    const tlsPort = await startTlsProxy(readFileSync(key), readFileSync(cert));
+    const https = `https://127.0.0.1:${tlsPort}/dicom-web`;
+    const untrusted = await listed({ url: https, headers: { Authorization: `Bearer ${TOKEN}` } });
+    expect(untrusted.error).toMatch(/QIDO-RS study search: TLS certificate not trusted \(\w+\); pass the server's CA with --ca FILE$/);
+    const trusted = await segment(['--dicomweb', https, '--study', ct.study, '--model', model, '--out', join(tmp, 'out-tls'), '--ca', cert], env);
+    expect(trusted.code, trusted.stderr).toBe(0);
+    expect([...(await readManifest(join(tmp, 'out-tls'))).values()].map((e) => e.status)).toEqual(['ok']);
 
     const closed = await freePort();
     const outD = join(tmp, 'out-d');
@@ -340,10 +368,10 @@ ds.save_as(sys.argv[2]); print(ds.StudyInstanceUID)`, join(tmp, 'ct-seg.dcm'), m
     const [entry] = (await readManifest(outD)).values();
     expect(entry).toMatchObject({ status: 'failed', input: `http://127.0.0.1:${closed}/dicom-web/studies/${mr.study}` });
 
-    for (const dir of [outA, outC, outE, outD]) {
+    for (const dir of [outA, outC, outE, outD, join(tmp, 'out-tls')]) {
       for (const f of listFiles(dir)) expect(readFileSync(f).includes(TOKEN), f).toBe(false);
     }
-    for (const text of [first.stderr, first.stdout, none.stderr]) expect(text).not.toContain(TOKEN);
+    for (const text of [first.stderr, first.stdout, trusted.stderr, gone.stderr]) expect(text).not.toContain(TOKEN);
   }, 60_000);
 
   it('refuses contradictory or unsafe options in one line (exit 2) before any output', async () => {

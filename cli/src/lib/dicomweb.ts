@@ -113,6 +113,7 @@ export async function runDicomwebSegment(
   const { say } = ui;
   let progress: ReturnType<typeof createProgress> | undefined;
   const server = displayUrl(options.source.url);
+  if (options.store && options.formats && !options.formats.has('dicom-seg')) throw new UsageError('--store sends seg.dcm: keep dicom-seg in --formats');
   // As for folders: a run that fails before writing anything leaves no empty output folder behind.
   const created = await prepareOutputFolder(options.output);
   let wrote = false;
