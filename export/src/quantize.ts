@@ -230,7 +230,8 @@ export function quantizeModel(bytes: Uint8Array, opts: QuantizeOptions): { onnx:
 
   if (quantized.has(graph.input[0].name!)) qdq(graph.input[0].name!);
   for (const n of graph.node) {
-    const rewired = { ...n, input: n.input!.map((i) => (quantized.has(i) ? dequantized(i) : i)) };
+    // Shape only reads dimensions: from the uint8 tensor, so no DequantizeLinear is kept for it.
+    const rewired = { ...n, input: n.input!.map((i) => (!quantized.has(i) ? i : n.opType === 'Shape' ? `${i}.q` : dequantized(i))) };
     if (plan.integerConvs.has(n.name!)) rewired.input = weightDq(n);
     nodes.push(rewired);
     for (const o of n.output ?? []) if (quantized.has(o)) qdq(o);
