@@ -7,6 +7,7 @@ import { InputError } from '@alhvr/core';
 import {
   DEFAULT_TRIAGE,
   describeLockHolder,
+  discoverInputs,
   expandVolumes,
   parseDeviceRequest,
   parseFormats,
@@ -16,16 +17,15 @@ import {
   runSegmentation,
   validateRunOptions,
   validateTriageThresholds,
-  type CaseSource,
   type GammaMode,
 } from '@alhvr/inference/node';
 import { commandLine } from '../lib/command-line.js';
 import { removeEmptyFolders } from '../lib/folders.js';
 import { formatSkipped } from '../lib/format-info.js';
-import { expandInputs, seriesFolder } from '../lib/inputs.js';
 import { createProgress } from '../lib/progress.js';
 import { runCommand, UsageError } from '../lib/run-command.js';
 import { writeSummaryPlot } from '../lib/plots/segment-summary.js';
+import { DICOMWEB_GROUP, DICOMWEB_OPTIONS, parseDicomwebArgs, runDicomwebSegment } from '../lib/dicomweb.js';
 
 const COMMAND = 'alhvr-segment';
 const DEFAULT_MODEL_FILE = 'alhvr-default.onnx';
@@ -63,7 +63,7 @@ await runCommand(COMMAND, async (args, { signal }) => {
   const argv = await commandLine(
     COMMAND,
     args,
-    'INPUT... --out DIR [options]',
+    'INPUT... --out DIR [options]\n       alhvr-segment --dicomweb URL (--study UID | --query NAME=VALUE) --out DIR [--store] [options]',
     'Segment NIfTI files and DICOM series (folders are searched recursively) with an ALHVR ONNX model. Per case, ' +
       'DIR/<case-id>/ receives mask.nii.gz, confidence.nii.gz, region.nii.gz (1 reliable: both students above γ, 2 unstable: exactly one, 3 unreliable: neither), ' +
       'seg.dcm for DICOM input, preview.png and report.json; DIR/manifest.jsonl and DIR/summary.csv (most unreliable first) list every case; DIR/summary.png draws that queue.',
@@ -93,7 +93,10 @@ await runCommand(COMMAND, async (args, { signal }) => {
     .group(['out', 'model', 'device', 'slice-batch', 'threads', 'formats', 'save-probabilities', 'preview', 'volume', 'gamma-mode'], 'Segmentation:')
     .group(['resume', 'shard', 'fail-fast', 'anonymize-ids'], 'Batch runs:')
     .group(['accept-dice', 'reject-dice', 'accept-reliable', 'accept-confidence', 'reject-unreliable', 'reject-confidence'], 'Triage:')
-    .demandCommand(1, 'give at least one INPUT')
+    // PACS input: INPUT or --dicomweb, checked by parseDicomwebArgs.
+    .demandCommand(0)
+    .options(DICOMWEB_OPTIONS)
+    .group(Object.keys(DICOMWEB_OPTIONS), DICOMWEB_GROUP)
     .parseAsync();
 
   // Every option is checked before the inputs are searched or anything is written; a bad option
@@ -135,20 +138,20 @@ await runCommand(COMMAND, async (args, { signal }) => {
   const say = (line: string) => {
     if (!argv.quiet) process.stderr.write(`${line}\n`);
   };
+  const dicomweb = parseDicomwebArgs(argv);
+  if (dicomweb) {
+    const code = await runDicomwebSegment(COMMAND, { ...options, ...dicomweb }, { say, quiet: argv.quiet, verbose: argv.verbose });
+    await writeSummaryPlot(options.output).catch((err: unknown) => say(`${COMMAND}: warning: summary.png not drawn: ${(err as Error).message}`));
+    return code;
+  }
   const created = await prepareOutputFolder(options.output);
   let started = false;
   try {
     // A dataset root holds labelsTr/ beside imagesTr/: label maps are not images to segment.
-    const { sources, skipped, labelMaps } = await expandInputs(argv._.map(String), { signal, skipLabelMaps: true });
-    if (sources.length === 0) throw new InputError('no NIfTI files or DICOM series found in the inputs');
-    const cases: CaseSource[] = await expandVolumes(
-      sources.map((s) =>
-        // A series is named by its own folder, not the folder searched: two series found under one
-        // INPUT then differ in the manifest's and report's input.
-        s.kind === 'nifti' ? { kind: 'nifti', path: s.path } : { kind: 'dicom-series', path: seriesFolder(s.series), seriesId: s.series.id, files: s.series.files },
-      ),
-      volumes,
-    );
+    const found = await discoverInputs(argv._.map(String), { signal, skipLabelMaps: true });
+    const { skipped, labelMaps } = found;
+    if (found.cases.length === 0) throw new InputError('no NIfTI files or DICOM series found in the inputs');
+    const cases = await expandVolumes(found.cases.map((c) => c.source), volumes);
     if (skipped.length) say(formatSkipped(skipped, argv.verbose));
     if (labelMaps.length && argv.verbose) say(`${COMMAND}: left out ${labelMaps.length} label map(s) of an nnU-Net dataset (labelsTr/, labelsTs/)`);
     let progress: ReturnType<typeof createProgress> | undefined;
