@@ -89,6 +89,10 @@ describe('exportOnnxInt8', () => {
     expect(int8Weights).toHaveLength(44); // 46 convs, the two logits convs stay float32
     expect(g.node.filter((n) => n.opType === 'Conv')).toHaveLength(46);
     expect(g.input[0].type!.tensorType!.elemType).toBe(ElemType.FLOAT);
+    // Shape reads dimensions off the uint8 tensors: no DequantizeLinear kept alive for it.
+    const shapes = g.node.filter((n) => n.opType === 'Shape');
+    expect(shapes).toHaveLength(16);
+    for (const n of shapes) expect(n.input![0]).toMatch(/\.q$/);
     const file = join(dir, 'int8.onnx');
     writeFileSync(file, int8.onnx);
     const checked = onnxChecker(file);
