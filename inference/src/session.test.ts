@@ -37,6 +37,20 @@ describe('model card from ONNX metadata', () => {
     await expect(openModelFile(join(dir, 'missing.onnx'), { device: 'cpu' })).rejects.toThrow(/missing\.onnx: cannot read model \(ENOENT\)/);
   });
 
+  it.each([
+    ['a normalisation it does not implement', { normalisation: { kind: 'percentile' } }, 'card.normalisation.kind'],
+    ['an unknown slice axis', { input: { size: [32, 32], channels: 1, sliceAxis: 'smallest-spacing', name: 'image', layout: 'NCHW' } }, 'card.input.sliceAxis'],
+    ['labels resized back by interpolation', { resize: { image: { interpolation: 'nearest', alignment: 'corners' }, labelBack: { interpolation: 'linear', alignment: 'corners' }, mapBack: { interpolation: 'linear', alignment: 'corners' } } }, 'card.resize.labelBack.interpolation'],
+    ['an unknown resize alignment', { resize: { image: { interpolation: 'nearest', alignment: 'centre' }, labelBack: { interpolation: 'nearest', alignment: 'corners' }, mapBack: { interpolation: 'linear', alignment: 'corners' } } }, 'card.resize.image.alignment'],
+  ])('refuses a card whose preprocessing has %s, in one line naming the file and the field', async (_what, card, field) => {
+    const file = makeToyModel(dir, { name: 'odd-preprocessing.onnx', card });
+    const error = await openModelFile(file, { device: 'cpu' }).then(() => undefined, (err: Error) => err);
+    expect(error).toBeInstanceOf(InputError);
+    expect(error!.message).toContain('odd-preprocessing.onnx');
+    expect(error!.message).toContain(`model card: ${field} `);
+    expect(error!.message).not.toContain('\n');
+  });
+
   it('exposes the contract outputs of a two-student model', async () => {
     const opened = await openModelFile(model, { device: 'cpu', threads: 1 });
     expect([...opened.model.available].sort()).toEqual(['confidence', 'label', 'probabilities', 'region', 'studentConfidence']);
