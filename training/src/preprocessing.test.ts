@@ -30,6 +30,12 @@ describe('training config preprocessing block', () => {
     expect(attempt).toThrow(new RegExp(`^invalid training config: ${field.replace(/\./g, '\\.')} [^\\n]+$`));
   });
 
+  it('refuses pseudo-labels with a slice axis or normalisation they are not read with', () => {
+    expect(() => resolveConfig({ ...paths, pseudoLabels: ['/seg'], preprocessing: { normalisation: { kind: 'zscore-volume' } } })).toThrow(/^invalid training config: pseudo-labels are read with the recipe's slice axis \(largest-spacing\) and normalisation \(minmax-volume\)/);
+    expect(() => resolveConfig({ ...paths, pseudoLabels: ['/seg'], preprocessing: { sliceAxis: 0 } })).toThrow(/pseudo-labels are read with/);
+    expect(resolveConfig({ ...paths, pseudoLabels: ['/seg'], preprocessing: { resize: { mapBack: { interpolation: 'nearest', alignment: 'corners' } } } }).pseudoLabels).toEqual(['/seg']);
+  });
+
   it('a config saved before the block existed reads as the recipe', () => {
     const { preprocessing: _p, ...old } = resolveConfig(paths);
     expect(preprocessingOf(old)).toBe(ALHVR_RECIPE_PREPROCESSING);
