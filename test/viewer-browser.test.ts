@@ -2,7 +2,9 @@
 // two threads) must equal inference's Node pipeline (onnxruntime-node), and the canvas must show it.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createServer, type Server } from 'node:http';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { gunzipSync } from 'node:zlib';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { extname, join, resolve, sep } from 'node:path';
@@ -17,6 +19,10 @@ import { exportOnnx } from '@alhvr/export';
 import { buildDemo } from '../viewer/scripts/build-demo.mjs';
 import { REGION_COLORS } from '../viewer/src/slice-renderer.js';
 import { CLASSES, makeCard, makeStudent, useBackend } from './export-fixtures.js';
+import { cliPath } from './cli-harness.js';
+import { CASE_FILES } from '../inference/src/outputs.js';
+import { CASE_FILE_NAMES } from '../viewer/src/case-files.js';
+import { decodeDicomSeg, dicomSegToLabelVolume } from '@alhvr/core';
 
 const TIE = 1e-5;
 const MODEL_SIZE: [number, number] = [64, 48];
@@ -123,6 +129,27 @@ function unexplainedMismatches(page: Uint8Array, node: Uint8Array, margin: Float
   return out;
 }
 
+/** The case folder alhvr-segment writes for `input` with the test model (one thread, no preview). */
+function runCli(input: string, out: string): string {
+  execFileSync(process.execPath, [cliPath('alhvr-segment'), input, '--model', join(dir, 'model.onnx'), '--out', out, '--threads', '1', '--device', 'cpu', '--no-preview', '--quiet'], {
+    timeout: 120_000,
+  });
+  const cases = readdirSync(out, { withFileTypes: true }).filter((e) => e.isDirectory());
+  expect(cases.length).toBe(1);
+  return join(out, cases[0].name);
+}
+
+/** The page's download links, each fetched through its own href (what the user's click saves). */
+async function pageDownloads(): Promise<Record<string, Uint8Array>> {
+  const got = (await page.evaluate(`(async () => {
+    const b64 = ${PAGE_BASE64};
+    const out = {};
+    for (const a of document.querySelectorAll('#downloads a[data-file]')) out[a.dataset.file] = b64(new Uint8Array(await (await fetch(a.href)).arrayBuffer()));
+    return out;
+  })()`)) as Record<string, string>;
+  return Object.fromEntries(Object.entries(got).map(([k, v]) => [k, fromBase64(v)]));
+}
+
 // Runs in the page (passed as source text so the test transpiler cannot inject helpers into it).
 const PAGE_BASE64 = `(a) => {
   const u8 = new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
@@ -201,6 +228,9 @@ describe('viewer demo in Chromium', () => {
     expect(await page.evaluate('crossOriginIsolated')).toBe(true);
     expect(await page.evaluate('alhvrDemo.model.threads')).toBe(2);
     expect(await page.textContent('#model-info')).toContain('viewer-test');
+    // The bundled model is announced as a demonstration on synthetic phantoms.
+    expect(await page.isVisible('#demo-banner')).toBe(true);
+    expect(await page.textContent('#demo-banner')).toContain('synthetic cardiac phantoms');
   });
 
   test('a file that is not NIfTI gives a one-line error naming it', async () => {
@@ -247,6 +277,49 @@ describe('viewer demo in Chromium', () => {
     expect(await page.getAttribute('#verdict', 'data-verdict')).toBe(nodeAssessment.triage.verdict);
     expect(await page.textContent('#verdict')).toContain(`Verdict: ${nodeAssessment.triage.verdict}`);
   });
+
+  test('downloads: the NIfTI maps and report.json equal what alhvr-segment writes for the same file and model', async () => {
+    expect(await page.evaluate('document.body.dataset.state')).toBe('segmented');
+    for (const key of ['mask', 'confidence', 'region', 'seg', 'report'] as const) expect(CASE_FILE_NAMES[key]).toBe(CASE_FILES[key]);
+    const input = join(dir, 'phantom.nii.gz');
+    writeFileSync(input, niftiBytes);
+    const cli = runCli(input, join(dir, 'cli-nifti'));
+    const files = await pageDownloads();
+    expect(Object.keys(files).sort()).toEqual(['confidence.nii.gz', 'mask.nii.gz', 'region.nii.gz', 'report.json']);
+    const nifti = (name: string) => ({ web: gunzipSync(files[name]), cli: gunzipSync(readFileSync(join(cli, name))) });
+    for (const name of ['mask.nii.gz', 'confidence.nii.gz', 'region.nii.gz']) {
+      const { web, cli: node } = nifti(name);
+      expect(web.length, name).toBe(node.length);
+      // Header and extension flag byte for byte (geometry, datatype, description), except
+      // cal_max/cal_min (bytes 124–131): the data's range, equal within the tie tolerance.
+      const header = (b: Buffer) => Buffer.concat([b.subarray(0, 124), b.subarray(132, 352)]);
+      expect(Buffer.compare(header(web), header(node)), name).toBe(0);
+      for (const at of [124, 128]) expect(Math.abs(web.readFloatLE(at) - node.readFloatLE(at)), name).toBeLessThanOrEqual(TIE);
+    }
+    const mask = nifti('mask.nii.gz');
+    expect(unexplainedMismatches(mask.web.subarray(352), mask.cli.subarray(352), recorder.labelMargin)).toEqual([]);
+    const region = nifti('region.nii.gz');
+    expect(unexplainedMismatches(region.web.subarray(352), region.cli.subarray(352), recorder.regionMargin)).toEqual([]);
+    const conf = nifti('confidence.nii.gz');
+    const floats = (b: Buffer) => new Float32Array(b.buffer.slice(b.byteOffset + 352, b.byteOffset + b.length));
+    const [cw, cn] = [floats(conf.web), floats(conf.cli)];
+    let maxDiff = 0;
+    for (let i = 0; i < cn.length; i++) maxDiff = Math.max(maxDiff, Math.abs(cw[i] - cn[i]));
+    expect(maxDiff).toBeLessThanOrEqual(TIE);
+
+    const web = JSON.parse(new TextDecoder().decode(files['report.json']));
+    const node = JSON.parse(readFileSync(join(cli, 'report.json'), 'utf8'));
+    expect(Object.keys(web).sort()).toEqual(Object.keys(node).sort());
+    for (const key of ['toolkit', 'model', 'geometry', 'warnings']) expect(web[key], key).toEqual(node[key]);
+    expect(web.gamma.mode).toBe(node.gamma.mode);
+    expect(web.gamma.value).toBeCloseTo(node.gamma.value, 4);
+    expect(web.triage).toEqual(node.triage);
+    expect(web.stats.classes.map((c: { voxels: number }) => c.voxels)).toEqual(node.stats.classes.map((c: { voxels: number }) => c.voxels));
+    expect(web.stats.foreground.meanConfidence).toBeCloseTo(node.stats.foreground.meanConfidence, 4);
+    expect(web.unreliability).toBeCloseTo(node.unreliability, 4);
+    expect(web.signals.agreement).toBeCloseTo(node.signals.agreement, 3);
+    expect(web.device.used).toBe('browser-wasm');
+  }, 180_000);
 
   test('segmentation runs in a worker: progress per model call, cancel stops it, the main thread never blocks 100 ms', async () => {
     // Watch the main thread's long tasks from the moment the page takes the file (its first status
@@ -464,6 +537,7 @@ describe('viewer demo in Chromium', () => {
       await other.setInputFiles('#model-file', { name: 'picked.onnx', mimeType: 'application/octet-stream', buffer: modelBytes });
       await other.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state ?? ''));
       expect(await other.textContent('#status')).toContain('Model ready');
+      expect(await other.isVisible('#demo-banner')).toBe(false);
       expect(await other.textContent('#model-info')).toMatch(/^picked\.onnx: viewer-test .* 1 thread\)$/);
       await other.click('#sample');
       await other.waitForFunction(() => ['segmented', 'error'].includes(document.body.dataset.state ?? ''), undefined, { timeout: 30_000 });
@@ -502,5 +576,40 @@ describe('viewer demo in Chromium', () => {
     got.affine.flat().forEach((v, i) => expect(v).toBeCloseTo(want[i], 6));
     expect(unexplainedMismatches(fromBase64(got.label), node.label.data, ties.labelMargin)).toEqual([]);
     expect(unexplainedMismatches(fromBase64(got.region), node.region!.data, ties.regionMargin)).toEqual([]);
+
+    // The DICOM SEG download places the same labels on the series as alhvr-segment's seg.dcm.
+    const downloads = await pageDownloads();
+    expect(Object.keys(downloads).sort()).toEqual(['confidence.nii.gz', 'mask.nii.gz', 'region.nii.gz', 'report.json', 'seg.dcm']);
+    const series = join(dir, 'series');
+    mkdirSync(series);
+    for (const n of names) writeFileSync(join(series, n), readFileSync(join(daikonSeries, n)));
+    const cli = runCli(series, join(dir, 'cli-dicom'));
+    const webSeg = decodeDicomSeg(downloads['seg.dcm'], 'page seg.dcm');
+    const cliSeg = decodeDicomSeg(readFileSync(join(cli, 'seg.dcm')), 'cli seg.dcm');
+    expect(webSeg.segments.map((g) => [g.number, g.label])).toEqual(cliSeg.segments.map((g) => [g.number, g.label]));
+    const webLabels = dicomSegToLabelVolume(webSeg, vol, nodeCard.classes, 'page seg.dcm');
+    const cliLabels = dicomSegToLabelVolume(cliSeg, vol, nodeCard.classes, 'cli seg.dcm');
+    expect(unexplainedMismatches(webLabels.data, cliLabels.data, ties.labelMargin)).toEqual([]);
+    expect(unexplainedMismatches(webLabels.data, node.label.data, ties.labelMargin)).toEqual([]);
+    const report = JSON.parse(new TextDecoder().decode(downloads['report.json']));
+    const cliReport = JSON.parse(readFileSync(join(cli, 'report.json'), 'utf8'));
+    expect(report.series.seriesInstanceUID).toBe(cliReport.series.seriesInstanceUID);
+    expect(report.triage.verdict).toBe(cliReport.triage.verdict);
+    expect(await page.getAttribute('#verdict', 'data-verdict')).toBe(cliReport.triage.verdict);
+  }, 240_000);
+
+  test('a file that fails after a study clears that study and says why in one line', async () => {
+    expect(await page.evaluate('document.body.dataset.state')).toBe('segmented');
+    expect(await page.locator('#downloads a').count()).toBeGreaterThan(0);
+    await page.setInputFiles('#nifti-file', { name: 'truncated.nii.gz', mimeType: 'application/gzip', buffer: Buffer.from(niftiBytes.subarray(0, 200)) });
+    await page.waitForFunction(() => document.body.dataset.state === 'error');
+    const message = (await page.textContent('#status'))!;
+    expect(message).toContain('truncated.nii.gz');
+    expect(message).not.toContain('\n');
+    expect(await page.evaluate('alhvrDemo.result')).toBeUndefined();
+    expect(await page.textContent('#summary')).toBe('');
+    expect(await page.locator('#downloads a').count()).toBe(0);
+    expect(await page.evaluate('alhvrDemo.studyView.nv.volumes.length')).toBe(0);
+    expect(await page.isDisabled('#slice')).toBe(true);
   });
 });

@@ -21,6 +21,8 @@ const cancelButton = byId<HTMLButtonElement>('cancel');
 const runtimeInfo = byId<HTMLSpanElement>('runtime-info');
 const readout = byId<HTMLDivElement>('readout');
 const windowInfo = byId<HTMLSpanElement>('window-info');
+const downloads = byId<HTMLDivElement>('downloads');
+const banner = byId<HTMLParagraphElement>('demo-banner');
 const context = canvas.getContext('2d')!;
 
 /** `?threads=N` sets ONNX Runtime's WebAssembly threads (more than one needs COOP/COEP headers). */
@@ -53,6 +55,7 @@ function clearStudy(): void {
   slider.disabled = true;
   sliceNumber.textContent = '';
   summary.replaceChildren();
+  showDownloads({}, '');
   readout.textContent = '';
   studyView?.clear();
 }
@@ -94,7 +97,26 @@ function showLegend(m: WorkerModel): void {
   }
 }
 
-async function openModel(bytes: Uint8Array, name: string): Promise<void> {
+/** Links that save the case folder's files, as alhvr-segment names them (previous links are revoked). */
+function showDownloads(files: Record<string, Uint8Array>, caseName: string): void {
+  for (const a of downloads.querySelectorAll('a')) URL.revokeObjectURL(a.href);
+  downloads.replaceChildren();
+  if (Object.keys(files).length === 0) return;
+  const title = document.createElement('strong');
+  title.textContent = 'Download: ';
+  downloads.append(title);
+  const stem = caseName.replace(/\.(nii\.gz|nii)$/i, '').replace(/[^\p{L}\p{N}._-]+/gu, '_');
+  for (const [name, bytes] of Object.entries(files)) {
+    const a = document.createElement('a');
+    a.href = URL.createObjectURL(new Blob([bytes as BlobPart], { type: name.endsWith('.json') ? 'application/json' : 'application/octet-stream' }));
+    a.download = `${stem}_${name}`;
+    a.dataset.file = name;
+    a.textContent = name;
+    downloads.append(a);
+  }
+}
+
+async function openModel(bytes: Uint8Array, name: string, bundled = false): Promise<void> {
   setState('working', `Opening ${name}…`);
   const opened = await segmenter.open(bytes, name, numThreads);
   model = opened;
@@ -106,6 +128,7 @@ async function openModel(bytes: Uint8Array, name: string): Promise<void> {
     `ONNX Runtime Web in a worker: ${opened.backend === 'wasm' ? 'WebAssembly' : opened.backend}, ${opened.threads} thread${opened.threads === 1 ? '' : 's'}` +
     `${opened.crossOriginIsolated ? '' : ' (not cross-origin isolated: serve with COOP/COEP headers for more threads)'}; model opened in ${opened.loadMs.toFixed(0)} ms.`;
   showLegend(opened);
+  banner.hidden = !bundled;
   setState('ready', 'Model ready. Choose a NIfTI file or the phantom sample.');
 }
 
@@ -196,6 +219,7 @@ async function segment(input: SegmentInput): Promise<void> {
   draw();
   await nextTask();
   showSummary(r, model, name);
+  showDownloads(r.files, name);
   if (studyView) {
     await nextTask();
     await studyView.show(r, model.card);
@@ -309,7 +333,7 @@ async function start(): Promise<void> {
     setState('no-model', 'Choose an exported ALHVR model (.onnx) to start.');
     return;
   }
-  await openModel(new Uint8Array(await response.arrayBuffer()), 'model.onnx');
+  await openModel(new Uint8Array(await response.arrayBuffer()), 'model.onnx', true);
 }
 
 startStudyView()

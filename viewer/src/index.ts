@@ -5,3 +5,5 @@ export * from './slice-renderer.js';
 export * from './segment-dicom.js';
 export * from './segment-worker.js';
 export * from './worker-client.js';
+export * from './case-files.js';
+export * from './study-view.js';

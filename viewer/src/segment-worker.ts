@@ -1,6 +1,7 @@
 // The worker side of SegmentationWorker: opens the model and segments in a Web Worker, so the
 // page's main thread only draws and answers the user while ONNX Runtime works.
 import { displayWindow, encodeNifti, generatePhantomCase } from '@alhvr/core';
+import { caseFiles } from './case-files.js';
 import { loadModel, type ViewerModel } from './load-model.js';
 import { segmentDicom } from './segment-dicom.js';
 import { segmentNifti, type SegmentNiftiResult } from './segment-nifti.js';
@@ -13,9 +14,10 @@ export interface WorkerScope {
 }
 
 /** Buffers behind the result's voxel arrays, each once (a transfer list must not repeat one). */
-function resultBuffers(r: SegmentNiftiResult): Transferable[] {
+function resultBuffers(r: SegmentNiftiResult, files: Record<string, Uint8Array>): Transferable[] {
   const buffers = new Set<ArrayBufferLike>();
   for (const v of [r.image, r.label, r.confidence, r.region]) if (v) buffers.add(v.data.buffer);
+  for (const bytes of Object.values(files)) buffers.add(bytes.buffer);
   return [...buffers].filter((b): b is ArrayBuffer => b instanceof ArrayBuffer);
 }
 
@@ -60,8 +62,10 @@ export function serveSegmentation(scope: WorkerScope): void {
       }
       if (!model) throw new Error('no model is open');
       const result = await segmentInput(request.input, model, (done, total) => scope.postMessage({ type: 'progress', id: request.id, done, total }));
-      // The grey-level window scans the whole image: done here, not on the page's thread.
-      scope.postMessage({ type: 'segmented', id: request.id, result, displayWindow: displayWindow(result.image.data) }, resultBuffers(result));
+      // The grey-level window and the case files (gzip, DICOM SEG) are done here, not on the page's thread.
+      const files = caseFiles(result, model.identity, { backend: 'wasm', threads: model.threads }, request.input.name);
+      const window = displayWindow(result.image.data);
+      scope.postMessage({ type: 'segmented', id: request.id, result, displayWindow: window, files }, resultBuffers(result, files));
     } catch (err) {
       scope.postMessage({ type: 'failed', id: request.id, message: err instanceof Error ? err.message : String(err) });
     }

@@ -18,6 +18,8 @@ export class SegmentationCancelled extends Error {
 /** A segmentation from the worker, with the image's grey-level window (core's displayWindow rule). */
 export interface WorkerSegmentation extends SegmentNiftiResult {
   displayWindow: [number, number];
+  /** The case folder alhvr-segment would write (mask/confidence/region NIfTI, seg.dcm for DICOM, report.json), by file name. */
+  files: Record<string, Uint8Array>;
 }
 
 /** A model opened in the worker: what the page needs to describe it. */
@@ -111,7 +113,7 @@ export class SegmentationWorker {
     const transfer = [...buffers].filter((b): b is ArrayBuffer => b instanceof ArrayBuffer);
     const reply = await this.send({ type: 'segment', id: this.nextId++, input }, transfer, onProgress);
     const segmented = reply as Extract<WorkerReply, { type: 'segmented' }>;
-    return { ...reviveResult(segmented.result), displayWindow: segmented.displayWindow };
+    return { ...reviveResult(segmented.result), displayWindow: segmented.displayWindow, files: segmented.files };
   }
 
   /**

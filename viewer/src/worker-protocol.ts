@@ -32,5 +32,5 @@ export type WorkerRequest =
 export type WorkerReply =
   | { type: 'opened'; id: number; info: OpenedModelInfo }
   | { type: 'progress'; id: number; done: number; total: number }
-  | { type: 'segmented'; id: number; result: SegmentNiftiResult; displayWindow: [number, number] }
+  | { type: 'segmented'; id: number; result: SegmentNiftiResult; displayWindow: [number, number]; files: Record<string, Uint8Array> }
   | { type: 'failed'; id: number; message: string };
