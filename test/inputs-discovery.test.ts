@@ -45,6 +45,11 @@ beforeAll(() => {
   copyFileSync(join(daikonData, 'implicit_little.dcm'), join(input, 'IM0001'));
   copyFileSync(join(niftiData, 'little.nii.gz'), join(input, 'nested', 'deeper', 'scan.nii.gz'));
   copyFileSync(join(niftiData, 'little.nii.gz'), join(input, 'scan.nii.gz'));
+  // The commands' own test: small, since it runs both commands as processes.
+  mkdirSync(join(tmp, 'small', 'nested'), { recursive: true });
+  copyFileSync(join(daikonData, 'implicit_little.dcm'), join(tmp, 'small', 'IM0001'));
+  copyFileSync(join(niftiData, 'little.nii.gz'), join(tmp, 'small', 'nested', 'scan.nii.gz'));
+  copyFileSync(join(niftiData, 'little.nii.gz'), join(tmp, 'small', 'scan.nii.gz'));
 });
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -93,13 +98,21 @@ describe('input discovery reads each DICOM file once for hash and parse', () => 
 });
 
 describe('one case-id scheme for every command', () => {
-  it('alhvr-convert names its files as alhvr-segment names its case folders', async () => {
+  it('names NIfTI by path under the searched folder and DICOM by PatientID_StudyDate_SeriesNumber_Description', async () => {
     const { cases } = await discoverInputs([input]);
     const ids = cases.map((c) => c.id).sort();
-    // NIfTI by path under the searched folder; DICOM by PatientID_StudyDate_SeriesNumber_Description.
+    expect(ids).toHaveLength(4);
     expect(ids).toContain('nested_deeper_scan');
     expect(ids).toContain('scan');
-    expect(ids.some((id) => id.endsWith('FSE_PD_AXIAL_OBL'))).toBe(true);
+    const mr = cases.find((c) => c.source.kind === 'dicom-series' && c.source.series.files.length === 20)!;
+    const first = mr.source.kind === 'dicom-series' ? mr.source.headers[0] : undefined;
+    expect(mr.id).toBe([first?.patientStudy.PatientID, first?.patientStudy.StudyDate, first?.seriesNumber, 'FSE_PD_AXIAL_OBL'].filter(Boolean).join('_').replace(/[^\p{L}\p{N}._-]+/gu, '_'));
+  });
+
+  it('alhvr-convert names its files as alhvr-segment names its case folders', { timeout: 120_000 }, async () => {
+    const input = join(tmp, 'small');
+    const ids = (await discoverInputs([input])).cases.map((c) => c.id).sort();
+    expect(ids).toHaveLength(3);
 
     const converted = join(tmp, 'converted');
     const convert = await runCli('alhvr-convert', [input, '--out', `${converted}/`]);
