@@ -121,8 +121,8 @@ describe('alhvr-phantom', () => {
       ['--dicom'],
       ['--kind', 'abdomen-ct', '--matrix', '7'],
     ];
-    for (const extra of bad) {
-      const result = await runCli('alhvr-phantom', ['--out', join(tmp, 'never'), '--cases', '1', '--seed', '1', ...extra]);
+    const results = await Promise.all(bad.map((extra) => runCli('alhvr-phantom', ['--out', join(tmp, 'never'), '--cases', '1', '--seed', '1', ...extra])));
+    for (const result of results) {
       expect(result.code).toBe(2);
       expect(stderrLines(result)).toHaveLength(1);
     }

@@ -16,6 +16,14 @@ await runCommand(COMMAND, async (args, { signal }) => {
       'cardiac MR (ACDC labels, the default) or abdominal CT in HU (liver, kidney, spleen, pancreas). ' +
       'The same seed always gives the same files.',
   )
+    .option('out', { alias: 'o', type: 'string', demandOption: true, description: 'Folder to write the dataset into' })
+    .option('cases', { type: 'number', demandOption: true, description: 'Number of cases (volumes) to generate' })
+    .option('seed', { type: 'number', demandOption: true, description: 'Random seed (integer)' })
+    .option('shift', {
+      type: 'number',
+      default: 0,
+      description: 'cardiac-mr: acquisition shift severity 0–2 (0 in-domain): stronger noise, bias field, blur and lower contrast, same anatomy as severity 0',
+    })
     .option('kind', {
       choices: ['cardiac-mr', 'abdomen-ct'] as const,
       default: 'cardiac-mr' as const,
@@ -23,14 +31,6 @@ await runCommand(COMMAND, async (args, { signal }) => {
     })
     .option('matrix', { type: 'number', description: 'abdomen-ct: in-plane voxels per side (default 512; smaller shrinks the body with the field of view)' })
     .option('dicom', { type: 'boolean', default: false, description: 'abdomen-ct: also write each image as a DICOM CT series under dicom/<case>/' })
-    .option('out', { alias: 'o', type: 'string', demandOption: true, description: 'Folder to write the dataset into' })
-    .option('cases', { type: 'number', demandOption: true, description: 'Number of cases (volumes) to generate' })
-    .option('seed', { type: 'number', demandOption: true, description: 'Random seed (integer)' })
-    .option('shift', {
-      type: 'number',
-      default: 0,
-      description: 'Acquisition shift severity 0–2 (0 in-domain): stronger noise, bias field, blur and lower contrast, same anatomy as severity 0',
-    })
     .demandCommand(0, 0, '', 'alhvr-phantom takes no positional arguments')
     .parseAsync();
   if (!Number.isInteger(argv.cases) || argv.cases < 1) throw new UsageError(`--cases must be a whole number ≥ 1, got ${String(argv.cases)}`);
