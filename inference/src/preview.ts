@@ -140,9 +140,10 @@ export function renderPreview(
   const missed = opts.annotation ? missedReason(opts.annotation) : undefined;
   const empty = missed !== undefined ? missedSlice(label, orientation) : undefined;
   const slices = empty === undefined ? previewSlices(label, orientation, maxSlices) : [...previewSlices(label, orientation, Math.max(1, maxSlices - 1)), empty].sort((a, b) => a - b);
-  const montage = renderMontage(image, label, region, card, orientation, slices, opts.tileSize ?? 192);
-  if (!opts.annotation || !opts.rasterize) return montage.png;
-  return opts.rasterize(previewSvg(montage, card, region !== undefined, opts.annotation, empty === undefined ? undefined : { slice: empty, reason: missed! }));
+  const { annotation, rasterize } = opts;
+  const montage = renderMontage(image, label, region, card, orientation, slices, opts.tileSize ?? 192, annotation !== undefined && rasterize !== undefined);
+  if (!annotation || !rasterize) return montage.png;
+  return rasterize(previewSvg(montage, card, region !== undefined, annotation, empty === undefined ? undefined : { slice: empty, reason: missed! }));
 }
 
 /** Where each tile of the montage is, for the annotations drawn over it. */
@@ -165,6 +166,8 @@ function renderMontage(
   orientation: Orientation,
   slices: number[],
   tileSize: number,
+  /** Embedded in the annotated SVG: stored rather than deflated, as the rasterizer compresses the final PNG anyway. */
+  embedded: boolean,
 ): MontageLayout {
   const grid = canonicalGrid(image.dims, orientation);
   const [w, h] = grid.dims;
@@ -235,7 +238,7 @@ function renderMontage(
   });
   // One fixed filter instead of pngjs's default of trying all five per row: same pixels, about
   // half the encoding time (the RLE deflate strategy makes the level matter little).
-  const bytes = PNG.sync.write(png, { filterType: 1, deflateLevel: 1 });
+  const bytes = PNG.sync.write(png, embedded ? { filterType: 0, deflateLevel: 0 } : { filterType: 1, deflateLevel: 1 });
   return { png: bytes, width, height, tileWidth: tw, tileHeight: th, panels, tiles };
 }
 
