@@ -10,6 +10,7 @@ import { Volume, scalingAffine } from '@alhvr/core';
 import { writeNiftiFile } from '@alhvr/core/node';
 import { CASE_FILES, VERDICT_COLORS, runSegmentation } from '@alhvr/inference/node';
 import { rasterizeSvg } from '../cli/src/lib/plots/render.js';
+import { runCli } from './cli-harness.js';
 import { makeToyModel } from './segment-toy-model.js';
 
 let dir: string;
@@ -49,5 +50,13 @@ describe('preview.png from a segment run', () => {
     // The first legend swatch is the first foreground class's colour.
     const first = report.model.classes.find((c: { value: number }) => c.value !== 0);
     expect(pixel(withText, 13, 44 + montage.height + 4 + 9)).toEqual(first.color);
+  }, 120_000);
+
+  it('alhvr-segment writes the annotated picture', async () => {
+    const out = join(dir, 'cli');
+    const r = await runCli('alhvr-segment', [image, '--out', out, '--model', model, '--formats', 'nifti', '--threads', '1']);
+    expect(r.code, r.stderr).toBe(0);
+    const report = JSON.parse(readFileSync(join(out, 'disc', CASE_FILES.report), 'utf8'));
+    expect(pixel(read(out), 9, 27)).toEqual([...VERDICT_COLORS[report.triage.verdict as 'accept' | 'review' | 'reject']]);
   }, 120_000);
 });
