@@ -28,6 +28,8 @@ export interface DicomwebConnection {
   retries?: number;
   /** First back-off; doubled on each retry (default 500 ms). */
   backoffMs?: number;
+  /** Matches asked for per QIDO-RS answer; longer listings are fetched page by page (default 200). */
+  pageSize?: number;
 }
 
 export type DicomwebFailure = 'unreachable' | 'timeout' | 'unauthorized' | 'forbidden' | 'not-found' | 'http' | 'tls';
@@ -108,7 +110,7 @@ interface RequestOptions {
 interface DicomwebClientApi {
   searchForStudies(o: { queryParams?: Record<string, string>; request: RequestOptions }): Promise<DicomJson[]>;
   searchForSeries(o: { studyInstanceUID: string; queryParams?: Record<string, string>; request: RequestOptions }): Promise<DicomJson[]>;
-  searchForInstances(o: { studyInstanceUID: string; seriesInstanceUID: string; request: RequestOptions }): Promise<DicomJson[]>;
+  searchForInstances(o: { studyInstanceUID: string; seriesInstanceUID: string; queryParams?: Record<string, string>; request: RequestOptions }): Promise<DicomJson[]>;
   retrieveInstance(o: { studyInstanceUID: string; seriesInstanceUID: string; sopInstanceUID: string; request: RequestOptions }): Promise<ArrayBuffer>;
   storeInstances(o: { datasets: ArrayBuffer[]; studyInstanceUID?: string; request: RequestOptions }): Promise<unknown>;
 }
@@ -144,6 +146,7 @@ export class DicomwebTransport {
   private readonly timeoutMs: number;
   private readonly retries: number;
   private readonly backoffMs: number;
+  private readonly pageSize: number;
 
   constructor(readonly connection: DicomwebConnection) {
     let parsed: URL;
@@ -159,6 +162,7 @@ export class DicomwebTransport {
     this.timeoutMs = connection.timeoutMs ?? 30_000;
     this.retries = connection.retries ?? 3;
     this.backoffMs = connection.backoffMs ?? 500;
+    this.pageSize = connection.pageSize ?? 200;
     this.httpsAgent = new HttpsAgent({ keepAlive: true, ca: [...rootCertificates, ...systemCaBundle(), ...(connection.caPem ? [connection.caPem] : [])] });
     const url = this.display;
     this.client = new (api.DICOMwebClient as unknown as new (o: object) => DicomwebClientApi)({ url, headers: connection.headers ?? {}, verbose: false });
@@ -222,16 +226,38 @@ export class DicomwebTransport {
     }
   }
 
+  /**
+   * A QIDO-RS search, page by page (limit/offset), since servers cap how many matches one answer
+   * holds. Stops at an empty page, or at a page with nothing new (a server that ignores offset).
+   */
+  private async searchAll(what: string, uidTag: string, search: (queryParams: Record<string, string>, request: RequestOptions) => Promise<DicomJson[]>, queryParams: Record<string, string>, opts?: { signal?: AbortSignal }): Promise<DicomJson[]> {
+    const all: DicomJson[] = [];
+    const seen = new Set<string>();
+    for (let offset = 0; ; ) {
+      const page = (await this.call(what, (request) => search({ ...queryParams, limit: String(this.pageSize), offset: String(offset) }, request), opts)) ?? [];
+      const fresh = page.filter((ds) => {
+        const uid = jsonValue(ds, uidTag);
+        if (seen.has(uid)) return false;
+        seen.add(uid);
+        return true;
+      });
+      all.push(...fresh);
+      if (page.length === 0 || fresh.length === 0) return all;
+      offset += page.length;
+    }
+  }
+
   searchStudies(queryParams: Record<string, string>, opts?: { signal?: AbortSignal }): Promise<DicomJson[]> {
-    return this.call('QIDO-RS study search', (request) => this.client.searchForStudies({ queryParams, request }), opts).then((r) => r ?? []);
+    return this.searchAll('QIDO-RS study search', '0020000D', (q, request) => this.client.searchForStudies({ queryParams: q, request }), queryParams, opts);
   }
 
   searchSeries(studyInstanceUID: string, opts?: { signal?: AbortSignal }): Promise<DicomJson[]> {
-    return this.call(`QIDO-RS series of study ${studyInstanceUID}`, (request) => this.client.searchForSeries({ studyInstanceUID, request }), opts).then((r) => r ?? []);
+    // SeriesDescription is part of the case id; not every server returns it unasked.
+    return this.searchAll(`QIDO-RS series of study ${studyInstanceUID}`, '0020000E', (q, request) => this.client.searchForSeries({ studyInstanceUID, queryParams: q, request }), { includefield: '0008103E' }, opts);
   }
 
   searchInstances(studyInstanceUID: string, seriesInstanceUID: string, opts?: { signal?: AbortSignal }): Promise<DicomJson[]> {
-    return this.call(`QIDO-RS instances of series ${seriesInstanceUID}`, (request) => this.client.searchForInstances({ studyInstanceUID, seriesInstanceUID, request }), opts).then((r) => r ?? []);
+    return this.searchAll(`QIDO-RS instances of series ${seriesInstanceUID}`, '00080018', (q, request) => this.client.searchForInstances({ studyInstanceUID, seriesInstanceUID, queryParams: q, request }), {}, opts);
   }
 
   /** One instance (WADO-RS, application/dicom), as its Part 10 bytes. */
