@@ -451,6 +451,41 @@ describe('viewer demo in Chromium', () => {
     await page.click('input[name="layout"][value="multiplanar"]');
   });
 
+  test('the region-threshold slider recomputes regions from the kept student confidences, as the pipeline would at that γ', async () => {
+    expect(await page.evaluate('document.body.dataset.state')).toBe('segmented');
+    expect(await page.isDisabled('#gamma')).toBe(false);
+    const regionNow = async () => fromBase64((await page.evaluate(`(${PAGE_BASE64})(alhvrDemo.result.region.data)`)) as string);
+    // The pipeline's own per-volume γ (β-quantile rule) gives an independent region map at another γ.
+    const vol = decodeNifti(niftiBytes, { path: 'phantom.nii.gz' });
+    const opened = await openModelFile(join(dir, 'model.onnx'), { device: 'cpu', threads: 1 });
+    const perVolume = await segmentVolume(vol, opened.model, { batch: 4, gammaMode: 'volume' });
+    await opened.model.release();
+    const g = perVolume.gamma!.value;
+    expect(Math.abs(g - nodeCard.regions.gamma)).toBeGreaterThan(0.01);
+    await page.evaluate(`alhvrDemo.setRegionThreshold(${g})`);
+    const atG = await regionNow();
+    let differ = 0;
+    for (let i = 0; i < atG.length; i++) if (atG[i] !== perVolume.region!.data[i]) differ++;
+    let changed = 0;
+    for (let i = 0; i < atG.length; i++) if (atG[i] !== nodeResult.region!.data[i]) changed++;
+    expect(changed).toBeGreaterThan(0); // the threshold matters here
+    expect(differ).toBeLessThanOrEqual(Math.ceil(atG.length * 1e-4)); // only confidences within 1e-5 of γ may flip
+    // Through the slider itself: γ 0 makes every voxel "both confident", γ 1 none.
+    const slide = async (value: string) => {
+      await page.$eval('#gamma', (el, v) => {
+        (el as HTMLInputElement).value = v;
+        el.dispatchEvent(new Event('input'));
+      }, value);
+      await page.waitForFunction((v) => document.getElementById('gamma-value')!.textContent === Number(v).toFixed(2), value);
+      return regionNow();
+    };
+    expect(new Set(await slide('0'))).toEqual(new Set([1]));
+    expect(new Set(await slide('1'))).toEqual(new Set([3]));
+    // Back at the card's γ: the pipeline's region map again.
+    await page.evaluate(`alhvrDemo.setRegionThreshold(${nodeCard.regions.gamma})`);
+    expect(unexplainedMismatches(await regionNow(), nodeResult.region!.data, recorder.regionMargin)).toEqual([]);
+  }, 120_000);
+
   test('the canvas shows the chosen slice: grey image, and each label / region in its colour', async () => {
     expect(await page.evaluate('document.body.dataset.state')).toBe('segmented');
     const grid = canonicalGrid(nodeResult.label.dims, nodeResult.orientation);
@@ -612,4 +647,22 @@ describe('viewer demo in Chromium', () => {
     expect(await page.evaluate('alhvrDemo.studyView.nv.volumes.length')).toBe(0);
     expect(await page.isDisabled('#slice')).toBe(true);
   });
+
+  test('a NIfTI file dropped on the page is segmented like a picked one', async () => {
+    await page.evaluate(`(async () => {
+      const bytes = Uint8Array.from(atob('${Buffer.from(niftiBytes).toString('base64')}'), (c) => c.charCodeAt(0));
+      const transfer = new DataTransfer();
+      transfer.items.add(new File([bytes], 'dropped.nii.gz', { type: 'application/gzip' }));
+      document.dispatchEvent(new DragEvent('drop', { dataTransfer: transfer, bubbles: true, cancelable: true }));
+    })()`);
+    // The page was in "error" (the test before); wait for this file's own outcome.
+    await page.waitForFunction(
+      () => ['segmented', 'error'].includes(document.body.dataset.state ?? '') && document.getElementById('status')!.textContent!.includes('dropped.nii.gz'),
+      undefined,
+      { timeout: 60_000 },
+    );
+    expect(await page.textContent('#status')).toBe('Segmented dropped.nii.gz.');
+    const label = fromBase64((await page.evaluate(`(${PAGE_BASE64})(alhvrDemo.result.label.data)`)) as string);
+    expect(unexplainedMismatches(label, nodeResult.label.data, recorder.labelMargin)).toEqual([]);
+  }, 120_000);
 });

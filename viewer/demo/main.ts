@@ -23,6 +23,8 @@ const readout = byId<HTMLDivElement>('readout');
 const windowInfo = byId<HTMLSpanElement>('window-info');
 const downloads = byId<HTMLDivElement>('downloads');
 const banner = byId<HTMLParagraphElement>('demo-banner');
+const gammaSlider = byId<HTMLInputElement>('gamma');
+const gammaValue = byId<HTMLSpanElement>('gamma-value');
 const context = canvas.getContext('2d')!;
 
 /** `?threads=N` sets ONNX Runtime's WebAssembly threads (more than one needs COOP/COEP headers). */
@@ -56,6 +58,8 @@ function clearStudy(): void {
   sliceNumber.textContent = '';
   summary.replaceChildren();
   showDownloads({}, '');
+  gammaSlider.disabled = true;
+  gammaValue.textContent = '';
   readout.textContent = '';
   studyView?.clear();
 }
@@ -220,6 +224,9 @@ async function segment(input: SegmentInput): Promise<void> {
   await nextTask();
   showSummary(r, model, name);
   showDownloads(r.files, name);
+  gammaSlider.disabled = !r.region || !model.available.has('studentConfidence');
+  if (r.gamma) gammaSlider.value = String(r.gamma.value);
+  gammaValue.textContent = r.gamma ? r.gamma.value.toFixed(2) : '';
   if (studyView) {
     await nextTask();
     await studyView.show(r, model.card);
@@ -305,6 +312,78 @@ async function startStudyView(): Promise<void> {
   }
 }
 
+/** Recompute the region map at γ in the worker and show it; resolves once drawn. */
+async function setRegionThreshold(gamma: number): Promise<void> {
+  const r = result;
+  if (!r?.region) return;
+  const region = await segmenter.regionsAt(gamma);
+  if (result !== r) return; // another study arrived meanwhile
+  r.region = r.label.withData(region);
+  gammaValue.textContent = gamma.toFixed(2);
+  draw();
+  studyView?.updateRegion(r.region);
+}
+
+// One threshold request at a time; a drag only asks again for the latest value.
+let gammaBusy = false;
+let gammaWanted: number | undefined;
+gammaSlider.addEventListener('input', () => {
+  gammaWanted = Number(gammaSlider.value);
+  if (gammaBusy) return;
+  gammaBusy = true;
+  const next = (): Promise<void> => {
+    const g = gammaWanted!;
+    gammaWanted = undefined;
+    return setRegionThreshold(g).then(() => (gammaWanted === undefined ? undefined : next()));
+  };
+  next()
+    .catch(fail)
+    .finally(() => (gammaBusy = false));
+});
+
+/** Every file under a dropped entry (folders recursively). */
+async function entryFiles(entry: FileSystemEntry): Promise<File[]> {
+  if (entry.isFile) return [await new Promise<File>((ok, no) => (entry as FileSystemFileEntry).file(ok, no))];
+  const reader = (entry as FileSystemDirectoryEntry).createReader();
+  const out: File[] = [];
+  // readEntries returns the folder in chunks; an empty chunk ends it.
+  for (;;) {
+    const chunk = await new Promise<FileSystemEntry[]>((ok, no) => reader.readEntries(ok, no));
+    if (chunk.length === 0) return out;
+    for (const child of chunk) out.push(...(await entryFiles(child)));
+  }
+}
+
+/** A drop of one NIfTI file segments it; anything else (files, folders) is read as one DICOM series. */
+async function openDropped(items: DataTransferItemList | undefined, fallback: File[]): Promise<void> {
+  const entries = [...(items ?? [])].map((i) => i.webkitGetAsEntry?.()).filter((e): e is FileSystemEntry => !!e);
+  const files = entries.length ? (await Promise.all(entries.map(entryFiles))).flat() : fallback;
+  if (files.length === 0) return;
+  if (files.length === 1 && /\.nii(\.gz)?$/i.test(files[0].name)) {
+    setState('working', `Reading ${files[0].name}…`);
+    await segment({ kind: 'nifti', bytes: new Uint8Array(await files[0].arrayBuffer()), name: files[0].name });
+    return;
+  }
+  const name = `DICOM series (${files.length} files)`;
+  setState('working', `Reading ${name}…`);
+  await segment({ kind: 'dicom', files: await Promise.all(files.map(async (f) => ({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) }))), name });
+}
+
+document.addEventListener('dragover', (e) => {
+  e.preventDefault();
+  document.body.classList.add('dragging');
+});
+document.addEventListener('dragleave', () => document.body.classList.remove('dragging'));
+document.addEventListener('drop', (e) => {
+  e.preventDefault();
+  document.body.classList.remove('dragging');
+  const files = [...(e.dataTransfer?.files ?? [])];
+  // Entries must be taken before the first await: the drop's data is gone after the event.
+  const items = e.dataTransfer?.items;
+  const entries = items ? [...items] : undefined;
+  openDropped(entries as unknown as DataTransferItemList | undefined, files).catch(fail);
+});
+
 slider.addEventListener('input', draw);
 opacitySlider.addEventListener('input', draw);
 for (const radio of document.querySelectorAll<HTMLInputElement>('input[name="overlay"]')) radio.addEventListener('change', draw);
@@ -317,6 +396,7 @@ for (const radio of document.querySelectorAll<HTMLInputElement>('input[name="ove
   get result() {
     return result;
   },
+  setRegionThreshold,
   get studyView() {
     return studyView;
   },

@@ -14,6 +14,6 @@ export interface SegmentDicomOptions extends Omit<SegmentNiftiOptions, 'volumeIn
  */
 export async function segmentDicom(files: DicomBytesFile[], model: ViewerModel, opts: SegmentDicomOptions = {}): Promise<SegmentNiftiResult> {
   const image = await readDicomSeriesFromBytes(files, { path: opts.path ?? 'DICOM series', seriesUID: opts.seriesUID });
-  const result = await segmentVolume(image, model.model, { batch: opts.batch, gammaMode: opts.gammaMode, onProgress: opts.onProgress });
+  const result = await segmentVolume(image, model.model, { batch: opts.batch, gammaMode: opts.gammaMode, onProgress: opts.onProgress, tap: opts.tap });
   return { ...result, image, ...assessResult(image, result, model) };
 }

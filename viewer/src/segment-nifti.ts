@@ -2,7 +2,7 @@ import { decodeNifti, type Volume, type VoxelArray } from '@alhvr/core';
 import { assessCase, computeCaseStats, segmentVolume, type CaseStats, type SegmentResult, type SegmentOptions } from '@alhvr/inference';
 import type { ViewerModel } from './load-model.js';
 
-export interface SegmentNiftiOptions extends Pick<SegmentOptions, 'batch' | 'gammaMode' | 'onProgress'> {
+export interface SegmentNiftiOptions extends Pick<SegmentOptions, 'batch' | 'gammaMode' | 'onProgress' | 'tap'> {
   /** File name for error messages. Default "image.nii". */
   path?: string;
   /** Which 3D volume of a 4D file to segment. Default 0. */
@@ -28,6 +28,6 @@ export function assessResult(image: Volume<VoxelArray>, result: SegmentResult, m
 /** Decode a .nii / .nii.gz file's bytes and segment it with a model from `loadModel`. */
 export async function segmentNifti(bytes: Uint8Array, model: ViewerModel, opts: SegmentNiftiOptions = {}): Promise<SegmentNiftiResult> {
   const image = decodeNifti(bytes, { path: opts.path ?? 'image.nii', volumeIndex: opts.volumeIndex });
-  const result = await segmentVolume(image, model.model, { batch: opts.batch, gammaMode: opts.gammaMode, onProgress: opts.onProgress });
+  const result = await segmentVolume(image, model.model, { batch: opts.batch, gammaMode: opts.gammaMode, onProgress: opts.onProgress, tap: opts.tap });
   return { ...result, image, ...assessResult(image, result, model) };
 }

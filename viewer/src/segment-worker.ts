@@ -1,6 +1,7 @@
 // The worker side of SegmentationWorker: opens the model and segments in a Web Worker, so the
 // page's main thread only draws and answers the user while ONNX Runtime works.
-import { displayWindow, encodeNifti, generatePhantomCase } from '@alhvr/core';
+import { displayWindow, encodeNifti, generatePhantomCase, PlaneResizer, type ModelCard } from '@alhvr/core';
+import { canonicalGrid, scatterPlane, type ModelResolutionTap, type SliceOutputs } from '@alhvr/inference';
 import { caseFiles } from './case-files.js';
 import { loadModel, type ViewerModel } from './load-model.js';
 import { segmentDicom } from './segment-dicom.js';
@@ -21,8 +22,47 @@ function resultBuffers(r: SegmentNiftiResult, files: Record<string, Uint8Array>)
   return [...buffers].filter((b): b is ArrayBuffer => b instanceof ArrayBuffer);
 }
 
-function segmentInput(input: SegmentInput, model: ViewerModel, onProgress: (done: number, total: number) => void): Promise<SegmentNiftiResult> {
-  const opts = { path: input.name, onProgress };
+/** The two students' confidences of the last study at model resolution: what a new region threshold needs. */
+interface StudentConfidences {
+  /** Per slice: student A's plane, then student B's. */
+  planes: Float32Array[];
+  planeSize: number;
+}
+
+/** Keeps each batch's student confidences (a tap: the pipeline's own outputs, no second model run). */
+function studentTap(kept: StudentConfidences): ModelResolutionTap {
+  return {
+    fetch: ['studentConfidence'],
+    onBatch(out: SliceOutputs, _reference, count, planeSize) {
+      kept.planeSize = planeSize;
+      const student = out.studentConfidence as Float32Array;
+      for (let b = 0; b < count; b++) kept.planes.push(student.slice(2 * b * planeSize, 2 * (b + 1) * planeSize));
+    },
+  };
+}
+
+/**
+ * The region map at threshold γ on the image's grid, by the pipeline's rule (3 − the number of
+ * students whose confidence exceeds γ) and its carrying back of model-resolution maps.
+ */
+export function regionsAt(gamma: number, kept: StudentConfidences, result: SegmentNiftiResult, card: ModelCard): Uint8Array {
+  const grid = canonicalGrid(result.image.dims, result.orientation);
+  const [width, height] = grid.dims;
+  const [mw, mh] = card.input.size;
+  const back = new PlaneResizer(mw, mh, width, height, card.resize.labelBack);
+  const modelPlane = new Uint8Array(kept.planeSize);
+  const sourcePlane = new Uint8Array(width * height);
+  const region = new Uint8Array(result.image.voxelCount);
+  kept.planes.forEach((student, k) => {
+    for (let p = 0; p < kept.planeSize; p++) modelPlane[p] = 3 - (student[p] > gamma ? 1 : 0) - (student[kept.planeSize + p] > gamma ? 1 : 0);
+    back.resize(modelPlane, 0, sourcePlane, 0);
+    scatterPlane(grid, sourcePlane, k, region);
+  });
+  return region;
+}
+
+function segmentInput(input: SegmentInput, model: ViewerModel, onProgress: (done: number, total: number) => void, tap?: ModelResolutionTap): Promise<SegmentNiftiResult> {
+  const opts = { path: input.name, onProgress, tap };
   switch (input.kind) {
     case 'nifti':
       return segmentNifti(input.bytes, model, opts);
@@ -36,6 +76,8 @@ function segmentInput(input: SegmentInput, model: ViewerModel, onProgress: (done
 /** Answer WorkerRequests on `scope` (the worker's global scope). */
 export function serveSegmentation(scope: WorkerScope): void {
   let model: ViewerModel | undefined;
+  // The last study, for new region thresholds (its voxel arrays went to the page; geometry stays valid).
+  let last: { result: SegmentNiftiResult; students: StudentConfidences; card: ModelCard } | undefined;
   // One request at a time, in order: a segmentation never sees a half-opened model.
   let queue: Promise<void> = Promise.resolve();
 
@@ -60,8 +102,19 @@ export function serveSegmentation(scope: WorkerScope): void {
         });
         return;
       }
+      if (request.type === 'regions') {
+        if (!last) throw new Error('no study with two students to threshold');
+        if (!(request.gamma >= 0 && request.gamma <= 1)) throw new Error(`region threshold must be in [0, 1] (got ${request.gamma})`);
+        const region = regionsAt(request.gamma, last.students, last.result, last.card);
+        scope.postMessage({ type: 'regions', id: request.id, region }, [region.buffer]);
+        return;
+      }
       if (!model) throw new Error('no model is open');
-      const result = await segmentInput(request.input, model, (done, total) => scope.postMessage({ type: 'progress', id: request.id, done, total }));
+      last = undefined;
+      const students: StudentConfidences = { planes: [], planeSize: 0 };
+      const tap = model.model.available.has('studentConfidence') ? studentTap(students) : undefined;
+      const result = await segmentInput(request.input, model, (done, total) => scope.postMessage({ type: 'progress', id: request.id, done, total }), tap);
+      if (tap) last = { result, students, card: model.card };
       // The grey-level window and the case files (gzip, DICOM SEG) are done here, not on the page's thread.
       const files = caseFiles(result, model.identity, { backend: 'wasm', threads: model.threads }, request.input.name);
       const window = displayWindow(result.image.data);

@@ -116,6 +116,12 @@ export class SegmentationWorker {
     return { ...reviveResult(segmented.result), displayWindow: segmented.displayWindow, files: segmented.files };
   }
 
+  /** The last segmentation's region map at threshold γ, from the students' kept confidences (no model run). */
+  async regionsAt(gamma: number): Promise<Uint8Array> {
+    const reply = await this.send({ type: 'regions', id: this.nextId++, gamma }, []);
+    return (reply as Extract<WorkerReply, { type: 'regions' }>).region;
+  }
+
   /**
    * Stop whatever the worker is doing now: pending calls reject with SegmentationCancelled. The
    * worker is replaced; the next `segment` reopens the model first.

@@ -27,10 +27,12 @@ export interface OpenedModelInfo extends RuntimeInfo {
 
 export type WorkerRequest =
   | { type: 'open'; id: number; bytes: Uint8Array; source: string; numThreads?: number }
-  | { type: 'segment'; id: number; input: SegmentInput };
+  | { type: 'segment'; id: number; input: SegmentInput }
+  | { type: 'regions'; id: number; gamma: number };
 
 export type WorkerReply =
   | { type: 'opened'; id: number; info: OpenedModelInfo }
   | { type: 'progress'; id: number; done: number; total: number }
   | { type: 'segmented'; id: number; result: SegmentNiftiResult; displayWindow: [number, number]; files: Record<string, Uint8Array> }
+  | { type: 'regions'; id: number; region: Uint8Array }
   | { type: 'failed'; id: number; message: string };
