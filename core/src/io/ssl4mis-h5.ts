@@ -39,9 +39,9 @@ export function ssl4misRootOfList(listPath: string): { root: string; name: strin
 }
 
 export interface Ssl4misVolume {
-  image: Volume;
+  image: Volume<Float32Array>;
   /** Absent when the file has no `label` dataset. */
-  label?: Volume;
+  label?: Volume<Uint8Array>;
 }
 
 /**
@@ -69,7 +69,7 @@ export async function readSsl4misVolume(path: string, opts: { spacing?: [number,
     const src = image.value as ArrayLike<number>;
     const data = src instanceof Float32Array ? src : Float32Array.from(src);
     const affine = scalingAffine(opts.spacing ?? [1, 1, 1]);
-    const volume = new Volume({ data, dims: [w, h, k], affine, meta: { path } });
+    const volume = new Volume<Float32Array>({ data, dims: [w, h, k], affine, meta: { path } });
     const labelSet = dataset('label');
     if (!labelSet) return { image: volume };
     if (labelSet.shape.join('×') !== image.shape.join('×')) {

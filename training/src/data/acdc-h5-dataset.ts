@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ALHVR_RECIPE_PREPROCESSING, InputError, Volume, scalingAffine, type Preprocessing } from '@alhvr/core';
+import { ALHVR_RECIPE_PREPROCESSING, InputError, type Preprocessing } from '@alhvr/core';
+import { loadH5wasm, readSsl4misList, readSsl4misVolume } from '@alhvr/core/node';
 import type { DatasetClass, SliceDataset, SliceRef, ValidationVolume } from './slice-dataset.js';
 
 /** ACDC as the SSL4MIS preprocessing lays it out; its slices are already min–max normalised. */
@@ -21,29 +22,6 @@ export const ACDC_CLASSES: DatasetClass[] = [
   { value: 3, name: 'LV' },
 ];
 
-type H5Module = typeof import('h5wasm/node').default;
-let h5: Promise<H5Module> | undefined;
-
-/** h5wasm (HDF5 compiled to WebAssembly) loads once, on first use. */
-function loadH5(): Promise<H5Module> {
-  h5 ??= import('h5wasm/node').then(async (m) => {
-    await m.default.ready;
-    return m.default;
-  });
-  return h5;
-}
-
-async function readList(root: string, name: string): Promise<string[]> {
-  const path = join(root, 'data_list', `${name}.list`);
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch {
-    throw new InputError(`missing ${name}.list (expected the SSL4MIS ACDC layout: data_list/{train_slices,val,test}.list, slices/*.h5, <case>.h5)`, join(root, 'data_list'));
-  }
-  return text.split(/\r?\n/).map((l) => l.trim()).filter(Boolean);
-}
-
 function datasetOf(file: any, name: string, path: string): any {
   const d = file.get(name);
   if (!d || !d.shape) throw new InputError(`has no "${name}" dataset`, path);
@@ -58,9 +36,9 @@ export async function openAcdcH5Dataset(root: string, opts: AcdcH5Options): Prom
   if (JSON.stringify(wanted.normalisation) !== JSON.stringify(recipe.normalisation) || wanted.sliceAxis !== recipe.sliceAxis) {
     throw new InputError(`acdc-h5 slices come normalised (${recipe.normalisation.kind}) along their stored axis; preprocessing ${JSON.stringify({ sliceAxis: wanted.sliceAxis, normalisation: wanted.normalisation })} cannot apply to them (use the nnunet layout)`, root);
   }
-  const h5wasm = await loadH5();
-  const slices = await readList(root, 'train_slices');
-  const valIds = await readList(root, opts.validationList ?? 'val');
+  const h5wasm = await loadH5wasm();
+  const slices = await readSsl4misList(root, 'train_slices');
+  const valIds = await readSsl4misList(root, opts.validationList ?? 'val');
   if (opts.labeledSlices < 1 || opts.labeledSlices >= slices.length) {
     throw new InputError(`labeled slices ${opts.labeledSlices} must be in 1–${slices.length - 1} (train_slices.list has ${slices.length})`, root);
   }
@@ -123,22 +101,9 @@ export async function openAcdcH5Dataset(root: string, opts: AcdcH5Options): Prom
       }
     },
     async readValidation(id): Promise<ValidationVolume> {
-      const path = join(root, `${id}.h5`);
-      const f = open(path);
-      try {
-        const d = datasetOf(f, 'image', path);
-        const [k, h, w] = d.shape as number[];
-        const src = d.value as ArrayLike<number>;
-        // Stored [slice, row, col]; our volumes are x fastest, then y, then slice: same order.
-        const image = src instanceof Float32Array ? src : Float32Array.from(src);
-        const label = Uint8Array.from(datasetOf(f, 'label', path).value as ArrayLike<number>);
-        // The HDF5 files carry no geometry and the released test script scores in voxels: the
-        // volume's grid is the voxel grid (unit spacing), which reproduces its numbers.
-        const volume = new Volume({ data: image, dims: [w, h, k], affine: scalingAffine([1, 1, 1]), meta: { path } });
-        return { id, image: volume, label: volume.withData(label) };
-      } finally {
-        f.close();
-      }
+      const { image, label } = await readSsl4misVolume(join(root, `${id}.h5`));
+      if (!label) throw new InputError('has no "label" dataset', join(root, `${id}.h5`));
+      return { id, image, label };
     },
     async close() {},
   };
