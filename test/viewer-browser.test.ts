@@ -228,6 +228,9 @@ describe('viewer demo in Chromium', () => {
     expect(await page.evaluate('crossOriginIsolated')).toBe(true);
     expect(await page.evaluate('alhvrDemo.model.threads')).toBe(2);
     expect(await page.textContent('#model-info')).toContain('viewer-test');
+    // The build leaves gzip copies next to the files, for servers that send them pre-compressed.
+    const wasm = join(dir, 'site', 'ort-wasm-simd-threaded.wasm');
+    expect(Buffer.compare(gunzipSync(readFileSync(`${wasm}.gz`)), readFileSync(wasm))).toBe(0);
     // The bundled model is announced as a demonstration on synthetic phantoms.
     expect(await page.isVisible('#demo-banner')).toBe(true);
     expect(await page.textContent('#demo-banner')).toContain('synthetic cardiac phantoms');

@@ -1,0 +1,172 @@
+/**
+ * The viewer demo's segmentation in headless Chromium (onnxruntime-web, wasm, in the page's Web
+ * Worker) next to onnxruntime-node on the same model and volumes, measured in one run with the
+ * two interleaved (this 2-core machine is shared: only same-run ratios mean anything).
+ *
+ *   npx tsx bench/browser.ts [--cases N] [--reps R] [--model FILE]
+ *
+ * Model: the shipped models/alhvr-default.onnx. Input: N synthetic cardiac phantoms
+ * (generatePhantomCase seeds 11…, float32 .nii.gz). Per thread count (1 and 2; 2 needs the
+ * cross-origin isolated page this script serves): the model's load time in the worker, the
+ * model time per slice (the pipeline's inferenceMs / slices) and the end-to-end time per slice
+ * (file chosen → result on the page) in Chromium and in Node, and the longest main-thread task
+ * during segmentation and during the display that follows (NiiVue on this machine's software
+ * WebGL). WebGPU is recorded as absent or present; the viewer uses wasm either way.
+ * Writes bench/results/browser.json.
+ */
+import { createServer, type Server } from 'node:http';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, extname, join, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { AddressInfo } from 'node:net';
+import { chromium, type Page } from 'playwright-core';
+import { decodeNifti, encodeNifti, generatePhantomCase } from '@alhvr/core';
+import { writeFileAtomic } from '@alhvr/core/node';
+import { segmentVolume } from '@alhvr/inference';
+import { openModelFile } from '@alhvr/inference/node';
+import { buildDemo } from '../viewer/scripts/build-demo.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = join(here, '..');
+
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i < 0 ? fallback : process.argv[i + 1];
+}
+const cases = Number(arg('cases', '3'));
+const reps = Number(arg('reps', '2'));
+const modelFile = resolve(arg('model', join(repo, 'models', 'alhvr-default.onnx')));
+
+const TYPES: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm' };
+function serve(root: string): Promise<Server> {
+  const server = createServer((req, res) => {
+    const path = resolve(root, '.' + decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname));
+    const headers = { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' };
+    if (!path.startsWith(root + sep)) return void res.writeHead(403, headers).end();
+    readFile(path).then(
+      (body) => res.writeHead(200, { ...headers, 'Content-Type': TYPES[extname(path)] ?? 'application/octet-stream' }).end(body),
+      () => res.writeHead(404, headers).end(),
+    );
+  });
+  return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok(server)));
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? (s[(s.length - 1) >> 1] + s[s.length >> 1]) / 2 : NaN;
+};
+
+interface Sample {
+  modelMsPerSlice: number;
+  endToEndMsPerSlice: number;
+}
+
+async function browserCase(page: Page, name: string, bytes: Uint8Array): Promise<Sample & { longestSegmentingMs: number; longestDisplayMs: number; slices: number }> {
+  await page.evaluate(`(() => {
+    window.__tasks = [];
+    window.__since = Infinity;
+    performance.clearMarks('alhvr-segmented');
+    if (!window.__observing) {
+      window.__observing = true;
+      new PerformanceObserver((l) => { for (const e of l.getEntries()) window.__tasks.push([e.startTime, e.duration]); }).observe({ type: 'longtask' });
+      new MutationObserver(() => { window.__since = Math.min(window.__since, performance.now()); })
+        .observe(document.getElementById('status'), { childList: true, characterData: true, subtree: true });
+    }
+  })()`);
+  await page.setInputFiles('#nifti-file', { name, mimeType: 'application/gzip', buffer: Buffer.from(bytes) });
+  await page.waitForFunction(() => ['segmented', 'error'].includes(document.body.dataset.state ?? ''), undefined, { timeout: 600_000 });
+  if ((await page.evaluate('document.body.dataset.state')) === 'error') throw new Error(`page: ${await page.textContent('#status')}`);
+  // Let NiiVue's display tasks finish and be reported.
+  await page.waitForFunction(() => (globalThis as any).alhvrDemo.studyView?.nv.volumes.length >= 3, undefined, { timeout: 600_000 });
+  await page.waitForTimeout(500);
+  return (await page.evaluate(`(() => {
+    const done = performance.getEntriesByName('alhvr-segmented').at(-1).startTime;
+    const r = alhvrDemo.result;
+    let seg = 0, display = 0;
+    for (const [start, d] of window.__tasks) {
+      if (start >= window.__since && start < done) seg = Math.max(seg, d);
+      else if (start >= done) display = Math.max(display, d);
+    }
+    return { modelMsPerSlice: r.timings.inferenceMs / r.slices, endToEndMsPerSlice: (done - window.__since) / r.slices, longestSegmentingMs: seg, longestDisplayMs: display, slices: r.slices };
+  })()`)) as Sample & { longestSegmentingMs: number; longestDisplayMs: number; slices: number };
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'alhvr-bench-browser-'));
+  const site = join(dir, 'site');
+  await buildDemo({ outDir: site, model: modelFile });
+  const inputs = Array.from({ length: cases }, (_, n) => ({ name: `phantom-${n}.nii.gz`, bytes: encodeNifti(generatePhantomCase({ seed: 11 + n, index: n }).image) }));
+  const server = await serve(site);
+  const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox', '--disable-gpu'] });
+  const results: Record<string, unknown> = {};
+  try {
+    for (const threads of [1, 2]) {
+      const web: (Sample & { longestSegmentingMs: number; longestDisplayMs: number })[] = [];
+      const node: Sample[] = [];
+      const loads: number[] = [];
+      let webgpu = false;
+      for (let rep = 0; rep < reps; rep++) {
+        // A fresh page per repetition: ONNX Runtime Web fixes its thread count when it starts.
+        const page = await browser.newPage();
+        await page.goto(`${origin}/index.html?threads=${threads}`);
+        await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state ?? ''), undefined, { timeout: 600_000 });
+        if ((await page.evaluate('document.body.dataset.state')) === 'error') throw new Error(`page: ${await page.textContent('#status')}`);
+        loads.push((await page.evaluate('alhvrDemo.model.loadMs')) as number);
+        if ((await page.evaluate('alhvrDemo.model.threads')) !== threads) throw new Error(`the page runs ${await page.evaluate('alhvrDemo.model.threads')} threads, not ${threads}`);
+        webgpu = (await page.evaluate('!!navigator.gpu && navigator.gpu.requestAdapter().then((a) => !!a)')) as boolean;
+        const opened = await openModelFile(modelFile, { device: 'cpu', threads });
+        try {
+          for (const input of inputs) {
+            // Interleaved: Node, then the browser, on the same volume.
+            const t0 = performance.now();
+            const r = await segmentVolume(decodeNifti(input.bytes, { path: input.name }), opened.model);
+            node.push({ modelMsPerSlice: r.timings.inferenceMs / r.slices, endToEndMsPerSlice: (performance.now() - t0) / r.slices });
+            web.push(await browserCase(page, input.name, input.bytes));
+            process.stderr.write(`threads ${threads} rep ${rep + 1}/${reps} ${input.name}: node ${node.at(-1)!.modelMsPerSlice.toFixed(1)} ms/slice, chromium ${web.at(-1)!.modelMsPerSlice.toFixed(1)} ms/slice\n`);
+          }
+        } finally {
+          await opened.model.release();
+          await page.close();
+        }
+      }
+      const nodeModel = median(node.map((s) => s.modelMsPerSlice));
+      const webModel = median(web.map((s) => s.modelMsPerSlice));
+      results[`threads${threads}`] = {
+        chromiumWasm: {
+          modelLoadMs: median(loads),
+          modelMsPerSlice: webModel,
+          endToEndMsPerSlice: median(web.map((s) => s.endToEndMsPerSlice)),
+          longestMainThreadTaskWhileSegmentingMs: Math.max(...web.map((s) => s.longestSegmentingMs)),
+          longestMainThreadTaskWhileDisplayingMs: Math.max(...web.map((s) => s.longestDisplayMs)),
+        },
+        onnxruntimeNode: { modelMsPerSlice: nodeModel, endToEndMsPerSlice: median(node.map((s) => s.endToEndMsPerSlice)) },
+        chromiumOverNodeModelTime: webModel / nodeModel,
+        webgpuAdapter: webgpu,
+        samples: { chromium: web, node },
+      };
+    }
+  } finally {
+    await browser.close();
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const out = {
+    what: 'viewer demo segmentation in headless Chromium (onnxruntime-web wasm in a Web Worker) vs onnxruntime-node, same model and phantoms, same run',
+    model: modelFile.slice(repo.length + 1),
+    cases,
+    reps,
+    chromium: (await import('node:child_process')).execFileSync('/usr/bin/chromium', ['--version']).toString().trim(),
+    date: new Date().toISOString(),
+    ...results,
+  };
+  await writeFileAtomic(join(here, 'results', 'browser.json'), `${JSON.stringify(out, null, 2)}\n`);
+  console.log(JSON.stringify({ threads1: (results.threads1 as any).chromiumOverNodeModelTime, threads2: (results.threads2 as any).chromiumOverNodeModelTime }));
+}
+
+main().catch((err) => {
+  console.error(`bench/browser: ${err instanceof Error ? err.message : String(err)}`);
+  process.exitCode = 1;
+});
