@@ -134,7 +134,14 @@ export class StudyView {
       );
       this.layers.region = region;
     }
-    for (const layer of [image, label, uncertainty, this.layers.region]) if (layer) this.nv.addVolume(layer);
+    // Overlays start hidden and each layer goes to the GPU in its own task: NiiVue re-uploads every
+    // layer on each add, and one task for all would block the page for as long as all uploads take.
+    for (const layer of [label, uncertainty, this.layers.region]) if (layer) layer.opacity = 0;
+    for (const layer of [image, label, uncertainty, this.layers.region]) {
+      if (!layer) continue;
+      this.nv.addVolume(layer);
+      await new Promise((resolve) => setTimeout(resolve, 0));
+    }
     this.applyOverlays();
   }
 
