@@ -14,7 +14,7 @@ import { PlaneResizer, canonicalOrientation, decodeNifti, encodeNifti, generateP
 import { assessCase, canonicalGrid, computeCaseStats, gatherPlane, scatterPlane, segmentVolume, type CanonicalGrid, type SliceModel, type SliceOutputKind, type SliceOutputs } from '@alhvr/inference';
 import { openModelFile } from '@alhvr/inference/node';
 import { readDicomSeries } from '@alhvr/core/node';
-import { daikonSeries } from './fixtures.js';
+import { daikonData, daikonSeries } from './fixtures.js';
 import { exportOnnx } from '@alhvr/export';
 import { buildDemo } from '../viewer/scripts/build-demo.mjs';
 import { REGION_COLORS } from '../viewer/src/slice-renderer.js';
@@ -667,5 +667,17 @@ describe('viewer demo in Chromium', () => {
     expect(await page.textContent('#status')).toBe('Segmented dropped.nii.gz.');
     const label = fromBase64((await page.evaluate(`(${PAGE_BASE64})(alhvrDemo.result.label.data)`)) as string);
     expect(unexplainedMismatches(label, nodeResult.label.data, recorder.labelMargin)).toEqual([]);
+  }, 120_000);
+
+  test('a compressed (JPEG 2000) DICOM file fails in one line that says what to do, and clears the study', async () => {
+    expect(await page.evaluate('document.body.dataset.state')).toBe('segmented');
+    await page.setInputFiles('#dicom-files', { name: 'jpeg_2000.dcm', mimeType: 'application/dicom', buffer: readFileSync(join(daikonData, 'jpeg_2000.dcm')) });
+    await page.waitForFunction(() => document.body.dataset.state === 'error', undefined, { timeout: 60_000 });
+    const message = (await page.textContent('#status'))!;
+    expect(message).toContain('cannot be decoded in this page yet');
+    expect(message).toContain('convert');
+    expect(message).not.toMatch(/specifier|module/i);
+    expect(message).not.toContain('\n');
+    expect(await page.evaluate('alhvrDemo.result')).toBeUndefined();
   }, 120_000);
 });

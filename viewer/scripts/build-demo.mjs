@@ -40,6 +40,15 @@ const treeShakeDicom = {
   },
 };
 
+// Compressed-DICOM codecs (lazy imports in core; Node-flavoured Emscripten builds) are not bundled:
+// each resolves to a module that fails with a one-line explanation instead of a module error.
+const codecsUnavailable = {
+  name: 'alhvr-codecs-unavailable',
+  setup(b) {
+    b.onResolve({ filter: /^(@cornerstonejs\/|dcmjs-codecs$)/ }, () => ({ path: join(viewerDir, 'demo', 'codec-unavailable.ts') }));
+  },
+};
+
 /**
  * Build the demo into `outDir` (emptied first). `model`: .onnx file copied as model.onnx; default
  * the shipped models/alhvr-default.onnx when it exists; `null` for a page that asks for a model.
@@ -59,9 +68,7 @@ export async function buildDemo({ outDir = DEFAULT_OUT_DIR, model, minify = true
     target: 'es2022',
     // ORT's build that loads its wasm glue from env.wasm.wasmPaths instead of inlining it.
     conditions: ['onnxruntime-web-use-extern-wasm'],
-    plugins: [workspaceSources, treeShakeDicom],
-    // Compressed-DICOM codecs (lazy imports in core, Node-flavoured Emscripten builds): the demo reads NIfTI only.
-    external: ['@cornerstonejs/*', 'dcmjs-codecs'],
+    plugins: [workspaceSources, treeShakeDicom, codecsUnavailable],
     minify,
     sourcemap: true,
     logLevel: 'silent',
