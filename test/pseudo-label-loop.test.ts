@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { cp, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Volume, canonicalOrientation, encodeDicomSeg, reorient, type VoxelArray } from '@alhvr/core';
+import { ALHVR_RECIPE_PREPROCESSING, Volume, canonicalOrientation, encodeDicomSeg, reorient, type VoxelArray } from '@alhvr/core';
 import { phantomCaseId, readDicomSeries, readNiftiFile, scanDicom, writeNiftiFile, writePhantomDataset } from '@alhvr/core/node';
 import { daikonSeries } from './fixtures.js';
 import { exportOnnx, loadRunForExport } from '@alhvr/export';
@@ -81,6 +81,7 @@ const pseudoOptions = (cacheDir: string, extra: Partial<Parameters<typeof openPs
   weighting: 'region' as const,
   unstableWeight: 0.5,
   cacheDir: join(work, cacheDir),
+  preprocessing: ALHVR_RECIPE_PREPROCESSING,
   ...extra,
 });
 
@@ -168,6 +169,27 @@ describe('reading segment folders', () => {
     }
     expect(foreground).toBeGreaterThan(0);
     await set.close();
+  });
+
+  test("pseudo-labelled images are normalised by the run's preprocessing block, like its dataset", async () => {
+    const dir = await segCopy('seg-normalisation');
+    const stats = async (cache: string, preprocessing: typeof ALHVR_RECIPE_PREPROCESSING) => {
+      const set = await openPseudoLabels([dir], pseudoOptions(cache, { preprocessing }));
+      const buf = { image: new Float32Array(set.maxSliceVoxels), label: new Uint8Array(set.maxSliceVoxels), weight: new Float32Array(set.maxSliceVoxels) };
+      const first = set.slices[0].caseId;
+      let [n, sum, sq, min, max] = [0, 0, 0, Infinity, -Infinity];
+      for (const ref of set.slices.filter((r) => r.caseId === first)) {
+        const { width, height } = set.readSlice(ref, buf.image, buf.label, buf.weight);
+        for (const v of buf.image.subarray(0, width * height)) [n, sum, sq, min, max] = [n + 1, sum + v, sq + v * v, Math.min(min, v), Math.max(max, v)];
+      }
+      await set.close();
+      return { mean: sum / n, std: Math.sqrt(sq / n - (sum / n) ** 2), min, max };
+    };
+    const minmax = await stats('cache-minmax', ALHVR_RECIPE_PREPROCESSING);
+    expect([minmax.min, minmax.max]).toEqual([0, 1]);
+    const z = await stats('cache-zscore', { ...ALHVR_RECIPE_PREPROCESSING, normalisation: { kind: 'zscore-volume' } });
+    expect(z.mean).toBeCloseTo(0, 4);
+    expect(z.std).toBeCloseTo(1, 3);
   });
 
   test('alhvr-segment, with and without --resume, leaves corrected.nii.gz alone', async () => {

@@ -158,10 +158,6 @@ export function resolveConfig(user: Partial<Omit<TrainConfig, 'preprocessing'>> 
   if (c.pseudoLabels?.length && pseudoSlicesPerBatch(c) === 0) {
     bad(`pseudoFraction ${c.pseudoFraction} of a labelled batch of ${c.batchLabeled} is no slice; raise --pseudo-fraction or the labelled batch`);
   }
-  // data/pseudo-labels.ts reads its cases with the recipe's slice axis and normalisation.
-  if (c.pseudoLabels?.length && (c.preprocessing.sliceAxis !== recipe.sliceAxis || JSON.stringify(c.preprocessing.normalisation) !== JSON.stringify(recipe.normalisation))) {
-    bad(`pseudo-labels are read with the recipe's slice axis (${recipe.sliceAxis}) and normalisation (${recipe.normalisation.kind}); train with those or without --pseudo-labels`);
-  }
   if (c.method === 'supervised') c.batchUnlabeled = 0;
   return c;
 }

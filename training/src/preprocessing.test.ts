@@ -30,10 +30,9 @@ describe('training config preprocessing block', () => {
     expect(attempt).toThrow(new RegExp(`^invalid training config: ${field.replace(/\./g, '\\.')} [^\\n]+$`));
   });
 
-  it('refuses pseudo-labels with a slice axis or normalisation they are not read with', () => {
-    expect(() => resolveConfig({ ...paths, pseudoLabels: ['/seg'], preprocessing: { normalisation: { kind: 'zscore-volume' } } })).toThrow(/^invalid training config: pseudo-labels are read with the recipe's slice axis \(largest-spacing\) and normalisation \(minmax-volume\)/);
-    expect(() => resolveConfig({ ...paths, pseudoLabels: ['/seg'], preprocessing: { sliceAxis: 0 } })).toThrow(/pseudo-labels are read with/);
-    expect(resolveConfig({ ...paths, pseudoLabels: ['/seg'], preprocessing: { resize: { mapBack: { interpolation: 'nearest', alignment: 'corners' } } } }).pseudoLabels).toEqual(['/seg']);
+  it('lets pseudo-labels train with any preprocessing (they are read with the same block)', () => {
+    expect(resolveConfig({ ...paths, pseudoLabels: ['/seg'], preprocessing: { normalisation: { kind: 'zscore-volume' } } }).preprocessing.normalisation).toEqual({ kind: 'zscore-volume' });
+    expect(resolveConfig({ ...paths, pseudoLabels: ['/seg'], preprocessing: { sliceAxis: 0 } }).preprocessing.sliceAxis).toBe(0);
   });
 
   it('a config saved before the block existed reads as the recipe', () => {

@@ -27,6 +27,7 @@ import {
   maxAbsDiff4,
   normaliseIntensities,
   reorient,
+  type Preprocessing,
   type Volume,
   type VoxelArray,
 } from '@alhvr/core';
@@ -86,6 +87,8 @@ export interface PseudoLabelOptions {
   unstableWeight: number;
   /** Folder for the preprocessed slices (rewritten at every start). */
   cacheDir: string;
+  /** The training config's slice axis and normalisation: pseudo-labelled images are read like the dataset's. */
+  preprocessing: Pick<Preprocessing, 'sliceAxis' | 'normalisation'>;
   /**
    * Called with the real path of each case's source image: a reason string when the image is
    * already one of the dataset's labelled or validation images (then the case is left out).
@@ -307,9 +310,9 @@ export async function openPseudoLabels(dirs: string[], opts: PseudoLabelOptions)
         weightMap = await readMap(dir, entry.caseId, file, image);
       }
 
-      const orientation = canonicalOrientation(image.affine);
+      const orientation = canonicalOrientation(image.affine, opts.preprocessing.sliceAxis);
       const canon = reorient(image, orientation);
-      const normalised = normaliseIntensities(canon.data, { kind: 'minmax-volume' }, canon.data instanceof Float32Array ? canon.data : undefined);
+      const normalised = normaliseIntensities(canon.data, opts.preprocessing.normalisation, canon.data instanceof Float32Array ? canon.data : undefined);
       const labelData = reorient(mask, orientation).data;
       const label = new Uint8Array(labelData.length);
       for (let p = 0; p < label.length; p++) {
@@ -381,7 +384,7 @@ export interface PseudoStream {
  */
 export async function openPseudoStream(
   dataset: { labeled: SliceRef[]; unlabeled: SliceRef[]; validationIds: string[]; classes: DatasetClass[]; sourcePath?(caseId: string): string | undefined },
-  config: { pseudoLabels?: string[]; pseudoVerdicts: readonly PseudoVerdict[]; pseudoWeighting: PseudoWeighting; pseudoUnstableWeight: number; out: string },
+  config: { pseudoLabels?: string[]; pseudoVerdicts: readonly PseudoVerdict[]; pseudoWeighting: PseudoWeighting; pseudoUnstableWeight: number; out: string; preprocessing: Pick<Preprocessing, 'sliceAxis' | 'normalisation'> },
   log?: (message: string) => void,
 ): Promise<PseudoStream | undefined> {
   if (!config.pseudoLabels?.length) return undefined;
@@ -404,6 +407,7 @@ export async function openPseudoStream(
     weighting: config.pseudoWeighting,
     unstableWeight: config.pseudoUnstableWeight,
     cacheDir: join(config.out, 'cache', 'pseudo-labels'),
+    preprocessing: config.preprocessing,
     inDataset: (p) => taken.get(p),
     log,
   });
