@@ -4,7 +4,7 @@
  * exactly what a user's run feeds the model), then the QDQ rewrite (quantize.ts).
  */
 import { InputError, MODEL_CARD_KEY, type ModelCard, type Volume, type VoxelArray } from '@alhvr/core';
-import { segmentVolume, type SliceModel, type SliceOutputKind, type SliceOutputs } from '@alhvr/inference/node';
+import { ort, segmentVolume, type SliceModel, type SliceOutputKind, type SliceOutputs } from '@alhvr/inference/node';
 import { exportOnnx, ONNX_INPUT, type ExportCard, type ExportOptions, type ExportResult } from './export-onnx.js';
 import { decodeOnnxModel } from './onnx-graph-builder.js';
 import { ACTIVATION_SCALE_RULE, observeRange, planQuantization, quantizeModel, withActivationOutputs, type ActivationRange } from './quantize.js';
@@ -40,18 +40,8 @@ export async function modelInputSlices(volume: Volume<VoxelArray>, card: ModelCa
   return batches;
 }
 
-/** onnxruntime-node, loaded after inference (whose ort-node module turns telemetry off first). */
-async function loadOrt(): Promise<typeof import('onnxruntime-node')> {
-  try {
-    return await import('onnxruntime-node');
-  } catch (err) {
-    throw new InputError(`--precision int8 calibrates with onnxruntime-node, which is not installed or does not load (${(err as Error).message.split('\n')[0]})`);
-  }
-}
-
 /** Min/max of each named activation of `model` over all batches (ONNX Runtime, CPU). */
 export async function measureActivationRanges(model: Uint8Array, tensors: readonly string[], batches: readonly ModelInputBatch[], onProgress?: (done: number, total: number) => void): Promise<Map<string, ActivationRange>> {
-  const ort = await loadOrt();
   const session = await ort.InferenceSession.create(withActivationOutputs(model, tensors), { executionProviders: ['cpu'], graphOptimizationLevel: 'all' });
   const ranges = new Map<string, ActivationRange>();
   try {

@@ -1,6 +1,8 @@
 export {};
 export * from './device.js';
 export * from './session-node.js';
+// The runtime itself, for the few callers that run a graph other than a model's (int8 calibration).
+export { ort, ortRuntime } from './ort-node.js';
 export * from './outputs.js';
 export * from './preview.js';
 export * from './case-id.js';
