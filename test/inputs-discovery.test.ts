@@ -98,7 +98,7 @@ describe('input discovery reads each DICOM file once for hash and parse', () => 
 });
 
 describe('one case-id scheme for every command', () => {
-  it('names NIfTI by path under the searched folder and DICOM by PatientID_StudyDate_SeriesNumber_Description', async () => {
+  it('names NIfTI by file name (by path under the searched folder where file names clash) and DICOM by PatientID_StudyDate_SeriesNumber_Description', async () => {
     const { cases } = await discoverInputs([input]);
     const ids = cases.map((c) => c.id).sort();
     expect(ids).toHaveLength(4);

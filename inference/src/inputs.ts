@@ -151,7 +151,7 @@ export type DicomHeader = Omit<DicomInstance, 'decodeFrame'>;
 export interface NiftiCaseSource {
   kind: 'nifti';
   path: string;
-  /** Readable name before sanitising: the path under the searched folder (default: the file name). */
+  /** The path under the searched folder, joined by "_" (default: the file name): the readable name when file names clash. */
   stem?: string;
   /** Volume of a 4D file to segment (default 0); see expandVolumes. */
   volume?: number;
@@ -187,7 +187,7 @@ export interface SkippedFile {
 
 /** The readable name of a case before sanitising; see assignCaseIds. */
 export function caseStem(source: CaseSource): string {
-  if (source.kind === 'nifti') return (source.stem ?? stripNiftiExtension(basename(source.path))) + (source.idSuffix ?? '');
+  if (source.kind === 'nifti') return stripNiftiExtension(basename(source.path)) + (source.idSuffix ?? '');
   const first = source.headers[0];
   return dicomCaseStem({
     patientId: first?.patientStudy.PatientID,
@@ -197,6 +197,11 @@ export function caseStem(source: CaseSource): string {
   });
 }
 
+/** A NIfTI case's name by its path under the searched folder ("a/scan.nii.gz" → "a_scan"). */
+function casePathStem(source: NiftiCaseSource): string {
+  return (source.stem ?? stripNiftiExtension(basename(source.path))) + (source.idSuffix ?? '');
+}
+
 /** What tells two cases of the same readable name apart, independent of listing order. */
 function caseKey(source: CaseSource): string {
   if (source.kind === 'nifti') return resolve(source.path) + (source.volume === undefined ? '' : `#${source.volume}`);
@@ -204,14 +209,19 @@ function caseKey(source: CaseSource): string {
 }
 
 /**
- * The ids of every command: NIfTI by its path under the searched folder (the file name when given
- * directly), DICOM by PatientID_StudyDate_SeriesNumber_SeriesDescription from the scanned header
- * (or a hash of that with `anonymize`); names that clash, ignoring case, get a suffix hashed from
- * the input, so ids do not depend on the order the inputs were listed in.
+ * The ids of every command: NIfTI by its file name (an nnU-Net imagesTr/ case keeps its name, so
+ * outputs pair with labelsTr/ by name) or, where file names clash, by its path under the searched
+ * folder; DICOM by PatientID_StudyDate_SeriesNumber_SeriesDescription from the scanned header (or
+ * a hash of that with `anonymize`). Names that still clash, ignoring case, get a suffix hashed
+ * from the input, so ids do not depend on the order the inputs were listed in.
  */
 export function assignCaseIds(sources: CaseSource[], anonymize = false): SegmentCase[] {
+  const fold = (name: string) => sanitiseCaseId(name).toLowerCase();
+  const count = new Map<string, number>();
+  for (const source of sources) count.set(fold(caseStem(source)), (count.get(fold(caseStem(source))) ?? 0) + 1);
   const items = sources.map((source) => {
-    const readable = caseStem(source);
+    const fileStem = caseStem(source);
+    const readable = source.kind === 'nifti' && count.get(fold(fileStem))! > 1 ? casePathStem(source) : fileStem;
     const key = caseKey(source);
     return { stem: anonymize ? anonymousCaseId(readable) : sanitiseCaseId(readable), key: anonymize ? anonymousCaseId(key) : key };
   });
@@ -352,7 +362,7 @@ function hasHeaderSibling(imgPath: string): boolean {
   return ['.hdr', '.hdr.gz', '.HDR', '.HDR.GZ'].some((ext) => existsSync(stem + ext));
 }
 
-/** "a/scan.nii.gz" under the searched folder → "a_scan": the folders keep same-named files apart. */
+/** "a/scan.nii.gz" under the searched folder → "a_scan": keeps same-named files in different folders apart. */
 function niftiStem(path: string, root?: string): string {
   const rel = root ? relative(root, path) : basename(path);
   return stripNiftiExtension(rel).split(sep).join('_');
