@@ -1,12 +1,10 @@
-import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
-import { randomBytes } from 'node:crypto';
-import { InputError } from '../errors.js';
-import { writeFileAtomic } from '../io/atomic-write.js';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { writeNiftiFile } from '../nifti/file.js';
 import { ABDOMEN_CT_LABELS, generateAbdomenCtCase } from './abdomen-ct.js';
 import { encodeCtSeries } from './ct-dicom.js';
 import { phantomCaseId } from './dataset.js';
+import { writeStagedDataset } from './staged-dataset.js';
 
 export interface AbdomenCtDatasetOptions {
   cases: number;
@@ -26,16 +24,8 @@ export interface AbdomenCtDatasetOptions {
  */
 export async function writeAbdomenCtDataset(dir: string, opts: AbdomenCtDatasetOptions): Promise<void> {
   const { cases, seed } = opts;
-  if (!Number.isInteger(cases) || cases < 1) throw new InputError(`phantom case count must be a positive integer, got ${cases}`, dir);
-  if (!Number.isInteger(seed)) throw new InputError(`phantom seed must be an integer, got ${seed}`, dir);
-  const target = resolve(dir);
-  await assertEmptyOrMissing(target);
-  await mkdir(dirname(target), { recursive: true });
-  const staging = join(dirname(target), `.${basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.partial`);
   const phases: Record<string, string> = {};
-  try {
-    await mkdir(join(staging, 'imagesTr'), { recursive: true });
-    await mkdir(join(staging, 'labelsTr'), { recursive: true });
+  await writeStagedDataset(dir, opts, async (staging) => {
     for (let index = 0; index < cases; index++) {
       const id = phantomCaseId(index, cases);
       const ct = generateAbdomenCtCase({ seed, index, matrix: opts.matrix });
@@ -58,7 +48,7 @@ export async function writeAbdomenCtDataset(dir: string, opts: AbdomenCtDatasetO
       }
       opts.onProgress?.(index + 1, cases);
     }
-    const datasetJson = {
+    return {
       channel_names: { '0': 'CT' },
       labels: { ...ABDOMEN_CT_LABELS },
       numTraining: cases,
@@ -71,25 +61,5 @@ export async function writeAbdomenCtDataset(dir: string, opts: AbdomenCtDatasetO
       ...(opts.matrix !== undefined ? { matrix: opts.matrix } : {}),
       contrastPhases: phases,
     };
-    await writeFileAtomic(join(staging, 'dataset.json'), `${JSON.stringify(datasetJson, null, 2)}\n`);
-    await rename(staging, target);
-  } catch (err) {
-    await rm(staging, { recursive: true, force: true });
-    if (err instanceof InputError) throw err;
-    const code = (err as NodeJS.ErrnoException)?.code;
-    throw new InputError(`cannot write phantom dataset (${code ?? (err instanceof Error ? err.message : String(err))})`, dir);
-  }
-}
-
-// Same rule as the cardiac dataset writer (whose check is private to it).
-async function assertEmptyOrMissing(target: string): Promise<void> {
-  let isDir: boolean;
-  try {
-    isDir = (await stat(target)).isDirectory();
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException)?.code === 'ENOENT') return;
-    throw err;
-  }
-  if (!isDir) throw new InputError('exists and is not a folder', target);
-  if ((await readdir(target)).length > 0) throw new InputError('folder is not empty; choose a new output folder', target);
+  });
 }

@@ -1,10 +1,7 @@
-import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
-import { randomBytes } from 'node:crypto';
-import { InputError } from '../errors.js';
-import { writeFileAtomic } from '../io/atomic-write.js';
+import { join } from 'node:path';
 import { writeNiftiFile } from '../nifti/file.js';
 import { PHANTOM_LABELS, generatePhantomCase } from './cardiac.js';
+import { writeStagedDataset } from './staged-dataset.js';
 
 export interface PhantomDatasetOptions {
   cases: number;
@@ -29,15 +26,7 @@ export function phantomCaseId(index: number, cases: number): string {
  */
 export async function writePhantomDataset(dir: string, opts: PhantomDatasetOptions): Promise<void> {
   const { cases, seed } = opts;
-  if (!Number.isInteger(cases) || cases < 1) throw new InputError(`phantom case count must be a positive integer, got ${cases}`, dir);
-  if (!Number.isInteger(seed)) throw new InputError(`phantom seed must be an integer, got ${seed}`, dir);
-  const target = resolve(dir);
-  await assertEmptyOrMissing(target);
-  await mkdir(dirname(target), { recursive: true });
-  const staging = join(dirname(target), `.${basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.partial`);
-  try {
-    await mkdir(join(staging, 'imagesTr'), { recursive: true });
-    await mkdir(join(staging, 'labelsTr'), { recursive: true });
+  await writeStagedDataset(dir, opts, async (staging) => {
     for (let index = 0; index < cases; index++) {
       const id = phantomCaseId(index, cases);
       const { image, label } = generatePhantomCase({ seed, index, shift: opts.shift });
@@ -45,7 +34,7 @@ export async function writePhantomDataset(dir: string, opts: PhantomDatasetOptio
       await writeNiftiFile(join(staging, 'labelsTr', `${id}.nii.gz`), label);
       opts.onProgress?.(index + 1, cases);
     }
-    const datasetJson = {
+    return {
       channel_names: { '0': 'MRI' },
       labels: { ...PHANTOM_LABELS },
       numTraining: cases,
@@ -57,25 +46,5 @@ export async function writePhantomDataset(dir: string, opts: PhantomDatasetOptio
       seed,
       ...(opts.shift ? { shift: opts.shift } : {}),
     };
-    await writeFileAtomic(join(staging, 'dataset.json'), `${JSON.stringify(datasetJson, null, 2)}\n`);
-    // Renaming over an empty folder replaces it; a folder filled meanwhile makes this fail.
-    await rename(staging, target);
-  } catch (err) {
-    await rm(staging, { recursive: true, force: true });
-    if (err instanceof InputError) throw err;
-    const code = (err as NodeJS.ErrnoException)?.code;
-    throw new InputError(`cannot write phantom dataset (${code ?? (err instanceof Error ? err.message : String(err))})`, dir);
-  }
-}
-
-async function assertEmptyOrMissing(target: string): Promise<void> {
-  let isDir: boolean;
-  try {
-    isDir = (await stat(target)).isDirectory();
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException)?.code === 'ENOENT') return;
-    throw err;
-  }
-  if (!isDir) throw new InputError('exists and is not a folder', target);
-  if ((await readdir(target)).length > 0) throw new InputError('folder is not empty; choose a new output folder', target);
+  });
 }
