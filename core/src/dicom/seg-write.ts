@@ -1,9 +1,9 @@
-import dcmjs from 'dcmjs';
 import type { DicomSeriesMeta, Volume } from '../volume.js';
 import type { Vec3 } from '../geometry/affine.js';
 import { InputError } from '../errors.js';
 import { newUid } from './uid.js';
 import { TOOLKIT_VERSION } from '../version.js';
+import { writePart10 } from './part10-write.js';
 
 /** A coded concept (DICOM Code Sequence item), e.g. SCT 10200004 "Liver". */
 export interface CodedConcept {
@@ -39,9 +39,6 @@ export interface DicomSegOptions {
 }
 
 export const SEGMENTATION_SOP_CLASS_UID = '1.2.840.10008.5.1.4.1.1.66.4';
-const EXPLICIT_VR_LITTLE_ENDIAN = '1.2.840.10008.1.2.1';
-// Fixed identity of this writer in the File Meta header (a UUID-derived UID minted once for it).
-const IMPLEMENTATION_CLASS_UID = '2.25.175149127545411993304652585446954910218';
 
 const sct = (codeValue: string, codeMeaning: string): CodedConcept => ({
   codeValue,
@@ -421,18 +418,3 @@ function buildDataset(
   };
 }
 
-function writePart10(dataset: Record<string, unknown>): Uint8Array {
-  const { DicomMetaDictionary, DicomDict } = dcmjs.data;
-  const version = new Uint8Array([0, 1]);
-  const meta = {
-    FileMetaInformationVersion: version.buffer,
-    MediaStorageSOPClassUID: dataset.SOPClassUID,
-    MediaStorageSOPInstanceUID: dataset.SOPInstanceUID,
-    TransferSyntaxUID: EXPLICIT_VR_LITTLE_ENDIAN,
-    ImplementationClassUID: IMPLEMENTATION_CLASS_UID,
-    ImplementationVersionName: `ALHVR_${TOOLKIT_VERSION}`,
-  };
-  const dict = new DicomDict(DicomMetaDictionary.denaturalizeDataset(meta));
-  dict.dict = DicomMetaDictionary.denaturalizeDataset(dataset);
-  return new Uint8Array(dict.write() as ArrayBuffer);
-}

@@ -1,9 +1,9 @@
-import dcmjs from 'dcmjs';
 import { InputError } from '../errors.js';
 import { Rng } from '../random.js';
 import type { Volume } from '../volume.js';
 import { TOOLKIT_VERSION } from '../version.js';
 import { CT_HU_MAX, CT_HU_MIN } from './abdomen-ct.js';
+import { writePart10 } from '../dicom/part10-write.js';
 
 /**
  * A generated CT volume (integer HU, axial, i → patient left, j → posterior, k → superior) as a
@@ -21,9 +21,6 @@ export interface CtSeriesOptions {
 }
 
 export const CT_IMAGE_STORAGE_SOP_CLASS_UID = '1.2.840.10008.5.1.4.1.1.2';
-const EXPLICIT_VR_LITTLE_ENDIAN = '1.2.840.10008.1.2.1';
-// The toolkit's implementation identity, as in the SEG writer.
-const IMPLEMENTATION_CLASS_UID = '2.25.175149127545411993304652585446954910218';
 const RESCALE_INTERCEPT = -1024;
 // A fixed acquisition date: synthetic data has none, and a clock date would break same-seed-same-bytes.
 const FIXED_DATE = '20260101';
@@ -131,17 +128,3 @@ export function encodeCtSeries(image: Volume, opts: CtSeriesOptions): Uint8Array
   return files;
 }
 
-function writePart10(dataset: Record<string, unknown>): Uint8Array {
-  const { DicomMetaDictionary, DicomDict } = dcmjs.data;
-  const meta = {
-    FileMetaInformationVersion: new Uint8Array([0, 1]).buffer,
-    MediaStorageSOPClassUID: dataset.SOPClassUID,
-    MediaStorageSOPInstanceUID: dataset.SOPInstanceUID,
-    TransferSyntaxUID: EXPLICIT_VR_LITTLE_ENDIAN,
-    ImplementationClassUID: IMPLEMENTATION_CLASS_UID,
-    ImplementationVersionName: `ALHVR_${TOOLKIT_VERSION}`,
-  };
-  const dict = new DicomDict(DicomMetaDictionary.denaturalizeDataset(meta));
-  dict.dict = DicomMetaDictionary.denaturalizeDataset(dataset);
-  return new Uint8Array(dict.write() as ArrayBuffer);
-}
