@@ -1,4 +1,4 @@
-import { estimateQuality, InputError, type CaseSignals, type Mat4, type ModelCard, type QualityEstimate, type Volume } from '@alhvr/core';
+import { estimateQuality, InputError, TOOLKIT_VERSION, type CaseSignals, type Mat4, type ModelCard, type QualityEstimate, type Volume } from '@alhvr/core';
 import type { GammaUsed, PipelineSignals } from './pipeline.js';
 
 /** Fractions of a set of voxels in region 1 (both students confident), 2 (one) and 3 (neither). */
@@ -248,3 +248,51 @@ export interface CaseReport {
   createdAt: string;
 }
 
+
+/**
+ * report.json of one segmented case, the same for alhvr-segment and the viewer: which input and
+ * series, the model and device, geometry, γ, stats and the trust assessment.
+ */
+export function buildCaseReport(parts: {
+  caseId: string;
+  input: string;
+  image: Volume;
+  slices: number;
+  gamma: GammaUsed | undefined;
+  model: { card: ModelCard; cardHash: string; modelHash: string };
+  device: CaseReport['device'];
+  stats: CaseStats;
+  assessment: { signals: CaseSignals; quality: QualityEstimate | null; triage: Triage };
+  timingsMs: Record<string, number>;
+}): CaseReport {
+  const { image, model, assessment } = parts;
+  const dicom = image.meta.dicom;
+  return {
+    caseId: parts.caseId,
+    input: parts.input,
+    ...(dicom
+      ? {
+          series: {
+            seriesInstanceUID: dicom.seriesInstanceUID,
+            seriesDescription: dicom.seriesDescription,
+            modality: dicom.modality,
+            bodyPartExamined: dicom.bodyPartExamined,
+            folder: parts.input,
+          },
+        }
+      : {}),
+    toolkit: { version: TOOLKIT_VERSION },
+    model: { name: model.card.name, cardHash: model.cardHash, modelHash: model.modelHash, classes: model.card.classes },
+    device: parts.device,
+    geometry: { dims: image.dims, spacingMm: image.spacing, slices: parts.slices },
+    gamma: parts.gamma ?? null,
+    stats: parts.stats,
+    unreliability: unreliabilityScore(parts.stats),
+    signals: assessment.signals,
+    quality: assessment.quality,
+    triage: assessment.triage,
+    timingsMs: parts.timingsMs,
+    warnings: image.meta.warnings,
+    createdAt: new Date().toISOString(),
+  };
+}

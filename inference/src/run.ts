@@ -1,7 +1,7 @@
 import { constants } from 'node:fs';
 import { access, mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { InputError, TOOLKIT_VERSION, type Volume, type VoxelArray } from '@alhvr/core';
+import { InputError, type Volume, type VoxelArray } from '@alhvr/core';
 import { readNiftiHeaderFile, writeFileAtomic } from '@alhvr/core/node';
 import type { Shard } from './case-id.js';
 import { assignCaseIds, readCaseInput, type CaseInput, type CaseSource, type SegmentCase } from './inputs.js';
@@ -13,7 +13,7 @@ import { readManifest, recordManifestEntry, writeSummary, type LockWaitReporter,
 import { CASE_FILES, previewAnnotation, writeCaseOutputs, writeCasePreview, type OutputFormat } from './outputs.js';
 import type { PreviewRasterizer } from './preview.js';
 import { segmentVolume, type GammaMode, type SegmentResult } from './pipeline.js';
-import { assessCase, computeCaseStats, DEFAULT_TRIAGE, unreliabilityScore, type CaseReport, type TriageThresholds } from './report.js';
+import { assessCase, buildCaseReport, computeCaseStats, DEFAULT_TRIAGE, type TriageThresholds } from './report.js';
 import { openModelFile, type OpenedModel } from './session-node.js';
 
 export interface RunOptions {
@@ -374,34 +374,18 @@ async function writeCase(ctx: CaseContext, dir: string, opts: RunOptions, opened
     const { signals, quality, triage: verdict } = assessCase(stats, result.signals, identity.card, { thresholds: triage, dice: opts.triageDice, tags });
     if (opts.preview !== false) outputs.push(await writeCasePreview(caseDir, image, result, identity.card, previewAnnotation(c.id, stats, verdict, quality?.predictedDice), opts.previewRasterizer));
     timingsMs.total = performance.now() - started;
-    const report: CaseReport = {
+    const report = buildCaseReport({
       caseId: c.id,
       input,
-      ...(dicom
-        ? {
-            series: {
-              seriesInstanceUID: dicom.seriesInstanceUID,
-              seriesDescription: dicom.seriesDescription,
-              modality: dicom.modality,
-              bodyPartExamined: dicom.bodyPartExamined,
-              folder: input,
-            },
-          }
-        : {}),
-      toolkit: { version: TOOLKIT_VERSION },
-      model: { name: identity.card.name, cardHash: identity.cardHash, modelHash: identity.modelHash, classes: identity.card.classes },
+      image,
+      slices: result.slices,
+      gamma: result.gamma,
+      model: identity,
       device: { used: opened.device, note: opened.deviceNote, threads: opts.threads },
-      geometry: { dims: image.dims, spacingMm: image.spacing, slices: result.slices },
-      gamma: result.gamma ?? null,
       stats,
-      unreliability: unreliabilityScore(stats),
-      signals,
-      quality,
-      triage: verdict,
+      assessment: { signals, quality, triage: verdict },
       timingsMs,
-      warnings: image.meta.warnings,
-      createdAt: new Date().toISOString(),
-    };
+    });
     await writeFileAtomic(join(caseDir, CASE_FILES.report), `${JSON.stringify(report, null, 2)}\n`);
     outputs.push(CASE_FILES.report);
     await removeStaleOutputs(caseDir, outputs);

@@ -1,8 +1,8 @@
 // The files alhvr-segment writes for one case, made in the browser from the same results: the
 // NIfTI maps (same header, datatype and description as inference/src/outputs.ts), DICOM SEG for
 // DICOM input, and report.json with the CLI's CaseReport fields.
-import { encodeDicomSeg, encodeNifti, TOOLKIT_VERSION, type Volume, type VoxelArray } from '@alhvr/core';
-import { unreliabilityScore, type CaseReport, type ModelIdentity } from '@alhvr/inference';
+import { encodeDicomSeg, encodeNifti, type Volume, type VoxelArray } from '@alhvr/core';
+import { buildCaseReport, type CaseReport, type ModelIdentity } from '@alhvr/inference';
 import type { SegmentNiftiResult } from './segment-nifti.js';
 
 /** File names of a case folder; the same as inference's CASE_FILES (test/viewer-browser.test.ts checks). */
@@ -35,36 +35,18 @@ export function caseReport(
   input: string,
   timingsMs: Record<string, number>,
 ): CaseReport {
-  const { image, stats, assessment } = result;
-  const dicom = image.meta.dicom;
-  return {
+  return buildCaseReport({
     caseId: browserCaseId(input),
     input,
-    ...(dicom
-      ? {
-          series: {
-            seriesInstanceUID: dicom.seriesInstanceUID,
-            seriesDescription: dicom.seriesDescription,
-            modality: dicom.modality,
-            bodyPartExamined: dicom.bodyPartExamined,
-            folder: input,
-          },
-        }
-      : {}),
-    toolkit: { version: TOOLKIT_VERSION },
-    model: { name: identity.card.name, cardHash: identity.cardHash, modelHash: identity.modelHash, classes: identity.card.classes },
+    image: result.image,
+    slices: result.slices,
+    gamma: result.gamma,
+    model: identity,
     device: { used: `browser-${device.backend}`, note: `onnxruntime-web (${device.backend}) in a Web Worker`, threads: device.threads },
-    geometry: { dims: image.dims, spacingMm: image.spacing, slices: result.slices },
-    gamma: result.gamma ?? null,
-    stats,
-    unreliability: unreliabilityScore(stats),
-    signals: assessment.signals,
-    quality: assessment.quality,
-    triage: assessment.triage,
+    stats: result.stats,
+    assessment: result.assessment,
     timingsMs,
-    warnings: image.meta.warnings,
-    createdAt: new Date().toISOString(),
-  };
+  });
 }
 
 /** Every file of the case folder, by name (bytes as alhvr-segment would write them, up to gzip framing and DICOM UIDs). */
