@@ -25,6 +25,17 @@ describe('progress', () => {
     expect(formatProgressLine({ done: 40, total: 40, elapsedMs: 65_000 }, 'cases')).toBe('cases [40/40] 100% done in 1m05s');
   });
 
+  it('leaves resumed work out of the rate', () => {
+    // Resumed at 900 of 1200; 10 more in 20 s → 2 s each → 290 left → 580 s, not 6 s.
+    expect(etaSeconds({ done: 910, total: 1200, elapsedMs: 20_000, initial: 900 })).toBeCloseTo(580, 9);
+    let t = 0;
+    const lines: string[] = [];
+    const p = createProgress({ total: 1200, initial: 900, stream: { write: (s: string) => lines.push(s) }, now: () => t, lineIntervalMs: 0 });
+    t = 20_000;
+    p.update(910);
+    expect(lines.at(-1)).toBe('[910/1200] 75% ETA 9m40s\n');
+  });
+
   it('draws a bar that fits the terminal width and fills in proportion', () => {
     const bar = formatProgressBar({ done: 10, total: 40, elapsedMs: 5_000 }, 60, 'cases');
     expect(bar.length).toBeLessThanOrEqual(60);

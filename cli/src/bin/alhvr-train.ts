@@ -173,8 +173,7 @@ await runCommand(COMMAND, async (args, { signal }) => {
       onStart: (info) => {
         log(`config: ${JSON.stringify(info.config)}`);
         log(`backend: ${info.backend}; ${info.labeledSlices} labelled and ${info.unlabeledSlices} unlabeled slices`);
-        progress = createProgress({ total: info.config.iterations, label: 'iterations', quiet: argv.quiet });
-        progress.update(info.startIteration);
+        progress = createProgress({ total: info.config.iterations, initial: info.startIteration, label: 'iterations', quiet: argv.quiet });
       },
       onIteration: (r) => {
         last = `loss ${r.loss.toFixed(4)} γ ${r.gamma.toFixed(3)}`;

@@ -7,6 +7,8 @@ export interface ProgressStream {
 
 export interface ProgressOptions {
   total: number;
+  /** Units already done before this process started (a resumed run): shown in the counts, left out of the rate. */
+  initial?: number;
   /** Shown before the counts, e.g. "cases". */
   label?: string;
   stream?: ProgressStream;
@@ -47,12 +49,15 @@ export interface ProgressState {
   done: number;
   total: number;
   elapsedMs: number;
+  /** Units done before the clock started (resumed work); the rate counts only `done - initial`. */
+  initial?: number;
 }
 
-/** Seconds left at the average rate so far; NaN before anything is done. */
-export function etaSeconds({ done, total, elapsedMs }: ProgressState): number {
-  if (done <= 0 || elapsedMs <= 0) return NaN;
-  return ((total - done) * elapsedMs) / done / 1000;
+/** Seconds left at this process's average rate; NaN before it has done anything. */
+export function etaSeconds({ done, total, elapsedMs, initial = 0 }: ProgressState): number {
+  const doneHere = done - initial;
+  if (doneHere <= 0 || elapsedMs <= 0) return NaN;
+  return ((total - done) * elapsedMs) / doneHere / 1000;
 }
 
 function percent(done: number, total: number): number {
@@ -68,8 +73,8 @@ export function formatProgressLine(state: ProgressState, label = ''): string {
 
 /** The single redrawn TTY line: label, bar, counts, percentage, rate and ETA, fitted to `width`. */
 export function formatProgressBar(state: ProgressState, width: number, label = ''): string {
-  const { done, total, elapsedMs } = state;
-  const rate = elapsedMs > 0 ? (done * 1000) / elapsedMs : NaN;
+  const { done, total, elapsedMs, initial = 0 } = state;
+  const rate = elapsedMs > 0 ? ((done - initial) * 1000) / elapsedMs : NaN;
   const tail = done >= total ? `done in ${formatDuration(elapsedMs / 1000)}` : `ETA ${formatDuration(etaSeconds(state))}`;
   const info = `${done}/${total} ${percent(done, total)}% ${formatRate(rate)} ${tail}`;
   const head = label ? `${label} ` : '';
@@ -90,7 +95,8 @@ export function createProgress(options: ProgressOptions): Progress {
   const interval = tty ? (options.ttyIntervalMs ?? 100) : (options.lineIntervalMs ?? 5000);
   const total = Math.max(0, options.total);
   const start = now();
-  let done = 0;
+  const initial = Math.max(0, Math.min(total, options.initial ?? 0));
+  let done = initial;
   let lastDraw = -Infinity;
   let finished = false;
   let drawnOnce = false;
@@ -100,7 +106,7 @@ export function createProgress(options: ProgressOptions): Progress {
     const t = now();
     if (!force && t - lastDraw < interval) return;
     lastDraw = t;
-    const state = { done, total, elapsedMs: t - start };
+    const state = { done, total, elapsedMs: t - start, initial };
     if (tty) {
       const width = stream.columns && stream.columns > 20 ? stream.columns : 80;
       stream.write(`\r${formatProgressBar(state, width, options.label)}\x1b[K`);
