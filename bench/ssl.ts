@@ -70,6 +70,8 @@ const FIXED = SMOKE
     };
 /** The CPU recipe of models/recipes/alhvr-default.train.json; everything else is the published default. */
 const RECIPE = { format: 'nnunet', batchLabeled: 4, batchUnlabeled: 4, patch: 128, widths: [8, 16, 32, 64, 128], backend: 'wasm', threads: 2, checkpointEvery: 25 };
+// SSL_BENCH_THREADS=1 shares the 2 cores with another job; each wall-time segment records the threads it ran with.
+const THREADS = Number(process.env.SSL_BENCH_THREADS ?? RECIPE.threads);
 const ALL_LABELLED = FIXED.train.cases - FIXED.valCases;
 
 interface TrainingSpec {
@@ -214,6 +216,8 @@ interface WallSegment {
   fromIteration: number;
   toIteration: number | null;
   loadavg1: number;
+  /** Training threads of this segment (absent: the recipe's 2). */
+  threads?: number;
   exit?: number;
 }
 interface MetricsLine {
@@ -237,6 +241,7 @@ const targetOf = (t: TrainingSpec) => t.iterations ?? FIXED.iterations;
 function trainingConfig(t: TrainingSpec, iterations: number) {
   return {
     ...RECIPE,
+    threads: THREADS,
     data: TRAIN_DATA,
     method: t.method,
     labeledCases: t.labeled === 'few' ? FIXED.labeledCases : ALL_LABELLED,
@@ -273,7 +278,7 @@ async function trainTo(t: TrainingSpec, target: number): Promise<boolean> {
   // A start that died before its first checkpoint left metrics lines no checkpoint backs.
   if (!resume) rmSync(join(out, 'metrics.jsonl'), { force: true });
   const from = resume ? lastIteration(t.name) : 0;
-  const seg: WallSegment = { start: new Date().toISOString(), seconds: null, fromIteration: from, toIteration: null, loadavg1: loadavg()[0] };
+  const seg: WallSegment = { start: new Date().toISOString(), seconds: null, fromIteration: from, toIteration: null, loadavg1: loadavg()[0], threads: THREADS };
   segments.push(seg);
   writeJsonAtomic(wallPath, segments);
   log(`training ${t.name} (${t.role}) to iteration ${target}${resume ? `, resuming from iteration ${from}` : ''}`);
