@@ -13,11 +13,31 @@ export interface ModelClass {
   color: [number, number, number];
 }
 
-/** Intensity normalisation applied per volume before slicing. */
+/**
+ * Intensity normalisation applied per volume before slicing (2D) or windowing (3D).
+ * - `zscore-volume`: mean and std of the volume's voxels; `voxels: 'positive'` takes them over
+ *   voxels > 0 only and applies them to all (SSL4MIS's BraTS preprocessing); absent means all.
+ * - `ct-foreground`: nnU-Net's CT rule with numbers fixed once from the training set.
+ */
 export type Normalisation =
   | { kind: 'minmax-volume' }
-  | { kind: 'zscore-volume' }
-  | { kind: 'window'; low: number; high: number };
+  | { kind: 'zscore-volume'; voxels?: 'all' | 'positive' }
+  | { kind: 'window'; low: number; high: number }
+  | CtForegroundNormalisation;
+
+/**
+ * nnU-Net's CT normalisation: clip to [low, high] (the 0.5 and 99.5 percentiles of the training
+ * set's foreground HU), then (x − mean) / std with the mean and std of the same foreground
+ * voxels (before clipping, as nnU-Net computes them). Every volume gets the same numbers, so a
+ * HU means the same thing in every scan.
+ */
+export interface CtForegroundNormalisation {
+  kind: 'ct-foreground';
+  low: number;
+  high: number;
+  mean: number;
+  std: number;
+}
 
 /**
  * How a volume becomes model planes and how outputs go back: the training config's
@@ -27,8 +47,15 @@ export type Normalisation =
  * config's `patch` (the card's `input.size`).
  */
 export interface Preprocessing {
+  /** 2D: which axis the planes cut across. Unused by 3D networks (they see whole windows). */
   sliceAxis: SliceAxisRule;
+  /**
+   * 3D only: voxel spacing [x, y, z] in mm (NIfTI axis order) every volume is resampled to before
+   * normalisation and windowing; outputs go back to the source grid. Absent in 2D.
+   */
+  targetSpacing?: [number, number, number];
   normalisation: Normalisation;
+  /** 2D: planes to the model size and back. 3D: resampling to and from `targetSpacing`. */
   resize: {
     /** Image plane → model size. */
     image: ResizeRule;
@@ -50,15 +77,25 @@ export interface ModelCard {
   name: string;
   description?: string;
   classes: ModelClass[];
+  /**
+   * 2: a plane model (the default; cards written before 3D models existed have no field);
+   * 3: a volume model run by sliding window over the volume resampled to `targetSpacing`.
+   */
+  dimensions?: 2 | 3;
   input: {
-    /** Model plane size [width, height]; both multiples of 16. */
-    size: [number, number];
+    /**
+     * 2D: model plane [width, height]; 3D: sliding-window patch [x, y, z] along the volume's
+     * i, j, k axes at the target spacing (the training config's cube `patch`). All multiples of 16.
+     */
+    size: [number, number] | [number, number, number];
     channels: 1;
     sliceAxis: SliceAxisRule;
-    /** Graph input name and layout. */
+    /** Graph input name and layout (NCDHW: D = k, H = j, W = i). */
     name: string;
-    layout: 'NCHW';
+    layout: 'NCHW' | 'NCDHW';
   };
+  /** 3D only: voxel spacing [x, y, z] in mm the model was trained at (training's preprocessing block). */
+  targetSpacing?: [number, number, number];
   normalisation: Normalisation;
   /**
    * How planes go to the model size (image; reference labels) and back to the source size
@@ -177,23 +214,47 @@ const labelResizeRule: Check = (v, at) => {
   if ((v as ResizeRule).interpolation !== 'nearest') fail(`${at}.interpolation`, 'must be "nearest" (labels are class ids)');
 };
 const sliceAxis = oneOf('largest-spacing', 0, 1, 2);
-const normalisation: Check = (v, at) => {
-  if (!isObject(v)) fail(at, 'must be an object');
-  oneOf('minmax-volume', 'zscore-volume', 'window')(v.kind, `${at}.kind`);
-  if (v.kind === 'window') {
-    obj({ low: num, high: num })(v, at);
-    if (!((v.high as number) > (v.low as number))) fail(`${at}.high`, 'must be above low');
-  }
+const normalisationOf =
+  (statistics: 'required' | 'pending-allowed'): Check =>
+  (v, at) => {
+    if (!isObject(v)) fail(at, 'must be an object');
+    oneOf('minmax-volume', 'zscore-volume', 'window', 'ct-foreground')(v.kind, `${at}.kind`);
+    if (v.kind === 'window') {
+      obj({ low: num, high: num })(v, at);
+      if (!((v.high as number) > (v.low as number))) fail(`${at}.high`, 'must be above low');
+    }
+    if (v.kind === 'zscore-volume' && v.voxels !== undefined) oneOf('all', 'positive')(v.voxels, `${at}.voxels`);
+    if (v.kind === 'ct-foreground') {
+      // A training config may ask for the rule before its numbers exist; the trainer computes them.
+      const given = ['low', 'high', 'mean', 'std'].filter((key) => v[key] !== undefined);
+      if (given.length === 0 && statistics === 'pending-allowed') return;
+      obj({ low: num, high: num, mean: num, std: num })(v, at);
+      if (!((v.high as number) > (v.low as number))) fail(`${at}.high`, 'must be above low');
+      if (!((v.std as number) > 0)) fail(`${at}.std`, 'must be positive');
+    }
+  };
+const normalisation = normalisationOf('required');
+const targetSpacing: Check = (v, at) => {
+  if (!Array.isArray(v) || v.length !== 3 || !v.every((x) => typeof x === 'number' && Number.isFinite(x) && x > 0)) fail(at, 'must be [x, y, z], three positive spacings in mm');
 };
-const checkPreprocessing = obj({
-  sliceAxis,
-  normalisation,
-  resize: obj({ image: resizeRule, label: labelResizeRule, labelBack: labelResizeRule, mapBack: resizeRule }),
-});
+const preprocessingOf = (statistics: 'required' | 'pending-allowed') =>
+  obj(
+    {
+      sliceAxis,
+      targetSpacing,
+      normalisation: normalisationOf(statistics),
+      resize: obj({ image: resizeRule, label: labelResizeRule, labelBack: labelResizeRule, mapBack: resizeRule }),
+    },
+    ['targetSpacing'],
+  );
 
-/** Validate a preprocessing block; throws a one-line InputError "<subject>: preprocessing.<field> …". */
-export function validatePreprocessing(value: unknown, subject = 'invalid preprocessing'): Preprocessing {
-  return checked<Preprocessing>(checkPreprocessing, value, 'preprocessing', subject);
+/**
+ * Validate a preprocessing block; throws a one-line InputError "<subject>: preprocessing.<field> …".
+ * `pending-allowed` accepts `{ kind: 'ct-foreground' }` without its numbers (a training config,
+ * before the trainer has measured the training set); cards and checkpoints need them.
+ */
+export function validatePreprocessing(value: unknown, subject = 'invalid preprocessing', statistics: 'required' | 'pending-allowed' = 'required'): Preprocessing {
+  return checked<Preprocessing>(preprocessingOf(statistics), value, 'preprocessing', subject);
 }
 
 const checkCard = obj(
@@ -214,15 +275,17 @@ const checkCard = obj(
         values.add(value);
       });
     },
-    input: obj({
-      size: (v, at) => {
-        if (!Array.isArray(v) || v.length !== 2 || !v.every((x) => Number.isInteger(x) && x > 0 && x % 16 === 0)) fail(at, 'must be [width, height], positive multiples of 16');
-      },
-      channels: oneOf(1),
-      sliceAxis,
-      name: str,
-      layout: oneOf('NCHW'),
-    }),
+    dimensions: oneOf(2, 3),
+    input: (v, at) => {
+      obj({ channels: oneOf(1), sliceAxis, name: str, layout: oneOf('NCHW', 'NCDHW') })(v, at);
+      const size = (v as Record<string, unknown>).size;
+      if (!Array.isArray(size) || (size.length !== 2 && size.length !== 3) || !size.every((x) => Number.isInteger(x) && x > 0 && x % 16 === 0)) {
+        fail(`${at}.size`, 'must be [width, height] or a 3D patch [x, y, z], positive multiples of 16');
+      }
+    },
+    targetSpacing: (v, at) => {
+      if (!Array.isArray(v) || v.length !== 3 || !v.every((x) => typeof x === 'number' && Number.isFinite(x) && x > 0)) fail(at, 'must be [x, y, z] spacing in mm, three positive numbers');
+    },
     normalisation,
     resize: obj({ image: resizeRule, label: labelResizeRule, labelBack: labelResizeRule, mapBack: resizeRule }, ['label']),
     regions: (v, at) => {
@@ -267,13 +330,29 @@ const checkCard = obj(
     },
     createdAt: str,
   },
-  ['description', 'intendedUse', 'calibration', 'precision'],
+  ['description', 'dimensions', 'targetSpacing', 'intendedUse', 'calibration', 'precision'],
 );
+
+/** A card's dimensionality, its input layout, patch rank and target spacing must tell the same story. */
+function checkDimensions(card: ModelCard): void {
+  const dims = card.dimensions ?? 2;
+  const problem = (what: string) => new InputError(`model card: ${what}`);
+  if (dims === 3) {
+    if (card.input.layout !== 'NCDHW') throw problem(`card.input.layout must be "NCDHW" for a 3D model (got "${card.input.layout}")`);
+    if (card.input.size.length !== 3) throw problem(`card.input.size must be a 3D patch [x, y, z] for a 3D model (got [${card.input.size.join(', ')}])`);
+    if (!card.targetSpacing) throw problem('card.targetSpacing is required for a 3D model (the spacing it runs at)');
+  } else {
+    if (card.input.layout !== 'NCHW') throw problem(`card.input.layout "${card.input.layout}" needs card.dimensions 3`);
+    if (card.input.size.length !== 2) throw problem(`card.input.size [${card.input.size.join(', ')}] has three sides; a 2D model's is [width, height] (or set card.dimensions 3)`);
+    if (card.targetSpacing) throw problem('card.targetSpacing is for 3D models only (set card.dimensions 3)');
+  }
+}
 
 /** Validate an already-parsed card; throws InputError naming the first bad field. */
 export function validateModelCard(value: unknown): ModelCard {
   const card = checked<ModelCard>(checkCard, value, 'card', 'model card');
   if (card.students === 'both' && !card.outputs.region) throw new InputError('model card: card.outputs.region is required for a two-student model');
+  checkDimensions(card);
   return card;
 }
 
@@ -305,4 +384,22 @@ export const ALHVR_RECIPE_PREPROCESSING: Preprocessing = {
 };
 
 export const ALHVR_RECIPE_RESIZE: ModelCard['resize'] = ALHVR_RECIPE_PREPROCESSING.resize;
+
+/**
+ * The released 3D recipe (BraTS 2019 FLAIR, SSL4MIS preprocessing): 1 mm isotropic, z-score with
+ * the mean and std of the voxels > 0 applied to every voxel; resampling to and from the spacing
+ * trilinear for images and maps, nearest for labels, voxel areas scaling (half-pixel). CT data
+ * gets `ct-foreground` instead, its numbers measured on the training set.
+ */
+export const ALHVR_3D_RECIPE_PREPROCESSING: Preprocessing = {
+  sliceAxis: 'largest-spacing',
+  targetSpacing: [1, 1, 1],
+  normalisation: { kind: 'zscore-volume', voxels: 'positive' },
+  resize: {
+    image: { interpolation: 'linear', alignment: 'half-pixel' },
+    label: { interpolation: 'nearest', alignment: 'half-pixel' },
+    labelBack: { interpolation: 'nearest', alignment: 'half-pixel' },
+    mapBack: { interpolation: 'linear', alignment: 'half-pixel' },
+  },
+};
 

@@ -93,7 +93,7 @@ export interface ParityReport {
 }
 
 /** Phantom slices ([count, H, W] row-major, x fastest) prepared with the card's rules. */
-export function phantomSlices(card: ModelCard, count: number, seed: number, size: [number, number] = card.input.size): Float32Array {
+export function phantomSlices(card: ModelCard, count: number, seed: number, size: [number, number] = [card.input.size[0], card.input.size[1]]): Float32Array {
   const [width, height] = size;
   const out = new Float32Array(count * width * height);
   const perCase = Math.min(count, 3);
@@ -152,7 +152,7 @@ export async function checkParity(students: readonly UNet[], onnxModel: Uint8Arr
   const batch = Math.max(1, Math.min(opts.batch ?? 2, count));
   const { tf, name: backend } = await selectBackend(opts.backend ?? 'cpu', { threads: opts.threads ?? 1, log: () => {} });
 
-  const [W, H] = opts.size ?? card.input.size;
+  const [W, H] = opts.size ?? [card.input.size[0], card.input.size[1]];
   if (!(W > 0 && H > 0 && W % 16 === 0 && H % 16 === 0)) throw new InputError(`parity: size ${W}×${H} must be positive multiples of 16`);
   const C = card.classes.length;
   const plane = W * H;
