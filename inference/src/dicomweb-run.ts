@@ -17,7 +17,7 @@ import { join, resolve } from 'node:path';
 import { writeFileAtomic } from '@alhvr/core/node';
 import { anonymousCaseId, dicomCaseStem, sanitiseCaseId, uniqueCaseIds, type Shard } from './case-id.js';
 import { DicomwebError, DicomwebTransport, jsonValue, type DicomJson, type DicomwebConnection } from './dicomweb-transport.js';
-import { readManifest, recordManifestEntry, withLock, writeSummary, type ManifestEntry } from './manifest.js';
+import { readLastPerKey, readManifest, recordManifestEntry, withLock, writeSummary, type ManifestEntry } from './manifest.js';
 import { CASE_FILES } from './outputs.js';
 import { discoverInputs, type CaseSource } from './inputs.js';
 import { prepareOutputFolder, runSegmentation, validateRunOptions, type RunOptions } from './run.js';
@@ -222,18 +222,7 @@ async function sha256File(path: string): Promise<string> {
 }
 
 export async function readStoreRecords(dir: string): Promise<Map<string, StoreRecord>> {
-  const records = new Map<string, StoreRecord>();
-  const text = await readFile(join(dir, STORE_FILE), 'utf8').catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? '' : Promise.reject(err)));
-  for (const line of text.split('\n')) {
-    if (!line.trim()) continue;
-    try {
-      const r = JSON.parse(line) as StoreRecord;
-      if (typeof r.caseId === 'string') records.set(r.caseId, r);
-    } catch {
-      // an interrupted foreign edit: that case is simply stored again
-    }
-  }
-  return records;
+  return readLastPerKey<StoreRecord>(join(dir, STORE_FILE), (r) => r.caseId);
 }
 
 async function recordStore(dir: string, record: StoreRecord, lock: Pick<RunOptions, 'onLockWait'>): Promise<void> {

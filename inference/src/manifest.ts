@@ -47,25 +47,36 @@ export interface ManifestEntry {
   finishedAt: string;
 }
 
-export async function readManifest(dir: string): Promise<Map<string, ManifestEntry>> {
-  const entries = new Map<string, ManifestEntry>();
+/**
+ * The last line per key of a JSON-lines file that is rewritten whole (manifest.jsonl,
+ * stored.jsonl): a missing file is empty, and a line that does not parse or lacks the key is
+ * dropped, since it can only come from an interrupted foreign edit and its case is simply redone.
+ */
+export async function readLastPerKey<T>(file: string, key: (record: T) => unknown): Promise<Map<string, T>> {
+  const records = new Map<string, T>();
   let text: string;
   try {
-    text = await readFile(join(dir, MANIFEST_FILE), 'utf8');
+    text = await readFile(file, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return entries;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return records;
     throw err;
   }
   for (const line of text.split('\n')) {
     if (!line.trim()) continue;
+    let record: T;
     try {
-      const e = JSON.parse(line) as ManifestEntry;
-      if (typeof e.caseId === 'string') entries.set(e.caseId, e);
+      record = JSON.parse(line) as T;
     } catch {
-      // A line from an interrupted foreign edit: the case is simply redone.
+      continue;
     }
+    const k = record !== null && typeof record === 'object' ? key(record) : undefined;
+    if (typeof k === 'string') records.set(k, record);
   }
-  return entries;
+  return records;
+}
+
+export async function readManifest(dir: string): Promise<Map<string, ManifestEntry>> {
+  return readLastPerKey<ManifestEntry>(join(dir, MANIFEST_FILE), (e) => e.caseId);
 }
 
 /** Who holds the lock folder: written inside it right after it is created. */
