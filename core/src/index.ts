@@ -11,6 +11,7 @@ export * from './display.js';
 export * from './random.js';
 export * from './metrics/segmentation.js';
 export * from './normalise.js';
+export * from './ct-statistics.js';
 export * from './dicom/codecs.js';
 export * from './dicom/instance.js';
 export * from './dicom/series.js';

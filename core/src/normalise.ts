@@ -17,6 +17,7 @@ export interface IntensityMap {
  * - minmax-volume: (x − min) / (max − min); a constant volume maps to zeros.
  * - zscore-volume: (x − mean) / std (population std); a constant volume maps to zeros.
  * - window: clip to [low, high], then scale to [0, 1].
+ * - ct-foreground: clip to [low, high], then (x − mean) / std, all four from the training set.
  */
 export function intensityMap(data: ArrayLike<number>, rule: Normalisation): IntensityMap {
   const n = data.length;
@@ -31,13 +32,25 @@ export function intensityMap(data: ArrayLike<number>, rule: Normalisation): Inte
     return { offset: lo, scale: hi > lo ? 1 / (hi - lo) : 0 };
   }
   if (rule.kind === 'zscore-volume') {
+    // 'positive': statistics of the voxels > 0 (SSL4MIS BraTS), applied to every voxel.
+    const counted = rule.voxels === 'positive' ? (v: number) => v > 0 : () => true;
     let sum = 0;
-    for (let p = 0; p < n; p++) sum += data[p];
-    const mean = n ? sum / n : 0;
+    let count = 0;
+    for (let p = 0; p < n; p++) {
+      if (counted(data[p])) {
+        sum += data[p];
+        count++;
+      }
+    }
+    const mean = count ? sum / count : 0;
     let ss = 0;
-    for (let p = 0; p < n; p++) ss += (data[p] - mean) ** 2;
-    const std = n ? Math.sqrt(ss / n) : 0;
+    for (let p = 0; p < n; p++) if (counted(data[p])) ss += (data[p] - mean) ** 2;
+    const std = count ? Math.sqrt(ss / count) : 0;
     return { offset: mean, scale: std > 0 ? 1 / std : 0 };
+  }
+  if (rule.kind === 'ct-foreground') {
+    // Fixed numbers from the training set: nothing depends on this volume.
+    return { offset: rule.mean, scale: 1 / rule.std, clip: [rule.low, rule.high] };
   }
   const { low, high } = rule;
   return { offset: low, scale: high > low ? 1 / (high - low) : 0, clip: [low, high] };

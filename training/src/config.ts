@@ -1,4 +1,4 @@
-import { ALHVR_RECIPE_PREPROCESSING, validatePreprocessing, type Preprocessing } from '@alhvr/core';
+import { ALHVR_3D_RECIPE_PREPROCESSING, ALHVR_RECIPE_PREPROCESSING, validatePreprocessing, type Preprocessing } from '@alhvr/core';
 import type { DiceVariant } from './losses/supervised.js';
 import { RAMP_STEPS } from './losses/ramp.js';
 import type { ProtoCeReduction } from './losses/cgcpcl.js';
@@ -11,6 +11,12 @@ import { PSEUDO_VERDICTS, PSEUDO_WEIGHTINGS, type PseudoLabelSource, type Pseudo
 export interface TrainConfig {
   data: string;
   out: string;
+  /**
+   * unet2d: the 2D U-Net on planes (the published ACDC recipe). vnet3d: the released 3D VNet on
+   * cube crops (alhvr-method-3d.md); its defaults (THREE_D_DEFAULTS) replace the 2D ones the
+   * user did not set.
+   */
+  network: NetworkKind;
   format: 'nnunet' | 'acdc-h5';
   method: 'alhvr' | 'supervised';
   /** nnU-Net layout: number of labelled cases (first N) or a list of case ids. */
@@ -23,7 +29,7 @@ export interface TrainConfig {
   iterations: number;
   batchLabeled: number;
   batchUnlabeled: number;
-  /** Side of the square plane the network sees (the card's input.size). */
+  /** Side of the square plane (2D) or of the cube crop (3D) the network sees (the card's input.size); a multiple of 16. */
   patch: number;
   /**
    * Slice axis, normalisation and resize rules; the dataset, augmenter and validator read them,
@@ -77,7 +83,11 @@ export interface TrainConfig {
 
 export type RegionId = 1 | 2 | 3;
 
+export type NetworkKind = 'unet2d' | 'vnet3d';
+export const NETWORKS: readonly NetworkKind[] = ['unet2d', 'vnet3d'];
+
 export const DEFAULT_CONFIG: Omit<TrainConfig, 'data' | 'out'> = {
+  network: 'unet2d',
   format: 'nnunet',
   method: 'alhvr',
   labeledCases: 7,
@@ -111,6 +121,23 @@ export const DEFAULT_CONFIG: Omit<TrainConfig, 'data' | 'out'> = {
   pseudoFraction: 0.5,
 };
 
+/**
+ * The released 3D recipe (BraTS 2019 script) where it differs from the 2D defaults: 96³ crops,
+ * batch 2+2, β 0.7, 15 000 iterations under the 2D ramp of 30 000 (so w stops at 28 % of its cap;
+ * set rampIterations to the iterations for the corrected variant), Dropout3d 0.5 (the VNet's own,
+ * so `dropout` is unused), the 3D preprocessing recipe (CT data: nnU-Net's CT rule, its numbers
+ * measured on the training set).
+ */
+export const THREE_D_DEFAULTS: Partial<Omit<TrainConfig, 'data' | 'out'>> = {
+  iterations: 15_000,
+  batchLabeled: 2,
+  batchUnlabeled: 2,
+  patch: 96,
+  proportion: 0.7,
+  rampIterations: 30_000,
+  preprocessing: ALHVR_3D_RECIPE_PREPROCESSING,
+};
+
 /** Slices of the labelled batch taken from pseudo-labels (0 without them). */
 export function pseudoSlicesPerBatch(c: Pick<TrainConfig, 'batchLabeled' | 'pseudoFraction' | 'pseudoLabels'>): number {
   return c.pseudoLabels?.length ? Math.round(c.batchLabeled * c.pseudoFraction) : 0;
@@ -126,16 +153,23 @@ type PreprocessingInput = Partial<Omit<Preprocessing, 'resize'>> & { resize?: Pa
 /** Merge user settings over the defaults and reject impossible combinations before any work. */
 export function resolveConfig(user: Partial<Omit<TrainConfig, 'preprocessing'>> & { data: string; out: string; preprocessing?: PreprocessingInput }): TrainConfig {
   const defined = Object.fromEntries(Object.entries(user).filter(([, v]) => v !== undefined));
-  const c = { ...DEFAULT_CONFIG, ...defined } as TrainConfig;
   const bad = (msg: string) => {
     throw new Error(`invalid training config: ${msg}`);
   };
+  const network = (defined.network ?? DEFAULT_CONFIG.network) as NetworkKind;
+  if (!NETWORKS.includes(network)) bad(`network must be one of ${NETWORKS.join(', ')} (got ${JSON.stringify(network)})`);
+  const defaults = network === 'vnet3d' ? { ...DEFAULT_CONFIG, ...THREE_D_DEFAULTS } : DEFAULT_CONFIG;
+  const c = { ...defaults, ...defined } as TrainConfig;
   const given: PreprocessingInput = user.preprocessing ?? {};
-  const recipe = DEFAULT_CONFIG.preprocessing;
+  const recipe = defaults.preprocessing;
+  // A 3D config may name { kind: 'ct-foreground' } without numbers: the trainer measures them.
   c.preprocessing = validatePreprocessing(
     { ...recipe, ...given, resize: { ...recipe.resize, ...given.resize } },
     'invalid training config',
+    network === 'vnet3d' ? 'pending-allowed' : 'required',
   );
+  if (network === 'unet2d' && c.preprocessing.targetSpacing) bad('preprocessing.targetSpacing is for 3D networks only (set network "vnet3d")');
+  if (network === 'unet2d' && c.preprocessing.normalisation.kind === 'ct-foreground') bad('preprocessing.normalisation "ct-foreground" is for 3D networks only (a 2D CT run can use "window")');
   const posInt = (v: number) => Number.isInteger(v) && v > 0;
   if (!posInt(c.iterations)) bad(`iterations must be a positive integer (got ${c.iterations})`);
   if (!posInt(c.batchLabeled)) bad(`labelled batch must be a positive integer (got ${c.batchLabeled})`);

@@ -133,7 +133,8 @@ async function startOrResume(config: TrainConfig, resume: boolean): Promise<{ co
   // the dataset fingerprint still checks the data is the same).
   return {
     resumed,
-    config: { ...saved, preprocessing: preprocessingOf(saved), data: config.data, out: config.out, iterations: config.iterations, backend: config.backend, threads: config.threads, pseudoLabels: resumed.state.pseudo?.dirs ?? saved.pseudoLabels },
+    // Checkpoints from before 3D networks existed trained the 2D U-Net.
+    config: { ...saved, network: saved.network ?? 'unet2d', preprocessing: preprocessingOf(saved), data: config.data, out: config.out, iterations: config.iterations, backend: config.backend, threads: config.threads, pseudoLabels: resumed.state.pseudo?.dirs ?? saved.pseudoLabels },
   };
 }
 
@@ -185,6 +186,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
   const log = events.log ?? ((m: string) => console.log(m));
 
   // ---- run, backend, data -------------------------------------------------------------------
+  if (config.network === 'vnet3d') throw new InputError('network "vnet3d" is not wired into the trainer yet (config, preprocessing and losses are; training lands next)', config.out);
   const start = await startOrResume(config, options.resume ?? false);
   const resumed = start.resumed;
   await mkdir(start.config.out, { recursive: true });

@@ -3,7 +3,7 @@ import '@alhvr/inference/no-telemetry';
 import { access, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { InputError } from '@alhvr/core';
-import { BACKEND_CHOICES, DEFAULT_CONFIG, resolveConfig, train, type TrainConfig } from '@alhvr/training';
+import { BACKEND_CHOICES, DEFAULT_CONFIG, NETWORKS, THREE_D_DEFAULTS, resolveConfig, train, type TrainConfig } from '@alhvr/training';
 import { commandLine } from '../lib/command-line.js';
 import { firstMissingFolder, removeEmptyFolders, requireFolder, requireWritableFolderPath } from '../lib/folders.js';
 import { createProgress } from '../lib/progress.js';
@@ -66,6 +66,7 @@ await runCommand(COMMAND, async (args, { signal }) => {
     .option('data', { type: 'string', description: 'Dataset folder (nnU-Net raw layout, or SSL4MIS ACDC HDF5 layout) [required, here or in --config]' })
     .option('out', { type: 'string', description: 'Run folder for config, metrics and checkpoints (created if missing) [required, here or in --config]' })
     .option('config', { type: 'string', description: 'JSON file with any of the settings below (command-line options win)' })
+    .option('network', { choices: NETWORKS, description: `unet2d (2D U-Net on slices) or vnet3d (the released 3D VNet on ${THREE_D_DEFAULTS.patch}³ crops, batch ${THREE_D_DEFAULTS.batchLabeled}+${THREE_D_DEFAULTS.batchUnlabeled}, β ${THREE_D_DEFAULTS.proportion}, ${THREE_D_DEFAULTS.iterations} iterations unless set) [default: ${d.network}]` })
     .option('format', { choices: ['nnunet', 'acdc-h5'] as const, description: `Dataset layout [default: ${d.format}]` })
     .option('method', { choices: ['alhvr', 'supervised'] as const, description: `alhvr, or the labelled-only baseline [default: ${d.method}]` })
     .option('labeled-cases', { type: 'string', description: `nnU-Net: number of labelled cases, or a file listing case ids [default: ${d.labeledCases}]` })
@@ -74,7 +75,7 @@ await runCommand(COMMAND, async (args, { signal }) => {
     .option('unlabeled', { type: 'string', description: 'Extra folder of unlabeled NIfTI images' })
     .option('iterations', { type: 'number', description: `Training iterations [default: ${d.iterations}]` })
     .option('batch', { type: 'string', description: `Training batch as L+U: labelled+unlabeled slices per iteration [default: ${d.batchLabeled}+${d.batchUnlabeled}]` })
-    .option('patch', { type: 'number', description: `Slice size fed to the network, multiple of 16 [default: ${d.patch}]` })
+    .option('patch', { type: 'number', description: `Side of the slice (2D) or cube crop (3D) fed to the network, multiple of 16 [default: ${d.patch}, 3D ${THREE_D_DEFAULTS.patch}]` })
     .option('widths', { type: 'string', description: `Five encoder widths [default: ${d.widths.join(',')}]` })
     .option('lr', { type: 'number', description: `SGD learning rate [default: ${d.lr}]` })
     .option('ramp-iterations', { type: 'number', description: `Iterations over which the unsupervised weight ramps up, at least 200 [default: ${d.rampIterations}]` })
@@ -111,6 +112,7 @@ await runCommand(COMMAND, async (args, { signal }) => {
   const cli: Partial<TrainConfig> = {
     data: argv.data,
     out: argv.out,
+    network: argv.network,
     format: argv.format,
     method: argv.method,
     labeledCases,
