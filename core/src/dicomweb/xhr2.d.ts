@@ -1,4 +1,4 @@
-// xhr2 ships no types. Only what dicomweb-transport.ts uses: the XMLHttpRequest surface
+// xhr2 ships no types. Only what transport.ts uses: the XMLHttpRequest surface
 // dicomweb-client drives, xhr2's per-instance agent setting, and the socket-error hook the
 // transport overrides to learn why a request failed (ECONNREFUSED, a TLS code, …).
 declare module 'xhr2' {
