@@ -22,15 +22,15 @@ function sourceCoordinate(out: number, outSize: number, inSize: number, alignmen
   return Math.min(Math.max(c, 0), inSize - 1);
 }
 
-/** Precomputed sampling of one axis, reused across every slice of a volume. */
-interface AxisSampling {
+/** Precomputed sampling of one axis, reused across every slice of a volume (and by resample-volume.ts in 3D). */
+export interface AxisSampling {
   lo: Int32Array;
   hi: Int32Array;
   w: Float64Array;
   nearest: Int32Array;
 }
 
-function axisSampling(inSize: number, outSize: number, alignment: GridAlignment): AxisSampling {
+export function axisSampling(inSize: number, outSize: number, alignment: GridAlignment): AxisSampling {
   const lo = new Int32Array(outSize);
   const hi = new Int32Array(outSize);
   const w = new Float64Array(outSize);
