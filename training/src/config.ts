@@ -1,7 +1,8 @@
 import { ALHVR_3D_RECIPE_PREPROCESSING, ALHVR_RECIPE_PREPROCESSING, validatePreprocessing, type Preprocessing } from '@alhvr/core';
 import type { DiceVariant } from './losses/supervised.js';
 import { RAMP_STEPS } from './losses/ramp.js';
-import type { ProtoCeReduction } from './losses/cgcpcl.js';
+import type { ProtoCeReduction, ProtoCosReduction } from './losses/cgcpcl.js';
+import type { EntropyMean } from './losses/dtct.js';
 import { PSEUDO_VERDICTS, PSEUDO_WEIGHTINGS, type PseudoLabelSource, type PseudoVerdict, type PseudoWeighting } from './data/pseudo-labels.js';
 
 /**
@@ -51,6 +52,10 @@ export interface TrainConfig {
   diceLoss: DiceVariant;
   detachTeacher: boolean;
   protoCe: ProtoCeReduction;
+  /** Quirk switches of the 3D page (they apply to 2D alike; defaults = released behaviour). */
+  protoCos: ProtoCosReduction;
+  detachPrototypes: boolean;
+  entropyMean: EntropyMean;
   /**
    * Which of the regions Ω1/Ω2/Ω3 receive the unsupervised terms (the paper's Table 1 ablation):
    * 2 enables CG-CPCL on Ω2, 3 enables DTCT on Ω3. The published method gives Ω1 no
@@ -110,6 +115,9 @@ export const DEFAULT_CONFIG: Omit<TrainConfig, 'data' | 'out'> = {
   diceLoss: 'released',
   detachTeacher: false,
   protoCe: 'released',
+  protoCos: 'released',
+  detachPrototypes: false,
+  entropyMean: 'released',
   regions: [1, 2, 3],
   seed: 1337,
   valEvery: 200,
@@ -192,6 +200,9 @@ export function resolveConfig(user: Partial<Omit<TrainConfig, 'preprocessing'>> 
   if (c.pseudoLabels?.length && pseudoSlicesPerBatch(c) === 0) {
     bad(`pseudoFraction ${c.pseudoFraction} of a labelled batch of ${c.batchLabeled} is no slice; raise --pseudo-fraction or the labelled batch`);
   }
+  if (!['released', 'masked'].includes(c.protoCe)) bad(`protoCe must be released or masked (got ${JSON.stringify(c.protoCe)})`);
+  if (!['released', 'target'].includes(c.protoCos)) bad(`protoCos must be released or target (got ${JSON.stringify(c.protoCos)})`);
+  if (!['released', 'masked'].includes(c.entropyMean)) bad(`entropyMean must be released or masked (got ${JSON.stringify(c.entropyMean)})`);
   if (c.method === 'supervised') c.batchUnlabeled = 0;
   return c;
 }

@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { alhvrLoss, type AlhvrLossRecipe, type StudentOutputs } from './losses/alhvr.js';
-import { ceLoss, diceLoss, oneHotLabels, type DiceVariant } from './losses/supervised.js';
+import { ceLoss, classCount, diceLoss, oneHotLabels, type DiceVariant } from './losses/supervised.js';
 import type { UNetOutput } from './model/unet.js';
 import type { Batch } from './data/batches.js';
 import type { StepObjective } from './students.js';
@@ -27,7 +27,7 @@ export function stepLoss(outputs: UNetOutput[], batch: Batch, iteration: number,
   const [a, b] = outputs;
   if (!b) {
     const ce = ceLoss(a.logits, batch.labels, batch.labelWeight);
-    const dice = diceLoss(tf.softmax(a.logits, -1) as tf.Tensor4D, oneHotLabels(batch.labels, a.logits.shape[3]), { variant: recipe.diceLoss, weight: batch.labelWeight });
+    const dice = diceLoss(tf.softmax(a.logits, -1), oneHotLabels(batch.labels, classCount(a.logits)), { variant: recipe.diceLoss, weight: batch.labelWeight });
     return { loss: tf.add(ce, dice) as tf.Scalar, terms: { ceA: ce, diceA: dice }, weight: 0 };
   }
   const { loss, weight, ...terms } = alhvrLoss(withAuxiliary(a, 'a'), withAuxiliary(b, 'b'), batch.labels, {

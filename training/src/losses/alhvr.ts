@@ -6,6 +6,11 @@
  *   diceLoss      'released' | 'standard'  → supervised Dice (supervised.ts)
  *   detachTeacher false | true             → DTCT teacher gradient (dtct.ts)
  *   protoCe       'released' | 'masked'    → CG-CPCL cross-entropy reduction (cgcpcl.ts)
+ *   protoCos      'released' | 'target'    → CG-CPCL cosine term (cgcpcl.ts)
+ *   detachPrototypes false | true          → prototype gradient (cgcpcl.ts)
+ *   entropyMean   'released' | 'masked'    → DTCT entropy average (dtct.ts)
+ *
+ * Rank-generic: 2D tensors [B, H, W, C] and 3D [B, D, H, W, C] run the same code (3D page §3).
  *
  * Region ablation (the paper's Table 1): `regions` lists which of Ω1/Ω2/Ω3 receive the
  * unsupervised terms; default all, as published. Without 3 there is no DTCT term (focus = 0),
@@ -14,18 +19,18 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { InputError } from '@alhvr/core';
 import { noGrad } from '../model/no-grad.js';
-import { ceLoss, diceLoss, oneHotLabels, type DiceVariant } from './supervised.js';
+import { ceLoss, classCount, diceLoss, oneHotLabels, type DiceVariant } from './supervised.js';
 import { regionMasks } from './regions.js';
-import { dtctLoss } from './dtct.js';
-import { cgCpclLoss, type ProtoCeReduction } from './cgcpcl.js';
+import { dtctLoss, type EntropyMean } from './dtct.js';
+import { cgCpclLoss, type ProtoCeReduction, type ProtoCosReduction } from './cgcpcl.js';
 import { rampWeightOver } from './ramp.js';
 
-/** What alhvrLoss needs from one student's training forward (UNetOutput in training mode). */
+/** What alhvrLoss needs from one student's training forward (UNetOutput or VNet3dOutput in training mode). */
 export interface StudentOutputs {
-  logits: tf.Tensor4D;
-  logitsAux: tf.Tensor4D;
-  fea: tf.Tensor4D;
-  feaAux: tf.Tensor4D;
+  logits: tf.Tensor;
+  logitsAux: tf.Tensor;
+  fea: tf.Tensor;
+  feaAux: tf.Tensor;
 }
 
 export interface AlhvrLossOptions {
@@ -46,13 +51,16 @@ export interface AlhvrLossOptions {
   diceLoss?: DiceVariant;
   detachTeacher?: boolean;
   protoCe?: ProtoCeReduction;
+  protoCos?: ProtoCosReduction;
+  detachPrototypes?: boolean;
+  entropyMean?: EntropyMean;
   /** Regions receiving the unsupervised terms (default [1, 2, 3], as published). */
   regions?: readonly number[];
   /**
-   * Per-pixel weights [Bl, H, W] of the labelled part for the supervised terms (CE and Dice):
+   * Per-voxel weights [Bl, …spatial] of the labelled part for the supervised terms (CE and Dice):
    * 1 for true labels, the pseudo-label weighting for pseudo-labelled slices. Absent = all ones.
    */
-  labelWeight?: tf.Tensor3D;
+  labelWeight?: tf.Tensor;
 }
 
 /** The run-wide settings of the objective (a TrainConfig carries them under the same names). */
@@ -88,33 +96,35 @@ export interface AlhvrLossTerms {
   weight: number;
 }
 
-function checkShapes(a: StudentOutputs, b: StudentOutputs, labels: tf.Tensor3D, bl: number, labelWeight?: tf.Tensor3D): void {
-  const [n, h, w, c] = a.logits.shape;
+function checkShapes(a: StudentOutputs, b: StudentOutputs, labels: tf.Tensor, bl: number, labelWeight?: tf.Tensor): void {
+  const [n, ...rest] = a.logits.shape;
+  const spatial = rest.slice(0, -1);
   const same = (x: tf.Tensor, shape: number[], what: string) => {
     if (!tf.util.arraysEqual(x.shape, shape)) throw new InputError(`alhvrLoss: ${what} has shape [${x.shape}], expected [${shape}]`);
   };
   for (const [s, name] of [[a, 'A'], [b, 'B']] as const) {
-    same(s.logits, [n, h, w, c], `logits of ${name}`);
-    same(s.logitsAux, [n, h, w, c], `logitsAux of ${name}`);
+    same(s.logits, a.logits.shape, `logits of ${name}`);
+    same(s.logitsAux, a.logits.shape, `logitsAux of ${name}`);
     same(s.feaAux, s.fea.shape, `feaAux of ${name}`);
     if (s.fea.shape[0] !== n) throw new InputError(`alhvrLoss: fea of ${name} has batch ${s.fea.shape[0]}, expected ${n}`);
   }
   if (!Number.isInteger(bl) || bl < 1 || bl >= n) {
     throw new InputError(`alhvrLoss: labeledCount must be in [1, ${n - 1}] for a batch of ${n}, got ${bl}`);
   }
-  same(labels, [bl, h, w], 'labels');
-  if (labelWeight) same(labelWeight, [bl, h, w], 'labelWeight');
+  same(labels, [bl, ...spatial], 'labels');
+  if (labelWeight) same(labelWeight, [bl, ...spatial], 'labelWeight');
 }
 
-const head = (x: tf.Tensor4D, n: number) => tf.slice(x, [0, 0, 0, 0], [n, -1, -1, -1]);
-const tail = (x: tf.Tensor4D, n: number) => tf.slice(x, [n, 0, 0, 0], [-1, -1, -1, -1]);
+/** The first n items of the batch axis, and the rest (any rank). */
+const head = (x: tf.Tensor, n: number) => tf.slice(x, [0, ...x.shape.slice(1).map(() => 0)], [n, ...x.shape.slice(1).map(() => -1)]);
+const tail = (x: tf.Tensor, n: number) => tf.slice(x, [n, ...x.shape.slice(1).map(() => 0)], [-1, ...x.shape.slice(1).map(() => -1)]);
 
-export function alhvrLoss(a: StudentOutputs, b: StudentOutputs, labels: tf.Tensor3D, options: AlhvrLossOptions): AlhvrLossTerms {
+export function alhvrLoss(a: StudentOutputs, b: StudentOutputs, labels: tf.Tensor, options: AlhvrLossOptions): AlhvrLossTerms {
   const bl = options.labeledCount;
   checkShapes(a, b, labels, bl, options.labelWeight);
   const weight = rampWeightOver(options.iteration, options.consistency ?? 0.1, options.rampIterations ?? 30_000);
   const terms = tf.tidy(() => {
-    const numClasses = a.logits.shape[3];
+    const numClasses = classCount(a.logits);
     const pA = tf.softmax(a.logits, -1);
     const pB = tf.softmax(b.logits, -1);
     const qA = tf.softmax(a.logitsAux, -1);
@@ -133,7 +143,7 @@ export function alhvrLoss(a: StudentOutputs, b: StudentOutputs, labels: tf.Tenso
     const uPB = tail(pB, bl);
     const uQA = tail(qA, bl);
     const uQB = tail(qB, bl);
-    const confidence = (q: tf.Tensor4D) => noGrad((x) => tf.max(x, -1), q);
+    const confidence = (q: tf.Tensor) => noGrad((x) => tf.max(x, -1), q);
     const regions = regionMasks(confidence(uQA), confidence(uQB), options.proportion ?? 0.8);
 
     const enabled = new Set(options.regions ?? [1, 2, 3]);
@@ -141,7 +151,7 @@ export function alhvrLoss(a: StudentOutputs, b: StudentOutputs, labels: tf.Tenso
     const dtct = enabled.has(3)
       ? dtctLoss(
           { pA: uPA, pB: uPB, qA: uQA, qB: uQB, omega3: regions.omega3 },
-          { temperature: options.temperature ?? 0.1, detachTeacher: options.detachTeacher ?? false },
+          { temperature: options.temperature ?? 0.1, detachTeacher: options.detachTeacher ?? false, entropyMean: options.entropyMean },
         )
       : { focusA: zero(), focusB: zero(), mseA: zero(), mseB: zero() };
     const proto = enabled.has(2)
@@ -156,7 +166,7 @@ export function alhvrLoss(a: StudentOutputs, b: StudentOutputs, labels: tf.Tenso
             mA: regions.mA,
             mB: regions.mB,
           },
-          { scaler: options.scaler ?? 1, protoCe: options.protoCe ?? 'released' },
+          { scaler: options.scaler ?? 1, protoCe: options.protoCe ?? 'released', protoCos: options.protoCos, detachPrototypes: options.detachPrototypes },
         )
       : { protoA: zero(), protoB: zero(), ceA: zero(), ceB: zero(), cosA: zero(), cosB: zero() };
 

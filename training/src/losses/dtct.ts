@@ -1,6 +1,6 @@
 /**
  * DTCT: dual-teacher competition on Ω3 (both students unsure). Tensors are the unlabeled part,
- * NHWC probabilities [Bu, H, W, C]; omega3 is a 0/1 mask [Bu, H, W].
+ * channels-last probabilities [Bu, …spatial, C] (2D or 3D); omega3 is a 0/1 mask [Bu, …spatial].
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { noGrad, stopGradient } from '../model/no-grad.js';
@@ -14,18 +14,24 @@ export function sharpen(t: tf.Tensor, temperature: number): tf.Tensor {
   });
 }
 
-/** Per-pixel entropy −Σ_k x log(x + 1e-6), averaged over all pixels of x [B, H, W, C]. */
+/** Per-voxel entropy −Σ_k x log(x + 1e-6), averaged over all voxels of x [B, …spatial, C]. */
 export function meanEntropy(x: tf.Tensor): tf.Scalar {
   return tf.tidy(() => tf.neg(tf.mean(tf.sum(tf.mul(x, tf.log(tf.add(x, 1e-6))), -1))) as tf.Scalar);
 }
 
+/**
+ * How the entropies of p·1Ω3 and q·1Ω3 are averaged: 'released' over all unlabeled voxels (voxels
+ * outside Ω3 add 0 but count), 'masked' over the voxels of Ω3 only.
+ */
+export type EntropyMean = 'released' | 'masked';
+
 export interface DtctInputs {
   /** Clean softmax of student A / B. */
-  pA: tf.Tensor4D;
-  pB: tf.Tensor4D;
+  pA: tf.Tensor;
+  pB: tf.Tensor;
   /** Perturbed-branch softmax of student A / B. */
-  qA: tf.Tensor4D;
-  qB: tf.Tensor4D;
+  qA: tf.Tensor;
+  qB: tf.Tensor;
   omega3: tf.Tensor;
 }
 
@@ -37,6 +43,7 @@ export interface DtctOptions {
    * reaches the teacher network. true: the teacher is a constant.
    */
   detachTeacher?: boolean;
+  entropyMean?: EntropyMean;
 }
 
 export interface DtctTerms {
@@ -52,10 +59,10 @@ export interface DtctTerms {
 }
 
 /** The per-pixel teacher: clean softmax of the student whose clean max-probability is larger. */
-export function competitionTeacher(pA: tf.Tensor4D, pB: tf.Tensor4D): tf.Tensor4D {
+export function competitionTeacher<T extends tf.Tensor>(pA: T, pB: T): T {
   return tf.tidy(() => {
     const aWins = noGrad((a, b) => tf.cast(tf.greater(tf.max(a, -1, true), tf.max(b, -1, true)), 'float32'), pA, pB);
-    return tf.add(tf.mul(pA, aWins), tf.mul(pB, tf.sub(1, aWins))) as tf.Tensor4D;
+    return tf.add(tf.mul(pA, aWins), tf.mul(pB, tf.sub(1, aWins))) as T;
   });
 }
 
@@ -63,6 +70,7 @@ export function competitionTeacher(pA: tf.Tensor4D, pB: tf.Tensor4D): tf.Tensor4
 export function dtctLoss(inputs: DtctInputs, options: DtctOptions = {}): DtctTerms {
   const temperature = options.temperature ?? 0.1;
   const detach = options.detachTeacher ?? false;
+  const entropyMean = options.entropyMean ?? 'released';
   return tf.tidy(() => {
     const { pA, pB, qA, qB } = inputs;
     const m = tf.expandDims(inputs.omega3, -1);
@@ -72,10 +80,16 @@ export function dtctLoss(inputs: DtctInputs, options: DtctOptions = {}): DtctTer
     const mse = (q: tf.Tensor) => tf.div(tf.sum(tf.mul(m, tf.square(tf.sub(q, s)))), count) as tf.Scalar;
     const mseA = mse(qA);
     const mseB = mse(qB);
-    const entropyPA = meanEntropy(tf.mul(pA, m));
-    const entropyQA = meanEntropy(tf.mul(qA, m));
-    const entropyPB = meanEntropy(tf.mul(pB, m));
-    const entropyQB = meanEntropy(tf.mul(qB, m));
+    // 'masked': the all-voxel mean rescaled to a mean over Ω3 (outside it the entropy is 0).
+    const voxels = inputs.omega3.size;
+    const entropy = (x: tf.Tensor) => {
+      const overAll = meanEntropy(tf.mul(x, m));
+      return entropyMean === 'released' ? overAll : (tf.div(tf.mul(overAll, voxels), count) as tf.Scalar);
+    };
+    const entropyPA = entropy(pA);
+    const entropyQA = entropy(qA);
+    const entropyPB = entropy(pB);
+    const entropyQB = entropy(qB);
     return {
       focusA: tf.addN([mseA, entropyPA, entropyQA]) as tf.Scalar,
       focusB: tf.addN([mseB, entropyPB, entropyQB]) as tf.Scalar,

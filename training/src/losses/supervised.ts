@@ -1,26 +1,30 @@
 /**
- * Supervised terms on the labeled part of the batch (NHWC: logits/probabilities [B, H, W, C],
- * labels int32 [B, H, W]).
+ * Supervised terms on the labeled part of the batch, channels last at any spatial rank:
+ * logits/probabilities [B, …spatial, C] (2D [B, H, W, C], 3D [B, D, H, W, C]), labels int32
+ * [B, …spatial]. The same code serves both networks.
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-/** Float one-hot [B, H, W, C] of int32 labels [B, H, W]. */
-export function oneHotLabels(labels: tf.Tensor3D, numClasses: number): tf.Tensor4D {
-  return tf.cast(tf.oneHot(tf.cast(labels, 'int32'), numClasses), 'float32') as tf.Tensor4D;
+/** Float one-hot [B, …spatial, C] of int32 labels [B, …spatial]. */
+export function oneHotLabels<T extends tf.Tensor>(labels: tf.Tensor, numClasses: number): T {
+  return tf.cast(tf.oneHot(tf.cast(labels, 'int32'), numClasses), 'float32') as T;
 }
+
+/** Number of classes: the channels-last axis. */
+export const classCount = (x: tf.Tensor): number => x.shape[x.rank - 1];
 
 /**
  * Mean pixel-wise cross-entropy of softmax(logits) against labels (torch F.cross_entropy).
  *
- * With a per-pixel `weight` [B, H, W] (pseudo-labels: 1 reliable, less where the label is less
+ * With a per-voxel `weight` [B, …spatial] (pseudo-labels: 1 reliable, less where the label is less
  * trustworthy, 0 ignored) it is Σ w·ce / Σ w — torch's weighted/ignore_index mean — so a pixel
  * of weight 0 contributes nothing, not even to the denominator, and all-ones weights give the
  * plain mean exactly. A batch whose weights are all 0 has loss 0.
  */
-export function ceLoss(logits: tf.Tensor4D, labels: tf.Tensor3D, weight?: tf.Tensor3D): tf.Scalar {
+export function ceLoss(logits: tf.Tensor, labels: tf.Tensor, weight?: tf.Tensor): tf.Scalar {
   return tf.tidy(() => {
     const logp = tf.logSoftmax(logits, -1);
-    const onehot = oneHotLabels(labels, logits.shape[3]);
+    const onehot = oneHotLabels(labels, classCount(logits));
     const perPixel = tf.neg(tf.sum(tf.mul(onehot, logp), -1));
     if (!weight) return tf.mean(perPixel) as tf.Scalar;
     // max(Σw, tiny) keeps an all-zero batch at 0/tiny = 0 instead of NaN.
@@ -38,20 +42,21 @@ export interface DiceOptions {
    */
   variant?: DiceVariant;
   /**
-   * Per-pixel weights [B, H, W]: every sum (Σpg, Σp², Σg²) runs over w·(…), so a pixel of weight
+   * Per-voxel weights [B, …spatial]: every sum (Σpg, Σp², Σg²) runs over w·(…), so a pixel of weight
    * 0 has no influence and no gradient, and all-ones weights give the unweighted loss.
    */
-  weight?: tf.Tensor3D;
+  weight?: tf.Tensor;
 }
 
 /**
  * Soft Dice loss, sums over the whole batch per class, then averaged over all classes
- * including background. `p` are probabilities, `onehot` the one-hot targets, both [B, H, W, C].
+ * including background. `p` are probabilities, `onehot` the one-hot targets, both [B, …spatial, C].
  */
-export function diceLoss(p: tf.Tensor4D, onehot: tf.Tensor4D, options: DiceOptions = {}): tf.Scalar {
+export function diceLoss(p: tf.Tensor, onehot: tf.Tensor, options: DiceOptions = {}): tf.Scalar {
   const variant = options.variant ?? 'released';
   return tf.tidy(() => {
-    const axes = [0, 1, 2];
+    // Every axis but the classes: batch and all spatial axes are pooled.
+    const axes = Array.from({ length: p.rank - 1 }, (_, i) => i);
     const w = options.weight ? tf.expandDims(options.weight, -1) : undefined;
     const weighted = (x: tf.Tensor) => (w ? tf.mul(x, w) : x);
     const intersect = tf.sum(weighted(tf.mul(p, onehot)), axes);

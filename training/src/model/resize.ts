@@ -65,3 +65,39 @@ export function resizeBilinear(x: tf.Tensor4D, size: [number, number], alignCorn
     return tf.transpose(tf.reshape(cols, [b, outH, c, outW]), [0, 1, 3, 2]);
   });
 }
+
+/**
+ * Linear resizing of a channels-last tensor at any spatial rank ([B, H, W, C] bilinear,
+ * [B, D, H, W, C] trilinear) with torch's align_corners rule: one matrix product per spatial
+ * axis, so gradients are exact on every backend. The 2D case is resizeBilinear itself.
+ */
+export function resizeLinear<T extends tf.Tensor>(x: T, size: readonly number[], alignCorners: boolean): T {
+  const spatial = x.shape.slice(1, -1);
+  if (size.length !== spatial.length) throw new RangeError(`resizeLinear: ${size.length} target sides for ${spatial.length} spatial axes`);
+  if (spatial.every((s, i) => s === size[i])) return x;
+  if (x.rank === 4) return resizeBilinear(x as unknown as tf.Tensor4D, size as [number, number], alignCorners) as unknown as T;
+  return tf.tidy(() => {
+    // Contract the last spatial axis first; each step moves the contracted axis to the end of the
+    // spatial block's reversed order, so after all of them one transpose restores the layout.
+    let t: tf.Tensor = x;
+    const rank = x.rank;
+    const n = spatial.length;
+    // Layout [B, s1..sn, C] → [B, C, s1..sn]: contraction always runs on the last axis.
+    t = tf.transpose(t, [0, rank - 1, ...spatial.map((_, i) => i + 1)]);
+    for (let step = 0; step < n; step++) {
+      const axis = n - 1 - step;
+      const inSize = spatial[axis];
+      const outSize = size[axis];
+      const shape = t.shape;
+      const last = shape[shape.length - 1];
+      const contracted = tf.matMul(tf.reshape(t, [t.size / last, last]), weightMatrixT(inSize, outSize, alignCorners));
+      // [B, C, …rest, out] → rotate the new axis to just after C so the next axis is last.
+      const restShape = shape.slice(0, -1);
+      const back = tf.reshape(contracted, [...restShape, outSize]);
+      const r = back.rank;
+      t = tf.transpose(back, [0, 1, r - 1, ...Array.from({ length: r - 3 }, (_, i) => i + 2)]);
+    }
+    // Now [B, C, s1'..sn'] (each rotation put the axis contracted last in front): back to channels last.
+    return tf.transpose(t, [0, ...spatial.map((_, i) => i + 2), 1]) as T;
+  });
+}
