@@ -1,11 +1,12 @@
 /**
- * Node-only: rebuild the students of a training run (or one checkpoint file) as live UNets and
- * derive the model card from what the run recorded (TrainState in the checkpoint, config.json).
+ * Node-only: rebuild the students of a training run (or one checkpoint file) as live networks
+ * (UNet, or VNet3d for a `network: "vnet3d"` run) and derive the model card from what the run
+ * recorded (TrainState in the checkpoint, config.json).
  */
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { InputError, Rng, type ModelClass } from '@alhvr/core';
-import { checkpointPath, loadCheckpoint, preprocessingOf, UNet, type TrainState } from '@alhvr/training';
+import { checkpointPath, loadCheckpoint, preprocessingOf, UNet, VNet3d, type TrainState } from '@alhvr/training';
 import type { ExportCard, StudentSelection } from './export-onnx.js';
 
 /** Distinct display colours for classes 1..n (0 is background, black). */
@@ -14,9 +15,14 @@ const PALETTE: [number, number, number][] = [
   [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128],
 ];
 
+/** A student rebuilt from a checkpoint: the run's network. */
+export type ExportStudent = UNet | VNet3d;
+
 export interface LoadedRun {
   /** Student a then b (one entry for a one-student selection or a supervised run). */
-  students: UNet[];
+  students: ExportStudent[];
+  /** 3 for a VNet3d run (the card's `dimensions`), 2 otherwise. */
+  dimensions: 2 | 3;
   selection: StudentSelection;
   card: ExportCard;
   /** Which checkpoint file each student came from. */
@@ -32,17 +38,30 @@ export interface LoadRunOptions {
 const isFile = (p: string) => stat(p).then((s) => s.isFile(), () => false);
 const isDir = (p: string) => stat(p).then((s) => s.isDirectory(), () => false);
 
-function buildStudent(groups: Awaited<ReturnType<typeof loadCheckpoint>>['groups'], key: 'a' | 'b', state: TrainState, file: string): UNet {
+/** The run's network: training's config field (runs from before 3D have none and are 2D). */
+function runDimensions(config: TrainState['config']): 2 | 3 {
+  return (config as { network?: string }).network === 'vnet3d' ? 3 : 2;
+}
+
+function buildStudent(groups: Awaited<ReturnType<typeof loadCheckpoint>>['groups'], key: 'a' | 'b', state: TrainState, file: string): ExportStudent {
   const params = groups[`${key}.params`];
   if (!params) throw new InputError(`checkpoint has no parameters for student ${key}`, file);
+  const dims = runDimensions(state.config);
+  const what = dims === 3 ? 'VNet3d' : 'U-Net';
   const out = params.get('dec.out.kernel');
-  if (!out || out.shape.length !== 4) throw new InputError(`checkpoint student ${key} has no dec.out.kernel; not an ALHVR U-Net`, file);
-  const net = new UNet({ numClasses: out.shape[3], widths: state.config.widths, dropout: state.config.dropout }, new Rng(0));
+  // The head's kernel is [1, 1, C_in, C] in 2D and [1, 1, 1, C_in, C] in 3D: its last axis is the class count.
+  if (!out || out.shape.length !== dims + 2) throw new InputError(`checkpoint student ${key} has no ${dims}D dec.out.kernel; not an ALHVR ${what}`, file);
+  const numClasses = out.shape[out.shape.length - 1];
+  // Dropout is a training-time layer; the exporter reads parameters only.
+  const net: ExportStudent =
+    dims === 3
+      ? new VNet3d({ numClasses, widths: state.config.widths, dropout: 0 }, new Rng(0))
+      : new UNet({ numClasses, widths: state.config.widths, dropout: state.config.dropout }, new Rng(0));
   const known = new Set(net.params.names());
   for (const [name, t] of params) {
     if (!known.has(name)) {
       net.dispose();
-      throw new InputError(`checkpoint student ${key} has parameter "${name}" [${t.shape}] that is not part of the ALHVR U-Net (unknown layer); refusing to export`, file);
+      throw new InputError(`checkpoint student ${key} has parameter "${name}" [${t.shape}] that is not part of the ALHVR ${what} (unknown layer); refusing to export`, file);
     }
   }
   try {
@@ -86,7 +105,8 @@ export async function loadRunForExport(path: string, opts: LoadRunOptions = {}):
   if (!twoStudents && selection !== 'a') throw new InputError(`a ${state.config.method} run has one student (a); --students ${selection} is not available`, path);
   const keys: ('a' | 'b')[] = selection === 'both' ? ['a', 'b'] : [selection];
 
-  const students: UNet[] = [];
+  const dimensions = runDimensions(state.config);
+  const students: ExportStudent[] = [];
   const sources: string[] = [];
   for (const key of keys) {
     let file = latestFile;
@@ -117,11 +137,15 @@ export async function loadRunForExport(path: string, opts: LoadRunOptions = {}):
   // before the block existed, which is what they were trained with).
   const preprocessing = preprocessingOf(state.config);
   const config = { ...state.config, preprocessing };
+  const targetSpacing = (preprocessing as { targetSpacing?: [number, number, number] }).targetSpacing;
+  if (dimensions === 3 && !targetSpacing) throw new InputError('a vnet3d run whose preprocessing has no targetSpacing cannot be exported (inference resamples to it)', latestFile);
   const card: ExportCard = {
     name: basename(runDir),
-    description: `ALHVR ${state.config.method} U-Net, ${keys.length === 2 ? 'two-student ensemble' : `student ${keys[0]}`}, students from ${sources.map((f) => basename(f)).join(' and ')}, γ from ${basename(latestFile)}`,
+    description: `ALHVR ${state.config.method} ${dimensions === 3 ? 'VNet 3D' : 'U-Net'}, ${keys.length === 2 ? 'two-student ensemble' : `student ${keys[0]}`}, students from ${sources.map((f) => basename(f)).join(' and ')}, γ from ${basename(latestFile)}`,
     classes: await readClasses(runDir, students[0].config.numClasses),
-    input: { size: [patch, patch], sliceAxis: preprocessing.sliceAxis },
+    ...(dimensions === 3
+      ? { dimensions: 3 as const, input: { size: [patch, patch, patch] as [number, number, number], sliceAxis: preprocessing.sliceAxis }, targetSpacing }
+      : { input: { size: [patch, patch] as [number, number], sliceAxis: preprocessing.sliceAxis } }),
     normalisation: preprocessing.normalisation,
     resize: preprocessing.resize,
     regions: { gamma, beta: state.config.proportion, gammaSource },
@@ -134,7 +158,7 @@ export async function loadRunForExport(path: string, opts: LoadRunOptions = {}):
       ...(Object.keys(best).length ? { bestValidation: best } : {}),
     },
   };
-  return { students, selection, card, sources };
+  return { students, dimensions, selection, card, sources };
 }
 
 function publicPaths(config: { data: string; out: string; unlabeledDir?: string }): Record<string, string> {

@@ -1,11 +1,14 @@
 /**
- * TensorFlow.js ALHVR U-Net(s) → one ONNX model (opset 17, NCHW, dynamic batch and plane size)
- * with the ensemble heads inference relies on and the model card in `metadata_props`.
+ * TensorFlow.js ALHVR students → one ONNX model (opset 17) with the ensemble heads inference
+ * relies on and the model card in `metadata_props`. The card's dimensionality picks the network:
+ * the 2D U-Net (NCHW, dynamic batch and plane size) or the 3D VNet (NCDHW, dynamic batch and
+ * patch size); the heads are the same nodes on channel axis 1 either way.
  */
 import { ALHVR_RECIPE_RESIZE, InputError, MODEL_CARD_KEY, MODEL_CARD_SCHEMA, validateModelCard, type ModelCard } from '@alhvr/core';
 import { ElemType, OnnxGraphBuilder, OPSET, type TensorSummary } from './onnx-graph-builder.js';
 import { emitUNet } from './unet-graph.js';
-import { foldUNet, type FoldedUNet } from './unet-weights.js';
+import { foldUNet } from './unet-weights.js';
+import { emitVNet3d, foldVNet3d } from './vnet3d-graph.js';
 import { toolkitInfo } from './toolkit-info.js';
 
 /** Graph input and output names: the contract with inference/ (session.ts). */
@@ -29,6 +32,7 @@ export type StudentSelection = 'both' | 'a' | 'b';
 
 /** The card fields the caller supplies; the exporter derives the rest from the graph it writes. */
 export type ExportCard = Omit<ModelCard, 'schema' | 'students' | 'outputs' | 'createdAt' | 'toolkit' | 'input' | 'resize'> & {
+  /** 3D (`dimensions: 3`): size is the patch [x, y, z] and the layout NCDHW. */
   input: Pick<ModelCard['input'], 'size' | 'sliceAxis'>;
   /** Default: ALHVR_RECIPE_RESIZE. */
   resize?: ModelCard['resize'];
@@ -91,7 +95,7 @@ function completeCard(card: ExportCard, selection: StudentSelection, numClasses:
   const full = {
     ...card,
     schema: MODEL_CARD_SCHEMA,
-    input: { size: card.input?.size, channels: 1, sliceAxis: card.input?.sliceAxis, name: ONNX_INPUT, layout: 'NCHW' },
+    input: { size: card.input?.size, channels: 1, sliceAxis: card.input?.sliceAxis, name: ONNX_INPUT, layout: card.dimensions === 3 ? 'NCDHW' : 'NCHW' },
     resize: card.resize ?? ALHVR_RECIPE_RESIZE,
     students: selection,
     outputs: {
@@ -110,14 +114,32 @@ function completeCard(card: ExportCard, selection: StudentSelection, numClasses:
   return valid;
 }
 
+/** One folded student and how to emit its clean branch: the only part of the graph that depends on the network. */
+interface FoldedStudent {
+  numClasses: number;
+  trainableParameters: number;
+  emit(g: OnnxGraphBuilder, input: string, prefix: string, weightType: ElemType): string;
+}
+
+function foldStudent(net: unknown, label: 'a' | 'b', dimensions: 2 | 3): FoldedStudent {
+  if (dimensions === 3) {
+    const f = foldVNet3d(net, label);
+    return { numClasses: f.numClasses, trainableParameters: f.trainableParameters, emit: (g, x, prefix, w) => emitVNet3d(g, f, x, prefix, w) };
+  }
+  const f = foldUNet(net, label);
+  return { numClasses: f.numClasses, trainableParameters: f.trainableParameters, emit: (g, x, prefix, w) => emitUNet(g, f, x, prefix, w) };
+}
+
 /**
  * Export one or two students (their clean branch, eval mode) with the card. Two students give
  * the ensemble graph: probabilities (mean softmax), label, confidence, student_confidence and
- * region; one student gives probabilities, label and confidence.
+ * region; one student gives probabilities, label and confidence. A card with `dimensions: 3`
+ * exports VNet3d students (training/src/model/vnet3d.ts) with the same heads over [D, H, W].
  */
 export function exportOnnx(students: readonly unknown[], card: ExportCard, opts: ExportOptions = {}): ExportResult {
   const { nets, selection } = pickStudents(students, opts.students);
-  const folded: FoldedUNet[] = nets.map(({ net, label }) => foldUNet(net, label));
+  const dimensions = card.dimensions ?? 2;
+  const folded = nets.map(({ net, label }) => foldStudent(net, label, dimensions));
   const numClasses = folded[0].numClasses;
   if (folded.some((f) => f.numClasses !== numClasses)) {
     throw new InputError(`export: the students disagree on the number of classes (${folded.map((f) => f.numClasses).join(' vs ')})`);
@@ -129,20 +151,22 @@ export function exportOnnx(students: readonly unknown[], card: ExportCard, opts:
   const weightType = fp16 ? ElemType.FLOAT16 : ElemType.FLOAT;
 
   const g = new OnnxGraphBuilder();
-  const image = g.input(ONNX_INPUT, ElemType.FLOAT, ['N', 1, 'H', 'W']);
+  // Spatial axes of every tensor: [H, W] for planes, [D, H, W] for 3D patches (D = k, W = i).
+  const spatial = dimensions === 3 ? ['D', 'H', 'W'] : ['H', 'W'];
+  const image = g.input(ONNX_INPUT, ElemType.FLOAT, ['N', 1, ...spatial]);
   const netInput = fp16 ? g.op('Cast', [image], 'image_fp16', { to: ElemType.FLOAT16 }) : image;
   const logits = folded.map((f, i) => {
     const label = nets[i].label;
-    const raw = emitUNet(g, f, netInput, `${label}/`, weightType);
+    const raw = f.emit(g, netInput, `${label}/`, weightType);
     // The heads run in float32 either way: softmax and the γ comparison want the precision.
     return fp16 ? g.op('Cast', [raw], `${label}/logits_fp32`, { to: ElemType.FLOAT }) : raw;
   });
   const C = numClasses;
-  const plane = ['N', 'H', 'W'];
+  const plane = ['N', ...spatial];
   if (opts.debugLogits) {
     logits.forEach((l, i) => {
       const name = g.op('Identity', [l], logitsOutputName(nets[i].label));
-      g.output(name, ElemType.FLOAT, ['N', C, 'H', 'W']);
+      g.output(name, ElemType.FLOAT, ['N', C, ...spatial]);
     });
   }
 
@@ -160,7 +184,7 @@ export function exportOnnx(students: readonly unknown[], card: ExportCard, opts:
   const argmax = g.op('ArgMax', [probabilities], 'label_int64', { axis: 1, keepdims: 0 });
   const label = g.op('Cast', [argmax], ONNX_OUTPUTS.label, { to: ElemType.UINT8 });
   const confidence = g.op('ReduceMax', [probabilities], ONNX_OUTPUTS.confidence, { axes: [1], keepdims: 0 });
-  g.output(probabilities, ElemType.FLOAT, ['N', C, 'H', 'W']);
+  g.output(probabilities, ElemType.FLOAT, ['N', C, ...spatial]);
   g.output(label, ElemType.UINT8, plane);
   g.output(confidence, ElemType.FLOAT, plane);
 
@@ -174,17 +198,17 @@ export function exportOnnx(students: readonly unknown[], card: ExportCard, opts:
     const count = g.op('ReduceSum', [aboveF, g.int64Tensor('channel_axis', [1])], 'confident_students', { keepdims: 0 });
     const regionF = g.op('Sub', [g.floatConstant('three', 3), count], 'region_f');
     const region = g.op('Cast', [regionF], ONNX_OUTPUTS.region, { to: ElemType.UINT8 });
-    g.output(studentConfidence, ElemType.FLOAT, ['N', 2, 'H', 'W']);
+    g.output(studentConfidence, ElemType.FLOAT, ['N', 2, ...spatial]);
     g.output(region, ElemType.UINT8, plane);
     // Each student's own label, for the students' agreement (a case-quality signal).
     const own8 = softmax.map((p, i) => g.op('ArgMax', [p], `${nets[i].label}/label_int64`, { axis: 1, keepdims: 1 }));
     const both = g.op('Concat', own8, 'student_label_int64', { axis: 1 });
     const studentLabel = g.op('Cast', [both], ONNX_OUTPUTS.studentLabel, { to: ElemType.UINT8 });
-    g.output(studentLabel, ElemType.UINT8, ['N', 2, 'H', 'W']);
+    g.output(studentLabel, ElemType.UINT8, ['N', 2, ...spatial]);
   }
 
   const bytes = g.build(
-    selection === 'both' ? 'alhvr_two_student_unet' : `alhvr_unet_student_${selection}`,
+    graphName(dimensions, selection),
     { [MODEL_CARD_KEY]: JSON.stringify(fullCard) },
     { name: 'alhvr-toolkit', version: fullCard.toolkit.version },
   );
@@ -205,4 +229,10 @@ export function exportOnnx(students: readonly unknown[], card: ExportCard, opts:
       fileBytes: bytes.length,
     },
   };
+}
+
+/** Graph name: the 2D names predate 3D and stay as they were. */
+function graphName(dimensions: 2 | 3, selection: StudentSelection): string {
+  const net = dimensions === 3 ? 'vnet3d' : 'unet';
+  return selection === 'both' ? `alhvr_two_student_${net}` : `alhvr_${net}_student_${selection}`;
 }

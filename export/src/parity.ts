@@ -1,11 +1,13 @@
 /**
  * Numerical parity of an exported model against the TensorFlow.js networks it came from, on
  * phantom cardiac slices prepared as inference prepares them (card normalisation, card image
- * resize rule, card model size). Used by alhvr-export and the tests.
+ * resize rule, card model size), or for a 3D card on patches of an abdominal CT phantom (card
+ * normalisation, card patch size). Used by alhvr-export and the tests.
  */
 import { openModelBytes, type SliceOutputKind } from '@alhvr/inference/node';
-import { InputError, generatePhantomCase, normaliseIntensities, resizeInPlane, Volume, type ModelCard } from '@alhvr/core';
-import { selectBackend, type UNet } from '@alhvr/training';
+import { InputError, generateAbdomenCtCase, generatePhantomCase, normaliseIntensities, resizeInPlane, Volume, type ModelCard } from '@alhvr/core';
+import { selectBackend, type UNet, type VNet3d } from '@alhvr/training';
+import type * as tf from '@tensorflow/tfjs-core';
 import { decodeOnnxModel, ElemType } from './onnx-graph-builder.js';
 import { readOnnxModelCard } from './onnx-model-card.js';
 
@@ -59,8 +61,8 @@ export interface ParityOptions {
   backend?: 'cpu' | 'wasm';
   /** wasm threads, if this call is the first to start the wasm backend (default 1). */
   threads?: number;
-  /** Feed slices at this [width, height] instead of the card's size (exercises dynamic dims). */
-  size?: [number, number];
+  /** Feed slices at this [width, height] (3D: patches at [x, y, z]) instead of the card's size (exercises dynamic dims). */
+  size?: [number, number] | [number, number, number];
   /** Override the thresholds (default: FP32_PARITY or FP16_PARITY by the model's precision). */
   thresholds?: ParityThresholds;
 }
@@ -68,9 +70,11 @@ export interface ParityOptions {
 export interface ParityReport {
   precision: 'fp32' | 'fp16';
   backend: string;
+  /** Samples compared: phantom slices (2D) or phantom CT patches (3D). */
   slices: number;
-  /** [width, height] the slices were fed at (the card's input size). */
-  size: [number, number];
+  dimensions: 2 | 3;
+  /** [width, height] of the slices, or [x, y, z] of the patches, as fed (the card's input size). */
+  size: number[];
   pixels: number;
   /** null when the model has no logits outputs (shipping exports). */
   maxAbsLogits: number | null;
@@ -118,6 +122,44 @@ export function phantomSlices(card: ModelCard, count: number, seed: number, size
   return out;
 }
 
+/**
+ * 3D parity samples: `count` patches ([count, z, y, x], x fastest) of abdominal CT phantoms
+ * normalised with the card's rule, centred in-plane at evenly spaced depths, zero where the
+ * phantom is smaller than the patch. (Parity compares two runtimes on the same input; the
+ * resampling to the card's spacing is inference's and is tested there.)
+ */
+export function phantomPatches(card: ModelCard, count: number, seed: number, patch: [number, number, number]): Float32Array {
+  const [px, py, pz] = patch;
+  const patchVoxels = px * py * pz;
+  const out = new Float32Array(count * patchVoxels);
+  const perCase = Math.min(count, 2);
+  let filled = 0;
+  for (let index = 0; filled < count; index++) {
+    // A small matrix keeps the phantom cheap; the body shrinks with the field of view.
+    const { image } = generateAbdomenCtCase({ seed, index, matrix: Math.max(64, px, py) });
+    const data = normaliseIntensities(image.data, card.normalisation);
+    const [nx, ny, nz] = image.dims;
+    const ox = Math.floor((nx - px) / 2);
+    const oy = Math.floor((ny - py) / 2);
+    for (let s = 0; s < perCase && filled < count; s++, filled++) {
+      const oz = Math.round(((s + 1) * (nz - pz)) / (perCase + 1));
+      const base = filled * patchVoxels;
+      for (let c = 0; c < pz; c++) {
+        const z = oz + c;
+        for (let b = 0; b < py; b++) {
+          const y = oy + b;
+          for (let a = 0; a < px; a++) {
+            const x = ox + a;
+            const inside = x >= 0 && x < nx && y >= 0 && y < ny && z >= 0 && z < nz;
+            out[base + (c * py + b) * px + a] = inside ? data[(z * ny + y) * nx + x] : 0;
+          }
+        }
+      }
+    }
+  }
+  return out;
+}
+
 function modelPrecision(bytes: Uint8Array): 'fp32' | 'fp16' {
   const graph = decodeOnnxModel(bytes).graph;
   return (graph?.initializer ?? []).some((t) => t.dataType === ElemType.FLOAT16) ? 'fp16' : 'fp32';
@@ -137,11 +179,12 @@ class MaxAbs {
  * on the same slices; report the largest differences and label/region agreement.
  * For one-student models pass either that student or both (the card says which is used).
  */
-export async function checkParity(students: readonly UNet[], onnxModel: Uint8Array, opts: ParityOptions = {}): Promise<ParityReport> {
+export async function checkParity(students: readonly (UNet | VNet3d)[], onnxModel: Uint8Array, opts: ParityOptions = {}): Promise<ParityReport> {
   const card = readOnnxModelCard(onnxModel);
   const precision = modelPrecision(onnxModel);
   const thresholds = opts.thresholds ?? (precision === 'fp16' ? FP16_PARITY : FP32_PARITY);
-  const nets: { net: UNet; label: 'a' | 'b' }[] =
+  const dimensions = card.dimensions ?? 2;
+  const nets: { net: UNet | VNet3d; label: 'a' | 'b' }[] =
     card.students === 'both'
       ? (students.length === 2 ? [{ net: students[0], label: 'a' }, { net: students[1], label: 'b' }] : [])
       : [{ net: students.length === 2 ? students[card.students === 'a' ? 0 : 1] : students[0], label: card.students }];
@@ -152,11 +195,19 @@ export async function checkParity(students: readonly UNet[], onnxModel: Uint8Arr
   const batch = Math.max(1, Math.min(opts.batch ?? 2, count));
   const { tf, name: backend } = await selectBackend(opts.backend ?? 'cpu', { threads: opts.threads ?? 1, log: () => {} });
 
-  const [W, H] = opts.size ?? [card.input.size[0], card.input.size[1]];
-  if (!(W > 0 && H > 0 && W % 16 === 0 && H % 16 === 0)) throw new InputError(`parity: size ${W}×${H} must be positive multiples of 16`);
+  const size = [...(opts.size ?? card.input.size)];
+  if (size.length !== dimensions) throw new InputError(`parity: size ${size.join('×')} does not match a ${dimensions}D model`);
+  if (!size.every((d) => d > 0 && d % 16 === 0)) throw new InputError(`parity: size ${size.join('×')} must be positive multiples of 16`);
+  const [W, H] = size;
   const C = card.classes.length;
-  const plane = W * H;
-  const slices = phantomSlices(card, count, opts.seed ?? 20250101, [W, H]);
+  // Voxels per sample (a slice, or a 3D patch); both sides keep sample-major, channel order alike.
+  const plane = size.reduce((a, b) => a * b, 1);
+  const seed = opts.seed ?? 20250101;
+  const slices = dimensions === 3 ? phantomPatches(card, count, seed, size as [number, number, number]) : phantomSlices(card, count, seed, [W, H]);
+  // tfjs is channels-last: one channel makes NHWC / NDHWC the same memory as the samples.
+  const tfShape = dimensions === 3 ? [0, size[2], H, W, 1] : [0, H, W, 1];
+  const forward = (net: UNet | VNet3d, x: tf.Tensor): tf.Tensor =>
+    dimensions === 3 ? (net as VNet3d).forward(x as tf.Tensor5D, { training: false }).logits : (net as UNet).forward(x as tf.Tensor4D, { training: false }).logits;
   const gamma = Math.fround(card.regions.gamma);
   // The graph divides logits by the calibrated temperature before every head; so does the reference.
   const inverseT = 1 / (card.calibration?.temperature ?? 1);
@@ -184,17 +235,17 @@ export async function checkParity(students: readonly UNet[], onnxModel: Uint8Arr
       const input = slices.subarray(start * plane, (start + b) * plane);
       // NHWC with one channel and NCHW with one channel share the memory layout.
       let t0 = performance.now();
-      const x = tf.tensor4d(input, [b, H, W, 1]);
+      const x = tf.tensor(input, [b, ...tfShape.slice(1)]);
       const perStudent = nets.map(({ net }) =>
         tf.tidy(() => {
-          const logits = net.forward(x, { training: false }).logits;
+          const logits = forward(net, x);
           return { logits: logits.dataSync() as Float32Array, probs: tf.softmax(tf.mul(logits, inverseT)).dataSync() as Float32Array };
         }),
       );
       x.dispose();
       tfjsMs += performance.now() - t0;
       t0 = performance.now();
-      const res = await session.run(input, b, H, W, fetch);
+      const res = dimensions === 3 ? await session.runPatches(input, b, size as [number, number, number], fetch) : await session.run(input, b, H, W, fetch);
       onnxMs += performance.now() - t0;
       const probs = res.probabilities as Float32Array;
       const labels = res.label as Uint8Array;
@@ -261,7 +312,8 @@ export async function checkParity(students: readonly UNet[], onnxModel: Uint8Arr
     precision,
     backend,
     slices: count,
-    size: [W, H],
+    dimensions,
+    size,
     pixels,
     maxAbsLogits: hasLogits ? dLogits.value : null,
     maxAbsProbabilities: dProb.value,
@@ -283,7 +335,7 @@ export async function checkParity(students: readonly UNet[], onnxModel: Uint8Arr
 export function formatParity(r: ParityReport): string {
   const e = (v: number | null) => (v === null ? 'n/a' : v.toExponential(2));
   const lines = [
-    `parity (${r.precision} ONNX Runtime vs TensorFlow.js ${r.backend}, ${r.slices} phantom slices at ${r.size[0]}×${r.size[1]}):`,
+    `parity (${r.precision} ONNX Runtime vs TensorFlow.js ${r.backend}, ${r.slices} ${r.dimensions === 3 ? 'CT phantom patches' : 'phantom slices'} at ${r.size.join('×')}):`,
     `  max |Δ| probabilities ${e(r.maxAbsProbabilities)}, confidence ${e(r.maxAbsConfidence)}` +
       (r.maxAbsStudentConfidence !== null ? `, student confidence ${e(r.maxAbsStudentConfidence)}` : '') +
       (r.maxAbsLogits !== null ? `, logits ${e(r.maxAbsLogits)}` : ''),

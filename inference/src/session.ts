@@ -51,12 +51,17 @@ function planesPerSlice(kind: SliceOutputKind, classes: number): number {
 
 export type SliceOutputs = Partial<Record<SliceOutputKind, Float32Array | Uint8Array>>;
 
-/** A model that maps a batch of preprocessed N×1×H×W slices to the contract's outputs. */
+/**
+ * A model that maps a batch of preprocessed N×1×H×W slices (2D cards) or N×1×D×H×W patches (3D
+ * cards) to the contract's outputs.
+ */
 export interface SliceModel {
   readonly card: ModelCard;
   /** Which of the contract's outputs this model has. */
   readonly available: ReadonlySet<SliceOutputKind>;
   run(batch: Float32Array, n: number, height: number, width: number, fetch: readonly SliceOutputKind[]): Promise<SliceOutputs>;
+  /** 3D models: `n` patches of [x, y, z] voxels (x fastest), outputs in the same order per channel. */
+  runPatches?(batch: Float32Array, n: number, patch: readonly [number, number, number], fetch: readonly SliceOutputKind[]): Promise<SliceOutputs>;
 }
 
 export interface ModelIdentity {
@@ -137,7 +142,18 @@ export class OrtSliceModel implements SliceModel {
   }
 
   async run(batch: Float32Array, n: number, height: number, width: number, fetch: readonly SliceOutputKind[]): Promise<SliceOutputs> {
-    const input = new this.runtime.Tensor('float32', batch.subarray(0, n * height * width), [n, 1, height, width]);
+    return this.runSpatial(batch, n, [height, width], fetch);
+  }
+
+  async runPatches(batch: Float32Array, n: number, patch: readonly [number, number, number], fetch: readonly SliceOutputKind[]): Promise<SliceOutputs> {
+    if (this.card.dimensions !== 3) throw new Error('runPatches: the model is a 2D model');
+    return this.runSpatial(batch, n, [patch[2], patch[1], patch[0]], fetch);
+  }
+
+  /** One call on [n, 1, ...spatial] (spatial slowest first: [H, W] or [D, H, W]). */
+  private async runSpatial(batch: Float32Array, n: number, spatial: readonly number[], fetch: readonly SliceOutputKind[]): Promise<SliceOutputs> {
+    const voxels = spatial.reduce((a, b) => a * b, 1);
+    const input = new this.runtime.Tensor('float32', batch.subarray(0, n * voxels), [n, 1, ...spatial]);
     const results = await this.session.run({ [this.card.input.name]: input }, fetch.map((k) => this.names[k]));
     const out: SliceOutputs = {};
     for (const kind of fetch) {
@@ -147,8 +163,8 @@ export class OrtSliceModel implements SliceModel {
         throw new Error(`model output "${this.names[kind]}" returned ${t.type}, expected ${OUTPUT_TYPES[kind]}`);
       }
       const perSlice = planesPerSlice(kind, this.card.classes.length);
-      if (data.length !== n * perSlice * height * width) {
-        throw new Error(`model output "${this.names[kind]}" has shape [${t.dims.join(', ')}], expected [${n}, ${perSlice > 1 ? `${perSlice}, ` : ''}${height}, ${width}]`);
+      if (data.length !== n * perSlice * voxels) {
+        throw new Error(`model output "${this.names[kind]}" has shape [${t.dims.join(', ')}], expected [${n}, ${perSlice > 1 ? `${perSlice}, ` : ''}${spatial.join(', ')}]`);
       }
       out[kind] = data;
     }

@@ -2,7 +2,7 @@
 import '@alhvr/inference/no-telemetry';
 import { InputError, spearman } from '@alhvr/core';
 import { writeFileAtomic } from '@alhvr/core/node';
-import { selectBackend } from '@alhvr/training';
+import { selectBackend, type UNet } from '@alhvr/training';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { calibrate, checkParity, exportOnnx, exportOnnxInt8, readCalibrationCases, type CalibrationResult, formatParity, loadRunForExport, type GraphSummary, type StudentSelection } from '@alhvr/export';
@@ -56,8 +56,9 @@ await runCommand(COMMAND, async (args, { signal }) => {
     COMMAND,
     args,
     'RUN_DIR|CHECKPOINT --out model.onnx [--students both|a|b] [--precision fp32|fp16|int8]',
-    'Export trained ALHVR students to one ONNX model (opset 17, NCHW, dynamic batch and plane size) carrying ' +
-      'its model card, after checking it against TensorFlow.js on phantom slices. From a run folder each ' +
+    'Export trained ALHVR students to one ONNX model (opset 17, NCHW, dynamic batch and plane size; a vnet3d run: ' +
+      'NCDHW, dynamic batch and patch size) carrying its model card, after checking it against TensorFlow.js on phantom ' +
+      'slices (3D: abdominal CT phantom patches). From a run folder each ' +
       'student comes from its best validation checkpoint. A two-student export is calibrated on labelled volumes the ' +
       'students did not train on (the run\'s validation cases, or --calibration DIR): temperature, region γ, the ' +
       'case-quality model and verdict thresholds go into the card. --precision int8 quantizes the convolutions, with ' +
@@ -74,7 +75,7 @@ await runCommand(COMMAND, async (args, { signal }) => {
     })
     .option('fp16', { type: 'boolean', default: false, description: 'Same as --precision fp16' })
     .option('gamma', { type: 'number', description: 'Region threshold γ to store instead of the run\'s final γ' })
-    .option('parity-slices', { type: 'number', default: 4, description: 'Phantom slices for the TensorFlow.js parity check (0 skips it)' })
+    .option('parity-slices', { type: 'number', default: 4, description: 'Phantom slices (3D: patches) for the TensorFlow.js parity check (0 skips it)' })
     .option('backend', { choices: ['wasm', 'cpu'] as const, default: 'wasm' as const, description: 'TensorFlow.js backend for loading and parity' })
     .option('calibrate', {
       type: 'boolean',
@@ -118,7 +119,12 @@ await runCommand(COMMAND, async (args, { signal }) => {
     }
     const folders = (argv.calibration ?? []).map(String);
     const fromFolder = folders.length > 0;
-    const wantCalibration = argv.calibrate && run.selection === 'both';
+    const threeD = run.dimensions === 3;
+    if (threeD && precision === 'int8') throw new UsageError('--precision int8 is for 2D models; a 3D (vnet3d) model exports as fp32 or fp16');
+    if (threeD && fromFolder) throw new UsageError('--calibration is for 2D models; 3D models are exported uncalibrated (γ from training)');
+    // Calibration measures through the 2D slice pipeline; 3D cards say they are uncalibrated (no calibration block).
+    const wantCalibration = argv.calibrate && run.selection === 'both' && !threeD;
+    if (threeD && argv.calibrate && run.selection === 'both') say('not calibrated: calibration of 3D models is not implemented; the card keeps the run\'s γ and no calibration block');
     // int8 needs the volumes for its activation scales even where the ensemble is not calibrated.
     const wantVolumes = wantCalibration || precision === 'int8';
     const validation = wantVolumes && !fromFolder ? await runValidationCases(source) : undefined;
@@ -140,7 +146,7 @@ await runCommand(COMMAND, async (args, { signal }) => {
     }
     const calibrationName = calibrationSets.map((set) => basename(resolve(set.root))).join('+');
     if (wantCalibration && cases.length > 0) {
-      const calibrated = await calibrate(run.students, run.card, cases, {
+      const calibrated = await calibrate(run.students as UNet[], run.card, cases, {
         source: { kind: fromFolder ? 'folder' : 'validation', name: calibrationName },
         onProgress: (stage, done, total) => {
           if (done === total) say(`calibration: ${stage} ${done}/${total}`);
@@ -153,7 +159,7 @@ await runCommand(COMMAND, async (args, { signal }) => {
     let result;
     let floatGraph: Uint8Array | undefined;
     if (precision === 'int8') {
-      const int8 = await exportOnnxInt8(run.students, run.card, { volumes: cases.map((c) => c.image) }, {
+      const int8 = await exportOnnxInt8(run.students as UNet[], run.card, { volumes: cases.map((c) => c.image) }, {
         students: run.selection,
         source: `${fromFolder ? 'folder' : 'validation'} ${calibrationName}`,
         cases: cases.length,
@@ -167,7 +173,8 @@ await runCommand(COMMAND, async (args, { signal }) => {
       result = exportOnnx(run.students, run.card, { precision, students: run.selection });
     }
     process.stdout.write(`${formatSummary(result.summary, argv.out)}\n`);
-    process.stdout.write(`  γ ${result.card.regions.gamma} (${result.card.regions.gammaSource}), β ${result.card.regions.beta}, ${result.card.classes.length} classes, input ${result.card.input.size.join('×')}\n`);
+    const spacing = result.card.targetSpacing ? ` at ${result.card.targetSpacing.join('×')} mm` : '';
+    process.stdout.write(`  γ ${result.card.regions.gamma} (${result.card.regions.gammaSource}), β ${result.card.regions.beta}, ${result.card.classes.length} classes, input ${result.card.input.size.join('×')}${spacing}\n`);
     throwIfCancelled(signal);
     if (slices > 0) {
       // An int8 graph is checked through the fp32 graph it was quantized from (same weights and heads).
