@@ -4,11 +4,10 @@
 // Orthanc then serves must reference its source series, decode to the local mask and pass
 // dciodvfy. A small proxy in front of Orthanc plays the failing PACS: it demands a token, stalls
 // transfers mid-body and refuses STOW-RS, so each failure is seen as a user would see it.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import dcmjs from 'dcmjs';
@@ -20,14 +19,13 @@ import { UsageError } from '../cli/src/lib/run-command.js';
 import { cliPath, runCli } from './cli-harness.js';
 import { daikonSeries } from './fixtures.js';
 import { makeToyModel } from './segment-toy-model.js';
+import { freePort, startOrthanc, type Orthanc } from './support/orthanc.js';
 import { PYTHON } from './support/python.js';
 
-const ORTHANC = '/usr/sbin/Orthanc';
-const DICOMWEB_PLUGIN = '/usr/share/orthanc/plugins/libOrthancDicomWeb.so';
 const TOKEN = 'sekrit-token-7f3a9c';
 
 const tmp = mkdtempSync(join(tmpdir(), 'alhvr-pacs-'));
-let orthanc: ChildProcess | undefined;
+let orthanc: Orthanc | undefined;
 let proxy: Server | undefined;
 let tlsProxy: Server | undefined;
 let orthancPort = 0;
@@ -38,16 +36,6 @@ let phantomDir = '';
 /** What the proxy does to the next requests; the tests set it before each run. */
 const rules = { token: undefined as string | undefined, stallFirstInstance: false, stallSeries: new Set<string>(), stowStatus: 0 };
 const counts = { instanceGets: 0, stows: 0 };
-
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const s = createNetServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
 
 function startProxy(): Promise<number> {
   proxy = createServer(proxyHandler);
@@ -96,35 +84,6 @@ function proxyHandler(req: IncomingMessage, res: ServerResponse): void {
   });
   upstream.on('error', () => res.destroy());
   req.pipe(upstream);
-}
-
-async function startOrthanc(): Promise<void> {
-  orthancPort = await freePort();
-  const storage = join(tmp, 'orthanc');
-  mkdirSync(storage);
-  const config = join(tmp, 'orthanc.json');
-  writeFileSync(
-    config,
-    JSON.stringify({
-      Name: 'alhvr-test',
-      StorageDirectory: storage,
-      IndexDirectory: storage,
-      HttpPort: orthancPort,
-      HttpBindAddress: '127.0.0.1',
-      RemoteAccessAllowed: false,
-      AuthenticationEnabled: false,
-      DicomServerEnabled: false,
-      Plugins: [DICOMWEB_PLUGIN],
-      DicomWeb: { Enable: true, Root: '/dicom-web/' },
-    }),
-  );
-  orthanc = spawn(ORTHANC, [config], { stdio: 'ignore' });
-  for (let n = 0; n < 100; n++) {
-    const up = await fetch(`http://127.0.0.1:${orthancPort}/system`).then((r) => r.ok, () => false);
-    if (up) return;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`Orthanc did not start on port ${orthancPort}`);
 }
 
 async function upload(files: string[]): Promise<void> {
@@ -195,7 +154,8 @@ beforeAll(async () => {
   phantomDir = join(tmp, 'phantom');
   const made = await runCli('alhvr-phantom', ['--kind', 'abdomen-ct', '--dicom', '--matrix', '64', '--cases', '1', '--seed', '5', '--out', phantomDir, '--quiet']);
   expect(made.code, made.stderr).toBe(0);
-  await startOrthanc();
+  orthanc = await startOrthanc(tmp);
+  orthancPort = orthanc.port;
   proxyPort = await startProxy();
   const ctFiles = listFiles(join(phantomDir, 'dicom'));
   await upload([...listFiles(daikonSeries), ...ctFiles]);
@@ -210,7 +170,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  orthanc?.kill();
+  orthanc?.stop();
   for (const p of [proxy, tlsProxy]) {
     p?.closeAllConnections();
     await new Promise((r) => (p ? p.close(r) : r(undefined)));

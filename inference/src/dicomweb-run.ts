@@ -11,12 +11,12 @@
  * each other's series. STOW outcomes are kept in `stored.jsonl` beside the manifest.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { writeFileAtomic } from '@alhvr/core/node';
 import { anonymousCaseId, dicomCaseStem, sanitiseCaseId, uniqueCaseIds, type Shard } from './case-id.js';
-import { DicomwebError, DicomwebTransport, jsonValue, type DicomJson, type DicomwebConnection } from './dicomweb-transport.js';
+import { DicomwebTransport, jsonValue, type DicomJson, type DicomwebConnection } from './dicomweb-transport.js';
 import { readLastPerKey, readManifest, recordManifestEntry, withLock, writeSummary, type ManifestEntry } from './manifest.js';
 import { CASE_FILES } from './outputs.js';
 import { discoverInputs, type CaseSource } from './inputs.js';
@@ -181,40 +181,14 @@ function shardSeries(series: RemoteSeries[], shard: Shard | undefined): RemoteSe
   return series.filter((s) => mine.has(key(s)));
 }
 
-/**
- * Fetch a series' instances into `folder` (one file per instance, a few at a time) and return
- * the files. Each instance is retried by the transport; the first that still fails fails the series.
- */
+/** Fetch a series' instances into `folder` (see DicomwebTransport.retrieveSeriesFiles) and return the files. */
 export async function retrieveSeries(t: DicomwebTransport, s: RemoteSeries, folder: string, opts: { signal?: AbortSignal; onNote?: (line: string) => void; parallel?: number } = {}): Promise<string[]> {
-  const instances = await t.searchInstances(s.studyInstanceUID, s.seriesInstanceUID, { signal: opts.signal });
-  const sops = instances.map((ds) => jsonValue(ds, TAG.sopUID)).filter((u) => u !== '');
-  if (sops.length === 0) throw new DicomwebError(`${s.input}: the series lists no instances`, 'not-found');
-  await mkdir(folder, { recursive: true });
-  const files: string[] = new Array(sops.length);
-  let next = 0;
-  let failure: unknown;
-  const worker = async () => {
-    // After the first failure the other workers finish their request and stop: nothing of this
-    // series is still being fetched when the next one starts.
-    while (failure === undefined && next < sops.length && !opts.signal?.aborted) {
-      const n = next++;
-      try {
-        const bytes = await t.retrieveInstance(s.studyInstanceUID, s.seriesInstanceUID, sops[n], {
-          signal: opts.signal,
-          onRetry: (e, attempt) => opts.onNote?.(`retrying (${attempt}) after: ${e.message}`),
-        });
-        const file = join(folder, `${String(n).padStart(6, '0')}.dcm`);
-        await writeFile(file, bytes);
-        files[n] = file;
-      } catch (err) {
-        failure ??= err;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(opts.parallel ?? 4, sops.length) }, worker));
-  if (failure !== undefined) throw failure;
-  if (opts.signal?.aborted) throw new DicomwebError(`${s.input}: interrupted`, 'http');
-  return files;
+  return t.retrieveSeriesFiles(s.studyInstanceUID, s.seriesInstanceUID, folder, {
+    signal: opts.signal,
+    parallel: opts.parallel,
+    where: s.input,
+    onRetry: (e, attempt) => opts.onNote?.(`retrying (${attempt}) after: ${e.message}`),
+  });
 }
 
 async function sha256File(path: string): Promise<string> {

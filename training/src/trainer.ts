@@ -4,14 +4,14 @@
  * validation and checkpoints on a schedule. Everything a run decides lives in its TrainConfig.
  */
 import { appendFile, mkdir, readFile, stat } from 'node:fs/promises';
-import { basename, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { InputError, Rng, TOOLKIT_VERSION, type RngState } from '@alhvr/core';
 import { writeFileAtomic } from '@alhvr/core/node';
 import { selectBackend } from './backend/select-backend.js';
 import { guardStepMemory } from './backend/out-of-memory.js';
 import { preprocessingOf, pseudoSlicesPerBatch, type TrainConfig } from './config.js';
-import { openPseudoStream, type PseudoStream } from './data/pseudo-labels.js';
+import { openPseudoStream, pseudoSourceLocation, pseudoSourceRecordName, type PseudoDicomwebAccess, type PseudoStream } from './data/pseudo-labels.js';
 import { openNnunetDataset } from './data/nnunet-dataset.js';
 import { openAcdcH5Dataset } from './data/acdc-h5-dataset.js';
 import type { SliceDataset } from './data/slice-dataset.js';
@@ -80,6 +80,8 @@ export interface TrainOptions {
   /** Stop after the current iteration and write `latest` (Ctrl-C). */
   signal?: AbortSignal;
   events?: TrainEvents;
+  /** Headers, CA and timeouts for DICOMweb servers in pseudoLabels: kept out of the config, which is recorded. */
+  pseudoLabelAccess?: PseudoDicomwebAccess;
 }
 
 export interface TrainResult {
@@ -148,11 +150,11 @@ interface RunData {
 }
 
 /** Open the dataset and pseudo-labels and refuse a batch they cannot fill, or data that changed under a resumed run. */
-async function openRunData(config: TrainConfig, resumed: TrainState | undefined, log: (m: string) => void): Promise<RunData> {
+async function openRunData(config: TrainConfig, resumed: TrainState | undefined, log: (m: string) => void, access: { dicomweb?: PseudoDicomwebAccess; signal?: AbortSignal } = {}): Promise<RunData> {
   const dataset = await openDataset(config, log);
   const alhvr = config.method === 'alhvr';
   // Pseudo-labelled slices take pseudoFraction of the labelled batch; their images leave the unlabeled pool.
-  const pseudo = await openPseudoStream(dataset, config, log);
+  const pseudo = await openPseudoStream(dataset, config, log, access);
   const unlabeled = pseudo?.unlabeled ?? dataset.unlabeled;
   const perBatch = { labeled: config.batchLabeled - pseudoSlicesPerBatch(config), pseudo: pseudoSlicesPerBatch(config), unlabeled: alhvr ? config.batchUnlabeled : 0 };
   if (pseudo && perBatch.pseudo > pseudo.set.slices.length) {
@@ -179,7 +181,7 @@ async function openRunData(config: TrainConfig, resumed: TrainState | undefined,
 
 /** Segment folders by name only: the exported card copies this config and must carry no paths. */
 const publicConfig = (config: TrainConfig): TrainConfig =>
-  config.pseudoLabels ? { ...config, pseudoLabels: config.pseudoLabels.map((d) => basename(resolve(d))) } : config;
+  config.pseudoLabels ? { ...config, pseudoLabels: config.pseudoLabels.map(pseudoSourceRecordName) } : config;
 
 export async function train(config: TrainConfig, options: TrainOptions = {}): Promise<TrainResult> {
   const events = options.events ?? {};
@@ -191,7 +193,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
   const resumed = start.resumed;
   await mkdir(start.config.out, { recursive: true });
   const backend = await selectBackend(start.config.backend, { threads: start.config.threads, log });
-  const data = await openRunData(start.config, resumed?.state, log);
+  const data = await openRunData(start.config, resumed?.state, log, { dicomweb: options.pseudoLabelAccess, signal: options.signal });
   config = data.config;
   const { dataset, pseudo } = data;
   const alhvr = config.method === 'alhvr';
@@ -245,7 +247,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
       best,
       datasetFingerprint: dataset.fingerprint,
       backend: backend.name,
-      ...(pseudo && draws.pseudoSampler ? { pseudo: { sampler: draws.pseudoSampler, dirs: config.pseudoLabels!.map((d) => resolve(d)) } } : {}),
+      ...(pseudo && draws.pseudoSampler ? { pseudo: { sampler: draws.pseudoSampler, dirs: config.pseudoLabels!.map(pseudoSourceLocation) } } : {}),
     };
   };
   const save = (name: 'latest' | 'best-a' | 'best-b') => saveCheckpoint(checkpointPath(config.out, name), state(), students.state());

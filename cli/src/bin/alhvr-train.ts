@@ -3,8 +3,9 @@ import '@alhvr/inference/no-telemetry';
 import { access, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { InputError } from '@alhvr/core';
-import { BACKEND_CHOICES, DEFAULT_CONFIG, NETWORKS, THREE_D_DEFAULTS, resolveConfig, train, type TrainConfig } from '@alhvr/training';
+import { BACKEND_CHOICES, DEFAULT_CONFIG, NETWORKS, THREE_D_DEFAULTS, isDicomwebSource, resolveConfig, train, type TrainConfig } from '@alhvr/training';
 import { commandLine } from '../lib/command-line.js';
+import { PSEUDO_DICOMWEB_OPTIONS, checkDicomwebUrl, parseDicomwebAccess } from '../lib/dicomweb.js';
 import { firstMissingFolder, removeEmptyFolders, requireFolder, requireWritableFolderPath } from '../lib/folders.js';
 import { createProgress } from '../lib/progress.js';
 import { UsageError, runCommand } from '../lib/run-command.js';
@@ -87,11 +88,13 @@ await runCommand(COMMAND, async (args, { signal }) => {
     .option('seed', { type: 'number', description: `Random seed [default: ${d.seed}]` })
     .option('val-every', { type: 'number', description: `Validate every N iterations [default: ${d.valEvery}]` })
     .option('checkpoint-every', { type: 'number', description: `Write latest.ckpt every N iterations [default: ${d.checkpointEvery}]` })
-    .option('pseudo-labels', { type: 'string', array: true, description: 'alhvr-segment output folders whose cases (verdict in --pseudo-verdicts, or a reviewer\'s corrected.nii.gz in the case folder) join the labelled stream' })
+    .option('pseudo-labels', { type: 'string', array: true, description: 'alhvr-segment output folders whose cases (verdict in --pseudo-verdicts, or a reviewer\'s corrected.nii.gz or corrected.seg.dcm in the case folder) join the labelled stream; or a DICOMweb server URL: the SEGs alhvr-segment --store put there, a reviewer\'s newer SEG of the same series instead (weight 1). A SEG holds labels only: --pseudo-weighting region or confidence on a server\'s SEGs needs their segment folder named too (its maps and verdicts), else use none' })
     .option('pseudo-verdicts', { type: 'string', description: `Verdicts whose cases are used, comma-separated among accept, review, reject [default: ${d.pseudoVerdicts.join(',')}]` })
     .option('pseudo-weighting', { choices: ['region', 'confidence', 'none'] as const, description: `Per-voxel weight of pseudo-labels in CE and Dice: region (reliable 1, unstable --pseudo-unstable-weight, unreliable 0), the calibrated confidence, or none [default: ${d.pseudoWeighting}]` })
     .option('pseudo-unstable-weight', { type: 'number', description: `Region weighting: weight of unstable (region 2) voxels [default: ${d.pseudoUnstableWeight}]` })
     .option('pseudo-fraction', { type: 'number', description: `Share of the labelled batch drawn from pseudo-labelled slices [default: ${d.pseudoFraction}]` })
+    .options(PSEUDO_DICOMWEB_OPTIONS)
+    .group(Object.keys(PSEUDO_DICOMWEB_OPTIONS), 'Pseudo-labels from a PACS (DICOMweb):')
     .option('resume', { type: 'boolean', default: false, description: 'Continue the run in --out from latest.ckpt' })
     .demandCommand(0, 0, '', `${COMMAND} takes no positional arguments`)
     .parseAsync();
@@ -154,7 +157,12 @@ await runCommand(COMMAND, async (args, { signal }) => {
   };
   // Checked here so a typo is named as such (not "no dataset.json", not EEXIST from mkdir).
   await requireFolder(config.data, 'dataset');
-  for (const dir of config.pseudoLabels ?? []) await requireFolder(dir, '--pseudo-labels');
+  for (const source of config.pseudoLabels ?? []) {
+    if (isDicomwebSource(source)) checkDicomwebUrl('pseudo-labels', source);
+    else await requireFolder(source, '--pseudo-labels');
+  }
+  // Tokens and the CA reach the pseudo-label reader only: never the config, which is recorded.
+  const pseudoLabelAccess = config.pseudoLabels?.some(isDicomwebSource) ? parseDicomwebAccess(argv) : undefined;
   await requireWritableFolderPath(config.out, '--out');
   const createdOut = await firstMissingFolder(config.out);
   let progress: ReturnType<typeof createProgress> | undefined;
@@ -168,6 +176,7 @@ await runCommand(COMMAND, async (args, { signal }) => {
       .catch((err: unknown) => log(`${COMMAND}: warning: progress.png not drawn: ${(err as Error).message}`));
   };
   const result = await train(config, {
+    pseudoLabelAccess,
     resume: argv.resume,
     signal,
     events: {

@@ -41,42 +41,30 @@ export interface DicomwebArgs {
   _: (string | number)[];
 }
 
+/** A server URL given as option `--name`: http(s), parsable, no credentials in it (they would reach logs). */
+export function checkDicomwebUrl(name: string, url: string): void {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new UsageError(`--${name} must be an http(s) URL such as http://pacs:8042/dicom-web (got "${displayUrl(url)}")`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new UsageError(`--${name} must be an http or https URL (got ${u.protocol})`);
+  if (u.username || u.password) throw new UsageError(`--${name}: put credentials in --header or ${AUTHORIZATION_ENV}, not in the URL`);
+}
+
+/** The access options every DICOMweb client of the CLI shares: headers (tokens), CA, timeout, retries. */
+export type DicomwebAccessArgs = Pick<DicomwebArgs, 'header' | 'ca' | 'timeout' | 'retries'>;
+
 /**
- * Check the DICOMweb options against each other and the INPUT list; with --dicomweb, return
- * what segmentDicomweb needs, else undefined (a folder run, which needs an INPUT).
+ * Headers (from --header and AUTHORIZATION_ENV), the --ca file, --timeout and --retries, checked
+ * in one line each. Header values are only ever returned: no message here prints one.
  */
-export function parseDicomwebArgs(argv: DicomwebArgs, env: NodeJS.ProcessEnv = process.env): Pick<DicomwebRunOptions, 'source' | 'selection' | 'store' | 'storeTo'> | undefined {
-  const used = (['study', 'query', 'store-to', 'header', 'ca'] as const).filter((k) => argv[k] !== undefined).concat(argv.store ? ['store' as never] : []);
-  if (argv.dicomweb === undefined) {
-    if (used.length) throw new UsageError(`--${used[0]} needs --dicomweb URL`);
-    if (argv._.length === 0) throw new UsageError('give at least one INPUT, or --dicomweb URL with --study or --query');
-    return undefined;
-  }
-  if (argv._.length) throw new UsageError(`give INPUT or --dicomweb, not both (got INPUT ${String(argv._[0])})`);
-  const checkUrl = (name: string, url: string) => {
-    let u: URL;
-    try {
-      u = new URL(url);
-    } catch {
-      throw new UsageError(`--${name} must be an http(s) URL such as http://pacs:8042/dicom-web (got "${displayUrl(url)}")`);
-    }
-    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new UsageError(`--${name} must be an http or https URL (got ${u.protocol})`);
-    if (u.username || u.password) throw new UsageError(`--${name}: put credentials in --header or ${AUTHORIZATION_ENV}, not in the URL`);
-  };
-  checkUrl('dicomweb', argv.dicomweb);
-  if (argv['store-to'] !== undefined) checkUrl('store-to', argv['store-to']);
-  const studies = (argv.study ?? []).map((s) => s.trim());
-  for (const s of studies) if (!/^[0-9]+(\.[0-9]+)*$/.test(s) || s.length > 64) throw new UsageError(`--study must be a Study Instance UID (digits and dots, at most 64), got "${s}"`);
-  let query: Record<string, string> | undefined;
-  for (const q of argv.query ?? []) {
-    const m = /^\s*([A-Za-z][A-Za-z0-9]*|[0-9A-Fa-f]{8})\s*=(.*)$/.exec(q);
-    if (!m) throw new UsageError(`--query must be NAME=VALUE (a DICOM keyword or tag), got "${q}"`);
-    (query ??= {})[m[1]] = m[2].trim();
-  }
-  if (!studies.length && !query) throw new UsageError('--dicomweb needs --study UID or --query NAME=VALUE (which studies to segment)');
+export function parseDicomwebAccess(argv: DicomwebAccessArgs, env: NodeJS.ProcessEnv = process.env): Omit<DicomwebConnection, 'url'> {
   const retries = argv.retries ?? 3;
   if (!Number.isInteger(retries) || retries < 0) throw new UsageError(`--retries must be a whole number ≥ 0 (got ${retries})`);
-  if (!(argv.timeout! > 0)) throw new UsageError(`--timeout must be a positive number of seconds (got ${argv.timeout})`);
+  const timeout = argv.timeout ?? 30;
+  if (!(timeout > 0)) throw new UsageError(`--timeout must be a positive number of seconds (got ${argv.timeout})`);
   const headers: Record<string, string> = {};
   const authorization = env[AUTHORIZATION_ENV];
   if (authorization !== undefined && authorization.trim() !== '') headers.Authorization = authorization.trim();
@@ -95,7 +83,42 @@ export function parseDicomwebArgs(argv: DicomwebArgs, env: NodeJS.ProcessEnv = p
     }
     if (!caPem.includes('-----BEGIN CERTIFICATE-----')) throw new UsageError(`${argv.ca}: not a PEM certificate file (--ca)`);
   }
-  const connection = (url: string): DicomwebConnection => ({ url, headers, caPem, timeoutMs: argv.timeout! * 1000, retries });
+  return { headers, caPem, timeoutMs: timeout * 1000, retries };
+}
+
+/** For alhvr-train's yargs: reaching the servers named in --pseudo-labels. */
+export const PSEUDO_DICOMWEB_OPTIONS = {
+  header: DICOMWEB_OPTIONS.header,
+  ca: DICOMWEB_OPTIONS.ca,
+  timeout: DICOMWEB_OPTIONS.timeout,
+  retries: DICOMWEB_OPTIONS.retries,
+} as const;
+
+/**
+ * Check the DICOMweb options against each other and the INPUT list; with --dicomweb, return
+ * what segmentDicomweb needs, else undefined (a folder run, which needs an INPUT).
+ */
+export function parseDicomwebArgs(argv: DicomwebArgs, env: NodeJS.ProcessEnv = process.env): Pick<DicomwebRunOptions, 'source' | 'selection' | 'store' | 'storeTo'> | undefined {
+  const used = (['study', 'query', 'store-to', 'header', 'ca'] as const).filter((k) => argv[k] !== undefined).concat(argv.store ? ['store' as never] : []);
+  if (argv.dicomweb === undefined) {
+    if (used.length) throw new UsageError(`--${used[0]} needs --dicomweb URL`);
+    if (argv._.length === 0) throw new UsageError('give at least one INPUT, or --dicomweb URL with --study or --query');
+    return undefined;
+  }
+  if (argv._.length) throw new UsageError(`give INPUT or --dicomweb, not both (got INPUT ${String(argv._[0])})`);
+  checkDicomwebUrl('dicomweb', argv.dicomweb);
+  if (argv['store-to'] !== undefined) checkDicomwebUrl('store-to', argv['store-to']);
+  const studies = (argv.study ?? []).map((s) => s.trim());
+  for (const s of studies) if (!/^[0-9]+(\.[0-9]+)*$/.test(s) || s.length > 64) throw new UsageError(`--study must be a Study Instance UID (digits and dots, at most 64), got "${s}"`);
+  let query: Record<string, string> | undefined;
+  for (const q of argv.query ?? []) {
+    const m = /^\s*([A-Za-z][A-Za-z0-9]*|[0-9A-Fa-f]{8})\s*=(.*)$/.exec(q);
+    if (!m) throw new UsageError(`--query must be NAME=VALUE (a DICOM keyword or tag), got "${q}"`);
+    (query ??= {})[m[1]] = m[2].trim();
+  }
+  if (!studies.length && !query) throw new UsageError('--dicomweb needs --study UID or --query NAME=VALUE (which studies to segment)');
+  const access = parseDicomwebAccess(argv, env);
+  const connection = (url: string): DicomwebConnection => ({ url, ...access });
   return {
     source: connection(argv.dicomweb),
     selection: { studies: studies.length ? studies : undefined, query },

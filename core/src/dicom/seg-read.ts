@@ -30,7 +30,22 @@ export interface DicomSegFrame {
   pixels: Uint8Array;
 }
 
+/** Who wrote a SEG, when, and on which series: what tells a reviewer's SEG from a model's on a PACS. */
+export interface DicomSegIdentity {
+  studyInstanceUID: string;
+  seriesInstanceUID: string;
+  sopInstanceUID: string;
+  /** The series its frames were derived from (ReferencedSeriesSequence; else none). */
+  referencedSeriesInstanceUIDs: string[];
+  manufacturer: string;
+  manufacturerModelName: string;
+  seriesDescription: string;
+  /** SeriesDate + SeriesTime as written (YYYYMMDDHHMMSS.FFFFFF), falling back to ContentDate/Time, then InstanceCreationDate/Time; '' when none. */
+  createdAt: string;
+}
+
 export interface DecodedDicomSeg {
+  identity: DicomSegIdentity;
   rows: number;
   columns: number;
   frameOfReferenceUID?: string;
@@ -116,7 +131,25 @@ export function decodeDicomSeg(bytes: Uint8Array, where?: string): DecodedDicomS
       pixels,
     });
   }
+  const text = (v: unknown) => (v === undefined || v === null ? '' : String(v).trim());
+  // Times may stop at hours or minutes (HH, HHMM): padded to HHMMSS so stamps compare as text.
+  const stamp = (date: unknown, time: unknown) => {
+    if (!/^\d{8}$/.test(text(date))) return '';
+    const [hms, fraction] = text(time).split('.');
+    return `${text(date)}${(hms ?? '').padEnd(6, '0')}${fraction ? `.${fraction}` : ''}`;
+  };
+  const identity: DicomSegIdentity = {
+    studyInstanceUID: text(ds.StudyInstanceUID),
+    seriesInstanceUID: text(ds.SeriesInstanceUID),
+    sopInstanceUID: text(ds.SOPInstanceUID),
+    referencedSeriesInstanceUIDs: asArray(ds.ReferencedSeriesSequence as Item | Item[]).map((r) => text(r.SeriesInstanceUID)).filter(Boolean),
+    manufacturer: text(ds.Manufacturer),
+    manufacturerModelName: text(ds.ManufacturerModelName),
+    seriesDescription: text(ds.SeriesDescription),
+    createdAt: stamp(ds.SeriesDate, ds.SeriesTime) || stamp(ds.ContentDate, ds.ContentTime) || stamp(ds.InstanceCreationDate, ds.InstanceCreationTime),
+  };
   return {
+    identity,
     rows,
     columns,
     ...(ds.FrameOfReferenceUID ? { frameOfReferenceUID: String(ds.FrameOfReferenceUID) } : {}),

@@ -8,6 +8,8 @@
  * server (without credentials) and never a header value.
  */
 import { readFileSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { rootCertificates } from 'node:tls';
@@ -274,6 +276,45 @@ export class DicomwebTransport {
       opts,
     );
     return new Uint8Array(buffer);
+  }
+
+  /**
+   * Fetch a series' instances into `folder` (one Part 10 file per instance, `parallel` at a time;
+   * memory holds one instance per request) and return the files in listing order. Each instance
+   * is retried like any call; the first that still fails fails the series, and the other
+   * requests finish theirs and stop, so nothing of the series is still in flight on return.
+   */
+  async retrieveSeriesFiles(
+    studyInstanceUID: string,
+    seriesInstanceUID: string,
+    folder: string,
+    opts: { signal?: AbortSignal; onRetry?: (e: DicomwebError, attempt: number) => void; parallel?: number; where?: string } = {},
+  ): Promise<string[]> {
+    const where = opts.where ?? `${this.display}/studies/${studyInstanceUID}/series/${seriesInstanceUID}`;
+    const instances = await this.searchInstances(studyInstanceUID, seriesInstanceUID, { signal: opts.signal });
+    const sops = instances.map((ds) => jsonValue(ds, '00080018')).filter((u) => u !== '');
+    if (sops.length === 0) throw new DicomwebError(`${where}: the series lists no instances`, 'not-found');
+    await mkdir(folder, { recursive: true });
+    const files: string[] = new Array(sops.length);
+    let next = 0;
+    let failure: unknown;
+    const worker = async () => {
+      while (failure === undefined && next < sops.length && !opts.signal?.aborted) {
+        const n = next++;
+        try {
+          const bytes = await this.retrieveInstance(studyInstanceUID, seriesInstanceUID, sops[n], { signal: opts.signal, onRetry: opts.onRetry });
+          const file = join(folder, `${String(n).padStart(6, '0')}.dcm`);
+          await writeFile(file, bytes);
+          files[n] = file;
+        } catch (err) {
+          failure ??= err;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(opts.parallel ?? 4, sops.length) }, worker));
+    if (failure !== undefined) throw failure;
+    if (opts.signal?.aborted) throw new DicomwebError(`${where}: interrupted`, 'http');
+    return files;
   }
 
   /**

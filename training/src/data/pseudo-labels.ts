@@ -31,8 +31,29 @@ import {
   type Volume,
   type VoxelArray,
 } from '@alhvr/core';
-import { readDicomSeries, readNiftiFile, readNiftiHeaderFile, scanDicom, writeFileAtomic } from '@alhvr/core/node';
+import { displayUrl, readDicomSeries, readNiftiFile, readNiftiHeaderFile, scanDicom, writeFileAtomic } from '@alhvr/core/node';
 import type { DatasetClass, SliceRef } from './slice-dataset.js';
+import {
+  DicomwebTransport,
+  dicomwebSourceName,
+  isDicomwebSource,
+  listStoredSegs,
+  readRemoteSeries,
+  segsFingerprint,
+  type PseudoDicomwebAccess,
+} from './pseudo-labels-dicomweb.js';
+
+export { dicomwebSourceName, isDicomwebSource, type PseudoDicomwebAccess } from './pseudo-labels-dicomweb.js';
+
+/** How a run records a --pseudo-labels entry in config.json, the checkpoint and the card: a folder's name or a server's host name. */
+export function pseudoSourceRecordName(source: string): string {
+  return isDicomwebSource(source) ? dicomwebSourceName(source) : basename(resolve(source));
+}
+
+/** Where a --pseudo-labels entry is found again on --resume: a folder's absolute path, a URL as given. */
+export function pseudoSourceLocation(source: string): string {
+  return isDicomwebSource(source) ? source.trim() : resolve(source);
+}
 
 export type PseudoVerdict = 'accept' | 'review' | 'reject';
 export const PSEUDO_VERDICTS: readonly PseudoVerdict[] = ['accept', 'review', 'reject'];
@@ -46,6 +67,8 @@ export const SEGMENT_FILES = {
   confidence: 'confidence.nii.gz',
   region: 'region.nii.gz',
   report: 'report.json',
+  /** The case's DICOM SEG (a DICOM-series case); --store sends it to the PACS. */
+  seg: 'seg.dcm',
   /** A reviewer's label for the case; alhvr-segment never writes or removes it. */
   corrected: 'corrected.nii.gz',
   /** The same as a DICOM SEG on the case's source series (segments named as the classes). */
@@ -67,14 +90,22 @@ interface SegmentManifestLine {
   summary?: { verdict?: string };
 }
 
-/** What a trained model records about one segment run it learnt from: names and hashes, no paths. */
+/** What a trained model records about one pseudo-label source it learnt from: names and hashes, no paths, no tokens. */
 export interface PseudoLabelSource {
-  /** The segment output folder's name. */
+  /** The segment output folder's name, or a DICOMweb server's host name. */
   name: string;
-  /** sha256 of its manifest.jsonl as read. */
-  manifestSha256: string;
-  /** Cases used, by verdict; `corrected` counts reviewer-corrected cases (whatever their verdict). */
-  cases: { accept: number; review: number; reject: number; corrected: number };
+  /** A DICOMweb server (`--pseudo-labels URL`); absent for a segment output folder. */
+  kind?: 'dicomweb';
+  /** Folder: sha256 of its manifest.jsonl as read. */
+  manifestSha256?: string;
+  /** DICOMweb: sha256 of the sorted SOP Instance UIDs of the SEGs used (which SEGs, without naming one). */
+  segsSha256?: string;
+  /**
+   * Cases used, by verdict; `corrected` counts reviewer-corrected cases (whatever their verdict).
+   * DICOMweb: verdicts come from the segment folder named beside the server; `unreviewed` counts
+   * our SEGs used without one (their verdict is not in the SEG).
+   */
+  cases: { accept: number; review: number; reject: number; corrected: number; unreviewed?: number };
   /** Cases left out because their image is one of the dataset's labelled or validation images. */
   skippedInDataset: number;
 }
@@ -94,6 +125,9 @@ export interface PseudoLabelOptions {
    * already one of the dataset's labelled or validation images (then the case is left out).
    */
   inDataset?: (sourceRealPath: string) => string | undefined;
+  /** Headers, CA, timeouts for `--pseudo-labels URL` sources (never recorded). */
+  dicomweb?: PseudoDicomwebAccess;
+  signal?: AbortSignal;
   log?: (message: string) => void;
 }
 
@@ -216,9 +250,56 @@ function classesOf(report: unknown): { value: number; name: string }[] | undefin
 
 const describeClasses = (cs: { value: number; name: string }[]) => cs.map((c) => `${c.value} ${c.name}`).join(', ');
 
+interface FolderManifest {
+  dir: string;
+  source: PseudoLabelSource;
+  entries: SegmentManifestLine[];
+}
+
+async function readFolderManifest(dir: string): Promise<FolderManifest> {
+  let text: string;
+  try {
+    text = await readFile(join(dir, SEGMENT_FILES.manifest), 'utf8');
+  } catch {
+    throw new InputError('not an alhvr-segment output folder (no readable manifest.jsonl)', dir);
+  }
+  const entries = new Map<string, SegmentManifestLine>();
+  for (const line of text.split('\n')) {
+    if (!line.trim()) continue;
+    try {
+      const e = JSON.parse(line) as SegmentManifestLine;
+      if (typeof e.caseId === 'string') entries.set(e.caseId, e);
+    } catch {
+      // alhvr-segment's reader skips a line left by an interrupted edit; so does this one.
+    }
+  }
+  return {
+    dir,
+    source: { name: basename(resolve(dir)), manifestSha256: createHash('sha256').update(text).digest('hex'), cases: { accept: 0, review: 0, reject: 0, corrected: 0 }, skippedInDataset: 0 },
+    entries: [...entries.values()].sort((a, b) => (a.caseId < b.caseId ? -1 : 1)),
+  };
+}
+
+/** The classes a case's report.json records, refused (one line) unless they are the dataset's. */
+async function checkCaseClasses(dir: string, caseId: string, classes: readonly DatasetClass[]): Promise<void> {
+  let report: unknown;
+  try {
+    report = JSON.parse(await readFile(join(dir, caseId, SEGMENT_FILES.report), 'utf8'));
+  } catch {
+    refuse(dir, caseId, `has no readable ${SEGMENT_FILES.report} (the segment run's classes are unknown)`);
+  }
+  const modelClasses = classesOf(report);
+  const wanted = classes.map((c) => ({ value: c.value, name: c.name }));
+  if (!modelClasses || describeClasses(modelClasses) !== describeClasses(wanted)) {
+    refuse(dir, caseId, `segmented by a model with classes [${modelClasses ? describeClasses(modelClasses) : 'none recorded'}], the dataset has [${describeClasses(wanted)}]`);
+  }
+}
+
 /**
- * Read, check and cache every usable case of the given segment output folders. Throws (one line
- * naming the case) on the first refusal; nothing is trained on partly checked data.
+ * Read, check and cache every usable case of the given sources: alhvr-segment output folders and
+ * DICOMweb servers (see pseudo-labels-dicomweb.ts). A folder's cases segmented from a server are
+ * read through that server, which must be named too, so its reviewers' SEGs are seen. Throws (one
+ * line naming the case) on the first refusal; nothing is trained on partly checked data.
  */
 export async function openPseudoLabels(dirs: string[], opts: PseudoLabelOptions): Promise<PseudoLabelSet> {
   await rm(opts.cacheDir, { recursive: true, force: true });
@@ -231,33 +312,75 @@ export async function openPseudoLabels(dirs: string[], opts: PseudoLabelOptions)
   const maxLabel = opts.classes.length - 1;
   let maxSliceVoxels = 0;
 
-  for (const [dirIndex, dir] of dirs.entries()) {
-    const manifestPath = join(dir, SEGMENT_FILES.manifest);
-    let text: string;
-    try {
-      text = await readFile(manifestPath, 'utf8');
-    } catch {
-      throw new InputError('not an alhvr-segment output folder (no readable manifest.jsonl)', dir);
+  /** Reorient, normalise, weigh and cache one checked case; `fail` refuses naming it. */
+  const cacheCase = async (id: string, image: Volume<VoxelArray>, mask: Volume<VoxelArray>, weightMap: Volume<VoxelArray> | undefined, fail: (message: string) => never) => {
+    const orientation = canonicalOrientation(image.affine, opts.preprocessing.sliceAxis);
+    const canon = reorient(image, orientation);
+    const normalised = normaliseIntensities(canon.data, opts.preprocessing.normalisation, canon.data instanceof Float32Array ? canon.data : undefined);
+    const labelData = reorient(mask, orientation).data;
+    const label = new Uint8Array(labelData.length);
+    for (let p = 0; p < label.length; p++) {
+      const v = labelData[p];
+      if (!(v >= 0 && v <= maxLabel && Number.isInteger(v))) fail(`label value ${v} is not one of the dataset's classes 0–${maxLabel}`);
+      label[p] = v;
     }
-    const source: PseudoLabelSource = {
-      name: basename(resolve(dir)),
-      manifestSha256: createHash('sha256').update(text).digest('hex'),
-      cases: { accept: 0, review: 0, reject: 0, corrected: 0 },
-      skippedInDataset: 0,
-    };
-    if (sources.some((s) => s.name === source.name)) throw new InputError(`two pseudo-label folders are both named "${source.name}"; the run records folders by name, so rename one`, dir);
-    const entries = new Map<string, SegmentManifestLine>();
-    for (const line of text.split('\n')) {
-      if (!line.trim()) continue;
-      try {
-        const e = JSON.parse(line) as SegmentManifestLine;
-        if (typeof e.caseId === 'string') entries.set(e.caseId, e);
-      } catch {
-        // alhvr-segment's reader skips a line left by an interrupted edit; so does this one.
+    const weight = new Float32Array(label.length).fill(1);
+    if (weightMap) {
+      const w = reorient(weightMap, orientation).data;
+      for (let p = 0; p < weight.length; p++) {
+        if (opts.weighting === 'confidence') {
+          // The written confidence is already the calibrated ensemble max-probability in [0, 1].
+          weight[p] = Math.min(1, Math.max(0, w[p]));
+        } else if (w[p] === REGION_RELIABLE) weight[p] = 1;
+        else if (w[p] === REGION_UNSTABLE) weight[p] = opts.unstableWeight;
+        else if (w[p] === REGION_UNRELIABLE) weight[p] = 0;
+        else fail(`region value ${w[p]} is not 1, 2 or 3`);
       }
     }
+    const stem = join(opts.cacheDir, id);
+    const c: CachedPseudoCase = { dims: canon.dims, imagePath: `${stem}.image.f32`, labelPath: `${stem}.label.u8`, weightPath: `${stem}.weight.f32` };
+    await writeFileAtomic(c.imagePath, new Uint8Array(normalised.buffer, normalised.byteOffset, normalised.byteLength));
+    await writeFileAtomic(c.labelPath, label);
+    await writeFileAtomic(c.weightPath, new Uint8Array(weight.buffer));
+    cached.set(id, c);
+    for (let slice = 0; slice < c.dims[2]; slice++) slices.push({ caseId: id, slice });
+    maxSliceVoxels = Math.max(maxSliceVoxels, c.dims[0] * c.dims[1]);
+  };
 
-    for (const entry of [...entries.values()].sort((a, b) => (a.caseId < b.caseId ? -1 : 1))) {
+  /** The weight map of a case the folder segmented (none for --pseudo-weighting none). */
+  const weightMapOf = async (dir: string, caseId: string, image: Volume<VoxelArray>) => {
+    if (opts.weighting === 'none') return undefined;
+    const file = opts.weighting === 'region' ? SEGMENT_FILES.region : SEGMENT_FILES.confidence;
+    if (!(await exists(join(dir, caseId, file)))) {
+      refuse(dir, caseId, `has no ${file}${opts.weighting === 'region' ? ' (a one-student model writes no regions; use --pseudo-weighting confidence or none)' : ''}`);
+    }
+    return readMap(dir, caseId, file, image);
+  };
+
+  const servers = dirs.filter(isDicomwebSource);
+  const folders: FolderManifest[] = [];
+  for (const dir of dirs.filter((d) => !isDicomwebSource(d))) {
+    const folder = await readFolderManifest(dir);
+    if (folders.some((f) => f.source.name === folder.source.name)) throw new InputError(`two pseudo-label folders are both named "${folder.source.name}"; the run records folders by name, so rename one`, dir);
+    folders.push(folder);
+  }
+  // A folder's DICOMweb cases (manifest input = the series' address) are read through their server.
+  const remoteCases = new Map<string, { folder: FolderManifest; entry: SegmentManifestLine }>();
+  for (const folder of folders) {
+    for (const entry of folder.entries) {
+      if (!isDicomwebSource(entry.input)) continue;
+      const server = servers.find((u) => entry.input.startsWith(`${displayUrl(u)}/studies/`));
+      if (!server) {
+        const named = entry.input.replace(/\/studies\/.*$/, '');
+        refuse(folder.dir, entry.caseId, `was segmented from the DICOMweb server ${named}: name the server too (--pseudo-labels ${named} ${folder.dir}), so its stored and reviewed SEGs are read there`);
+      }
+      remoteCases.set(entry.input, { folder, entry });
+    }
+  }
+
+  for (const [dirIndex, { dir, source, entries }] of folders.entries()) {
+    for (const entry of entries) {
+      if (isDicomwebSource(entry.input)) continue;
       const caseDir = join(dir, entry.caseId);
       const correctedNifti = await exists(join(caseDir, SEGMENT_FILES.corrected));
       const correctedSeg = await exists(join(caseDir, SEGMENT_FILES.correctedSeg));
@@ -269,17 +392,7 @@ export async function openPseudoLabels(dirs: string[], opts: PseudoLabelOptions)
       if (!corrected && !(entry.status === 'ok' && verdict && verdicts.has(verdict))) continue;
 
       // Classes first: a mask of another label set is wrong however well it fits the image.
-      let report: unknown;
-      try {
-        report = JSON.parse(await readFile(join(caseDir, SEGMENT_FILES.report), 'utf8'));
-      } catch {
-        refuse(dir, entry.caseId, `has no readable ${SEGMENT_FILES.report} (the segment run's classes are unknown)`);
-      }
-      const modelClasses = classesOf(report);
-      const wanted = opts.classes.map((c) => ({ value: c.value, name: c.name }));
-      if (!modelClasses || describeClasses(modelClasses) !== describeClasses(wanted)) {
-        refuse(dir, entry.caseId, `segmented by a model with classes [${modelClasses ? describeClasses(modelClasses) : 'none recorded'}], the dataset has [${describeClasses(wanted)}]`);
-      }
+      await checkCaseClasses(dir, entry.caseId, opts.classes);
 
       const located = await locateSource(dir, entry);
       const real = await realpath(located.path);
@@ -301,50 +414,75 @@ export async function openPseudoLabels(dirs: string[], opts: PseudoLabelOptions)
       const mask = correctedSeg
         ? await readCorrectedSeg(dir, entry.caseId, image, opts.classes)
         : await readMap(dir, entry.caseId, corrected ? SEGMENT_FILES.corrected : SEGMENT_FILES.mask, image);
-      let weightMap: Volume<VoxelArray> | undefined;
-      if (!corrected && opts.weighting !== 'none') {
-        const file = opts.weighting === 'region' ? SEGMENT_FILES.region : SEGMENT_FILES.confidence;
-        if (!(await exists(join(caseDir, file)))) {
-          refuse(dir, entry.caseId, `has no ${file}${opts.weighting === 'region' ? ' (a one-student model writes no regions; use --pseudo-weighting confidence or none)' : ''}`);
-        }
-        weightMap = await readMap(dir, entry.caseId, file, image);
-      }
-
-      const orientation = canonicalOrientation(image.affine, opts.preprocessing.sliceAxis);
-      const canon = reorient(image, orientation);
-      const normalised = normaliseIntensities(canon.data, opts.preprocessing.normalisation, canon.data instanceof Float32Array ? canon.data : undefined);
-      const labelData = reorient(mask, orientation).data;
-      const label = new Uint8Array(labelData.length);
-      for (let p = 0; p < label.length; p++) {
-        const v = labelData[p];
-        if (!(v >= 0 && v <= maxLabel && Number.isInteger(v))) refuse(dir, entry.caseId, `label value ${v} is not one of the dataset's classes 0–${maxLabel}`);
-        label[p] = v;
-      }
-      const weight = new Float32Array(label.length).fill(1);
-      if (weightMap) {
-        const w = reorient(weightMap, orientation).data;
-        for (let p = 0; p < weight.length; p++) {
-          if (opts.weighting === 'confidence') {
-            // The written confidence is already the calibrated ensemble max-probability in [0, 1].
-            weight[p] = Math.min(1, Math.max(0, w[p]));
-          } else if (w[p] === REGION_RELIABLE) weight[p] = 1;
-          else if (w[p] === REGION_UNSTABLE) weight[p] = opts.unstableWeight;
-          else if (w[p] === REGION_UNRELIABLE) weight[p] = 0;
-          else refuse(dir, entry.caseId, `region value ${w[p]} is not 1, 2 or 3`);
-        }
-      }
-
-      const id = `pseudo-${dirIndex}-${entry.caseId}`;
-      const stem = join(opts.cacheDir, id);
-      const c: CachedPseudoCase = { dims: canon.dims, imagePath: `${stem}.image.f32`, labelPath: `${stem}.label.u8`, weightPath: `${stem}.weight.f32` };
-      await writeFileAtomic(c.imagePath, new Uint8Array(normalised.buffer, normalised.byteOffset, normalised.byteLength));
-      await writeFileAtomic(c.labelPath, label);
-      await writeFileAtomic(c.weightPath, new Uint8Array(weight.buffer));
-      cached.set(id, c);
-      for (let slice = 0; slice < c.dims[2]; slice++) slices.push({ caseId: id, slice });
-      maxSliceVoxels = Math.max(maxSliceVoxels, c.dims[0] * c.dims[1]);
+      const weightMap = corrected ? undefined : await weightMapOf(dir, entry.caseId, image);
+      await cacheCase(`pseudo-${dirIndex}-${entry.caseId}`, image, mask, weightMap, (m) => refuse(dir, entry.caseId, m));
       if (corrected) source.cases.corrected++;
       else source.cases[verdict as PseudoVerdict]++;
+    }
+    sources.push(source);
+  }
+
+  for (const [serverIndex, url] of servers.entries()) {
+    const name = dicomwebSourceName(url);
+    if (servers.findIndex((u) => displayUrl(u) === displayUrl(url)) !== serverIndex) throw new InputError('this DICOMweb server is named twice in --pseudo-labels', displayUrl(url));
+    const source: PseudoLabelSource = { name, kind: 'dicomweb', segsSha256: '', cases: { accept: 0, review: 0, reject: 0, corrected: 0, unreviewed: 0 }, skippedInDataset: 0 };
+    const t = new DicomwebTransport({ ...opts.dicomweb, url });
+    try {
+      const listing = await listStoredSegs(t, { signal: opts.signal, log: opts.log });
+      opts.log?.(`pseudo-labels: ${t.display}: ${listing.segs.ours} SEG(s) of alhvr-segment on ${listing.series.length} series, ${listing.segs.others} other SEG(s)`);
+      const used: string[] = [];
+      let unpaired = 0;
+      for (const [n, s] of listing.series.entries()) {
+        const paired = remoteCases.get(s.input);
+        const where = paired ? join(paired.folder.dir, paired.entry.caseId) : s.input;
+        const fail = (message: string): never => {
+          throw new InputError(`cannot use as a pseudo-label: ${message}`, where);
+        };
+        // The reviewer's SEG wins whatever the verdict; else ours, by the paired folder's verdict.
+        const verdict = paired?.entry.summary?.verdict;
+        if (!s.reviewer && paired && !(paired.entry.status === 'ok' && verdict && verdicts.has(verdict))) continue;
+        if (!s.reviewer && !paired) {
+          if (opts.weighting !== 'none') {
+            fail(`a SEG carries labels only, and no segment folder named beside ${t.display} holds this series' ${opts.weighting === 'region' ? 'region' : 'confidence'} map and verdict; name that folder too (--pseudo-labels ${t.display} DIR) or use --pseudo-weighting none`);
+          }
+          unpaired++;
+        }
+        // Ours must be a whole label set of the dataset's classes; a reviewer may have drawn only some.
+        const label = s.reviewer ?? s.ours;
+        const ourLabels = s.ours.seg.segments.map((g) => g.label.toLowerCase()).sort();
+        const wanted = opts.classes.filter((c) => c.value !== 0).map((c) => c.name.toLowerCase()).sort();
+        if (ourLabels.join('\0') !== wanted.join('\0')) {
+          fail(`segmented by a model with segments [${s.ours.seg.segments.map((g) => g.label).join(', ')}], the dataset has classes [${opts.classes.filter((c) => c.value !== 0).map((c) => c.name).join(', ')}]`);
+        }
+        if (paired) await checkCaseClasses(paired.folder.dir, paired.entry.caseId, opts.classes);
+        const image = await readRemoteSeries(t, s, join(opts.cacheDir, `dicomweb-${serverIndex}-${n}`), opts.signal).catch((err: unknown) => fail((err as Error).message.split('\n')[0]));
+        let mask: Volume<VoxelArray>;
+        try {
+          mask = dicomSegToLabelVolume(label.seg, image, opts.classes);
+        } catch (err) {
+          if (!(err instanceof InputError)) throw err;
+          return fail(`${s.reviewer ? "the reviewer's" : 'our'} SEG ${label.seg.identity.seriesInstanceUID}: ${err.message}`);
+        }
+        let weightMap: Volume<VoxelArray> | undefined;
+        if (!s.reviewer && paired) {
+          // The folder's maps belong to its seg.dcm: they weigh the stored SEG only if it is that one.
+          const local = await readFile(join(paired.folder.dir, paired.entry.caseId, SEGMENT_FILES.seg)).then((b) => decodeDicomSeg(b).identity.sopInstanceUID, () => undefined);
+          if (opts.weighting !== 'none' && local !== s.ours.seg.identity.sopInstanceUID) {
+            fail(`the SEG stored on ${t.display} is not this folder's seg.dcm (segmented again since it was stored?), so the folder's maps do not belong to it; store it again (alhvr-segment --store --resume) or use --pseudo-weighting none`);
+          }
+          weightMap = await weightMapOf(paired.folder.dir, paired.entry.caseId, image);
+        }
+        sourcePaths.set(`${s.input}#`, `series ${s.input}`);
+        await cacheCase(`pseudo-dicomweb-${serverIndex}-${n}`, image, mask, weightMap, fail);
+        used.push(label.seg.identity.sopInstanceUID);
+        if (s.reviewer) source.cases.corrected++;
+        else if (paired) source.cases[verdict as PseudoVerdict]++;
+        else source.cases.unreviewed!++;
+      }
+      if (unpaired) opts.log?.(`pseudo-labels: ${t.display}: ${unpaired} SEG(s) of ours used with weight 1 and verdicts unchecked (no segment folder named beside the server)`);
+      source.segsSha256 = segsFingerprint(used);
+    } finally {
+      t.close();
     }
     sources.push(source);
   }
@@ -386,6 +524,7 @@ export async function openPseudoStream(
   dataset: { labeled: SliceRef[]; unlabeled: SliceRef[]; validationIds: string[]; classes: DatasetClass[]; sourcePath?(caseId: string): string | undefined },
   config: { pseudoLabels?: string[]; pseudoVerdicts: readonly PseudoVerdict[]; pseudoWeighting: PseudoWeighting; pseudoUnstableWeight: number; out: string; preprocessing: Pick<Preprocessing, 'sliceAxis' | 'normalisation'> },
   log?: (message: string) => void,
+  access: { dicomweb?: PseudoDicomwebAccess; signal?: AbortSignal } = {},
 ): Promise<PseudoStream | undefined> {
   if (!config.pseudoLabels?.length) return undefined;
   const realOf = async (id: string) => {
@@ -409,10 +548,12 @@ export async function openPseudoStream(
     cacheDir: join(config.out, 'cache', 'pseudo-labels'),
     preprocessing: config.preprocessing,
     inDataset: (p) => taken.get(p),
+    dicomweb: access.dicomweb,
+    signal: access.signal,
     log,
   });
   if (set.slices.length === 0) {
-    throw new InputError(`no usable pseudo-labelled case (verdicts ${config.pseudoVerdicts.join(', ')}, or a corrected.nii.gz or corrected.seg.dcm) in ${set.sources.map((s) => s.name).join(', ')}`);
+    throw new InputError(`no usable pseudo-labelled case (verdicts ${config.pseudoVerdicts.join(', ')}, a corrected.nii.gz or corrected.seg.dcm, or a reviewer's SEG on the server) in ${set.sources.map((s) => s.name).join(', ')}`);
   }
   const carrying = new Set<string>();
   for (const id of new Set(dataset.unlabeled.map((r) => r.caseId))) {
