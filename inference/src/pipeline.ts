@@ -11,6 +11,7 @@ import {
 import { canonicalGrid, gatherPlane, scatterPlane, type CanonicalGrid } from './canonical-grid.js';
 import { PlaneNormaliser } from './plane-normaliser.js';
 import type { SliceModel, SliceOutputKind, SliceOutputs } from './session.js';
+import { segmentVolume3d } from './pipeline-3d.js';
 
 /** Where the region map's γ comes from: the model card, or the β-quantile rule on this volume. */
 export type GammaMode = 'model' | 'volume';
@@ -21,7 +22,12 @@ export interface SegmentOptions {
   /** Keep the C-frame probability volume (float32, C × the input's size). */
   saveProbabilities?: boolean;
   gammaMode?: GammaMode;
+  /** Called after each batch of slices (2D) or each window (3D) with (done, total). */
   onProgress?: (slicesDone: number, slicesTotal: number) => void;
+  /** 3D models: nnU-Net's Gaussian window weighting instead of the released uniform average. */
+  gaussian?: boolean;
+  /** 3D models: stops between windows. */
+  signal?: AbortSignal;
   /** Calibration access to the model-resolution outputs (and a reference label resized alike). */
   tap?: ModelResolutionTap;
 }
@@ -72,6 +78,9 @@ export interface SegmentResult {
   signals: PipelineSignals;
   orientation: Orientation;
   slices: number;
+  /** 3D models: sliding windows run, and the model grid [x, y, z] at the card's target spacing. */
+  windows?: number;
+  modelGrid?: [number, number, number];
   timings: SegmentTimings;
 }
 
@@ -105,6 +114,8 @@ const now = () => globalThis.performance.now();
  * into the input's voxel order. Only the batch buffers and the requested outputs are held.
  */
 export async function segmentVolume(vol: Volume<VoxelArray>, model: SliceModel, opts: SegmentOptions = {}): Promise<SegmentResult> {
+  // A 3D card's model runs by sliding window on the volume at its spacing; the result is the same shape.
+  if (model.card.dimensions === 3) return segmentVolume3d(vol, model, opts);
   const card: ModelCard = model.card;
   const source = vol.meta.path;
   if (vol.frames !== 1) throw new InputError(`has ${vol.frames} frames; segmentation needs a single 3D volume`, source);

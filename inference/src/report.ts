@@ -236,6 +236,8 @@ export interface CaseReport {
   model: { name: string; cardHash: string; modelHash: string; classes: ModelCard['classes'] };
   device: { used: string; note: string; threads?: number };
   geometry: { dims: [number, number, number]; spacingMm: [number, number, number]; slices: number };
+  /** 3D models: how the volume was covered (model grid at the card's target spacing, windows of the card's patch). */
+  slidingWindow?: SlidingWindowRecord;
   gamma: GammaUsed | null;
   stats: CaseStats;
   unreliability: number;
@@ -248,6 +250,14 @@ export interface CaseReport {
   createdAt: string;
 }
 
+
+export interface SlidingWindowRecord {
+  windows: number;
+  patch: number[];
+  targetSpacingMm: number[];
+  modelGrid: [number, number, number];
+  weighting: 'uniform' | 'gaussian';
+}
 
 /**
  * report.json of one segmented case, the same for alhvr-segment and the viewer: which input and
@@ -264,6 +274,7 @@ export function buildCaseReport(parts: {
   stats: CaseStats;
   assessment: { signals: CaseSignals; quality: QualityEstimate | null; triage: Triage };
   timingsMs: Record<string, number>;
+  slidingWindow?: SlidingWindowRecord;
 }): CaseReport {
   const { image, model, assessment } = parts;
   const dicom = image.meta.dicom;
@@ -285,6 +296,7 @@ export function buildCaseReport(parts: {
     model: { name: model.card.name, cardHash: model.cardHash, modelHash: model.modelHash, classes: model.card.classes },
     device: parts.device,
     geometry: { dims: image.dims, spacingMm: image.spacing, slices: parts.slices },
+    ...(parts.slidingWindow ? { slidingWindow: parts.slidingWindow } : {}),
     gamma: parts.gamma ?? null,
     stats: parts.stats,
     unreliability: unreliabilityScore(parts.stats),

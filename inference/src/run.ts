@@ -32,6 +32,8 @@ export interface RunOptions {
   failFast?: boolean;
   anonymizeIds?: boolean;
   gammaMode?: GammaMode;
+  /** 3D models: nnU-Net's Gaussian window weighting instead of the released uniform average. */
+  gaussian?: boolean;
   triage?: TriageThresholds;
   /** Override the calibrated model's verdict thresholds on the predicted Dice. */
   triageDice?: { acceptDice?: number; rejectDice?: number };
@@ -39,6 +41,7 @@ export interface RunOptions {
   /** Called when the model is loaded and the case list is known. */
   onStart?: (info: { cases: SegmentCase[]; model: OpenedModel }) => void;
   onCaseDone?: (entry: ManifestEntry, skipped: boolean) => void;
+  /** Progress within a case: slice batches of a 2D model, windows of a 3D model. */
   onSlices?: (caseId: string, done: number, total: number) => void;
   /** Called every few seconds while another process holds the output folder's lock. */
   onLockWait?: LockWaitReporter;
@@ -310,6 +313,8 @@ async function decodeAndSegment(
     batch: opts.batch,
     saveProbabilities: opts.saveProbabilities,
     gammaMode: opts.gammaMode,
+    gaussian: opts.gaussian,
+    signal: opts.signal,
     onProgress: (done, total) => opts.onSlices?.(c.id, done, total),
   });
   Object.assign(timingsMs, result.timings);
@@ -385,6 +390,17 @@ async function writeCase(ctx: CaseContext, dir: string, opts: RunOptions, opened
       stats,
       assessment: { signals, quality, triage: verdict },
       timingsMs,
+      ...(result.windows !== undefined && result.modelGrid
+        ? {
+            slidingWindow: {
+              windows: result.windows,
+              patch: [...identity.card.input.size],
+              targetSpacingMm: [...(identity.card.targetSpacing ?? [])],
+              modelGrid: result.modelGrid,
+              weighting: opts.gaussian ? ('gaussian' as const) : ('uniform' as const),
+            },
+          }
+        : {}),
     });
     await writeFileAtomic(join(caseDir, CASE_FILES.report), `${JSON.stringify(report, null, 2)}\n`);
     outputs.push(CASE_FILES.report);

@@ -8,8 +8,8 @@
  * `gaussian: true` weights each window as nnU-Net does (σ = ⅛ of the patch side, centred at
  * ⌊P/2⌋, normalised to 1 at the centre), so window borders count less.
  *
- * Memory is bounded by the output: one float32 volume per class plus one float32 weight volume;
- * padding is never materialised (only the window buffers hold it). No TensorFlow.js here: the
+ * Memory is bounded by the output: one float32 volume per class plus one float32 weight volume
+ * (and one per requested extra map); padding is never materialised (only the window buffers hold it). No TensorFlow.js here: the
  * model is any function from a window to class logits (an ONNX session, a test double).
  *
  * Layout: volumes are i fastest, then j, then k (the Volume order), channels slowest; a window
@@ -18,7 +18,11 @@
 
 export type Dims3 = [number, number, number];
 
-/** Logits for one window: numClasses × patch voxels, class slowest. May be async (ONNX sessions are). */
+/**
+ * Outputs for one window: numClasses × patch voxels of class logits (or probabilities, see
+ * `outputs`), then `extraChannels` × patch voxels of further maps, channel slowest. May be async
+ * (ONNX sessions are).
+ */
 export type WindowModel = (window: Float32Array, patch: Dims3) => Float32Array | Promise<Float32Array>;
 
 export interface SlidingWindowOptions {
@@ -27,6 +31,13 @@ export interface SlidingWindowOptions {
   /** Step between windows along i, j, k; default ⌊⅔·patch⌋ (the released 64 of 96), at least 1. */
   stride?: Dims3;
   numClasses: number;
+  /** What the model's class channels hold: logits (softmax applied here; default) or probabilities (used as they are). */
+  outputs?: 'logits' | 'probabilities';
+  /**
+   * Further per-voxel maps the model returns after the classes (e.g. each student's confidence),
+   * averaged with the same window weights; each costs one more float32 accumulator volume.
+   */
+  extraChannels?: number;
   /** Input channels stored one after the other in `data` (default 1). */
   channels?: number;
   /** nnU-Net's Gaussian importance weighting instead of uniform weights (default false, as released). */
@@ -41,6 +52,8 @@ export interface SlidingWindowOptions {
 export interface SlidingWindowResult {
   /** One probability volume per class on the input grid (averaged softmax). */
   probabilities: Float32Array[];
+  /** One volume per extra channel, averaged alike (empty without `extraChannels`). */
+  extra: Float32Array[];
   /** Windows run. */
   windows: number;
 }
@@ -118,6 +131,9 @@ function checkDims3(name: string, d: readonly number[]): void {
 export async function slidingWindowInference(data: Float32Array, dims: Dims3, model: WindowModel, opts: SlidingWindowOptions): Promise<SlidingWindowResult> {
   const { patch, numClasses } = opts;
   const channels = opts.channels ?? 1;
+  const extraChannels = opts.extraChannels ?? 0;
+  if (!(Number.isInteger(extraChannels) && extraChannels >= 0)) throw new Error(`sliding window: extraChannels must be a whole number, got ${extraChannels}`);
+  const softmax = (opts.outputs ?? 'logits') === 'logits';
   checkDims3('dims', dims);
   checkDims3('patch', patch);
   const stride: Dims3 = opts.stride ?? [defaultStride(patch[0]), defaultStride(patch[1]), defaultStride(patch[2])];
@@ -135,6 +151,10 @@ export async function slidingWindowInference(data: Float32Array, dims: Dims3, mo
   const padValue = opts.padValue ?? 0;
 
   const probabilities = Array.from({ length: numClasses }, () => new Float32Array(voxels));
+  const extra = Array.from({ length: extraChannels }, () => new Float32Array(voxels));
+  // Classes then extras: every accumulated map is one float32 volume, weighted alike.
+  const sums = [...probabilities, ...extra];
+  const outChannels = numClasses + extraChannels;
   const weight = new Float32Array(voxels);
   const window = new Float32Array(patchVoxels * channels);
   let done = 0;
@@ -162,11 +182,14 @@ export async function slidingWindowInference(data: Float32Array, dims: Dims3, mo
           }
         }
         const logits = await model(window, patch);
-        if (logits.length !== numClasses * patchVoxels) {
-          throw new Error(`sliding window: the model returned ${logits.length} values for a ${patch.join('×')} window, expected ${numClasses}×${patchVoxels}`);
+        if (logits.length !== outChannels * patchVoxels) {
+          throw new Error(`sliding window: the model returned ${logits.length} values for a ${patch.join('×')} window, expected ${outChannels}×${patchVoxels}`);
         }
-        const probs = Float32Array.from(logits);
-        softmaxInPlace(probs, numClasses, patchVoxels);
+        let probs = logits;
+        if (softmax) {
+          probs = Float32Array.from(logits);
+          softmaxInPlace(probs, numClasses, patchVoxels);
+        }
         // Add the window's part inside the volume (padding is never accumulated).
         const a0 = Math.max(0, -ox);
         const a1 = Math.min(px, nx - ox);
@@ -181,7 +204,7 @@ export async function slidingWindowInference(data: Float32Array, dims: Dims3, mo
             for (let a = a0; a < a1; a++) {
               const wv = importance ? importance[src + a] : 1;
               weight[dst + a] += wv;
-              for (let k = 0; k < numClasses; k++) probabilities[k][dst + a] += wv * probs[k * patchVoxels + src + a];
+              for (let k = 0; k < outChannels; k++) sums[k][dst + a] += wv * probs[k * patchVoxels + src + a];
             }
           }
         }
@@ -192,9 +215,9 @@ export async function slidingWindowInference(data: Float32Array, dims: Dims3, mo
   }
   for (let v = 0; v < voxels; v++) {
     const inv = 1 / weight[v];
-    for (let k = 0; k < numClasses; k++) probabilities[k][v] *= inv;
+    for (let k = 0; k < outChannels; k++) sums[k][v] *= inv;
   }
-  return { probabilities, windows: total };
+  return { probabilities, extra, windows: total };
 }
 
 /** Per voxel the most probable class (first on ties) and its probability. */

@@ -81,6 +81,11 @@ await runCommand(COMMAND, async (args, { signal }) => {
     .option('preview', { type: 'boolean', default: true, description: 'Write preview.png (disable with --no-preview)' })
     .option('volume', { type: 'string', description: '4D NIfTI: volume index to segment (0, 1, …), or "all" to make every volume a case <id>_t<N> (cine MR) [default: 0, with a warning]' })
     .option('gamma-mode', { type: 'string', default: 'model', choices: ['model', 'volume'], description: 'Region threshold γ: from the model card, or the β-quantile rule per volume' })
+    .option('gaussian', {
+      type: 'boolean',
+      default: false,
+      description: "3D models: weight each sliding window by nnU-Net's Gaussian (σ = patch/8) instead of the released uniform average (windows: the card's patch, stride 2/3 of it)",
+    })
     .option('resume', { type: 'boolean', default: false, description: 'Skip cases already done with the same input and model' })
     .option('shard', { type: 'string', description: 'Process shard i of n (1-based "i/n"), partitioned by case id' })
     .option('fail-fast', { type: 'boolean', default: false, description: 'Stop at the first failing case' })
@@ -91,7 +96,7 @@ await runCommand(COMMAND, async (args, { signal }) => {
     .option('accept-confidence', { type: 'number', default: DEFAULT_TRIAGE.acceptMeanConfidence, description: 'Triage: accept needs at least this foreground mean confidence' })
     .option('reject-unreliable', { type: 'number', default: DEFAULT_TRIAGE.rejectUnreliableFraction, description: 'Triage: reject above this fraction of foreground in region 3' })
     .option('reject-confidence', { type: 'number', default: DEFAULT_TRIAGE.rejectMeanConfidence, description: 'Triage: reject below this foreground mean confidence' })
-    .group(['out', 'model', 'device', 'slice-batch', 'threads', 'formats', 'save-probabilities', 'preview', 'volume', 'gamma-mode'], 'Segmentation:')
+    .group(['out', 'model', 'device', 'slice-batch', 'threads', 'formats', 'save-probabilities', 'preview', 'volume', 'gamma-mode', 'gaussian'], 'Segmentation:')
     .group(['resume', 'shard', 'fail-fast', 'anonymize-ids'], 'Batch runs:')
     .group(['accept-dice', 'reject-dice', 'accept-reliable', 'accept-confidence', 'reject-unreliable', 'reject-confidence'], 'Triage:')
     // PACS input: INPUT or --dicomweb, checked by parseDicomwebArgs.
@@ -127,6 +132,7 @@ await runCommand(COMMAND, async (args, { signal }) => {
     preview: argv.preview,
     previewRasterizer: rasterizeSvg,
     gammaMode: argv['gamma-mode'] as GammaMode,
+    gaussian: argv.gaussian,
     resume: argv.resume,
     shard: argv.shard === undefined ? undefined : asUsageError(() => parseShard(argv.shard!)),
     failFast: argv['fail-fast'],
@@ -157,10 +163,20 @@ await runCommand(COMMAND, async (args, { signal }) => {
     if (skipped.length) say(formatSkipped(skipped, argv.verbose));
     if (labelMaps.length && argv.verbose) say(`${COMMAND}: left out ${labelMaps.length} label map(s) of an nnU-Net dataset (labelsTr/, labelsTs/)`);
     let progress: ReturnType<typeof createProgress> | undefined;
+    // A 3D model's case takes many windows: their progress is shown per case.
+    let threeD = false;
+    let windows: { caseId: string; progress: ReturnType<typeof createProgress> } | undefined;
     started = true;
     const result = await runSegmentation(cases, {
       ...options,
+      onSlices: (caseId, done, total) => {
+        if (!threeD) return;
+        if (windows?.caseId !== caseId) windows = { caseId, progress: createProgress({ total, label: `${caseId}: windows`, quiet: argv.quiet }) };
+        windows.progress.update(done);
+        if (done === total) windows.progress.finish();
+      },
       onStart: ({ cases: mine, model }) => {
+        threeD = model.identity.card.dimensions === 3;
         const shard = options.shard ? ` (shard ${options.shard.index}/${options.shard.count} of ${cases.length})` : '';
         say(`${COMMAND}: model ${model.identity.card.name} on ${model.device.toUpperCase()}; ${mine.length} case(s)${shard}`);
         if (argv.verbose) say(`${COMMAND}: device: ${model.deviceNote}`);
