@@ -110,7 +110,7 @@ afterAll(() => rm(work, { recursive: true, force: true }));
 describe('reading segment folders', () => {
   test('file names agree with alhvr-segment', () => {
     expect(SEGMENT_FILES.manifest).toBe(MANIFEST_FILE);
-    for (const k of ['mask', 'confidence', 'region', 'report'] as const) expect(SEGMENT_FILES[k]).toBe(CASE_FILES[k]);
+    for (const k of ['mask', 'confidence', 'region', 'report', 'seg'] as const) expect(SEGMENT_FILES[k]).toBe(CASE_FILES[k]);
     expect(Object.values(CASE_FILES)).not.toContain(SEGMENT_FILES.corrected);
     expect(Object.values(CASE_FILES)).not.toContain(SEGMENT_FILES.correctedSeg);
   });
