@@ -6,6 +6,7 @@ export * from './version.js';
 export * from './geometry/reorient.js';
 export * from './geometry/resample.js';
 export * from './geometry/resample-volume.js';
+export * from './geometry/window-placement.js';
 export * from './model-card.js';
 export * from './quality.js';
 export * from './display.js';

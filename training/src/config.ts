@@ -18,7 +18,8 @@ export interface TrainConfig {
    * user did not set.
    */
   network: NetworkKind;
-  format: 'nnunet' | 'acdc-h5';
+  /** nnunet (2D or 3D), acdc-h5 (SSL4MIS ACDC slices, 2D), brats-h5 (SSL4MIS BraTS 2019 volumes, 3D). */
+  format: 'nnunet' | 'acdc-h5' | 'brats-h5';
   method: 'alhvr' | 'supervised';
   /** nnU-Net layout: number of labelled cases (first N) or a list of case ids. */
   labeledCases: number | string[];
@@ -203,6 +204,9 @@ export function resolveConfig(user: Partial<Omit<TrainConfig, 'preprocessing'>> 
   if (!['released', 'masked'].includes(c.protoCe)) bad(`protoCe must be released or masked (got ${JSON.stringify(c.protoCe)})`);
   if (!['released', 'target'].includes(c.protoCos)) bad(`protoCos must be released or target (got ${JSON.stringify(c.protoCos)})`);
   if (!['released', 'masked'].includes(c.entropyMean)) bad(`entropyMean must be released or masked (got ${JSON.stringify(c.entropyMean)})`);
+  if (network === 'vnet3d' && c.format === 'acdc-h5') bad('format acdc-h5 holds 2D slices; a vnet3d run reads nnunet or brats-h5');
+  if (network === 'unet2d' && c.format === 'brats-h5') bad('format brats-h5 holds 3D volumes; train it with network vnet3d');
+  if (network === 'vnet3d' && c.pseudoLabels?.length) bad('pseudo-labels are 2D-only for now (network unet2d)');
   if (c.method === 'supervised') c.batchUnlabeled = 0;
   return c;
 }

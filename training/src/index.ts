@@ -30,3 +30,6 @@ export * from './backend/batchnorm-kernels.js';
 export * from './data/pseudo-labels.js';
 export * from './model/vnet3d-spec.js';
 export * from './model/vnet3d.js';
+export * from './data/crop3d.js';
+export * from './data/volume-dataset.js';
+export * from './data/volume-batches.js';

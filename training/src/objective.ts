@@ -5,7 +5,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { alhvrLoss, type AlhvrLossRecipe, type StudentOutputs } from './losses/alhvr.js';
 import { ceLoss, classCount, diceLoss, oneHotLabels, type DiceVariant } from './losses/supervised.js';
-import type { UNetOutput } from './model/unet.js';
+import type { StudentOutput } from './students.js';
 import type { Batch } from './data/batches.js';
 import type { StepObjective } from './students.js';
 
@@ -14,7 +14,7 @@ export interface StepLoss extends StepObjective {
   weight: number;
 }
 
-function withAuxiliary(out: UNetOutput, student: string): StudentOutputs {
+function withAuxiliary(out: StudentOutput, student: string): StudentOutputs {
   if (!out.logitsAux || !out.feaAux) throw new Error(`student ${student}'s training forward has no auxiliary branch`);
   return { logits: out.logits, logitsAux: out.logitsAux, fea: out.fea, feaAux: out.feaAux };
 }
@@ -23,7 +23,7 @@ function withAuxiliary(out: UNetOutput, student: string): StudentOutputs {
  * `outputs` are the students' training forwards on `batch`, a first; `iteration` counts the
  * iterations completed before this one. The recipe is the run's config (same field names).
  */
-export function stepLoss(outputs: UNetOutput[], batch: Batch, iteration: number, recipe: AlhvrLossRecipe & { diceLoss: DiceVariant }): StepLoss {
+export function stepLoss(outputs: StudentOutput[], batch: Batch, iteration: number, recipe: AlhvrLossRecipe & { diceLoss: DiceVariant }): StepLoss {
   const [a, b] = outputs;
   if (!b) {
     const ce = ceLoss(a.logits, batch.labels, batch.labelWeight);

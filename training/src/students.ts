@@ -1,5 +1,5 @@
 /**
- * The students of a run: two U-Nets with their SGD optimisers and dropout/perturbation streams
+ * The students of a run: two networks (2D U-Nets or 3D VNets, by the config's `network`) with their SGD optimisers and dropout/perturbation streams
  * (ALHVR), or student a alone (the supervised baseline). What a training step differentiates and
  * updates, and what a checkpoint stores and restores.
  */
@@ -8,13 +8,19 @@ import { InputError, Rng, type RngState } from '@alhvr/core';
 import { leanVariableGrads } from './backend/lean-gradients.js';
 import type { CheckpointFile } from './checkpoint.js';
 import { UNet, type UNetConfig, type UNetOutput } from './model/unet.js';
+import { VNet3d, type VNet3dOutput } from './model/vnet3d.js';
+import type { NetworkKind } from './config.js';
+
+/** Either network: both have a ParameterStore, a training/eval forward and the same outputs. */
+export type StudentNet = UNet | VNet3d;
+export type StudentOutput = UNetOutput | VNet3dOutput;
 import { Sgd } from './sgd.js';
 
 export type StudentKey = 'a' | 'b';
 
 interface Student {
   key: StudentKey;
-  net: UNet;
+  net: StudentNet;
   sgd: Sgd;
   /** Dropout and feature-perturbation draws of this student's training forwards. */
   rng: Rng;
@@ -31,6 +37,8 @@ export interface StepObjective {
 
 export interface StudentsOptions {
   count: 1 | 2;
+  /** Which network (default unet2d); the VNet's dropout is its own (Dropout3d 0.5), `net.dropout` is the U-Net's. */
+  network?: NetworkKind;
   net: Pick<UNetConfig, 'numClasses' | 'widths' | 'dropout'>;
   optimiser: { lr: number; momentum: number; weightDecay: number };
   /** Initialisation streams of a and b. */
@@ -47,7 +55,7 @@ export class Students {
   constructor(opts: StudentsOptions) {
     const make = (i: 0 | 1, key: StudentKey): Student => ({
       key,
-      net: new UNet(opts.net, opts.init[i], `student_${key}`),
+      net: opts.network === 'vnet3d' ? new VNet3d({ numClasses: opts.net.numClasses, widths: opts.net.widths }, opts.init[i], `student_${key}`) : new UNet(opts.net, opts.init[i], `student_${key}`),
       sgd: new Sgd(opts.optimiser.lr, opts.optimiser.momentum, opts.optimiser.weightDecay),
       rng: opts.forward[i],
     });
@@ -55,22 +63,26 @@ export class Students {
     this.spareRng = opts.count === 2 ? undefined : opts.forward[1];
   }
 
-  get a(): UNet {
+  get a(): StudentNet {
     return this.students[0].net;
   }
 
-  get b(): UNet | undefined {
+  get b(): StudentNet | undefined {
     return this.students[1]?.net;
   }
 
   /** Each student with its key, a first. */
-  nets(): { key: StudentKey; net: UNet }[] {
+  nets(): { key: StudentKey; net: StudentNet }[] {
     return this.students.map(({ key, net }) => ({ key, net }));
   }
 
   /** Training forward of every student on one batch (the auxiliary, perturbed branch when `auxiliary`). */
-  forward(x: tf.Tensor4D, auxiliary: boolean): UNetOutput[] {
-    return this.students.map((s) => s.net.forward(x, { training: true, rng: s.rng, auxiliary }));
+  forward(x: tf.Tensor, auxiliary: boolean): StudentOutput[] {
+    return this.students.map((s) =>
+      s.net instanceof VNet3d
+        ? s.net.forward(x as tf.Tensor5D, { training: true, rng: s.rng, auxiliary })
+        : s.net.forward(x as tf.Tensor4D, { training: true, rng: s.rng, auxiliary }),
+    );
   }
 
   /**

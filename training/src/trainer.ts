@@ -14,7 +14,9 @@ import { preprocessingOf, pseudoSlicesPerBatch, type TrainConfig } from './confi
 import { openPseudoStream, pseudoSourceLocation, pseudoSourceRecordName, type PseudoDicomwebAccess, type PseudoStream } from './data/pseudo-labels.js';
 import { openNnunetDataset } from './data/nnunet-dataset.js';
 import { openAcdcH5Dataset } from './data/acdc-h5-dataset.js';
-import type { SliceDataset } from './data/slice-dataset.js';
+import type { SliceDataset, SliceRef } from './data/slice-dataset.js';
+import { openBratsH5Volumes, openNnunetVolumes, type VolumeDataset } from './data/volume-dataset.js';
+import { VolumeBatches } from './data/volume-batches.js';
 import type { BatchSamplerState } from './data/batch-sampler.js';
 import { Batches, disposeBatch } from './data/batches.js';
 import { Students } from './students.js';
@@ -94,6 +96,7 @@ export interface TrainResult {
 export const checkpointPath = (out: string, name: 'latest' | 'best-a' | 'best-b') => join(out, `${name}.ckpt`);
 
 async function openDataset(c: TrainConfig, log: (m: string) => void): Promise<SliceDataset> {
+  if (c.format === 'brats-h5') throw new InputError('format brats-h5 holds 3D volumes; train it with --network vnet3d', c.data);
   if (c.format === 'acdc-h5') return openAcdcH5Dataset(c.data, { labeledSlices: c.labeledSlices, preprocessing: c.preprocessing });
   return openNnunetDataset(c.data, {
     preprocessing: c.preprocessing,
@@ -141,16 +144,45 @@ async function startOrResume(config: TrainConfig, resume: boolean): Promise<{ co
 }
 
 interface RunData {
-  dataset: SliceDataset;
+  dataset: SliceDataset | VolumeDataset;
   pseudo?: PseudoStream;
-  /** The dataset's unlabeled pool less the images that carry pseudo-labels. */
-  unlabeled: SliceDataset['unlabeled'];
+  /** The dataset's unlabeled pool less the images that carry pseudo-labels (3D: case ids). */
+  unlabeled: SliceRef[] | string[];
   perBatch: { labeled: number; pseudo: number; unlabeled: number };
   config: TrainConfig;
 }
 
+/** The two refusals both data shapes share: an empty unlabeled pool for ALHVR, and data that changed under a resumed run. */
+function checkPools(config: TrainConfig, dataset: { fingerprint: string }, unlabeledCount: number, resumed: TrainState | undefined): void {
+  if (config.method === 'alhvr' && unlabeledCount === 0) {
+    throw new InputError('the unlabeled pool is empty: add images without labels, lower --labeled-cases, pass --unlabeled DIR, or train with --method supervised', config.data);
+  }
+  if (resumed && resumed.datasetFingerprint !== dataset.fingerprint) {
+    throw new InputError('the dataset changed since this run started (fingerprint differs); resume with the same data', config.data);
+  }
+}
+
+/**
+ * A 3D run's volumes. The preprocessing block comes back complete (a CT rule with the numbers
+ * measured on the training set) and replaces the config's, so checkpoints and config.json carry
+ * what the volumes were prepared with.
+ */
+async function openVolumeRunData(config: TrainConfig, resumed: TrainState | undefined, log: (m: string) => void): Promise<RunData> {
+  const dataset =
+    config.format === 'brats-h5'
+      ? await openBratsH5Volumes(config.data, { labeledCases: config.labeledCases, preprocessing: config.preprocessing })
+      : await openNnunetVolumes(config.data, { labeledCases: config.labeledCases, valCases: config.valCases, unlabeledDir: config.unlabeledDir, cacheDir: join(config.out, 'cache'), preprocessing: config.preprocessing, log });
+  const perBatch = { labeled: config.batchLabeled, pseudo: 0, unlabeled: config.method === 'alhvr' ? config.batchUnlabeled : 0 };
+  if (perBatch.labeled > dataset.labeled.length) {
+    throw new InputError(`a batch of ${perBatch.labeled} labelled crops is larger than the ${dataset.labeled.length} labelled cases (one crop per case per batch)`, config.data);
+  }
+  checkPools(config, dataset, dataset.unlabeled.length, resumed);
+  return { dataset, unlabeled: dataset.unlabeled, perBatch, config: { ...config, preprocessing: dataset.preprocessing } };
+}
+
 /** Open the dataset and pseudo-labels and refuse a batch they cannot fill, or data that changed under a resumed run. */
 async function openRunData(config: TrainConfig, resumed: TrainState | undefined, log: (m: string) => void, access: { dicomweb?: PseudoDicomwebAccess; signal?: AbortSignal } = {}): Promise<RunData> {
+  if (config.network === 'vnet3d') return openVolumeRunData(config, resumed, log);
   const dataset = await openDataset(config, log);
   const alhvr = config.method === 'alhvr';
   // Pseudo-labelled slices take pseudoFraction of the labelled batch; their images leave the unlabeled pool.
@@ -170,12 +202,7 @@ async function openRunData(config: TrainConfig, resumed: TrainState | undefined,
   if (perBatch.labeled > dataset.labeled.length) {
     throw new InputError(`a batch of ${perBatch.labeled} labelled slices is larger than the ${dataset.labeled.length} labelled slices available`, config.data);
   }
-  if (alhvr && unlabeled.length === 0) {
-    throw new InputError('the unlabeled pool is empty: add images without labels, lower --labeled-cases, pass --unlabeled DIR, or train with --method supervised', config.data);
-  }
-  if (resumed && resumed.datasetFingerprint !== dataset.fingerprint) {
-    throw new InputError('the dataset changed since this run started (fingerprint differs); resume with the same data', config.data);
-  }
+  checkPools(config, dataset, unlabeled.length, resumed);
   return { dataset, pseudo, unlabeled, perBatch, config };
 }
 
@@ -188,7 +215,6 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
   const log = events.log ?? ((m: string) => console.log(m));
 
   // ---- run, backend, data -------------------------------------------------------------------
-  if (config.network === 'vnet3d') throw new InputError('network "vnet3d" is not wired into the trainer yet (config, preprocessing and losses are; training lands next)', config.out);
   const start = await startOrResume(config, options.resume ?? false);
   const resumed = start.resumed;
   await mkdir(start.config.out, { recursive: true });
@@ -206,6 +232,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
   const samplerSeed = root.nextUint32();
   const students = new Students({
     count: alhvr ? 2 : 1,
+    network: config.network,
     net: { numClasses: dataset.classes.length, widths: config.widths, dropout: config.dropout },
     optimiser: config,
     init,
@@ -214,17 +241,25 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
   // Drawn after every other stream, so runs without pseudo-labels draw exactly what they did before.
   const pseudoSeed = root.nextUint32();
   const saved = resumed?.state;
-  const batches = new Batches({
-    dataset,
-    unlabeled: data.unlabeled,
-    pseudo: pseudo?.set,
-    patch: config.patch,
-    resize: config.preprocessing.resize,
-    perBatch: data.perBatch,
-    draws: saved
-      ? { sampler: saved.sampler, pseudoSampler: saved.pseudo?.sampler ?? pseudoSeed, augment: new Rng(saved.rng.data) }
-      : { sampler: samplerSeed, pseudoSampler: pseudoSeed, augment },
-  });
+  const batches =
+    config.network === 'vnet3d'
+      ? new VolumeBatches({
+          dataset: dataset as VolumeDataset,
+          patch: config.patch,
+          perBatch: data.perBatch,
+          draws: saved ? { sampler: saved.sampler, augment: new Rng(saved.rng.data) } : { sampler: samplerSeed, augment },
+        })
+      : new Batches({
+          dataset: dataset as SliceDataset,
+          unlabeled: data.unlabeled as SliceRef[],
+          pseudo: pseudo?.set,
+          patch: config.patch,
+          resize: config.preprocessing.resize,
+          perBatch: data.perBatch,
+          draws: saved
+            ? { sampler: saved.sampler, pseudoSampler: saved.pseudo?.sampler ?? pseudoSeed, augment: new Rng(saved.rng.data) }
+            : { sampler: samplerSeed, pseudoSampler: pseudoSeed, augment },
+        });
   let iteration = saved?.iteration ?? 0;
   let gamma = saved ? (saved.gamma ?? NaN) : NaN; // a supervised run has no γ; JSON stores its NaN as null
   let best: TrainState['best'] = saved?.best ?? { a: null, b: null };
@@ -236,7 +271,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
   }
 
   const state = (): TrainState => {
-    const draws = batches.state();
+    const draws: ReturnType<Batches['state']> = batches.state();
     return {
       version: 1,
       iteration,
@@ -277,7 +312,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
         break;
       }
       const t0 = performance.now();
-      const batch = batches.next();
+      const batch = await batches.next();
       // Forward both students on the batch, the objective, one backward pass; then step both.
       const step = guardStepMemory(backend.name, config, () =>
         students.gradients(() => stepLoss(students.forward(batch.images, alhvr), batch, iteration, config)),

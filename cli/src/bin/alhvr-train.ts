@@ -64,11 +64,11 @@ await runCommand(COMMAND, async (args, { signal }) => {
       'smaller --patch, --widths and --batch. Writes RUN_DIR/config.json, metrics.jsonl, progress.png/.svg (redrawn at each validation) and the ' +
       'checkpoints latest.ckpt, best-a.ckpt and best-b.ckpt. Ctrl-C or SIGTERM saves latest.ckpt; --resume continues.',
   )
-    .option('data', { type: 'string', description: 'Dataset folder (nnU-Net raw layout, or SSL4MIS ACDC HDF5 layout) [required, here or in --config]' })
+    .option('data', { type: 'string', description: 'Dataset folder (nnU-Net raw layout, or SSL4MIS ACDC or BraTS 2019 HDF5 layout) [required, here or in --config]' })
     .option('out', { type: 'string', description: 'Run folder for config, metrics and checkpoints (created if missing) [required, here or in --config]' })
     .option('config', { type: 'string', description: 'JSON file with any of the settings below (command-line options win)' })
     .option('network', { choices: NETWORKS, description: `unet2d (2D U-Net on slices) or vnet3d (the released 3D VNet on ${THREE_D_DEFAULTS.patch}³ crops, batch ${THREE_D_DEFAULTS.batchLabeled}+${THREE_D_DEFAULTS.batchUnlabeled}, β ${THREE_D_DEFAULTS.proportion}, ${THREE_D_DEFAULTS.iterations} iterations unless set) [default: ${d.network}]` })
-    .option('format', { choices: ['nnunet', 'acdc-h5'] as const, description: `Dataset layout [default: ${d.format}]` })
+    .option('format', { choices: ['nnunet', 'acdc-h5', 'brats-h5'] as const, description: `Dataset layout: nnunet (2D or 3D), acdc-h5 (SSL4MIS ACDC slices, 2D), brats-h5 (SSL4MIS BraTS 2019: train.list, val.list, data/<case>.h5; 3D) [default: ${d.format}]` })
     .option('method', { choices: ['alhvr', 'supervised'] as const, description: `alhvr, or the labelled-only baseline [default: ${d.method}]` })
     .option('labeled-cases', { type: 'string', description: `nnU-Net: number of labelled cases, or a file listing case ids [default: ${d.labeledCases}]` })
     .option('labeled-slices', { type: 'number', description: `ACDC HDF5: labelled slices (7 cases = 136) [default: ${d.labeledSlices}]` })
@@ -183,7 +183,8 @@ await runCommand(COMMAND, async (args, { signal }) => {
       log,
       onStart: (info) => {
         log(`config: ${JSON.stringify(info.config)}`);
-        log(`backend: ${info.backend}; ${info.labeledSlices} labelled and ${info.unlabeledSlices} unlabeled slices`);
+        const unit = info.config.network === 'vnet3d' ? 'cases' : 'slices';
+        log(`backend: ${info.backend}; ${info.labeledSlices} labelled and ${info.unlabeledSlices} unlabeled ${unit}`);
         progress = createProgress({ total: info.config.iterations, initial: info.startIteration, label: 'iterations', quiet: argv.quiet });
       },
       onIteration: (r) => {

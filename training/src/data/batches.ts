@@ -11,12 +11,12 @@ import type { PseudoLabelSet } from './pseudo-labels.js';
 import type { SliceDataset, SliceRef } from './slice-dataset.js';
 
 export interface Batch {
-  /** [labelled + unlabeled, P, P, 1]. */
-  images: tf.Tensor4D;
-  /** [labelled, P, P]. */
-  labels: tf.Tensor3D;
+  /** [labelled + unlabeled, P, P, 1] (2D) or [labelled + unlabeled, P, P, P, 1] (3D). */
+  images: tf.Tensor;
+  /** [labelled, P, P] or [labelled, P, P, P]. */
+  labels: tf.Tensor;
   /** Per-pixel weights of the labelled part (present only when pseudo-labels are in play). */
-  labelWeight?: tf.Tensor3D;
+  labelWeight?: tf.Tensor;
   labeledCount: number;
 }
 

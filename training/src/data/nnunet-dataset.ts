@@ -31,7 +31,7 @@ export interface NnunetOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-interface CaseFiles {
+export interface CaseFiles {
   id: string;
   image: string;
   label?: string;
@@ -46,14 +46,14 @@ interface CachedCase {
   labelPath?: string;
 }
 
-const NIFTI = /\.nii(\.gz)?$/;
+export const NIFTI = /\.nii(\.gz)?$/;
 
-function caseIdOf(imageFile: string): string {
+export function caseIdOf(imageFile: string): string {
   // nnU-Net names images <case>_0000.nii.gz (channel suffix); labels <case>.nii.gz.
   return basename(imageFile).replace(NIFTI, '').replace(/_\d{4}$/, '');
 }
 
-async function listNifti(dir: string): Promise<string[]> {
+export async function listNifti(dir: string): Promise<string[]> {
   try {
     return (await readdir(dir)).filter((f) => NIFTI.test(f)).sort();
   } catch {
@@ -61,7 +61,7 @@ async function listNifti(dir: string): Promise<string[]> {
   }
 }
 
-async function readDatasetJson(root: string): Promise<{ classes: DatasetClass[]; fileEnding: string }> {
+export async function readDatasetJson(root: string): Promise<{ classes: DatasetClass[]; fileEnding: string; modality?: string }> {
   const path = join(root, 'dataset.json');
   let raw: string;
   try {
@@ -84,10 +84,12 @@ async function readDatasetJson(root: string): Promise<{ classes: DatasetClass[];
   if (entries.length < 2 || entries[0].value !== 0 || entries.some((e, n) => e.value !== n)) {
     throw new InputError('labels must be consecutive integers starting at 0 (background)', path);
   }
-  return { classes: entries, fileEnding: json.file_ending ?? '.nii.gz' };
+  // Channel 0's modality (nnU-Net v2 channel_names, v1/MSD modality): "CT" selects CT normalisation in 3D.
+  const modality = json.channel_names?.['0'] ?? json.modality?.['0'];
+  return { classes: entries, fileEnding: json.file_ending ?? '.nii.gz', modality: typeof modality === 'string' ? modality : undefined };
 }
 
-function checkLabels(label: Volume, classes: DatasetClass[], path: string): Uint8Array {
+export function checkLabels(label: Volume, classes: DatasetClass[], path: string): Uint8Array {
   const out = new Uint8Array(label.voxelCount);
   const max = classes.length - 1;
   for (let p = 0; p < out.length; p++) {
@@ -145,9 +147,8 @@ async function cacheCase(files: CaseFiles, classes: DatasetClass[], cacheDir: st
   return cached;
 }
 
-/** nnU-Net / Medical Segmentation Decathlon raw layout, preprocessed once into a slice cache. */
-export async function openNnunetDataset(root: string, opts: NnunetOptions): Promise<SliceDataset> {
-  const { classes } = await readDatasetJson(root);
+/** Every case of the layout (imagesTr with their labelsTr, then an extra unlabeled folder's images). */
+export async function listNnunetCases(root: string, unlabeledDir?: string): Promise<CaseFiles[]> {
   const images = await listNifti(join(root, 'imagesTr'));
   if (images.length === 0) throw new InputError('imagesTr/ holds no NIfTI images', root);
   const labels = new Set(await listNifti(join(root, 'labelsTr')));
@@ -156,9 +157,17 @@ export async function openNnunetDataset(root: string, opts: NnunetOptions): Prom
     const labelName = [...labels].find((l) => l.replace(NIFTI, '') === id);
     return { id, image: join(root, 'imagesTr', f), label: labelName ? join(root, 'labelsTr', labelName) : undefined };
   });
-  const extra = opts.unlabeledDir ? await listNifti(opts.unlabeledDir) : [];
-  for (const f of extra) cases.push({ id: `unlabeled_${caseIdOf(f)}`, image: join(opts.unlabeledDir as string, f) });
+  const extra = unlabeledDir ? await listNifti(unlabeledDir) : [];
+  for (const f of extra) cases.push({ id: `unlabeled_${caseIdOf(f)}`, image: join(unlabeledDir as string, f) });
+  return cases;
+}
 
+/**
+ * The run's split of an nnU-Net dataset: the last `valCases` labelled cases are held out for
+ * validation, the labelled training cases are the first N (or a list), every other case is
+ * unlabeled. Shared by the 2D slice and the 3D volume datasets.
+ */
+export function splitNnunetCases(cases: CaseFiles[], opts: Pick<NnunetOptions, 'labeledCases' | 'valCases'>, root: string) {
   const withLabels = cases.filter((c) => c.label);
   const valCount = opts.valCases;
   if (withLabels.length <= valCount) throw new InputError(`${withLabels.length} labelled cases cannot hold out ${valCount} for validation and still train`, root);
@@ -182,6 +191,15 @@ export async function openNnunetDataset(root: string, opts: NnunetOptions): Prom
   const labeledSet = new Set(labeledIds);
   const valSet = new Set(validation.map((c) => c.id));
   const unlabeledCases = cases.filter((c) => !labeledSet.has(c.id) && !valSet.has(c.id));
+  return { labeledIds, labeledSet, valSet, validation, unlabeledCases };
+}
+
+/** nnU-Net / Medical Segmentation Decathlon raw layout, preprocessed once into a slice cache. */
+export async function openNnunetDataset(root: string, opts: NnunetOptions): Promise<SliceDataset> {
+  const { classes } = await readDatasetJson(root);
+  const cases = await listNnunetCases(root, opts.unlabeledDir);
+
+  const { labeledIds, labeledSet, valSet, unlabeledCases } = splitNnunetCases(cases, opts, root);
   // An empty unlabeled pool is the caller's concern: ALHVR needs one, a supervised run does not.
 
   await mkdir(opts.cacheDir, { recursive: true });
