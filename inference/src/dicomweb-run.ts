@@ -249,13 +249,16 @@ export async function segmentDicomweb(opts: DicomwebRunOptions): Promise<Dicomwe
   try {
     modelHash = await sha256File(opts.model).catch(() => '');
     const { series, problems } = await listRemoteSeries(source, opts.selection, opts.signal);
-    // A series that fails before it is read gets the id its case would have had (the DICOM
-    // scheme of assignCaseIds, from the QIDO attributes), so a later success replaces the failure.
+    // Ids are decided here, over the whole listing (every shard lists the same series), and
+    // handed to each batch: the DICOM scheme of assignCaseIds from the QIDO attributes, where two
+    // series share a readable id (two studies of one patient and day, or a study copied under a
+    // new StudyInstanceUID) a suffix hashed from their Study and Series Instance UIDs. So batches,
+    // shards and --resume agree, and a failure recorded before a series is read has its id.
     const stems = series.map((s) => {
       const readable = dicomCaseStem({ patientId: s.patientId, studyDate: s.studyDate, seriesNumber: s.seriesNumber, description: s.description });
       return opts.anonymizeIds ? anonymousCaseId(readable) : sanitiseCaseId(readable);
     });
-    const ids = uniqueCaseIds(series.map((s, n) => ({ stem: stems[n], key: s.seriesInstanceUID })));
+    const ids = uniqueCaseIds(series.map((s, n) => ({ stem: stems[n], key: `${s.studyInstanceUID}/${s.seriesInstanceUID}` })));
     const idOf = new Map(series.map((s, n) => [s.input, ids[n]]));
     const mine = shardSeries(series, opts.shard);
     const previous = opts.resume ? await readManifest(dir) : new Map<string, ManifestEntry>();
@@ -334,7 +337,8 @@ export async function segmentDicomweb(opts: DicomwebRunOptions): Promise<Dicomwe
           const found = await discoverInputs([folder], { signal: opts.signal }).catch((err: unknown) => {
             throw new Error(`${s.input}: ${oneLine(err).replace(`${folder}: `, '')}`);
           });
-          for (const c of found.cases) sources.push({ ...c.source, path: s.input });
+          // One series fetched is one case; should the scan split it, its parts keep the per-batch ids.
+          for (const c of found.cases) sources.push(c.source.kind === 'dicom-series' && found.cases.length === 1 ? { ...c.source, path: s.input, caseId: idOf.get(s.input) } : { ...c.source, path: s.input });
         } catch (err) {
           await recordFailure(idOf.get(s.input)!, s.input, oneLine(err));
         }

@@ -166,6 +166,11 @@ export interface DicomSeriesCaseSource {
   series: DicomSeriesSummary;
   /** The headers scanned at discovery, in the series' file order: the case id and grouping come from them. */
   headers: DicomHeader[];
+  /**
+   * An id decided by a caller that sees more series than this call (segmentDicomweb: the whole
+   * server listing, so batches and shards agree); used as given.
+   */
+  caseId?: string;
 }
 
 /** One image found on disk: what every command reads, names and hashes. */
@@ -220,6 +225,7 @@ export function assignCaseIds(sources: CaseSource[], anonymize = false): Segment
   const count = new Map<string, number>();
   for (const source of sources) count.set(fold(caseStem(source)), (count.get(fold(caseStem(source))) ?? 0) + 1);
   const items = sources.map((source) => {
+    if (source.kind === 'dicom-series' && source.caseId) return { stem: source.caseId, key: caseKey(source) };
     const fileStem = caseStem(source);
     const readable = source.kind === 'nifti' && count.get(fold(fileStem))! > 1 ? casePathStem(source) : fileStem;
     const key = caseKey(source);
