@@ -67,7 +67,8 @@ await runCommand(COMMAND, async (args, { signal }) => {
     'INPUT... --out DIR [options]\n       alhvr-segment --dicomweb URL (--study UID | --query NAME=VALUE) --out DIR [--store] [options]',
     'Segment NIfTI files and DICOM series (folders are searched recursively) with an ALHVR ONNX model. Per case, ' +
       'DIR/<case-id>/ receives mask.nii.gz, confidence.nii.gz, region.nii.gz (1 reliable: both students above γ, 2 unstable: exactly one, 3 unreliable: neither), ' +
-      'seg.dcm for DICOM input, preview.png and report.json; DIR/manifest.jsonl and DIR/summary.csv (most unreliable first) list every case; DIR/summary.png draws that queue.',
+      'seg.dcm for DICOM input, preview.png and report.json; DIR/manifest.jsonl and DIR/summary.csv (most unreliable first) list every case; DIR/summary.png draws that queue. ' +
+      "A 3D model (its card says dimensions 3) runs on the whole volume resampled to the card's spacing, by sliding windows of its patch (stride 2/3 of it; --gaussian weighting optional), the outputs going back to the input's grid.",
   )
     .option('out', { alias: ['o', 'output'], type: 'string', demandOption: true, description: 'Output folder (created if missing)' })
     .option('model', { type: 'string', description: `ONNX model (default: the shipped ${DEFAULT_MODEL_FILE})` })
