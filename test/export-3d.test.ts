@@ -76,6 +76,24 @@ describe('3D export', () => {
     }
   });
 
+  test('fp16 and one-student 3D exports pass their parity checks; one student has no region head', async () => {
+    const run = await loadRunForExport(runDir);
+    try {
+      const half = exportOnnx(run.students, run.card, { precision: 'fp16' });
+      const p16 = await checkParity(run.students, half.onnx, { slices: 1 });
+      expect(p16.precision).toBe('fp16');
+      expect(p16.failures).toEqual([]);
+      const single = exportOnnx(run.students, run.card, { students: 'b' });
+      expect(single.card.students).toBe('b');
+      expect(single.summary.outputs.map((o) => o.name)).not.toContain('region');
+      const pb = await checkParity(run.students, single.onnx, { slices: 1 });
+      expect(pb.failures).toEqual([]);
+      expect(pb.maxAbsProbabilities).toBeLessThanOrEqual(1e-4);
+    } finally {
+      run.students.forEach((s) => s.dispose());
+    }
+  });
+
   test('alhvr-export RUN_DIR on a vnet3d run writes a checked ONNX file carrying the 3D card; int8 refused in one line', async () => {
     const out = join(dir, 'ct.onnx');
     const r = await runCli('alhvr-export', [runDir, '--out', out, '--parity-slices', '1']);
