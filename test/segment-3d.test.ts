@@ -190,6 +190,20 @@ describe('alhvr-segment with a 3D model', () => {
     let differs = 0;
     for (let v = 0; v < n; v++) if (Math.abs(uniform.confidence.data[v] - gaussian.confidence.data[v]) > 1e-4) differs++;
     expect(differs).toBeGreaterThan(0);
+    // --gamma-mode volume: γ by the β rule on this volume's averaged student confidences, regions follow it.
+    const byVolume = await segmentVolume(vol, opened.model, { gammaMode: 'volume' });
+    expect(byVolume.gamma?.mode).toBe('volume');
+    expect(byVolume.gamma?.beta).toBe(0.7);
+    expect(byVolume.gamma!.value).toBeGreaterThan(0);
+    expect(byVolume.gamma!.value).toBeLessThan(1);
+    expect(byVolume.gamma!.value).not.toBe(GAMMA);
+    expect(Buffer.compare(Buffer.from(byVolume.label.data), Buffer.from(uniform.label.data))).toBe(0);
+    const lower = byVolume.gamma!.value < GAMMA;
+    // A lower γ makes students confident more often: region values can only fall, and vice versa.
+    for (let v = 0; v < n; v++) {
+      const [r, r0] = [byVolume.region!.data[v], uniform.region!.data[v]];
+      if (lower ? r > r0 : r < r0) throw new Error(`voxel ${v}: region ${r0} → ${r} moved the wrong way for γ ${byVolume.gamma!.value}`);
+    }
   });
 
   test('a CT DICOM series from alhvr-phantom in: mask, confidence, region and SEG on the series grid, report and per-window progress', async () => {
