@@ -195,6 +195,9 @@ print(json.dumps(out))`;
       seen.add(c.offsets[0]);
     }
     expect([...seen].sort()).toEqual([0, 1, 2, 3, 4, 5]);
+    // The corrected switch takes the last offset too.
+    const inclusive = new Set(Array.from({ length: 300 }, () => drawCrop(rng, [20, 20, 10], 16, 'inclusive').offsets[0]));
+    expect([...inclusive].sort()).toEqual([0, 1, 2, 3, 4, 5, 6]);
     const image = new Float32Array(16 ** 3).fill(NaN);
     const label = new Int32Array(16 ** 3).fill(-1);
     cropInto({ dims: [4, 4, 4], image: new Float32Array(64).fill(7), label: new Uint8Array(64).fill(1) }, 16, { quarterTurns: 0, flipAxis: 0, offsets: [0, 0, 0], pad: [17, 17, 17] }, image, label, 0);
@@ -203,5 +206,8 @@ print(json.dumps(out))`;
     expect(image.filter((v) => v === 7).length).toBe(64);
     expect(label.filter((v) => v === 1).length).toBe(64);
     expect(image.filter((v) => v === 0).length).toBe(16 ** 3 - 64);
+    // padValue 'min': the padding reads the given value instead of 0.
+    cropInto({ dims: [4, 4, 4], image: new Float32Array(64).fill(7) }, 16, { quarterTurns: 0, flipAxis: 0, offsets: [5, 5, 5], pad: [9, 9, 9] }, image, undefined, 0, -3);
+    expect(image.filter((v) => v === -3).length).toBe(16 ** 3 - 64);
   });
 });

@@ -3,6 +3,7 @@ import type { DiceVariant } from './losses/supervised.js';
 import { RAMP_STEPS } from './losses/ramp.js';
 import type { ProtoCeReduction, ProtoCosReduction } from './losses/cgcpcl.js';
 import type { EntropyMean } from './losses/dtct.js';
+import type { CropOffsets, PadValue } from './data/crop3d.js';
 import { PSEUDO_VERDICTS, PSEUDO_WEIGHTINGS, type PseudoLabelSource, type PseudoVerdict, type PseudoWeighting } from './data/pseudo-labels.js';
 
 /**
@@ -57,6 +58,10 @@ export interface TrainConfig {
   protoCos: ProtoCosReduction;
   detachPrototypes: boolean;
   entropyMean: EntropyMean;
+  /** 3D crops: 'released' never takes the last offset, 'inclusive' does. */
+  cropOffsets: CropOffsets;
+  /** 3D crops: padding of small volumes with 0 ('zero', released: the mean after z-scoring) or the volume's minimum. */
+  padValue: PadValue;
   /**
    * Which of the regions Ω1/Ω2/Ω3 receive the unsupervised terms (the paper's Table 1 ablation):
    * 2 enables CG-CPCL on Ω2, 3 enables DTCT on Ω3. The published method gives Ω1 no
@@ -119,6 +124,8 @@ export const DEFAULT_CONFIG: Omit<TrainConfig, 'data' | 'out'> = {
   protoCos: 'released',
   detachPrototypes: false,
   entropyMean: 'released',
+  cropOffsets: 'released',
+  padValue: 'zero',
   regions: [1, 2, 3],
   seed: 1337,
   valEvery: 200,
@@ -203,6 +210,8 @@ export function resolveConfig(user: Partial<Omit<TrainConfig, 'preprocessing'>> 
   }
   if (!['released', 'masked'].includes(c.protoCe)) bad(`protoCe must be released or masked (got ${JSON.stringify(c.protoCe)})`);
   if (!['released', 'target'].includes(c.protoCos)) bad(`protoCos must be released or target (got ${JSON.stringify(c.protoCos)})`);
+  if (!['released', 'inclusive'].includes(c.cropOffsets)) bad(`cropOffsets must be released or inclusive (got ${JSON.stringify(c.cropOffsets)})`);
+  if (!['zero', 'min'].includes(c.padValue)) bad(`padValue must be zero or min (got ${JSON.stringify(c.padValue)})`);
   if (!['released', 'masked'].includes(c.entropyMean)) bad(`entropyMean must be released or masked (got ${JSON.stringify(c.entropyMean)})`);
   if (network === 'vnet3d' && c.format === 'acdc-h5') bad('format acdc-h5 holds 2D slices; a vnet3d run reads nnunet or brats-h5');
   if (network === 'unet2d' && c.format === 'brats-h5') bad('format brats-h5 holds 3D volumes; train it with network vnet3d');

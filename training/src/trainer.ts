@@ -247,6 +247,8 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
           dataset: dataset as VolumeDataset,
           patch: config.patch,
           perBatch: data.perBatch,
+          cropOffsets: config.cropOffsets,
+          padValue: config.padValue,
           draws: saved ? { sampler: saved.sampler, augment: new Rng(saved.rng.data) } : { sampler: samplerSeed, augment },
         })
       : new Batches({

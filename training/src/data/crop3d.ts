@@ -4,10 +4,15 @@
  * then a random patch³ crop; a volume with a side ≤ patch is first zero-padded on every axis by
  * max(⌊(P − s)/2⌋ + 3, 0) each side, and offsets are uniform in [0, S − P − 1] (the released
  * exclusive upper bound: the last offset is never taken). Layout: i fastest, then j, then k.
+ * Quirk switches (3D page §6): `cropOffsets: 'inclusive'` allows the last offset, `padValue: 'min'`
+ * pads with the volume's minimum (its background) instead of 0.
  */
 import type { Rng } from '@alhvr/core';
 
 export type Dims3 = [number, number, number];
+
+export type CropOffsets = 'released' | 'inclusive';
+export type PadValue = 'zero' | 'min';
 
 export interface CropChoice {
   /** Quarter turns in the i–j plane (numpy rot90 on array axes 0–1). */
@@ -32,12 +37,14 @@ export function cropPadding(dims: Dims3, patch: number): Dims3 {
 }
 
 /** Draw one augmentation: turn, flip, then crop offsets (in that order from the stream). */
-export function drawCrop(rng: Rng, dims: Dims3, patch: number): CropChoice {
+export function drawCrop(rng: Rng, dims: Dims3, patch: number, offsetsRule: CropOffsets = 'released'): CropChoice {
   const quarterTurns = rng.int(0, 3) as CropChoice['quarterTurns'];
   const flipAxis = rng.int(0, 1) as CropChoice['flipAxis'];
   const turned = turnedDims(dims, quarterTurns);
   const pad = cropPadding(turned, patch);
-  const offsets = turned.map((s, a) => rng.int(0, s + 2 * pad[a] - patch - 1)) as Dims3;
+  // Released: randint(0, S − P), exclusive, so S = P (possible only after padding) would fail; max 0 keeps it valid.
+  const last = (s: number) => (offsetsRule === 'inclusive' ? s - patch : Math.max(s - patch - 1, 0));
+  const offsets = turned.map((s, a) => rng.int(0, last(s + 2 * pad[a]))) as Dims3;
   return { quarterTurns, flipAxis, offsets, pad };
 }
 
@@ -81,6 +88,7 @@ export function cropInto(
   outImage: Float32Array,
   outLabel: Int32Array | undefined,
   outOffset: number,
+  padValue = 0,
 ): void {
   const { dims, image, label } = source;
   const plane = planeSources(dims, patch, choice);
@@ -90,14 +98,14 @@ export function cropInto(
     const k = z + choice.offsets[2] - choice.pad[2];
     const dst = outOffset + z * pp;
     if (k < 0 || k >= dims[2]) {
-      outImage.fill(0, dst, dst + pp);
+      outImage.fill(padValue, dst, dst + pp);
       outLabel?.fill(0, dst, dst + pp);
       continue;
     }
     const base = k * sliceVoxels;
     for (let p = 0; p < pp; p++) {
       const s = plane[p];
-      outImage[dst + p] = s < 0 ? 0 : image[base + s];
+      outImage[dst + p] = s < 0 ? padValue : image[base + s];
       if (outLabel) outLabel[dst + p] = s < 0 || !label ? 0 : label[base + s];
     }
   }

@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Rng, RngState } from '@alhvr/core';
 import { BatchSampler, type BatchSamplerState } from './batch-sampler.js';
-import { cropInto, drawCrop } from './crop3d.js';
+import { cropInto, drawCrop, type CropOffsets, type PadValue } from './crop3d.js';
 import type { Batch } from './batches.js';
 import type { VolumeDataset } from './volume-dataset.js';
 
@@ -15,6 +15,9 @@ export interface VolumeBatchesOptions {
   dataset: VolumeDataset;
   patch: number;
   perBatch: { labeled: number; unlabeled: number };
+  /** Quirk switches of the crop (defaults: released). */
+  cropOffsets?: CropOffsets;
+  padValue?: PadValue;
   draws: { sampler: number | BatchSamplerState; augment: Rng };
 }
 
@@ -40,9 +43,10 @@ export class VolumeBatches {
     for (let slot = 0; slot < ids.length; slot++) {
       const isLabeled = slot < labeledCount;
       const volume = await dataset.readCase(ids[slot], isLabeled);
-      const choice = drawCrop(this.opts.draws.augment, volume.dims, patch);
+      const choice = drawCrop(this.opts.draws.augment, volume.dims, patch, this.opts.cropOffsets);
+      const pad = this.opts.padValue === 'min' ? volume.image.reduce((m, v) => (v < m ? v : m), Infinity) : 0;
       // Labels land in their own buffer at the same slot offset (labelled slots come first).
-      cropInto(volume, patch, choice, this.images, isLabeled ? this.labels : undefined, slot * this.cube);
+      cropInto(volume, patch, choice, this.images, isLabeled ? this.labels : undefined, slot * this.cube, pad);
     }
     return {
       images: tf.tensor5d(this.images, [ids.length, patch, patch, patch, 1]),
