@@ -4,13 +4,16 @@
  * from placing: `decodeDicomSeg` reads segments and frames as stored; `dicomSegToLabelVolume`
  * places them on a source series read by `readDicomSeries`, refusing (one line each) anything
  * that does not lie exactly on that series' grid, so a label is never silently shifted or
- * resampled.
+ * resampled. Frames may be uncompressed, deflated or RLE-compressed (`readDicomSeg`, which loads
+ * the codec); BINARY (1-bit) and FRACTIONAL (8-bit, in the segment from half of
+ * MaximumFractionalValue on) segmentations are read.
  */
 import dcmjs from 'dcmjs';
 import { InputError } from '../errors.js';
 import { Volume, type VoxelArray } from '../volume.js';
 import type { Vec3 } from '../geometry/affine.js';
 import { SEGMENTATION_SOP_CLASS_UID } from './seg-write.js';
+import { decodeCompressedFrame, isSupportedTransferSyntax, transferSyntaxName } from './codecs.js';
 
 /** One segment of a SEG instance, as labelled by whoever wrote it. */
 export interface DicomSegSegment {
@@ -54,7 +57,9 @@ export interface DecodedDicomSeg {
   frames: DicomSegFrame[];
 }
 
-const NATIVE_SYNTAXES = new Set(['1.2.840.10008.1.2', '1.2.840.10008.1.2.1', '1.2.840.10008.1.2.2']);
+// Deflated Explicit VR Little Endian is native pixel data inside a deflated dataset.
+const NATIVE_SYNTAXES = new Set(['1.2.840.10008.1.2', '1.2.840.10008.1.2.1', '1.2.840.10008.1.2.1.99', '1.2.840.10008.1.2.2']);
+const RLE_LOSSLESS = '1.2.840.10008.1.2.5';
 
 // dcmjs gives a single-item sequence or value as the item itself, several as an array.
 const asArray = <T>(v: T | T[] | undefined | null): T[] => (v === undefined || v === null ? [] : Array.isArray(v) ? v : [v]);
@@ -63,17 +68,30 @@ type Item = Record<string, unknown>;
 const first = (item: Item | undefined, key: string): Item | undefined => asArray(item?.[key] as Item | Item[] | undefined)[0];
 const numbers = (v: unknown): number[] => asArray(v as unknown).map(Number);
 
-/** Decode a DICOM SEG instance (Part-10 bytes) into its segments and frames. */
-export function decodeDicomSeg(bytes: Uint8Array, where?: string): DecodedDicomSeg {
+/** A SEG instance parsed up to its pixels; `encapsulated` frames still need their codec. */
+interface ParsedSeg {
+  ds: Item;
+  syntax: string;
+  encapsulated: boolean;
+  rows: number;
+  columns: number;
+  count: number;
+  bits: number;
+  segments: DicomSegSegment[];
+  where?: string;
+}
+
+function parseSeg(bytes: Uint8Array, where?: string): ParsedSeg {
   let file: { meta: Record<string, { Value?: unknown[] }>; dict: Record<string, unknown> };
   try {
+    // dcmjs inflates a Deflated Explicit VR Little Endian dataset while reading it.
     file = dcmjs.data.DicomMessage.readFile(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer);
   } catch (err) {
     throw new InputError(`not a readable DICOM file (${(err as Error).message.split('\n')[0]})`, where);
   }
   const syntax = String(file.meta['00020010']?.Value?.[0] ?? '');
-  // A SEG's 1-bit frames are only ever stored natively in practice; an encapsulated one would need a codec per frame.
-  if (!NATIVE_SYNTAXES.has(syntax)) throw new InputError(`DICOM SEG in transfer syntax ${syntax || 'unknown'} is not supported (only uncompressed)`, where);
+  const encapsulated = !NATIVE_SYNTAXES.has(syntax);
+  if (encapsulated && !isSupportedTransferSyntax(syntax)) throw new InputError(`DICOM SEG in transfer syntax ${transferSyntaxName(syntax)} (${syntax || 'unknown'}) is not supported`, where);
   const ds = dcmjs.data.DicomMetaDictionary.naturalizeDataset(file.dict) as Item;
   if (ds.SOPClassUID !== SEGMENTATION_SOP_CLASS_UID) throw new InputError(`not a DICOM Segmentation (SOP class ${String(ds.SOPClassUID ?? 'missing')})`, where);
   const rows = Number(ds.Rows);
@@ -85,16 +103,60 @@ export function decodeDicomSeg(bytes: Uint8Array, where?: string): DecodedDicomS
   if (!((type === 'BINARY' && bits === 1) || (type === 'FRACTIONAL' && bits === 8))) {
     throw new InputError(`DICOM SEG of type ${type} with ${bits}-bit pixels is not supported (BINARY 1-bit or FRACTIONAL 8-bit)`, where);
   }
-
+  // 1-bit frames compress as their packed bytes, which only a byte-stream codec (RLE) keeps intact.
+  if (encapsulated && bits === 1 && syntax !== RLE_LOSSLESS) {
+    throw new InputError(`BINARY DICOM SEG in ${transferSyntaxName(syntax)} is not supported (1-bit frames: uncompressed, deflated or RLE Lossless)`, where);
+  }
   const segments = asArray(ds.SegmentSequence as Item | Item[]).map((s) => ({ number: Number(s.SegmentNumber), label: String(s.SegmentLabel ?? '').trim() }));
   if (segments.length === 0) throw new InputError('DICOM SEG has no segments', where);
+  return { ds, syntax, encapsulated, rows, columns, count, bits, segments, where };
+}
 
-  const pixelData = asArray(ds.PixelData as ArrayBuffer | ArrayBuffer[])[0];
+/**
+ * Decode a DICOM SEG instance (Part-10 bytes) into its segments and frames: uncompressed or
+ * deflated. A SEG with compressed frames (RLE Lossless) needs its codec, which loads
+ * asynchronously: read those with `readDicomSeg`.
+ */
+export function decodeDicomSeg(bytes: Uint8Array, where?: string): DecodedDicomSeg {
+  const parsed = parseSeg(bytes, where);
+  if (parsed.encapsulated) throw new InputError(`DICOM SEG frames are compressed (${transferSyntaxName(parsed.syntax)}); read it with readDicomSeg`, where);
+  const pixelData = asArray(parsed.ds.PixelData as ArrayBuffer | ArrayBuffer[])[0];
   if (!pixelData) throw new InputError('DICOM SEG has no pixel data', where);
   const packed = new Uint8Array(pixelData);
+  const { rows, columns, count, bits } = parsed;
   const size = rows * columns;
   const needed = bits === 1 ? Math.ceil((count * size) / 8) : count * size;
   if (packed.length < needed) throw new InputError(`DICOM SEG pixel data holds ${packed.length} bytes, ${count} frames of ${rows}×${columns} need ${needed}`, where);
+  // Native 1-bit frames are one continuous bit stream (no padding between frames).
+  return assembleSeg(parsed, (f) => ({ bytes: packed, firstBit: f * size, offset: f * size }));
+}
+
+/**
+ * Decode a DICOM SEG instance in any transfer syntax its frames may come in: uncompressed,
+ * deflated, RLE Lossless (each 1-bit frame compressed as its own packed bytes, as PS3.5 §8.2
+ * has it: frames start on a byte boundary), and for FRACTIONAL 8-bit frames any codec of
+ * codecs.ts.
+ */
+export async function readDicomSeg(bytes: Uint8Array, where?: string): Promise<DecodedDicomSeg> {
+  const parsed = parseSeg(bytes, where);
+  if (!parsed.encapsulated) return decodeDicomSeg(bytes, where);
+  const { rows, columns, count, bits, syntax } = parsed;
+  const size = rows * columns;
+  const encoded = asArray(parsed.ds.PixelData as ArrayBuffer | ArrayBuffer[]);
+  if (encoded.length !== count) throw new InputError(`DICOM SEG holds ${encoded.length} compressed frames, NumberOfFrames says ${count}`, where);
+  // A 1-bit frame is decoded as one row of its packed bytes; an 8-bit one as the image it is.
+  const layout = bits === 1 ? { rows: 1, columns: Math.ceil(size / 8), bitsAllocated: 8, bitsStored: 8 } : { rows, columns, bitsAllocated: 8, bitsStored: 8 };
+  const decoded: Uint8Array[] = [];
+  for (const [f, frame] of encoded.entries()) {
+    decoded.push(await decodeCompressedFrame(syntax, new Uint8Array(frame), { ...layout, pixelRepresentation: 0, samplesPerPixel: 1, photometricInterpretation: 'MONOCHROME2' }, where ? `${where} frame ${f + 1}` : `frame ${f + 1}`));
+  }
+  return assembleSeg(parsed, (f) => ({ bytes: decoded[f], firstBit: 0, offset: 0 }));
+}
+
+/** Frames, orientation and identity of a parsed SEG; `frameBytes(f)` says where frame f's pixels start. */
+function assembleSeg(parsed: ParsedSeg, frameBytes: (f: number) => { bytes: Uint8Array; firstBit: number; offset: number }): DecodedDicomSeg {
+  const { ds, rows, columns, count, bits, segments, where } = parsed;
+  const size = rows * columns;
   // Fractional frames hold occupancy 0…MaximumFractionalValue: a voxel is in the segment from half on.
   const half = Number(ds.MaximumFractionalValue ?? 255) / 2;
 
@@ -118,10 +180,11 @@ export function decodeDicomSeg(bytes: Uint8Array, where?: string): DecodedDicomS
     const source = first(first(group, 'DerivationImageSequence'), 'SourceImageSequence');
     const pos = numbers(first(group, 'PlanePositionSequence')?.ImagePositionPatient);
     const pixels = new Uint8Array(size);
+    const { bytes: packed, firstBit, offset } = frameBytes(f);
     if (bits === 1) {
-      for (let n = 0, bit = f * size; n < size; n++, bit++) pixels[n] = (packed[bit >>> 3] >>> (bit & 7)) & 1;
+      for (let n = 0, bit = firstBit; n < size; n++, bit++) pixels[n] = (packed[bit >>> 3] >>> (bit & 7)) & 1;
     } else {
-      for (let n = 0, o = f * size; n < size; n++, o++) pixels[n] = packed[o] >= half && packed[o] > 0 ? 1 : 0;
+      for (let n = 0, o = offset; n < size; n++, o++) pixels[n] = packed[o] >= half && packed[o] > 0 ? 1 : 0;
     }
     frames.push({
       segment,

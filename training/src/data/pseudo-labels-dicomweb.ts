@@ -15,7 +15,7 @@
  */
 import { createHash } from 'node:crypto';
 import { rm } from 'node:fs/promises';
-import { InputError, decodeDicomSeg, type DecodedDicomSeg, type Volume, type VoxelArray } from '@alhvr/core';
+import { InputError, readDicomSeg, type DecodedDicomSeg, type Volume, type VoxelArray } from '@alhvr/core';
 import { DicomwebTransport, displayUrl, jsonValue, readDicomSeries, scanDicom, type DicomwebConnection } from '@alhvr/core/node';
 
 /** How to reach the servers named in --pseudo-labels; header values are never written anywhere. */
@@ -89,7 +89,7 @@ export async function listStoredSegs(t: DicomwebTransport, opts: { signal?: Abor
       for (const instance of await t.searchInstances(studyUid, segSeries, opts)) {
         const sop = jsonValue(instance, SOP_UID);
         const where = `${t.display}/studies/${studyUid}/series/${segSeries}/instances/${sop}`;
-        const seg = decodeDicomSeg(await t.retrieveInstance(studyUid, segSeries, sop, opts), where);
+        const seg = await readDicomSeg(await t.retrieveInstance(studyUid, segSeries, sop, opts), where);
         const ours = isOurSeg(seg);
         if (ours) segs.ours++;
         else segs.others++;

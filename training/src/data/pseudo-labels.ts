@@ -22,7 +22,7 @@ import { basename, join, resolve } from 'node:path';
 import {
   InputError,
   canonicalOrientation,
-  decodeDicomSeg,
+  readDicomSeg,
   dicomSegToLabelVolume,
   maxAbsDiff4,
   normaliseIntensities,
@@ -236,7 +236,7 @@ async function readCorrectedSeg(dir: string, caseId: string, image: Volume<Voxel
   const file = SEGMENT_FILES.correctedSeg;
   if (!image.meta.dicom) refuse(dir, caseId, `${file} is a DICOM SEG, but the case was segmented from a NIfTI image (use ${SEGMENT_FILES.corrected})`);
   try {
-    return dicomSegToLabelVolume(decodeDicomSeg(await readFile(join(dir, caseId, file))), image, classes);
+    return dicomSegToLabelVolume(await readDicomSeg(await readFile(join(dir, caseId, file))), image, classes);
   } catch (err) {
     if (!(err instanceof InputError)) throw err;
     return refuse(dir, caseId, `${file}: ${err.message}`);
@@ -466,7 +466,7 @@ export async function openPseudoLabels(dirs: string[], opts: PseudoLabelOptions)
         let weightMap: Volume<VoxelArray> | undefined;
         if (!s.reviewer && paired) {
           // The folder's maps belong to its seg.dcm: they weigh the stored SEG only if it is that one.
-          const local = await readFile(join(paired.folder.dir, paired.entry.caseId, SEGMENT_FILES.seg)).then((b) => decodeDicomSeg(b).identity.sopInstanceUID, () => undefined);
+          const local = await readFile(join(paired.folder.dir, paired.entry.caseId, SEGMENT_FILES.seg)).then(async (b) => (await readDicomSeg(b)).identity.sopInstanceUID, () => undefined);
           if (opts.weighting !== 'none' && local !== s.ours.seg.identity.sopInstanceUID) {
             fail(`the SEG stored on ${t.display} is not this folder's seg.dcm (segmented again since it was stored?), so the folder's maps do not belong to it; store it again (alhvr-segment --store --resume) or use --pseudo-weighting none`);
           }
