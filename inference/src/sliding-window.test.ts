@@ -1,14 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { Rng } from '@alhvr/core';
-import {
-  type Dims3,
-  argmaxClasses,
-  defaultStride,
-  gaussianImportance,
-  padBefore,
-  slidingWindowInference,
-  windowStarts,
-} from './sliding-window.js';
+import { Rng, defaultWindowStride as defaultStride, windowPadBefore as padBefore, windowStartsAlong as windowStarts } from '@alhvr/core';
+import { type Dims3, argmaxClasses, gaussianImportance, slidingWindowInference } from './sliding-window.js';
 
 function randomVolume(dims: Dims3, seed: number): Float32Array {
   const rng = new Rng(seed);

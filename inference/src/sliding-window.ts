@@ -16,6 +16,8 @@
  * is the same order over the patch, i.e. [channel][k][j][i] = NCDHW with D = k, H = j, W = i.
  */
 
+import { defaultWindowStride, windowPadBefore, windowStartsAlong } from '@alhvr/core';
+
 export type Dims3 = [number, number, number];
 
 /**
@@ -56,29 +58,6 @@ export interface SlidingWindowResult {
   extra: Float32Array[];
   /** Windows run. */
   windows: number;
-}
-
-/** The released stride for a patch side: 64 for 96. */
-export function defaultStride(patch: number): number {
-  return Math.max(1, Math.floor((2 * patch) / 3));
-}
-
-/**
- * Window starts along one axis of `size` voxels (after padding to at least `patch`): ⌈(S − P)/s⌉ + 1
- * windows at min(s·i, S − P), so the last window ends on the border.
- */
-export function windowStarts(size: number, patch: number, stride: number): number[] {
-  if (!(Number.isInteger(size) && size > 0 && Number.isInteger(patch) && patch > 0 && Number.isInteger(stride) && stride > 0)) {
-    throw new Error(`sliding window: size ${size}, patch ${patch} and stride ${stride} must be positive integers`);
-  }
-  const padded = Math.max(size, patch);
-  const count = Math.ceil((padded - patch) / stride) + 1;
-  return Array.from({ length: count }, (_, n) => Math.min(n * stride, padded - patch));
-}
-
-/** Padding before the data along an axis whose side is smaller than the patch (⌊pad/2⌋, as released). */
-export function padBefore(size: number, patch: number): number {
-  return size < patch ? Math.floor((patch - size) / 2) : 0;
 }
 
 /**
@@ -136,7 +115,8 @@ export async function slidingWindowInference(data: Float32Array, dims: Dims3, mo
   const softmax = (opts.outputs ?? 'logits') === 'logits';
   checkDims3('dims', dims);
   checkDims3('patch', patch);
-  const stride: Dims3 = opts.stride ?? [defaultStride(patch[0]), defaultStride(patch[1]), defaultStride(patch[2])];
+  // Window placement is core's (window-placement.ts), shared with training's 3D validation.
+  const stride: Dims3 = opts.stride ?? [defaultWindowStride(patch[0]), defaultWindowStride(patch[1]), defaultWindowStride(patch[2])];
   checkDims3('stride', stride);
   if (!(Number.isInteger(numClasses) && numClasses >= 1)) throw new Error(`sliding window: numClasses must be a positive integer, got ${numClasses}`);
   const [nx, ny, nz] = dims;
@@ -144,8 +124,8 @@ export async function slidingWindowInference(data: Float32Array, dims: Dims3, mo
   if (data.length !== voxels * channels) throw new Error(`sliding window: data has ${data.length} values, ${dims.join('×')}×${channels} needs ${voxels * channels}`);
   const [px, py, pz] = patch;
   const patchVoxels = px * py * pz;
-  const pad = [padBefore(nx, px), padBefore(ny, py), padBefore(nz, pz)];
-  const starts = [windowStarts(nx, px, stride[0]), windowStarts(ny, py, stride[1]), windowStarts(nz, pz, stride[2])];
+  const pad = [windowPadBefore(nx, px), windowPadBefore(ny, py), windowPadBefore(nz, pz)];
+  const starts = [windowStartsAlong(nx, px, stride[0]), windowStartsAlong(ny, py, stride[1]), windowStartsAlong(nz, pz, stride[2])];
   const total = starts[0].length * starts[1].length * starts[2].length;
   const importance = opts.gaussian ? gaussianImportance(patch) : undefined;
   const padValue = opts.padValue ?? 0;
