@@ -163,6 +163,11 @@ describe('alhvr-train --pseudo-labels URL against Orthanc', () => {
     const { config } = JSON.parse(await readFile(join(out, 'config.json'), 'utf8'));
     expect(config.pseudoLabels).toEqual(['127.0.0.1']);
     expect(config.pseudoLabelSources).toEqual([expect.objectContaining({ name: '127.0.0.1', kind: 'dicomweb', cases: { accept: 0, review: 0, reject: 0, corrected: 1, unreviewed: 0 } })]);
+    // --resume finds the server again from the checkpoint (config.json names its host only) and
+    // checks that the same SEGs are there.
+    const resumed = await runCli('alhvr-train', ['--out', out, '--resume', '--iterations', '3', '--quiet', '--header', `Authorization: Bearer ${TOKEN}`]);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(JSON.parse(await readFile(join(out, 'config.json'), 'utf8')).config.iterations).toBe(3);
     // No token, port or path of the server in any file of the run (config, checkpoints, metrics).
     for (const f of listFiles(out)) {
       if (statSync(f).size > 50e6) continue;
@@ -171,4 +176,16 @@ describe('alhvr-train --pseudo-labels URL against Orthanc', () => {
       if (!f.endsWith('.ckpt')) expect(text, f).not.toContain(`:${orthanc.port}/`);
     }
   }, 300_000);
+
+  it('refuses credentials in the URL, and --header or --ca without a server, in one line (exit 2)', async () => {
+    // The dataset folder exists, so the line is about the option.
+    const inUrl = await runCli('alhvr-train', ['--data', tmp, '--out', join(tmp, 'r1'), '--pseudo-labels', 'http://user:secret@127.0.0.1:1/dicom-web']);
+    expect(inUrl.code).toBe(2);
+    expect(inUrl.stderr.trim()).toMatch(/--pseudo-labels: put credentials in --header or ALHVR_DICOMWEB_AUTHORIZATION, not in the URL$/);
+    expect(inUrl.stderr).not.toContain('secret');
+    const noServer = await runCli('alhvr-train', ['--data', tmp, '--out', join(tmp, 'r2'), '--pseudo-labels', segDir, '--header', `Authorization: Bearer ${TOKEN}`]);
+    expect(noServer.code).toBe(2);
+    expect(noServer.stderr.trim()).toMatch(/--header needs --pseudo-labels URL \(a DICOMweb server\)$/);
+    expect(noServer.stderr).not.toContain(TOKEN);
+  });
 });

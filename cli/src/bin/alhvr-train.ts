@@ -157,12 +157,17 @@ await runCommand(COMMAND, async (args, { signal }) => {
   };
   // Checked here so a typo is named as such (not "no dataset.json", not EEXIST from mkdir).
   await requireFolder(config.data, 'dataset');
-  for (const source of config.pseudoLabels ?? []) {
+  // A resumed run finds its sources again from the checkpoint (config.json keeps names only):
+  // only the ones given now are checked.
+  const pseudoSources = argv.resume ? (argv['pseudo-labels'] ?? []) : (config.pseudoLabels ?? []);
+  for (const source of pseudoSources) {
     if (isDicomwebSource(source)) checkDicomwebUrl('pseudo-labels', source);
     else await requireFolder(source, '--pseudo-labels');
   }
+  const fromServer = argv.resume || pseudoSources.some(isDicomwebSource);
+  if (!fromServer && (argv.header !== undefined || argv.ca !== undefined)) throw new UsageError(`--${argv.header !== undefined ? 'header' : 'ca'} needs --pseudo-labels URL (a DICOMweb server)`);
   // Tokens and the CA reach the pseudo-label reader only: never the config, which is recorded.
-  const pseudoLabelAccess = config.pseudoLabels?.some(isDicomwebSource) ? parseDicomwebAccess(argv) : undefined;
+  const pseudoLabelAccess = fromServer ? parseDicomwebAccess(argv) : undefined;
   await requireWritableFolderPath(config.out, '--out');
   const createdOut = await firstMissingFolder(config.out);
   let progress: ReturnType<typeof createProgress> | undefined;
