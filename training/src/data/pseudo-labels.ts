@@ -50,9 +50,13 @@ export function pseudoSourceRecordName(source: string): string {
   return isDicomwebSource(source) ? dicomwebSourceName(source) : basename(resolve(source));
 }
 
-/** Where a --pseudo-labels entry is found again on --resume: a folder's absolute path, a URL as given. */
+/**
+ * Where a --pseudo-labels entry is found again on --resume (kept in the checkpoint's state): a
+ * folder's absolute path; a server's URL without credentials, query or fragment (the client
+ * talks to that address anyway), so no token given in a URL is ever written.
+ */
 export function pseudoSourceLocation(source: string): string {
-  return isDicomwebSource(source) ? source.trim() : resolve(source);
+  return isDicomwebSource(source) ? displayUrl(source.trim()) : resolve(source);
 }
 
 export type PseudoVerdict = 'accept' | 'review' | 'reject';
