@@ -8,7 +8,9 @@
  * is byte-for-byte the one segmented (the manifest's input hash, recomputed with alhvr-segment's
  * scheme), and its mask and maps lie on the source image's grid (a DICOM SEG correction: on the
  * series' slices, with segment labels that are the dataset's class names). A failed check stops the run
- * with one line naming the case.
+ * with one line naming the case. A source may also be a DICOMweb server (`--pseudo-labels URL`):
+ * the SEGs our runs stored there, or a reviewer's newer SEG of the same series, with verdicts and
+ * maps from the segment folder named beside it (pseudo-labels-dicomweb.ts).
  *
  * Training must not import inference (layering), so the manifest and report fields read here
  * are declared locally; test/pseudo-label-loop.test.ts checks that the file names and the
