@@ -1,0 +1,126 @@
+// Shared by the viewer's browser tests: a static server with cross-origin isolation, Chromium's
+// flags, and the tie-aware comparison of the page's maps with the Node pipeline's.
+import { createServer, type Server } from 'node:http';
+import { readFile } from 'node:fs/promises';
+import { extname, resolve, sep } from 'node:path';
+import { PlaneResizer, canonicalOrientation, type ModelCard, type Volume, type VoxelArray } from '@alhvr/core';
+import { canonicalGrid, scatterPlane, type CanonicalGrid, type SliceModel, type SliceOutputKind, type SliceOutputs } from '@alhvr/inference';
+
+/** Decision margin below which the page and Node may legitimately differ (float32 summation order). */
+export const TIE = 1e-5;
+/** Model input size of the test models (small, so a browser segments a volume in seconds). */
+export const MODEL_SIZE: [number, number] = [64, 48];
+export const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+const CONTENT_TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript',
+  '.mjs': 'text/javascript',
+  '.map': 'application/json',
+  '.wasm': 'application/wasm',
+  '.onnx': 'application/octet-stream',
+};
+
+/** Static files from `root`; COOP/COEP make the page cross-origin isolated so wasm threads work. */
+export function serveStatic(root: string, onRequest?: (path: string) => void): Promise<Server> {
+  const server = createServer((req, res) => {
+    const urlPath = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
+    onRequest?.(urlPath);
+    const path = resolve(root, '.' + urlPath);
+    const send = (status: number, body: Uint8Array | string, type = 'text/plain') => {
+      res.writeHead(status, { 'Content-Type': type, 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' });
+      res.end(body);
+    };
+    if (!path.startsWith(root + sep)) return send(403, 'outside the served folder');
+    readFile(path).then(
+      (body) => send(200, body, CONTENT_TYPES[extname(path)] ?? 'application/octet-stream'),
+      () => send(404, 'not found'),
+    );
+  });
+  return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok(server)));
+}
+
+/**
+ * Wraps the Node model and records, for every voxel, how close its label and region came to a
+ * decision tie at model resolution (top-1 minus top-2 mean probability; min over students of
+ * |confidence − γ|), carried back to the voxel exactly as the pipeline carries labels back.
+ */
+export class TieRecorder implements SliceModel {
+  readonly card: ModelCard;
+  readonly available: ReadonlySet<SliceOutputKind>;
+  readonly labelMargin: Float32Array;
+  readonly regionMargin: Float32Array;
+  private readonly grid: CanonicalGrid;
+  private readonly back: PlaneResizer;
+  private nextSlice = 0;
+
+  constructor(
+    private readonly inner: SliceModel,
+    vol: Volume<VoxelArray>,
+  ) {
+    this.card = inner.card;
+    this.available = inner.available;
+    this.grid = canonicalGrid(vol.dims, canonicalOrientation(vol.affine, this.card.input.sliceAxis));
+    const [mw, mh] = this.card.input.size;
+    this.back = new PlaneResizer(mw, mh, this.grid.dims[0], this.grid.dims[1], this.card.resize.labelBack);
+    this.labelMargin = new Float32Array(vol.voxelCount);
+    this.regionMargin = new Float32Array(vol.voxelCount);
+  }
+
+  async run(batch: Float32Array, n: number, height: number, width: number, fetch: readonly SliceOutputKind[]): Promise<SliceOutputs> {
+    const out = await this.inner.run(batch, n, height, width, [...new Set<SliceOutputKind>([...fetch, 'probabilities', 'studentConfidence'])]);
+    const plane = height * width;
+    const classes = this.card.classes.length;
+    const gamma = this.card.regions.gamma;
+    const probs = out.probabilities as Float32Array;
+    const student = out.studentConfidence as Float32Array;
+    const labelPlane = new Float32Array(plane);
+    const regionPlane = new Float32Array(plane);
+    const backPlane = new Float32Array(this.grid.dims[0] * this.grid.dims[1]);
+    for (let b = 0; b < n; b++) {
+      for (let p = 0; p < plane; p++) {
+        let top1 = -Infinity;
+        let top2 = -Infinity;
+        for (let c = 0; c < classes; c++) {
+          const v = probs[(b * classes + c) * plane + p];
+          if (v > top1) [top1, top2] = [v, top1];
+          else if (v > top2) top2 = v;
+        }
+        labelPlane[p] = top1 - top2;
+        regionPlane[p] = Math.min(Math.abs(student[2 * b * plane + p] - gamma), Math.abs(student[(2 * b + 1) * plane + p] - gamma));
+      }
+      const k = this.nextSlice + b;
+      this.back.resize(labelPlane, 0, backPlane, 0);
+      scatterPlane(this.grid, backPlane, k, this.labelMargin);
+      this.back.resize(regionPlane, 0, backPlane, 0);
+      scatterPlane(this.grid, backPlane, k, this.regionMargin);
+    }
+    this.nextSlice += n;
+    return out;
+  }
+}
+
+/** Voxels where the page and Node disagree although neither was within TIE of a decision boundary. */
+export function unexplainedMismatches(page: Uint8Array, node: Uint8Array, margin: Float32Array): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < node.length; i++) if (page[i] !== node[i] && !(margin[i] < TIE)) out.push(i);
+  return out;
+}
+
+// Runs in the page (passed as source text so the test transpiler cannot inject helpers into it).
+export const PAGE_BASE64 = `(a) => {
+  const u8 = new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  let s = '';
+  for (let i = 0; i < u8.length; i += 0x8000) s += String.fromCharCode.apply(null, u8.subarray(i, i + 0x8000));
+  return btoa(s);
+}`;
+export const fromBase64 = (s: string) => new Uint8Array(Buffer.from(s, 'base64'));
+
