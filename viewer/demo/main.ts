@@ -30,6 +30,9 @@ const context = canvas.getContext('2d')!;
 /** `?threads=N` sets ONNX Runtime's WebAssembly threads (more than one needs COOP/COEP headers). */
 const threadsParam = new URLSearchParams(location.search).get('threads');
 const numThreads = threadsParam === null ? undefined : Number(threadsParam);
+/** `?ep=wasm` keeps ONNX Runtime on WebAssembly; `?ep=webgpu` insists on WebGPU; default: WebGPU when the browser has it. */
+const epParam = new URLSearchParams(location.search).get('ep');
+const executionProvider = epParam === 'wasm' || epParam === 'webgpu' ? epParam : 'auto';
 /** Display width of the longer canvas side, CSS pixels. */
 const VIEW_SIZE = 512;
 
@@ -122,15 +125,17 @@ function showDownloads(files: Record<string, Uint8Array>, caseName: string): voi
 
 async function openModel(bytes: Uint8Array, name: string, bundled = false): Promise<void> {
   setState('working', `Opening ${name}…`);
-  const opened = await segmenter.open(bytes, name, numThreads);
+  const opened = await segmenter.open(bytes, name, numThreads, executionProvider);
   model = opened;
   const card = opened.card;
   modelInfo.textContent =
     `${name}: ${card.name} — ${card.description} (${card.classes.length} classes, input ${card.input.size.join('×')}, ` +
     `students: ${card.students}, ${opened.threads} thread${opened.threads === 1 ? '' : 's'})`;
+  runtimeInfo.dataset.backend = opened.backend;
   runtimeInfo.textContent =
-    `ONNX Runtime Web in a worker: ${opened.backend === 'wasm' ? 'WebAssembly' : opened.backend}, ${opened.threads} thread${opened.threads === 1 ? '' : 's'}` +
-    `${opened.crossOriginIsolated ? '' : ' (not cross-origin isolated: serve with COOP/COEP headers for more threads)'}; model opened in ${opened.loadMs.toFixed(0)} ms.`;
+    `ONNX Runtime Web in a worker: ${opened.backend === 'webgpu' ? 'WebGPU' : 'WebAssembly'}, ${opened.threads} thread${opened.threads === 1 ? '' : 's'}` +
+    `${opened.crossOriginIsolated ? '' : ' (not cross-origin isolated: serve with COOP/COEP headers for more threads)'}` +
+    `${opened.fallback ? ` — WebGPU not used: ${opened.fallback}` : ''}; model opened in ${opened.loadMs.toFixed(0)} ms.`;
   showLegend(opened);
   banner.hidden = !bundled;
   setState('ready', 'Model ready. Choose a NIfTI file or the phantom sample.');

@@ -16,8 +16,13 @@ const viewerDir = fileURLToPath(new URL('..', import.meta.url));
 const repoDir = resolve(viewerDir, '..');
 export const DEFAULT_OUT_DIR = join(viewerDir, 'dist', 'demo');
 export const SHIPPED_MODEL = join(repoDir, 'models', 'alhvr-default.onnx');
-/** Runtime files loaded by onnxruntime-web's wasm backend (must match viewer/src/load-model.ts). */
-const ORT_FILES = ['ort-wasm-simd-threaded.mjs', 'ort-wasm-simd-threaded.wasm'];
+/** Runtime files of onnxruntime-web's wasm and WebGPU builds (ORT_WASM_FILES and ORT_WEBGPU_FILES in viewer/src/load-model.ts). */
+const ORT_FILES = [
+  'ort-wasm-simd-threaded.mjs',
+  'ort-wasm-simd-threaded.wasm',
+  'ort-wasm-simd-threaded.asyncify.mjs',
+  'ort-wasm-simd-threaded.asyncify.wasm',
+];
 
 // Bundle the workspace packages from their TypeScript sources, so the demo never uses a stale dist/.
 const workspaceSources = {
@@ -71,7 +76,7 @@ const CODEC_WASM_FILES = [
 /**
  * Build the demo into `outDir` (emptied first). `model`: .onnx file copied as model.onnx; default
  * the shipped models/alhvr-default.onnx when it exists; `null` for a page that asks for a model.
- * `compress: false` skips the .gz copies (most of the build's time: the wasm files).
+ * `compress: false` skips the .gz copies (most of the build's time: 40 MB of ONNX Runtime wasm).
  */
 export async function buildDemo({ outDir = DEFAULT_OUT_DIR, model, minify = true, compress = true } = {}) {
   const modelFile = model === undefined ? (existsSync(SHIPPED_MODEL) ? SHIPPED_MODEL : null) : model;

@@ -16,8 +16,11 @@ export const CASE_FILE_NAMES = {
 
 /** How the page ran the model, for the report's `device`. */
 export interface BrowserDevice {
+  /** Execution provider: "webgpu" or "wasm". */
   backend: string;
   threads: number;
+  /** Why WebGPU was not used (completes "WebGPU not used: …"). */
+  fallback?: string;
 }
 
 /** A case id from a file name: its stem with what a folder name cannot hold replaced by "_". */
@@ -42,7 +45,11 @@ export function caseReport(
     slices: result.slices,
     gamma: result.gamma,
     model: identity,
-    device: { used: `browser-${device.backend}`, note: `onnxruntime-web (${device.backend}) in a Web Worker`, threads: device.threads },
+    device: {
+      used: `browser-${device.backend}`,
+      note: `onnxruntime-web (${device.backend}) in a Web Worker${device.fallback ? `; WebGPU not used: ${device.fallback}` : ''}`,
+      threads: device.threads,
+    },
     stats: result.stats,
     assessment: result.assessment,
     timingsMs,

@@ -4,6 +4,14 @@ import * as ort from 'onnxruntime-web/wasm';
 
 /** The runtime files a page must serve next to each other (copied from onnxruntime-web/dist). */
 export const ORT_WASM_FILES = ['ort-wasm-simd-threaded.mjs', 'ort-wasm-simd-threaded.wasm'] as const;
+/**
+ * ONNX Runtime's WebGPU build, served beside ORT_WASM_FILES: fetched only where the browser offers
+ * a WebGPU adapter (a page that serves no WebGPU files runs on WebAssembly, saying why).
+ */
+export const ORT_WEBGPU_FILES = ['ort-wasm-simd-threaded.asyncify.mjs', 'ort-wasm-simd-threaded.asyncify.wasm'] as const;
+
+/** Where the model runs: WebGPU, or WebAssembly on the CPU. */
+export type ExecutionProvider = 'webgpu' | 'wasm';
 
 export interface LoadModelOptions {
   /**
@@ -19,6 +27,11 @@ export interface LoadModelOptions {
   wasmBase?: string | URL;
   /** Names the model in error messages. Default "model.onnx". */
   source?: string;
+  /**
+   * "auto" (default): WebGPU when `navigator.gpu` gives an adapter and the model opens on it,
+   * WebAssembly otherwise (the model's `fallback` says why). "webgpu" fails instead of falling back.
+   */
+  executionProvider?: 'auto' | ExecutionProvider;
 }
 
 /** An ONNX ALHVR model opened in onnxruntime-web, ready for `segmentNifti` / inference's `segmentVolume`. */
@@ -28,6 +41,10 @@ export interface ViewerModel {
   readonly identity: ModelIdentity;
   /** WebAssembly threads the runtime actually uses. */
   readonly threads: number;
+  /** The execution provider the session runs on. */
+  readonly executionProvider: ExecutionProvider;
+  /** Why WebGPU was not used when "auto" asked for it, in one line completing "WebGPU not used: …" (undefined when it was used, or not asked for). */
+  readonly fallback?: string;
   release(): Promise<void>;
 }
 
@@ -37,7 +54,10 @@ interface RuntimeSettings {
 }
 
 // onnxruntime-web reads its env once, when the first session starts; later changes are ignored.
+// The WebAssembly and the WebGPU builds are two modules with an env each: both get the same settings.
 let runtimeSettings: RuntimeSettings | undefined;
+
+type OrtEnv = typeof ort.env;
 
 function pageLocation(): URL | undefined {
   const href = (globalThis as { location?: { href?: string } }).location?.href;
@@ -79,28 +99,86 @@ function configureRuntime(wanted: RuntimeSettings): void {
     }
     return;
   }
-  ort.env.wasm.numThreads = wanted.threads;
-  ort.env.wasm.wasmPaths = wanted.wasmBase;
   runtimeSettings = wanted;
 }
 
-/** Open an exported ALHVR ONNX model (bytes of the .onnx file) on onnxruntime-web's WebAssembly backend. */
+function applySettings(env: OrtEnv): void {
+  env.wasm.numThreads = runtimeSettings!.threads;
+  env.wasm.wasmPaths = runtimeSettings!.wasmBase;
+}
+
+/** The part of `navigator.gpu` the choice needs. */
+interface GpuLike {
+  requestAdapter(): Promise<unknown>;
+}
+
+function oneLine(e: unknown): string {
+  const text = e instanceof Error ? e.message : String(e);
+  return text.split('\n')[0].trim() || 'unknown error';
+}
+
+/**
+ * Why WebGPU cannot run here, in one line (it completes "WebGPU not used: …"), or undefined when
+ * `gpu` (default: this context's `navigator.gpu`) gives an adapter.
+ */
+export async function webGpuUnavailable(gpu: GpuLike | undefined = (globalThis.navigator as { gpu?: GpuLike } | undefined)?.gpu): Promise<string | undefined> {
+  if (!gpu || typeof gpu.requestAdapter !== 'function') return 'this browser offers no WebGPU';
+  try {
+    return (await gpu.requestAdapter()) ? undefined : 'WebGPU offers no adapter on this machine';
+  } catch (e) {
+    return `its adapter request failed: ${oneLine(e)}`;
+  }
+}
+
+async function openOn(
+  provider: ExecutionProvider,
+  bytes: Uint8Array,
+  source: string,
+): Promise<{ model: OrtSliceModel; identity: ModelIdentity }> {
+  // The WebGPU build (with its own wasm files) is imported only where it can run.
+  const runtime = provider === 'webgpu' ? await import('onnxruntime-web/webgpu') : ort;
+  applySettings(runtime.env);
+  const sessionOptions = { executionProviders: [provider], graphOptimizationLevel: 'all' };
+  return createSliceModel(bytes, runtime as unknown as OrtRuntime, sessionOptions, source);
+}
+
+/**
+ * Open an exported ALHVR ONNX model (bytes of the .onnx file) on onnxruntime-web: on WebGPU when
+ * the browser offers it, else on WebAssembly (see LoadModelOptions.executionProvider).
+ */
 export async function loadModel(bytes: Uint8Array, opts: LoadModelOptions = {}): Promise<ViewerModel> {
   const source = opts.source ?? 'model.onnx';
   if (!(bytes instanceof Uint8Array) || bytes.length === 0) throw new InputError('model is empty or not a byte array', source);
+  const wanted = opts.executionProvider ?? 'auto';
+  if (!['auto', 'webgpu', 'wasm'].includes(wanted)) throw new InputError(`executionProvider must be auto, webgpu or wasm (got ${String(wanted)})`);
   configureRuntime({ threads: resolveThreads(opts.numThreads), wasmBase: resolveWasmBase(opts.wasmBase) });
-  const sessionOptions = { executionProviders: ['wasm'], graphOptimizationLevel: 'all' };
-  const opened: { model: OrtSliceModel; identity: ModelIdentity } = await createSliceModel(
-    bytes,
-    ort as unknown as OrtRuntime,
-    sessionOptions,
-    source,
-  );
+  let fallback: string | undefined;
+  if (wanted !== 'wasm') {
+    const problem = await webGpuUnavailable();
+    if (!problem) {
+      try {
+        return viewerModel(await openOn('webgpu', bytes, source), 'webgpu');
+      } catch (e) {
+        if (wanted === 'webgpu') throw new InputError(`cannot open the model on WebGPU: ${oneLine(e)}`, source);
+        fallback = `the model did not open on it (${oneLine(e)})`;
+      }
+    } else if (wanted === 'webgpu') {
+      throw new InputError(`cannot open the model on WebGPU: ${problem}`, source);
+    } else {
+      fallback = problem;
+    }
+  }
+  return viewerModel(await openOn('wasm', bytes, source), 'wasm', fallback);
+}
+
+function viewerModel(opened: { model: OrtSliceModel; identity: ModelIdentity }, executionProvider: ExecutionProvider, fallback?: string): ViewerModel {
   return {
     model: opened.model,
     card: opened.identity.card,
     identity: opened.identity,
     threads: runtimeSettings!.threads,
+    executionProvider,
+    fallback,
     release: () => opened.model.release(),
   };
 }

@@ -85,7 +85,7 @@ export function serveSegmentation(scope: WorkerScope): void {
     try {
       if (request.type === 'open') {
         const t0 = performance.now();
-        const opened = await loadModel(request.bytes, { numThreads: request.numThreads, source: request.source });
+        const opened = await loadModel(request.bytes, { numThreads: request.numThreads, source: request.source, executionProvider: request.executionProvider });
         await model?.release();
         model = opened;
         scope.postMessage({
@@ -94,7 +94,8 @@ export function serveSegmentation(scope: WorkerScope): void {
           info: {
             card: opened.card,
             available: [...opened.model.available],
-            backend: 'wasm',
+            backend: opened.executionProvider,
+            fallback: opened.fallback,
             threads: opened.threads,
             crossOriginIsolated: (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true,
             loadMs: performance.now() - t0,
@@ -116,7 +117,8 @@ export function serveSegmentation(scope: WorkerScope): void {
       const result = await segmentInput(request.input, model, (done, total) => scope.postMessage({ type: 'progress', id: request.id, done, total }), tap);
       if (tap) last = { result, students, card: model.card };
       // The grey-level window and the case files (gzip, DICOM SEG) are done here, not on the page's thread.
-      const files = caseFiles(result, model.identity, { backend: 'wasm', threads: model.threads }, request.input.name);
+      const device = { backend: model.executionProvider, threads: model.threads, fallback: model.fallback };
+      const files = caseFiles(result, model.identity, device, request.input.name);
       const window = displayWindow(result.image.data);
       scope.postMessage({ type: 'segmented', id: request.id, result, displayWindow: window, files }, resultBuffers(result, files));
     } catch (err) {

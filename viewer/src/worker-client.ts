@@ -3,6 +3,7 @@
 import { Volume, type ModelCard, type VoxelArray } from '@alhvr/core';
 import type { SliceOutputKind } from '@alhvr/inference';
 import type { SegmentNiftiResult } from './segment-nifti.js';
+import type { ExecutionProvider } from './load-model.js';
 import type { OpenedModelInfo, RuntimeInfo, SegmentInput, WorkerReply, WorkerRequest } from './worker-protocol.js';
 
 export type { SegmentInput, RuntimeInfo, OpenedModelInfo } from './worker-protocol.js';
@@ -50,7 +51,7 @@ export class SegmentationWorker {
   private worker: Worker;
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
-  private openedWith?: { bytes: Uint8Array; source: string; numThreads?: number };
+  private openedWith?: { bytes: Uint8Array; source: string; numThreads?: number; executionProvider?: 'auto' | ExecutionProvider };
   private opened?: WorkerModel;
 
   constructor(private readonly createWorker: () => Worker) {
@@ -93,13 +94,13 @@ export class SegmentationWorker {
     });
   }
 
-  /** Open an exported ALHVR model (.onnx bytes) in the worker. */
-  async open(bytes: Uint8Array, source: string, numThreads?: number): Promise<WorkerModel> {
+  /** Open an exported ALHVR model (.onnx bytes) in the worker (`executionProvider`: see LoadModelOptions). */
+  async open(bytes: Uint8Array, source: string, numThreads?: number, executionProvider?: 'auto' | ExecutionProvider): Promise<WorkerModel> {
     // The worker gets a copy: the page keeps the bytes to reopen the model after a cancel.
     const copy = bytes.slice();
-    const reply = await this.send({ type: 'open', id: this.nextId++, bytes: copy, source, numThreads }, [copy.buffer]);
+    const reply = await this.send({ type: 'open', id: this.nextId++, bytes: copy, source, numThreads, executionProvider }, [copy.buffer]);
     const info = (reply as Extract<WorkerReply, { type: 'opened' }>).info;
-    this.openedWith = { bytes, source, numThreads };
+    this.openedWith = { bytes, source, numThreads, executionProvider };
     this.opened = toModel(info, source);
     return this.opened;
   }
@@ -107,7 +108,7 @@ export class SegmentationWorker {
   /** Segment one input; `onProgress` gets (slices done, slices in total) after each model call. */
   async segment(input: SegmentInput, onProgress?: (done: number, total: number) => void): Promise<WorkerSegmentation> {
     if (!this.openedWith) throw new Error('Choose a model (.onnx) first.');
-    if (!this.opened) await this.open(this.openedWith.bytes, this.openedWith.source, this.openedWith.numThreads);
+    if (!this.opened) await this.open(this.openedWith.bytes, this.openedWith.source, this.openedWith.numThreads, this.openedWith.executionProvider);
     // The input's bytes move to the worker (no copy); each buffer once, as transfer lists require.
     const buffers = new Set(input.kind === 'nifti' ? [input.bytes.buffer] : input.kind === 'dicom' ? input.files.map((f) => f.bytes.buffer) : []);
     const transfer = [...buffers].filter((b): b is ArrayBuffer => b instanceof ArrayBuffer);

@@ -1,6 +1,7 @@
 // Messages between the page and the segmentation worker (segment-worker.ts ↔ worker-client.ts).
 import type { DicomBytesFile, ModelCard } from '@alhvr/core';
 import type { SliceOutputKind } from '@alhvr/inference';
+import type { ExecutionProvider } from './load-model.js';
 import type { SegmentNiftiResult } from './segment-nifti.js';
 
 /** What to segment: a NIfTI file's bytes, a DICOM series' files, or a generated phantom. */
@@ -11,8 +12,10 @@ export type SegmentInput =
 
 /** How the worker's ONNX Runtime runs, for the page to show. */
 export interface RuntimeInfo {
-  /** Execution provider: "wasm" (WebAssembly on the CPU). */
-  backend: string;
+  /** Execution provider: "webgpu", or "wasm" (WebAssembly on the CPU). */
+  backend: ExecutionProvider;
+  /** Why WebGPU was not used, completing "WebGPU not used: …" (absent when it was, or when wasm was asked for). */
+  fallback?: string;
   threads: number;
   /** The page (and so the worker) is cross-origin isolated: wasm threads are possible. */
   crossOriginIsolated: boolean;
@@ -26,7 +29,7 @@ export interface OpenedModelInfo extends RuntimeInfo {
 }
 
 export type WorkerRequest =
-  | { type: 'open'; id: number; bytes: Uint8Array; source: string; numThreads?: number }
+  | { type: 'open'; id: number; bytes: Uint8Array; source: string; numThreads?: number; executionProvider?: 'auto' | ExecutionProvider }
   | { type: 'segment'; id: number; input: SegmentInput }
   | { type: 'regions'; id: number; gamma: number };
 
