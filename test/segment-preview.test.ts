@@ -9,7 +9,7 @@ import { PNG } from 'pngjs';
 import { Volume, scalingAffine } from '@alhvr/core';
 import { writeNiftiFile } from '@alhvr/core/node';
 import { CASE_FILES, VERDICT_COLORS, runSegmentation } from '@alhvr/inference/node';
-import { rasterizeSvg } from '../cli/src/lib/plots/render.js';
+import { rasterizeSvgLayer } from '../cli/src/lib/plots/render.js';
 import { runCli } from './cli-harness.js';
 import { makeToyModel } from './segment-toy-model.js';
 
@@ -36,7 +36,7 @@ describe('preview.png from a segment run', () => {
     const annotated = join(dir, 'annotated');
     const plain = join(dir, 'plain');
     const run = (output: string, withRasterizer: boolean) =>
-      runSegmentation([{ kind: 'nifti', path: image }], { output, model, device: 'cpu', threads: 1, formats: new Set(['nifti'] as const), ...(withRasterizer ? { previewRasterizer: rasterizeSvg } : {}) });
+      runSegmentation([{ kind: 'nifti', path: image }], { output, model, device: 'cpu', threads: 1, formats: new Set(['nifti'] as const), ...(withRasterizer ? { previewRasterizer: rasterizeSvgLayer } : {}) });
     expect((await run(annotated, true)).exitCode).toBe(0);
     expect((await run(plain, false)).exitCode).toBe(0);
     const report = JSON.parse(readFileSync(join(annotated, 'disc', CASE_FILES.report), 'utf8'));

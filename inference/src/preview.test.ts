@@ -82,7 +82,16 @@ describe('missed-slice rule', () => {
     const orientation = orientationOf(label);
     const svgOf = (annotation: PreviewAnnotation) => {
       let svg = '';
-      renderPreview(image, label, undefined, card, orientation, { tileSize: 40, maxSlices: 4, annotation, rasterize: (s) => ((svg = s), new Uint8Array()) });
+      renderPreview(image, label, undefined, card, orientation, {
+        tileSize: 40,
+        maxSlices: 4,
+        annotation,
+        rasterize: (s) => {
+          svg = s;
+          const [width, height] = [/width="(\d+)"/, /height="(\d+)"/].map((r) => Number(r.exec(s)![1]));
+          return { width, height, pixels: new Uint8Array(width * height * 4) };
+        },
+      });
       return svg;
     };
     const shown = (svg: string) => [...svg.matchAll(/>slice (\d+)</g)].map((m) => Number(m[1]));

@@ -25,7 +25,7 @@ import { formatSkipped } from '../lib/format-info.js';
 import { createProgress } from '../lib/progress.js';
 import { runCommand, UsageError } from '../lib/run-command.js';
 import { writeSummaryPlot } from '../lib/plots/segment-summary.js';
-import { rasterizeSvg } from '../lib/plots/render.js';
+import { rasterizeSvgLayer } from '../lib/plots/render.js';
 import { DICOMWEB_GROUP, DICOMWEB_OPTIONS, parseDicomwebArgs, runDicomwebSegment } from '../lib/dicomweb.js';
 
 const COMMAND = 'alhvr-segment';
@@ -131,7 +131,7 @@ await runCommand(COMMAND, async (args, { signal }) => {
     formats: asUsageError(() => parseFormats(argv.formats)),
     saveProbabilities: argv['save-probabilities'],
     preview: argv.preview,
-    previewRasterizer: rasterizeSvg,
+    previewRasterizer: rasterizeSvgLayer,
     gammaMode: argv['gamma-mode'] as GammaMode,
     gaussian: argv.gaussian,
     resume: argv.resume,

@@ -1,11 +1,11 @@
-// preview.png as alhvr-segment writes it: inference composes the annotated SVG, the plots'
+// preview.png as alhvr-segment writes it: inference composes the annotation layer (SVG), the plots'
 // rasterizer draws it. Checks that the montage is embedded pixel for pixel, that the legend's
 // swatches carry the palette colours, and that the picture follows the case id and the verdict.
 import { PNG } from 'pngjs';
 import { describe, expect, it } from 'vitest';
 import { REGION_COLORS, Volume, canonicalOrientation, scalingAffine, type ModelCard } from '@alhvr/core';
 import { VERDICT_COLORS, renderPreview, type PreviewAnnotation } from '@alhvr/inference/node';
-import { rasterizeSvg } from './render.js';
+import { rasterizeSvgLayer } from './render.js';
 
 const classes = [
   { value: 0, name: 'background', color: [0, 0, 0] },
@@ -33,7 +33,7 @@ for (let k = 3; k <= 7; k++) {
 const label = image.withData(labelData) as Volume<Uint8Array>;
 const region = image.withData(regionData) as Volume<Uint8Array>;
 const orientation = canonicalOrientation(image.affine, 'largest-spacing');
-const render = (annotation?: PreviewAnnotation) => PNG.sync.read(Buffer.from(renderPreview(image, label, region, card, orientation, { tileSize: 64, maxSlices: 4, annotation, rasterize: rasterizeSvg })));
+const render = (annotation?: PreviewAnnotation) => PNG.sync.read(Buffer.from(renderPreview(image, label, region, card, orientation, { tileSize: 64, maxSlices: 4, annotation, rasterize: rasterizeSvgLayer })));
 const pixel = (png: PNG, x: number, y: number) => Array.from(png.data.subarray((y * png.width + x) * 4, (y * png.width + x) * 4 + 3));
 const differing = (a: PNG, b: PNG, rows: [number, number]) => {
   let n = 0;

@@ -8,6 +8,7 @@ import { Resvg } from '@resvg/resvg-js';
 import { loader, parse, View } from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
 import { writeFileAtomic } from '@alhvr/core/node';
+import type { RasterLayer } from '@alhvr/inference/node';
 
 export interface PlotSize {
   width: number;
@@ -68,13 +69,21 @@ function fitRoot(svg: string, size: PlotSize): string {
   return sized + svg.slice(open[0].length);
 }
 
-/**
- * SVG → PNG with the plots' fonts and a white page. Also what alhvr-segment hands inference for
- * preview.png's text (inference composes that SVG but names no font: the choice stays here).
- */
+/** SVG → PNG with the plots' fonts and a white page. */
 export function rasterizeSvg(svg: string): Uint8Array {
   const png = new Resvg(svg, { background: 'white', font: FONT_OPTIONS }).render().asPng();
   return new Uint8Array(png.buffer, png.byteOffset, png.byteLength);
+}
+
+/**
+ * SVG → premultiplied RGBA on a transparent page, with the plots' fonts: what alhvr-segment hands
+ * inference for preview.png's annotation layer (inference composes that SVG but names no font:
+ * the choice stays here).
+ */
+export function rasterizeSvgLayer(svg: string): RasterLayer {
+  const image = new Resvg(svg, { font: FONT_OPTIONS }).render();
+  const { pixels } = image;
+  return { width: image.width, height: image.height, pixels: new Uint8Array(pixels.buffer, pixels.byteOffset, pixels.byteLength) };
 }
 
 export async function renderPlot(spec: TopLevelSpec, size: PlotSize): Promise<RenderedPlot> {
