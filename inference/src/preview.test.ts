@@ -76,6 +76,14 @@ describe('missed-slice rule', () => {
     expect(missedReason({ caseId: 'a', verdict: 'accept', reasons: [], absentClasses: ['LV'] })).toBe('no LV predicted');
   });
 
+  it('refuses a rasterizer whose layer is not the picture's size', () => {
+    const label = labelWith([0, 0, 4, 4, 4, 4, 0, 0, 0, 0]);
+    const image = label.withData(Float32Array.from({ length: label.data.length }, (_, n) => n % 7));
+    const annotation = { caseId: 'c', verdict: 'accept' as const, reasons: [] };
+    const wrong = () => ({ width: 3, height: 3, pixels: new Uint8Array(36) });
+    expect(() => renderPreview(image, label, undefined, card, orientationOf(label), { tileSize: 40, annotation, rasterize: wrong })).toThrow(/rasterizer returned 3×3 for a \d+×\d+ layer/);
+  });
+
   it('adds the empty slice to the montage, framed and captioned, when asked; not otherwise', () => {
     const label = labelWith([0, 0, 4, 4, 4, 4, 0, 0, 0, 0]);
     const image = label.withData(Float32Array.from({ length: label.data.length }, (_, n) => n % 7));
