@@ -76,7 +76,7 @@ describe('missed-slice rule', () => {
     expect(missedReason({ caseId: 'a', verdict: 'accept', reasons: [], absentClasses: ['LV'] })).toBe('no LV predicted');
   });
 
-  it('refuses a rasterizer whose layer is not the picture's size', () => {
+  it('refuses a rasterizer whose layer is not the size of the picture', () => {
     const label = labelWith([0, 0, 4, 4, 4, 4, 0, 0, 0, 0]);
     const image = label.withData(Float32Array.from({ length: label.data.length }, (_, n) => n % 7));
     const annotation = { caseId: 'c', verdict: 'accept' as const, reasons: [] };
