@@ -2,7 +2,8 @@
 // CT series is segmented with alhvr-segment --dicomweb --store, a reviewer then saves a corrected
 // SEG of the same series (another writer, saved later), and `--pseudo-labels URL` must train on
 // the reviewer's labels; before that, on our own SEG, weighted from the segment folder's maps when
-// that folder is named too. Tokens given with --header reach no file of the run.
+// that folder is named too. Orthanc demands a password (HTTP Basic): the credentials given as a
+// header reach the server and no file of the run.
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -11,12 +12,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ALHVR_RECIPE_PREPROCESSING, canonicalOrientation, encodeDicomSeg, reorient, type Volume, type VoxelArray } from '@alhvr/core';
 import { readDicomSeries, readNiftiFile, writeNiftiFile, writePhantomDataset } from '@alhvr/core/node';
 import { CASE_FILES, readManifest, segmentDicomweb } from '@alhvr/inference/node';
-import { openPseudoLabels, type PseudoLabelSet } from '@alhvr/training';
+import { openPseudoLabels, resolveConfig, train, type PseudoLabelSet } from '@alhvr/training';
 import { runCli } from './cli-harness.js';
 import { makeToyModel } from './segment-toy-model.js';
 import { startOrthanc, type Orthanc } from './support/orthanc.js';
 
-const TOKEN = 'pacs-pseudo-token-5e1d';
+const PASSWORD = 'pacs-pseudo-secret-5e1d';
+const quiet = { log: () => {} };
 const tmp = mkdtempSync(join(tmpdir(), 'alhvr-pacs-pseudo-'));
 let orthanc: Orthanc;
 let model = '';
@@ -24,6 +26,7 @@ let series: Volume<VoxelArray>;
 let study = '';
 let segDir = '';
 let caseId = '';
+let access: { headers: Record<string, string> };
 /** The toy model's classes, which the training dataset below is given too. */
 const classes = [
   { value: 0, name: 'background' },
@@ -41,6 +44,7 @@ const options = (cache: string, extra: Partial<Parameters<typeof openPseudoLabel
   unstableWeight: 0.5,
   cacheDir: join(tmp, cache),
   preprocessing: ALHVR_RECIPE_PREPROCESSING,
+  dicomweb: access,
   ...extra,
 });
 
@@ -79,10 +83,11 @@ beforeAll(async () => {
   const files = listFiles(join(phantom, 'dicom'));
   series = await readDicomSeries(files);
   study = series.meta.dicom!.patientStudy.StudyInstanceUID!;
-  orthanc = await startOrthanc(tmp);
+  orthanc = await startOrthanc(tmp, { user: { name: 'alhvr', password: PASSWORD } });
+  access = { headers: { Authorization: orthanc.authorization! } };
   for (const f of files) await orthanc.upload(readFileSync(f));
   segDir = join(tmp, 'seg');
-  const run = await segmentDicomweb({ output: segDir, model, source: { url: orthanc.dicomweb }, selection: { studies: [study] }, store: true });
+  const run = await segmentDicomweb({ output: segDir, model, source: { url: orthanc.dicomweb, ...access }, selection: { studies: [study] }, store: true });
   expect(run.exitCode).toBe(0);
   expect(run.stored).toHaveLength(1);
   caseId = [...(await readManifest(segDir)).keys()][0];
@@ -127,7 +132,7 @@ describe('alhvr-train --pseudo-labels URL against Orthanc', () => {
     expect(folderOnly).toBe(`${join(segDir, caseId)}: cannot use as a pseudo-label: was segmented from the DICOMweb server ${orthanc.dicomweb}: name the server too (--pseudo-labels ${orthanc.dicomweb} ${segDir}), so its stored and reviewed SEGs are read there`);
   });
 
-  it("trains on the reviewer's SEG saved after ours (an older one is ignored), weight 1; the run records the host only and no token", async () => {
+  it("trains on the reviewer's SEG saved after ours (an older one is ignored), weight 1; the run records the host only and no credentials", async () => {
     const day = 24 * 3600_000;
     const later = reviewerLabel(0);
     await orthanc.upload(reviewerSeg(reviewerLabel(12), new Date(Date.now() - day)));
@@ -154,28 +159,30 @@ describe('alhvr-train --pseudo-labels URL against Orthanc', () => {
       await writeNiftiFile(join(data, 'labelsTr', f), label.withData(Uint8Array.from(label.data as ArrayLike<number>, (v) => Math.min(v, 2))));
     }
     const out = join(tmp, 'run');
-    const train = await runCli('alhvr-train', [
-      '--data', data, '--out', out, '--labeled-cases', '2', '--val-cases', '1', '--iterations', '2', '--batch', '2+1', '--patch', '32', '--widths', '2,2,2,2,2',
-      '--val-every', '100', '--checkpoint-every', '100', '--backend', 'wasm', '--threads', '1', '--seed', '5', '--quiet',
-      '--pseudo-labels', orthanc.dicomweb, '--pseudo-weighting', 'none', '--header', `Authorization: Bearer ${TOKEN}`,
-    ]);
-    expect(train.code, train.stderr).toBe(0);
-    const { config } = JSON.parse(await readFile(join(out, 'config.json'), 'utf8'));
-    expect(config.pseudoLabels).toEqual(['127.0.0.1']);
-    expect(config.pseudoLabelSources).toEqual([expect.objectContaining({ name: '127.0.0.1', kind: 'dicomweb', cases: { accept: 0, review: 0, reject: 0, corrected: 1, unreviewed: 0 } })]);
-    // --resume finds the server again from the checkpoint (config.json names its host only) and
-    // checks that the same SEGs are there.
-    const resumed = await runCli('alhvr-train', ['--out', out, '--resume', '--iterations', '3', '--quiet', '--header', `Authorization: Bearer ${TOKEN}`]);
+    // Without the credentials the server answers 401: one line naming it.
+    await expect(openPseudoLabels([orthanc.dicomweb], options('cache-401', { dicomweb: undefined }))).rejects.toThrow(new RegExp(`^${orthanc.dicomweb}: QIDO-RS study search: HTTP 401 unauthorized`));
+    const config = resolveConfig({
+      data, out, labeledCases: 2, valCases: 1, iterations: 2, batchLabeled: 2, batchUnlabeled: 1, patch: 32, widths: [2, 2, 2, 2, 2],
+      valEvery: 100, checkpointEvery: 100, backend: 'wasm', threads: 1, seed: 5, pseudoLabels: [orthanc.dicomweb], pseudoWeighting: 'none',
+    });
+    await train(config, { events: quiet, pseudoLabelAccess: access });
+    const saved = JSON.parse(await readFile(join(out, 'config.json'), 'utf8')).config;
+    expect(saved.pseudoLabels).toEqual(['127.0.0.1']);
+    expect(saved.pseudoLabelSources).toEqual([expect.objectContaining({ name: '127.0.0.1', kind: 'dicomweb', cases: { accept: 0, review: 0, reject: 0, corrected: 1, unreviewed: 0 } })]);
+    // alhvr-train --resume finds the server again from the checkpoint (config.json names its host
+    // only), reaches it with --header, and checks that the same SEGs are there.
+    const resumed = await runCli('alhvr-train', ['--out', out, '--resume', '--iterations', '3', '--quiet', '--header', `Authorization: ${orthanc.authorization}`]);
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(JSON.parse(await readFile(join(out, 'config.json'), 'utf8')).config.iterations).toBe(3);
-    // No token, port or path of the server in any file of the run (config, checkpoints, metrics).
+    // No password, port or path of the server in any file of the run (config, checkpoints, metrics).
     for (const f of listFiles(out)) {
       if (statSync(f).size > 50e6) continue;
       const text = readFileSync(f).toString('latin1');
-      expect(text, f).not.toContain(TOKEN);
+      expect(text, f).not.toContain(PASSWORD);
+      expect(text, f).not.toContain(orthanc.authorization!);
       if (!f.endsWith('.ckpt')) expect(text, f).not.toContain(`:${orthanc.port}/`);
     }
-  }, 300_000);
+  }, 600_000);
 
   it('refuses credentials in the URL, and --header or --ca without a server, in one line (exit 2)', async () => {
     // The dataset folder exists, so the line is about the option.
@@ -183,9 +190,9 @@ describe('alhvr-train --pseudo-labels URL against Orthanc', () => {
     expect(inUrl.code).toBe(2);
     expect(inUrl.stderr.trim()).toMatch(/--pseudo-labels: put credentials in --header or ALHVR_DICOMWEB_AUTHORIZATION, not in the URL$/);
     expect(inUrl.stderr).not.toContain('secret');
-    const noServer = await runCli('alhvr-train', ['--data', tmp, '--out', join(tmp, 'r2'), '--pseudo-labels', segDir, '--header', `Authorization: Bearer ${TOKEN}`]);
+    const noServer = await runCli('alhvr-train', ['--data', tmp, '--out', join(tmp, 'r2'), '--pseudo-labels', segDir, '--header', `Authorization: ${orthanc.authorization}`]);
     expect(noServer.code).toBe(2);
     expect(noServer.stderr.trim()).toMatch(/--header needs --pseudo-labels URL \(a DICOMweb server\)$/);
-    expect(noServer.stderr).not.toContain(TOKEN);
-  });
+    expect(noServer.stderr).not.toContain(orthanc.authorization!);
+  }, 300_000);
 });

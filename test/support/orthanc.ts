@@ -12,6 +12,8 @@ export interface Orthanc {
   port: number;
   /** The DICOMweb root, http://127.0.0.1:PORT/dicom-web. */
   dicomweb: string;
+  /** The Authorization header value every request needs, when started with a user. */
+  authorization?: string;
   /** Add one Part 10 instance through Orthanc's REST API; throws unless Orthanc accepts it. */
   upload(bytes: Uint8Array): Promise<void>;
   stop(): void;
@@ -27,8 +29,11 @@ export const freePort = () =>
     });
   });
 
-/** Start Orthanc with its index and storage in `dir/orthanc` and wait until it answers. */
-export async function startOrthanc(dir: string): Promise<Orthanc> {
+/**
+ * Start Orthanc with its index and storage in `dir/orthanc` and wait until it answers. With
+ * `user`, every request needs HTTP Basic authentication as that user (`authorization`).
+ */
+export async function startOrthanc(dir: string, opts: { user?: { name: string; password: string } } = {}): Promise<Orthanc> {
   const port = await freePort();
   const storage = join(dir, 'orthanc');
   mkdirSync(storage);
@@ -42,7 +47,8 @@ export async function startOrthanc(dir: string): Promise<Orthanc> {
       HttpPort: port,
       HttpBindAddress: '127.0.0.1',
       RemoteAccessAllowed: false,
-      AuthenticationEnabled: false,
+      AuthenticationEnabled: opts.user !== undefined,
+      ...(opts.user ? { RegisteredUsers: { [opts.user.name]: opts.user.password } } : {}),
       DicomServerEnabled: false,
       Plugins: [DICOMWEB_PLUGIN],
       DicomWeb: { Enable: true, Root: '/dicom-web/' },
@@ -50,17 +56,20 @@ export async function startOrthanc(dir: string): Promise<Orthanc> {
   );
   const child: ChildProcess = spawn(ORTHANC, [config], { stdio: 'ignore' });
   const base = `http://127.0.0.1:${port}`;
+  const authorization = opts.user ? `Basic ${Buffer.from(`${opts.user.name}:${opts.user.password}`).toString('base64')}` : undefined;
+  const headers = authorization ? { Authorization: authorization } : undefined;
   const server: Orthanc = {
     port,
     dicomweb: `${base}/dicom-web`,
+    authorization,
     async upload(bytes) {
-      const r = await fetch(`${base}/instances`, { method: 'POST', body: bytes });
+      const r = await fetch(`${base}/instances`, { method: 'POST', body: bytes, headers });
       if (r.status !== 200) throw new Error(`Orthanc refused an instance: HTTP ${r.status}`);
     },
     stop: () => void child.kill(),
   };
   for (let n = 0; n < 100; n++) {
-    if (await fetch(`${base}/system`).then((r) => r.ok, () => false)) return server;
+    if (await fetch(`${base}/system`, { headers }).then((r) => r.ok, () => false)) return server;
     if (child.exitCode !== null) break;
     await new Promise((r) => setTimeout(r, 200));
   }
