@@ -62,7 +62,9 @@ await runCommand(COMMAND, async (args, { signal }) => {
     'Train two ALHVR students (semi-supervised: few labelled, many unlabeled scans). Defaults are the ' +
       'published ACDC recipe (30 000 iterations, batch 8+8 labelled+unlabeled slices, 256², widths 16..256); on a CPU start with ' +
       'smaller --patch, --widths and --batch. Writes RUN_DIR/config.json, metrics.jsonl, progress.png/.svg (redrawn at each validation) and the ' +
-      'checkpoints latest.ckpt, best-a.ckpt and best-b.ckpt. Ctrl-C or SIGTERM saves latest.ckpt; --resume continues.',
+      'checkpoints latest.ckpt, best-a.ckpt and best-b.ckpt. Ctrl-C or SIGTERM saves latest.ckpt; --resume continues. ' +
+      '3D: --network vnet3d trains the released VNet on cube crops of volumes resampled to the config\'s preprocessing.targetSpacing ' +
+      '(a CT dataset gets nnU-Net\'s CT normalisation, measured on the labelled cases); models/recipes/alhvr-abdomen-ct.train.json is a CPU recipe.',
   )
     .option('data', { type: 'string', description: 'Dataset folder (nnU-Net raw layout, or SSL4MIS ACDC or BraTS 2019 HDF5 layout) [required, here or in --config]' })
     .option('out', { type: 'string', description: 'Run folder for config, metrics and checkpoints (created if missing) [required, here or in --config]' })

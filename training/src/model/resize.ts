@@ -66,38 +66,37 @@ export function resizeBilinear(x: tf.Tensor4D, size: [number, number], alignCorn
   });
 }
 
+/** The weights [1, outSize, inSize], cached per backend: the broadcast left operand of a batched product. */
+function weightMatrix(inSize: number, outSize: number, alignCorners: boolean): tf.Tensor3D {
+  const key = `${tf.getBackend()}:${inSize}:${outSize}:${alignCorners}:left`;
+  let m = matrixCache.get(key) as unknown as tf.Tensor3D | undefined;
+  if (!m || m.isDisposed) {
+    m = tf.keep(tf.tensor3d(bilinearWeights1d(inSize, outSize, alignCorners), [1, outSize, inSize]));
+    matrixCache.set(key, m as unknown as tf.Tensor2D);
+  }
+  return m;
+}
+
 /**
  * Linear resizing of a channels-last tensor at any spatial rank ([B, H, W, C] bilinear,
- * [B, D, H, W, C] trilinear) with torch's align_corners rule: one matrix product per spatial
- * axis, so gradients are exact on every backend. The 2D case is resizeBilinear itself.
+ * [B, D, H, W, C] trilinear) with torch's align_corners rule; gradients are exact on every
+ * backend. The 2D case is resizeBilinear itself. In 3D each axis is one batched product with the
+ * small weight matrix on the left — D on [B, D, H·W·C], H on [B·D', H, W·C], W on [B·D'·H', W, C] —
+ * so no transpose is needed and the only full-size tensor is the result (the prototype features
+ * upsampled to the crop are the largest tensors of a 3D step).
  */
 export function resizeLinear<T extends tf.Tensor>(x: T, size: readonly number[], alignCorners: boolean): T {
   const spatial = x.shape.slice(1, -1);
   if (size.length !== spatial.length) throw new RangeError(`resizeLinear: ${size.length} target sides for ${spatial.length} spatial axes`);
   if (spatial.every((s, i) => s === size[i])) return x;
   if (x.rank === 4) return resizeBilinear(x as unknown as tf.Tensor4D, size as [number, number], alignCorners) as unknown as T;
+  if (x.rank !== 5) throw new RangeError(`resizeLinear: rank ${x.rank} (expected 4 or 5)`);
+  const [b, d, h, w, c] = x.shape;
+  const [outD, outH, outW] = size;
   return tf.tidy(() => {
-    // Contract the last spatial axis first; each step moves the contracted axis to the end of the
-    // spatial block's reversed order, so after all of them one transpose restores the layout.
-    let t: tf.Tensor = x;
-    const rank = x.rank;
-    const n = spatial.length;
-    // Layout [B, s1..sn, C] → [B, C, s1..sn]: contraction always runs on the last axis.
-    t = tf.transpose(t, [0, rank - 1, ...spatial.map((_, i) => i + 1)]);
-    for (let step = 0; step < n; step++) {
-      const axis = n - 1 - step;
-      const inSize = spatial[axis];
-      const outSize = size[axis];
-      const shape = t.shape;
-      const last = shape[shape.length - 1];
-      const contracted = tf.matMul(tf.reshape(t, [t.size / last, last]), weightMatrixT(inSize, outSize, alignCorners));
-      // [B, C, …rest, out] → rotate the new axis to just after C so the next axis is last.
-      const restShape = shape.slice(0, -1);
-      const back = tf.reshape(contracted, [...restShape, outSize]);
-      const r = back.rank;
-      t = tf.transpose(back, [0, 1, r - 1, ...Array.from({ length: r - 3 }, (_, i) => i + 2)]);
-    }
-    // Now [B, C, s1'..sn'] (each rotation put the axis contracted last in front): back to channels last.
-    return tf.transpose(t, [0, ...spatial.map((_, i) => i + 2), 1]) as T;
+    const alongD = tf.matMul(weightMatrix(d, outD, alignCorners), tf.reshape(x, [b, d, h * w * c]));
+    const alongH = tf.matMul(weightMatrix(h, outH, alignCorners), tf.reshape(alongD, [b * outD, h, w * c]));
+    const alongW = tf.matMul(weightMatrix(w, outW, alignCorners), tf.reshape(alongH, [b * outD * outH, w, c]));
+    return tf.reshape(alongW, [b, outD, outH, outW, c]) as T;
   });
 }
