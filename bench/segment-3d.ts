@@ -12,7 +12,7 @@
  * maps, and on the source grid S the label, confidence and region (1 + 4 + 1 bytes × |S|) next to
  * the input the reader holds.
  *
- *   nice -n 19 npx tsx bench/segment-3d.ts [--target-spacing 1,1,2.5] [--slices 300] [--threads 2]
+ *   nice -n 19 npx tsx bench/segment-3d.ts [--target-spacing 1.5,1.5,3] [--slices 300] [--threads 2]
  *
  * Writes bench/results/segment-3d.json. Run it once, late: it takes minutes of both cores.
  */
@@ -32,7 +32,7 @@ const argOf = (name: string, fallback: string) => {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? process.argv[i + 1] : fallback;
 };
-const target = argOf('target-spacing', '1,1,2.5').split(',').map(Number) as [number, number, number];
+const target = argOf('target-spacing', '1.5,1.5,3').split(',').map(Number) as [number, number, number];
 const slices = Number(argOf('slices', '300'));
 const threads = argOf('threads', '2');
 const WIDTHS = [8, 16, 32, 64, 128];
