@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
 import { ALHVR_3D_RECIPE_PREPROCESSING, InputError, validatePreprocessing } from '@alhvr/core';
 import { DEFAULT_CONFIG, THREE_D_DEFAULTS, resolveConfig } from './config.js';
 
@@ -49,5 +50,16 @@ describe('network choice in the training config', () => {
     expect(() => validatePreprocessing(pending)).toThrow(InputError);
     expect(() => validatePreprocessing(pending)).toThrow(/preprocessing\.normalisation\.low must be a finite number/);
     expect(validatePreprocessing(pending, 'x', 'pending-allowed').normalisation).toEqual({ kind: 'ct-foreground' });
+  });
+
+  it('the shipped CPU recipe for abdominal CT resolves to a 3D run with a target spacing', () => {
+    const recipe = JSON.parse(readFileSync(new URL('../../models/recipes/alhvr-abdomen-ct.train.json', import.meta.url), 'utf8'));
+    const c = resolveConfig({ ...paths, ...recipe });
+    expect(c.network).toBe('vnet3d');
+    expect(c.patch % 16).toBe(0);
+    expect(c.preprocessing.targetSpacing).toHaveLength(3);
+    // Normalisation is left to the dataset's modality (CT → measured ct-foreground).
+    expect(c.preprocessing.normalisation).toEqual(ALHVR_3D_RECIPE_PREPROCESSING.normalisation);
+    expect(c.proportion).toBe(0.7);
   });
 });
