@@ -268,6 +268,9 @@ describe('viewer demo in Chromium', () => {
     expect(await page.evaluate('document.body.dataset.state')).toBe('segmented');
     await page.waitForFunction(() => (globalThis as any).alhvrDemo.studyView?.nv.volumes.length === 4);
     await page.click('input[name="layout"][value="axial"]');
+    // Layer uploads run in tasks of their own: wait until the view has every change drawn.
+    const drawn = () => page.evaluate('alhvrDemo.studyView.whenDrawn()');
+    await drawn();
     // The canvas' pixels, read in the same task as the draw (a WebGL buffer is cleared after compositing).
     const grab = `(() => {
       const nv = alhvrDemo.studyView.nv;
@@ -284,8 +287,10 @@ describe('viewer demo in Chromium', () => {
     await page.evaluate(`alhvrDemo.studyView.moveTo([${Math.floor(di / 2)}, ${Math.floor(dj / 2)}, ${Math.floor(dk / 2)}])`);
     const withLabels = (await page.evaluate(grab)) as { w: number; h: number; px: string };
     await page.click('#show-label');
+    await drawn();
     const without = (await page.evaluate(grab)) as { w: number; h: number; px: string };
     await page.click('#show-label');
+    await drawn();
     const a = fromBase64(withLabels.px);
     const b = fromBase64(without.px);
     const { w, h } = withLabels;

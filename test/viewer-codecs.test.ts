@@ -178,7 +178,7 @@ describe('compressed DICOM in the viewer demo', () => {
     // Same pixels as Node decoded (same codec builds; for the lossless syntaxes, the uncompressed series').
     expect(got.image).toEqual(imageChecksum(node.vol.data));
     expect(unexplainedMismatches(fromBase64(got.label), node.label, node.margin)).toEqual([]);
-  }, 60_000);
+  }, 180_000);
 
   test('a JPEG 2000 series picked in the page is segmented and shown like an uncompressed one', async () => {
     const folder = join(dir, '1.2.840.10008.1.2.4.90');

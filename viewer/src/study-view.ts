@@ -57,8 +57,14 @@ function labelColormap(entries: { value: number; name: string; color: readonly n
   return { ...cmap, min: 0, max };
 }
 
+/** Resolves in a later task, so the browser can paint and handle input between steps of work. */
+const nextTask = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
+
 export class StudyView {
   readonly nv: Niivue;
+  /** The pass of layer uploads under way, if any, and the first layer the next pass must redo. */
+  private refreshing?: Promise<void>;
+  private pendingFrom?: number;
   private layers: Partial<Record<'image' | StudyOverlay, NVImage>> = {};
   private readonly opacity: Record<StudyOverlay, number> = { label: 0.5, uncertainty: 0.7, region: 0.5 };
   private readonly visible: Record<StudyOverlay, boolean> = { label: true, uncertainty: false, region: false };
@@ -100,9 +106,49 @@ export class StudyView {
 
   /** Remove every layer: the view is empty (after a failed file, before the next study). */
   clear(): void {
-    for (const v of [...this.nv.volumes]) this.nv.removeVolume(v);
+    // NiiVue's removeVolume re-uploads the remaining layers after each removal: drop them all at once.
+    this.nv.volumes = [];
+    this.nv.back = null;
+    this.nv.overlays = [];
     this.layers = {};
+    this.pendingFrom = undefined;
     this.nv.drawScene();
+  }
+
+  /** Resolves once every change asked for so far is on the GPU and drawn. */
+  whenDrawn(): Promise<void> {
+    return this.refreshing ?? Promise.resolve();
+  }
+
+  /**
+   * Re-upload NiiVue's layers from `first` on (0: the image and its overlays; 1: the overlays,
+   * which NiiVue composites into one texture, so all of them) and draw. This is NiiVue's
+   * updateGLVolume split into one task per layer: on software WebGL one layer takes a few hundred
+   * ms, and the page answers input between layers. Changes asked for meanwhile (a dragged slider)
+   * merge into one more pass.
+   */
+  private refresh(first: number): Promise<void> {
+    this.pendingFrom = Math.min(this.pendingFrom ?? first, first);
+    this.refreshing ??= (async () => {
+      try {
+        while (this.pendingFrom !== undefined) {
+          const from = this.pendingFrom;
+          this.pendingFrom = undefined;
+          const nv = this.nv;
+          nv.refreshColormaps();
+          for (let i = from; i < nv.volumes.length; i++) {
+            await nextTask();
+            if (i >= nv.volumes.length) break; // cleared meanwhile
+            nv.refreshLayers(nv.volumes[i], i);
+            if (i === 0) nv.furthestVertexFromOrigin = nv.volumeObject3D?.furthestVertexFromOrigin ?? 0;
+          }
+          nv.drawScene();
+        }
+      } finally {
+        this.refreshing = undefined;
+      }
+    })();
+    return this.refreshing;
   }
 
   /** Show a study (replacing the previous one). */
@@ -134,15 +180,14 @@ export class StudyView {
       );
       this.layers.region = region;
     }
-    // Overlays start hidden and each layer goes to the GPU in its own task: NiiVue re-uploads every
-    // layer on each add, and one task for all would block the page for as long as all uploads take.
-    for (const layer of [label, uncertainty, this.layers.region]) if (layer) layer.opacity = 0;
-    for (const layer of [image, label, uncertainty, this.layers.region]) {
-      if (!layer) continue;
-      this.nv.addVolume(layer);
-      await new Promise((resolve) => setTimeout(resolve, 0));
-    }
-    this.applyOverlays();
+    // All layers in at once, then one pass of uploads, a task per layer (NiiVue's addVolume would
+    // re-upload every layer on each add: 10 layer uploads for 4 layers, and the last add's 4 in one task).
+    const layers = [image, label, uncertainty, this.layers.region].filter((l): l is NVImage => l !== undefined);
+    this.nv.volumes = layers;
+    this.nv.back = image;
+    this.nv.overlays = layers.slice(1);
+    this.setOpacities();
+    await this.refresh(0);
   }
 
   setLayout(layout: StudyLayout): void {
@@ -155,7 +200,7 @@ export class StudyView {
     if (!image || !(high > low)) return;
     image.cal_min = low;
     image.cal_max = high;
-    this.nv.updateGLVolume();
+    void this.refresh(0);
   }
 
   get window(): [number, number] | undefined {
@@ -174,7 +219,7 @@ export class StudyView {
     const layer = this.layers.region;
     if (!layer || !layer.img) return;
     (layer.img as Uint8Array).set(region.data);
-    this.nv.updateGLVolume();
+    void this.refresh(1);
   }
 
   /** Move the crosshair to voxel (i, j, k) of the image. */
@@ -188,10 +233,14 @@ export class StudyView {
   }
 
   private applyOverlays(): void {
+    this.setOpacities();
+    void this.refresh(1);
+  }
+
+  private setOpacities(): void {
     for (const kind of ['label', 'uncertainty', 'region'] as const) {
       const layer = this.layers[kind];
       if (layer) layer.opacity = this.visible[kind] ? this.opacity[kind] : 0;
     }
-    this.nv.updateGLVolume();
   }
 }
