@@ -11,7 +11,11 @@
  * model time per slice (the pipeline's inferenceMs / slices) and the end-to-end time per slice
  * (file chosen → result on the page) in Chromium and in Node, and the longest main-thread task
  * during segmentation and during the display that follows (NiiVue on this machine's software
- * WebGL). WebGPU is recorded as absent or present; the viewer uses wasm either way.
+ * WebGL). The display is then timed again on the same study both as the viewer does it now and
+ * as it did before (one layer upload per task vs NiiVue's addVolume per layer), so the two come
+ * from the same run. Also recorded: whether the page is cross-origin isolated, how many dedicated
+ * workers it runs (the segmentation worker plus ONNX Runtime's extra wasm threads), what the page
+ * says about its runtime, and whether WebGPU offers an adapter (the viewer uses it when it does).
  * Writes bench/results/browser.json.
  */
 import { createServer, type Server } from 'node:http';
@@ -79,7 +83,7 @@ async function browserCase(page: Page, name: string, bytes: Uint8Array): Promise
   await page.waitForFunction(() => ['segmented', 'error'].includes(document.body.dataset.state ?? ''), undefined, { timeout: 600_000 });
   if ((await page.evaluate('document.body.dataset.state')) === 'error') throw new Error(`page: ${await page.textContent('#status')}`);
   // Let NiiVue's display tasks finish and be reported.
-  await page.waitForFunction(() => (globalThis as any).alhvrDemo.studyView?.nv.volumes.length >= 3, undefined, { timeout: 600_000 });
+  await page.evaluate('alhvrDemo.studyView.whenDrawn()');
   await page.waitForTimeout(500);
   return (await page.evaluate(`(() => {
     const done = performance.getEntriesByName('alhvr-segmented').at(-1).startTime;
@@ -91,6 +95,43 @@ async function browserCase(page: Page, name: string, bytes: Uint8Array): Promise
     }
     return { modelMsPerSlice: r.timings.inferenceMs / r.slices, endToEndMsPerSlice: (done - window.__since) / r.slices, longestSegmentingMs: seg, longestDisplayMs: display, slices: r.slices };
   })()`)) as Sample & { longestSegmentingMs: number; longestDisplayMs: number; slices: number };
+}
+
+/**
+ * The study's display, timed twice on the page's current study in this run: as the viewer shows
+ * it now (StudyView.show: all layers in at once, one upload pass with a task per layer) and as it
+ * did before (commit 819b14d: NiiVue's removeVolume per old layer, then addVolume per layer in its
+ * own task with the overlays hidden, then one updateGLVolume to show them). Longest main-thread task
+ * and total time of each.
+ */
+async function displayBeforeAfter(page: Page): Promise<{ before: { longestTaskMs: number; totalMs: number }; after: { longestTaskMs: number; totalMs: number } }> {
+  return (await page.evaluate(`(async () => {
+    const sv = alhvrDemo.studyView, nv = sv.nv, r = alhvrDemo.result, card = alhvrDemo.model.card;
+    const settle = () => new Promise((ok) => setTimeout(ok, 300));
+    const measure = async (work) => {
+      await settle();
+      const t0 = performance.now();
+      window.__tasks = [];
+      await work();
+      const total = performance.now() - t0;
+      await settle();
+      return { longestTaskMs: Math.max(0, ...window.__tasks.filter(([start]) => start >= t0).map(([, d]) => d)), totalMs: total };
+    };
+    const after = await measure(() => sv.show(r, card));
+    const layers = [...nv.volumes];
+    const opacities = layers.map((l) => l.opacity);
+    const before = await measure(async () => {
+      for (const v of [...nv.volumes]) nv.removeVolume(v);
+      for (const l of layers.slice(1)) l.opacity = 0;
+      for (const l of layers) {
+        nv.addVolume(l);
+        await new Promise((ok) => setTimeout(ok, 0));
+      }
+      layers.forEach((l, i) => (l.opacity = opacities[i]));
+      nv.updateGLVolume();
+    });
+    return { before, after };
+  })()`)) as { before: { longestTaskMs: number; totalMs: number }; after: { longestTaskMs: number; totalMs: number } };
 }
 
 async function main(): Promise<void> {
@@ -107,6 +148,10 @@ async function main(): Promise<void> {
       const web: (Sample & { longestSegmentingMs: number; longestDisplayMs: number })[] = [];
       const node: Sample[] = [];
       const loads: number[] = [];
+      const displays: Awaited<ReturnType<typeof displayBeforeAfter>>[] = [];
+      let workers = 0;
+      let isolated = false;
+      let runtimeShown = '';
       let webgpu = false;
       for (let rep = 0; rep < reps; rep++) {
         // A fresh page per repetition: ONNX Runtime Web fixes its thread count when it starts.
@@ -117,6 +162,8 @@ async function main(): Promise<void> {
         loads.push((await page.evaluate('alhvrDemo.model.loadMs')) as number);
         if ((await page.evaluate('alhvrDemo.model.threads')) !== threads) throw new Error(`the page runs ${await page.evaluate('alhvrDemo.model.threads')} threads, not ${threads}`);
         webgpu = (await page.evaluate('!!navigator.gpu && navigator.gpu.requestAdapter().then((a) => !!a)')) as boolean;
+        isolated = (await page.evaluate('crossOriginIsolated')) as boolean;
+        runtimeShown = (await page.textContent('#runtime-info')) ?? '';
         const opened = await openModelFile(modelFile, { device: 'cpu', threads });
         try {
           for (const input of inputs) {
@@ -125,6 +172,9 @@ async function main(): Promise<void> {
             const r = await segmentVolume(decodeNifti(input.bytes, { path: input.name }), opened.model);
             node.push({ modelMsPerSlice: r.timings.inferenceMs / r.slices, endToEndMsPerSlice: (performance.now() - t0) / r.slices });
             web.push(await browserCase(page, input.name, input.bytes));
+            displays.push(await displayBeforeAfter(page));
+            // Dedicated workers: the segmentation worker, plus ONNX Runtime's wasm threads beyond the first.
+            workers = Math.max(workers, page.workers().length);
             process.stderr.write(`threads ${threads} rep ${rep + 1}/${reps} ${input.name}: node ${node.at(-1)!.modelMsPerSlice.toFixed(1)} ms/slice, chromium ${web.at(-1)!.modelMsPerSlice.toFixed(1)} ms/slice\n`);
           }
         } finally {
@@ -136,6 +186,7 @@ async function main(): Promise<void> {
       const webModel = median(web.map((s) => s.modelMsPerSlice));
       results[`threads${threads}`] = {
         chromiumWasm: {
+          // Idle pool threads sleep (session option allow_spinning 0), as in inference's Node sessions.
           modelLoadMs: median(loads),
           modelMsPerSlice: webModel,
           endToEndMsPerSlice: median(web.map((s) => s.endToEndMsPerSlice)),
@@ -144,6 +195,16 @@ async function main(): Promise<void> {
         },
         onnxruntimeNode: { modelMsPerSlice: nodeModel, endToEndMsPerSlice: median(node.map((s) => s.endToEndMsPerSlice)) },
         chromiumOverNodeModelTime: webModel / nodeModel,
+        crossOriginIsolated: isolated,
+        pageWorkers: workers,
+        runtimeShown: runtimeShown.replace(/model opened in \d+ ms/, 'model opened in … ms'),
+        display: {
+          beforeLongestTaskMs: Math.max(...displays.map((d) => d.before.longestTaskMs)),
+          afterLongestTaskMs: Math.max(...displays.map((d) => d.after.longestTaskMs)),
+          beforeTotalMs: median(displays.map((d) => d.before.totalMs)),
+          afterTotalMs: median(displays.map((d) => d.after.totalMs)),
+          samples: displays,
+        },
         webgpuAdapter: webgpu,
         samples: { chromium: web, node },
       };
