@@ -101,7 +101,9 @@ afterAll(() => {
 describe('alhvr-train --pseudo-labels URL against Orthanc', () => {
   it('finds our stored SEG by its writer and reads its source series back over WADO-RS: the labels are the local mask', async () => {
     const set = await openPseudoLabels([orthanc.dicomweb], options('cache-ours'));
-    expect(set.sources).toEqual([{ name: '127.0.0.1', kind: 'dicomweb', segsSha256: expect.stringMatching(/^[0-9a-f]{64}$/), cases: { accept: 0, review: 0, reject: 0, corrected: 0, unreviewed: 1 }, skippedInDataset: 0 }]);
+    // The stored SEG names the model file that made it; the run records that hash, not the server's path.
+    const modelHash = (await readManifest(segDir)).get(caseId)!.modelHash;
+    expect(set.sources).toEqual([{ name: '127.0.0.1', kind: 'dicomweb', segsSha256: expect.stringMatching(/^[0-9a-f]{64}$/), models: [modelHash], cases: { accept: 0, review: 0, reject: 0, corrected: 0, unreviewed: 1 }, skippedInDataset: 0 }]);
     const mask = await readNiftiFile(join(segDir, caseId, CASE_FILES.mask));
     const slices = readAll(set);
     expect(slices.map((s) => s.label)).toEqual(canonicalSlices(mask));

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import dcmjs from 'dcmjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TOOLKIT_VERSION, Volume, maxAbsDiff4, multiply4, type Mat4 } from '@alhvr/core';
+import { TOOLKIT_VERSION, Volume, decodeDicomSeg, maxAbsDiff4, multiply4, type Mat4 } from '@alhvr/core';
 import { readNiftiFile, writeNiftiFile } from '@alhvr/core/node';
 import { assignCaseIds, discoverInputs, loadCase, readManifest, runSegmentation, selectShard, type CaseSource, type RunResult } from '@alhvr/inference/node';
 import { daikonSeries, niftiData } from './fixtures.js';
@@ -123,6 +123,10 @@ describe('alhvr-segment run', () => {
     expect(report.series.folder).toBe(report.input);
     expect(report.toolkit.version).toBe(TOOLKIT_VERSION);
     const arr = (x: any) => (Array.isArray(x) ? x : [x]);
+    // The SEG names the exact model file that made it (what a PACS reader tells models apart by).
+    const algorithm = arr(arr(ds.SegmentSequence)[0].SegmentationAlgorithmIdentificationSequence)[0];
+    expect(algorithm.AlgorithmParameters).toBe(`model-sha256=${report.model.modelHash}`);
+    expect(decodeDicomSeg(new Uint8Array(bytes)).identity.algorithmParameters).toBe(`model-sha256=${report.model.modelHash}`);
     const referenced = arr(ds.ReferencedSeriesSequence)[0];
     expect(referenced.SeriesInstanceUID).toBe(image.meta.dicom!.seriesInstanceUID);
     expect(new Set(arr(referenced.ReferencedInstanceSequence).map((r: any) => r.ReferencedSOPInstanceUID))).toEqual(new Set(uids));

@@ -3,6 +3,7 @@ import { InputError, type ModelCard, type Volume, type VoxelArray } from '@alhvr
 import { writeFileAtomic, writeDicomSegFile } from '@alhvr/core/node';
 import { writeNiftiGzip } from './nifti-gzip-node.js';
 import type { SegmentResult } from './pipeline.js';
+import { modelSegOptions } from './seg-identity.js';
 import { renderPreview, type PreviewAnnotation, type PreviewRasterizer } from './preview.js';
 import type { CaseStats, Triage } from './report.js';
 
@@ -35,6 +36,8 @@ export function parseFormats(value: string): Set<OutputFormat> {
 export interface CaseOutputOptions {
   formats: ReadonlySet<OutputFormat>;
   preview: boolean;
+  /** sha256 of the model file: the SEG names it (seg-identity.ts). */
+  modelHash: string;
 }
 
 /**
@@ -69,11 +72,7 @@ export async function writeCaseOutputs(
   }
   if (opts.formats.has('dicom-seg') && image.meta.dicom) {
     const classes = card.classes.filter((c) => c.value !== 0).map((c) => ({ value: c.value, name: c.name, color: c.color }));
-    await writeDicomSegFile(join(caseDir, CASE_FILES.seg), result.label, classes, {
-      seriesDescription: `ALHVR ${card.name}`.slice(0, 64),
-      algorithmName: card.name.slice(0, 64),
-      algorithmVersion: card.toolkit.version,
-    });
+    await writeDicomSegFile(join(caseDir, CASE_FILES.seg), result.label, classes, modelSegOptions({ card, modelHash: opts.modelHash }));
     written.push(CASE_FILES.seg);
   }
   if (opts.preview) {

@@ -371,6 +371,7 @@ async function writeCase(ctx: CaseContext, dir: string, opts: RunOptions, opened
     const outputs = await writeCaseOutputs(caseDir, image, result, identity.card, {
       formats: opts.formats ?? new Set<OutputFormat>(['nifti', 'dicom-seg']),
       preview: false, // written below, once the verdict is known
+      modelHash: identity.modelHash,
     });
     timingsMs.write = performance.now() - t;
     const stats = computeCaseStats(result.label, result.confidence, result.region, identity.card);

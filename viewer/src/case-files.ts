@@ -2,7 +2,7 @@
 // NIfTI maps (same header, datatype and description as inference/src/outputs.ts), DICOM SEG for
 // DICOM input, and report.json with the CLI's CaseReport fields.
 import { encodeDicomSeg, encodeNifti, type Volume, type VoxelArray } from '@alhvr/core';
-import { buildCaseReport, type CaseReport, type ModelIdentity } from '@alhvr/inference';
+import { buildCaseReport, modelSegOptions, type CaseReport, type ModelIdentity } from '@alhvr/inference';
 import type { SegmentNiftiResult } from './segment-nifti.js';
 
 /** File names of a case folder; the same as inference's CASE_FILES (test/viewer-browser.test.ts checks). */
@@ -68,11 +68,7 @@ export function caseFiles(result: SegmentNiftiResult, identity: ModelIdentity, d
   if (result.region) files[CASE_FILE_NAMES.region] = nifti(result.region, 'uint8', 'region');
   if (result.image.meta.dicom) {
     const classes = card.classes.filter((c) => c.value !== 0).map((c) => ({ value: c.value, name: c.name, color: c.color }));
-    files[CASE_FILE_NAMES.seg] = encodeDicomSeg(result.label, classes, {
-      seriesDescription: `ALHVR ${card.name}`.slice(0, 64),
-      algorithmName: card.name.slice(0, 64),
-      algorithmVersion: card.toolkit.version,
-    });
+    files[CASE_FILE_NAMES.seg] = encodeDicomSeg(result.label, classes, modelSegOptions(identity));
   }
   const t = result.timings;
   const report = caseReport(result, identity, device, input, { preprocess: t.preprocessMs, inference: t.inferenceMs, postprocess: t.postprocessMs });

@@ -43,6 +43,8 @@ export interface DicomSegIdentity {
   manufacturer: string;
   manufacturerModelName: string;
   seriesDescription: string;
+  /** The first segment's AlgorithmParameters ('' when absent): alhvr-segment writes "model-sha256=<hash>". */
+  algorithmParameters: string;
   /** SeriesDate + SeriesTime as written (YYYYMMDDHHMMSS.FFFFFF), falling back to ContentDate/Time, then InstanceCreationDate/Time; '' when none. */
   createdAt: string;
 }
@@ -209,6 +211,7 @@ function assembleSeg(parsed: ParsedSeg, frameBytes: (f: number) => { bytes: Uint
     manufacturer: text(ds.Manufacturer),
     manufacturerModelName: text(ds.ManufacturerModelName),
     seriesDescription: text(ds.SeriesDescription),
+    algorithmParameters: text(first(first(ds as Item, 'SegmentSequence'), 'SegmentationAlgorithmIdentificationSequence')?.AlgorithmParameters),
     createdAt: stamp(ds.SeriesDate, ds.SeriesTime) || stamp(ds.ContentDate, ds.ContentTime) || stamp(ds.InstanceCreationDate, ds.InstanceCreationTime),
   };
   return {

@@ -163,7 +163,7 @@ describe('encodeDicomSeg on the 20-slice oblique MR series', () => {
   }
   const volume = labelVolume(mask);
   const now = new Date(2024, 4, 6, 7, 8, 9);
-  const bytes = encodeDicomSeg(volume, classes, { algorithmName: 'ALHVR test', algorithmVersion: '1.2', now, contentCreator: 'Doe^Jane' });
+  const bytes = encodeDicomSeg(volume, classes, { algorithmName: 'ALHVR test', algorithmVersion: '1.2', algorithmParameters: 'model-sha256=ab12', now, contentCreator: 'Doe^Jane' });
   const seg = parseSeg(bytes);
 
   it("passes dciodvfy: errors only for the source series' own illegal UIDs, none with valid source UIDs", () => {
@@ -277,6 +277,7 @@ describe('encodeDicomSeg on the 20-slice oblique MR series', () => {
     expect((asArray(segments[0].SegmentedPropertyTypeCodeSequence)[0] as any).CodeValue).toBe('10200004');
     expect(segments[0].RecommendedDisplayCIELabValue).toEqual(rgbToDicomLab([200, 100, 50]));
     expect((asArray(segments[1].SegmentationAlgorithmIdentificationSequence)[0] as any).AlgorithmVersion).toBe('1.2');
+    expect((asArray(segments[1].SegmentationAlgorithmIdentificationSequence)[0] as any).AlgorithmParameters).toBe('model-sha256=ab12');
   });
 
   it('maps frames by SOP Instance UID, not by k, when the volume stacks slices in reverse', () => {

@@ -30,6 +30,11 @@ export interface DicomSegOptions {
   seriesNumber?: number;
   algorithmName?: string;
   algorithmVersion?: string;
+  /**
+   * AlgorithmParameters of every segment's algorithm item (free text; alhvr-segment writes
+   * "model-sha256=<hash of the .onnx>", so a SEG on a PACS names the exact model that made it).
+   */
+  algorithmParameters?: string;
   manufacturer?: string;
   contentCreator?: string;
   /** Creation time written to ContentDate/Time, SeriesDate/Time and InstanceCreationDate/Time. */
@@ -289,6 +294,7 @@ function buildDataset(
           AlgorithmFamilyCodeSequence: [codeItem(dcm('123110', 'Artificial Intelligence'))],
           AlgorithmName: algorithmName,
           AlgorithmVersion: algorithmVersion,
+          ...(opts.algorithmParameters ? { AlgorithmParameters: opts.algorithmParameters } : {}),
         },
       ],
       SegmentedPropertyCategoryCodeSequence: [codeItem(c.category ?? codes.category)],

@@ -106,6 +106,8 @@ export interface PseudoLabelSource {
   manifestSha256?: string;
   /** DICOMweb: sha256 of the sorted SOP Instance UIDs of the SEGs used (which SEGs, without naming one). */
   segsSha256?: string;
+  /** DICOMweb: the model files (sha256, from each SEG of ours' AlgorithmParameters "model-sha256=…") whose SEGs were used, sorted; SEGs written before the hash was recorded add none. */
+  models?: string[];
   /**
    * Cases used, by verdict; `corrected` counts reviewer-corrected cases (whatever their verdict).
    * DICOMweb: verdicts come from the segment folder named beside the server; `unreviewed` counts
@@ -437,6 +439,7 @@ export async function openPseudoLabels(dirs: string[], opts: PseudoLabelOptions)
       const listing = await listStoredSegs(t, { signal: opts.signal, log: opts.log });
       opts.log?.(`pseudo-labels: ${t.display}: ${listing.segs.ours} SEG(s) of alhvr-segment on ${listing.series.length} series, ${listing.segs.others} other SEG(s)`);
       const used: string[] = [];
+      const models = new Set<string>();
       let unpaired = 0;
       for (const [n, s] of listing.series.entries()) {
         const paired = remoteCases.get(s.input);
@@ -481,12 +484,15 @@ export async function openPseudoLabels(dirs: string[], opts: PseudoLabelOptions)
         sourcePaths.set(`${s.input}#`, `series ${s.input}`);
         await cacheCase(`pseudo-dicomweb-${serverIndex}-${n}`, image, mask, weightMap, fail);
         used.push(label.seg.identity.sopInstanceUID);
+        const model = /^model-sha256=([0-9a-f]{64})$/.exec(s.ours.seg.identity.algorithmParameters)?.[1];
+        if (model) models.add(model);
         if (s.reviewer) source.cases.corrected++;
         else if (paired) source.cases[verdict as PseudoVerdict]++;
         else source.cases.unreviewed!++;
       }
       if (unpaired) opts.log?.(`pseudo-labels: ${t.display}: ${unpaired} SEG(s) of ours used with weight 1 and verdicts unchecked (no segment folder named beside the server)`);
       source.segsSha256 = segsFingerprint(used);
+      source.models = [...models].sort();
     } finally {
       t.close();
     }
