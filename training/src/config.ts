@@ -4,6 +4,7 @@ import { RAMP_STEPS } from './losses/ramp.js';
 import type { ProtoCeReduction, ProtoCosReduction } from './losses/cgcpcl.js';
 import type { EntropyMean } from './losses/dtct.js';
 import type { CropOffsets, PadValue } from './data/crop3d.js';
+import type { InitSource } from './init-from-run.js';
 import { PSEUDO_VERDICTS, PSEUDO_WEIGHTINGS, type PseudoLabelSource, type PseudoVerdict, type PseudoWeighting } from './data/pseudo-labels.js';
 
 /**
@@ -90,6 +91,13 @@ export interface TrainConfig {
   pseudoFraction: number;
   /** Filled in by the trainer: which segment runs went in, by name and manifest hash, and how many cases per verdict. */
   pseudoLabelSources?: PseudoLabelSource[];
+  /**
+   * Another run's folder whose best-a/best-b checkpoints the students start from (init-from-run.ts);
+   * config.json and the card keep its folder name only, and `initSource` its checkpoints' hashes.
+   */
+  init?: string;
+  /** Filled in by the trainer: the run and checkpoint hashes the students started from. */
+  initSource?: InitSource;
 }
 
 export type RegionId = 1 | 2 | 3;

@@ -129,6 +129,26 @@ export class Students {
     );
   }
 
+  /**
+   * Replace the parameters (not the momentum) of each student named in `params`, refusing in one
+   * line a source whose parameter names or shapes differ (another width, class count or network).
+   */
+  assignParameters(params: Partial<Record<StudentKey, CheckpointFile<unknown>['groups'][string]>>, source: string): void {
+    for (const s of this.students) {
+      const group = params[s.key];
+      if (!group) continue;
+      const mine = s.net.params.variables;
+      const differs = [...mine].find(([n, v]) => !group.has(n) || group.get(n)!.shape.join() !== v.shape.join()) ?? [...group.keys()].find((n) => !mine.has(n));
+      if (differs) {
+        const name = Array.isArray(differs) ? differs[0] : differs;
+        throw new InputError(`student ${s.key}'s parameter ${name} differs in name or shape (another network width or class count?)`, source);
+      }
+      const values = Object.fromEntries([...group].map(([n, t]) => [n, tf.tensor(t.data, t.shape)]));
+      s.net.params.assign(values);
+      tf.dispose(Object.values(values));
+    }
+  }
+
   /** Restore what `state` and `rngState` saved. */
   restore(groups: CheckpointFile<unknown>['groups'], rng: { netA: RngState; netB: RngState }): void {
     for (const s of this.students) {

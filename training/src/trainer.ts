@@ -4,7 +4,7 @@
  * validation and checkpoints on a schedule. Everything a run decides lives in its TrainConfig.
  */
 import { appendFile, mkdir, readFile, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { InputError, Rng, TOOLKIT_VERSION, type RngState } from '@alhvr/core';
 import { writeFileAtomic } from '@alhvr/core/node';
@@ -20,6 +20,7 @@ import { VolumeBatches } from './data/volume-batches.js';
 import type { BatchSamplerState } from './data/batch-sampler.js';
 import { Batches, disposeBatch } from './data/batches.js';
 import { Students } from './students.js';
+import { loadInitialParameters } from './init-from-run.js';
 import { stepLoss } from './objective.js';
 import { loadCheckpoint, saveCheckpoint, type CheckpointFile } from './checkpoint.js';
 import { validate, type ValidationResult } from './validate.js';
@@ -207,8 +208,11 @@ async function openRunData(config: TrainConfig, resumed: TrainState | undefined,
 }
 
 /** Segment folders by name only: the exported card copies this config and must carry no paths. */
-const publicConfig = (config: TrainConfig): TrainConfig =>
-  config.pseudoLabels ? { ...config, pseudoLabels: config.pseudoLabels.map(pseudoSourceRecordName) } : config;
+const publicConfig = (config: TrainConfig): TrainConfig => ({
+  ...config,
+  ...(config.pseudoLabels ? { pseudoLabels: config.pseudoLabels.map(pseudoSourceRecordName) } : {}),
+  ...(config.init ? { init: basename(config.init) } : {}),
+});
 
 export async function train(config: TrainConfig, options: TrainOptions = {}): Promise<TrainResult> {
   const events = options.events ?? {};
@@ -266,10 +270,24 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
   let gamma = saved ? (saved.gamma ?? NaN) : NaN; // a supervised run has no γ; JSON stores its NaN as null
   let best: TrainState['best'] = saved?.best ?? { a: null, b: null };
   const metricsPath = join(config.out, 'metrics.jsonl');
-  if (resumed) {
-    students.restore(resumed.groups, resumed.state.rng);
-    await truncateMetrics(metricsPath, iteration);
-    log(`resuming from iteration ${iteration}`);
+  try {
+    if (!resumed && config.init) {
+      const initial = await loadInitialParameters(config.init, alhvr ? ['a', 'b'] : ['a'], config.network);
+      students.assignParameters(initial.params, config.init);
+      config = { ...config, initSource: initial.source };
+      log(`students start from ${config.init} (${Object.keys(initial.params).map((k) => `best-${k}.ckpt`).join(', ')}; momentum and schedule fresh)`);
+    }
+    if (resumed) {
+      students.restore(resumed.groups, resumed.state.rng);
+      await truncateMetrics(metricsPath, iteration);
+      log(`resuming from iteration ${iteration}`);
+    }
+  } catch (err) {
+    // Before the loop's own cleanup: a refused start leaves no variables behind to clash with the next run.
+    await dataset.close();
+    await pseudo?.set.close();
+    students.dispose();
+    throw err;
   }
 
   const state = (): TrainState => {

@@ -87,6 +87,11 @@ await runCommand(COMMAND, async (args, { signal }) => {
     .option('regions', { type: 'string', description: `Regions receiving the unsupervised terms, e.g. 2,3 or none (Ω2 CG-CPCL, Ω3 DTCT; Ω1 has none) [default: ${d.regions.join(',')}]` })
     .option('backend', { choices: BACKEND_CHOICES, description: `TensorFlow.js backend [default: ${d.backend}]` })
     .option('threads', { type: 'number', description: 'Threads for the wasm backend' })
+    .option('init', {
+      type: 'string',
+      description:
+        "Start the students from another run's best-a.ckpt / best-b.ckpt (parameters only: momentum, γ and the schedule start fresh), e.g. the next round of a pseudo-label loop; the network must match",
+    })
     .option('seed', { type: 'number', description: `Random seed [default: ${d.seed}]` })
     .option('val-every', { type: 'number', description: `Validate every N iterations [default: ${d.valEvery}]` })
     .option('checkpoint-every', { type: 'number', description: `Write latest.ckpt every N iterations [default: ${d.checkpointEvery}]` })
@@ -135,6 +140,7 @@ await runCommand(COMMAND, async (args, { signal }) => {
     regions: argv.regions === undefined ? undefined : (argv.regions.trim() === 'none' ? [] : argv.regions.split(',').map((r) => Number(r.trim()))) as TrainConfig['regions'],
     backend: argv.backend,
     threads: argv.threads,
+    init: argv.init,
     seed: argv.seed,
     valEvery: argv['val-every'],
     checkpointEvery: argv['checkpoint-every'],
@@ -159,6 +165,7 @@ await runCommand(COMMAND, async (args, { signal }) => {
   };
   // Checked here so a typo is named as such (not "no dataset.json", not EEXIST from mkdir).
   await requireFolder(config.data, 'dataset');
+  if (config.init && !argv.resume) await requireFolder(config.init, '--init');
   // A resumed run finds its sources again from the checkpoint (config.json keeps names only):
   // only the ones given now are checked.
   const pseudoSources = argv.resume ? (argv['pseudo-labels'] ?? []) : (config.pseudoLabels ?? []);
