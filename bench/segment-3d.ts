@@ -16,6 +16,8 @@
  *
  * Writes bench/results/segment-3d.json. Run it once, late: it takes minutes of both cores.
  */
+// Before anything that may load onnxruntime-node (the export package does): nothing leaves the machine.
+import '@alhvr/inference/no-telemetry';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -10,7 +10,7 @@ import {
   type Volume,
   type VoxelArray,
 } from '@alhvr/core';
-import type { GammaUsed, PipelineSignals, SegmentOptions, SegmentResult, SegmentTimings } from './pipeline.js';
+import type { GammaUsed, PipelineSignals, SegmentOptions, SegmentResult, SegmentTimings } from './segment-result.js';
 import type { SliceModel, SliceOutputKind } from './session.js';
 import { argmaxClasses, slidingWindowInference } from './sliding-window.js';
 

@@ -4,7 +4,6 @@ import { RAMP_STEPS } from './losses/ramp.js';
 import type { ProtoCeReduction, ProtoCosReduction } from './losses/cgcpcl.js';
 import type { EntropyMean } from './losses/dtct.js';
 import type { CropOffsets, PadValue } from './data/crop3d.js';
-import type { InitSource } from './init-from-run.js';
 import { PSEUDO_VERDICTS, PSEUDO_WEIGHTINGS, type PseudoLabelSource, type PseudoVerdict, type PseudoWeighting } from './data/pseudo-labels.js';
 
 /**
@@ -101,6 +100,14 @@ export interface TrainConfig {
 }
 
 export type RegionId = 1 | 2 | 3;
+
+/** What a run started with `--init` records about where its first weights came from (no paths). */
+export interface InitSource {
+  /** The source run's folder name. */
+  name: string;
+  /** sha256 of the checkpoint file each student started from. */
+  checkpoints: Partial<Record<'a' | 'b', string>>;
+}
 
 export type NetworkKind = 'unet2d' | 'vnet3d';
 export const NETWORKS: readonly NetworkKind[] = ['unet2d', 'vnet3d'];

@@ -3,15 +3,8 @@ import { readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { InputError } from '@alhvr/core';
 import { loadCheckpoint, type CheckpointFile } from './checkpoint.js';
+import type { InitSource } from './config.js';
 import type { StudentKey } from './students.js';
-
-/** What a run started with `--init` records about where its first weights came from (no paths). */
-export interface InitSource {
-  /** The source run's folder name. */
-  name: string;
-  /** sha256 of the checkpoint file each student started from. */
-  checkpoints: Partial<Record<StudentKey, string>>;
-}
 
 export type ParameterGroup = CheckpointFile<unknown>['groups'][string];
 
