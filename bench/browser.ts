@@ -57,6 +57,8 @@ function serve(root: string): Promise<Server> {
   return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok(server)));
 }
 
+const CHROMIUM_FLAGS = ['--no-sandbox', '--use-angle=swiftshader', '--enable-unsafe-swiftshader'];
+
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length ? (s[(s.length - 1) >> 1] + s[s.length >> 1]) / 2 : NaN;
@@ -141,7 +143,8 @@ async function main(): Promise<void> {
   const inputs = Array.from({ length: cases }, (_, n) => ({ name: `phantom-${n}.nii.gz`, bytes: encodeNifti(generatePhantomCase({ seed: 11 + n, index: n }).image) }));
   const server = await serve(site);
   const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox', '--disable-gpu'] });
+  // WebGL and compositing in the GPU process on SwiftShader, as with a GPU (test/viewer-harness.ts says why not --disable-gpu).
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_FLAGS });
   const results: Record<string, unknown> = {};
   try {
     for (const threads of [1, 2]) {
@@ -220,6 +223,7 @@ async function main(): Promise<void> {
     cases,
     reps,
     chromium: (await import('node:child_process')).execFileSync('/usr/bin/chromium', ['--version']).toString().trim(),
+    chromiumFlags: CHROMIUM_FLAGS,
     date: new Date().toISOString(),
     ...results,
   };

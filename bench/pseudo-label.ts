@@ -5,7 +5,7 @@
  * phantoms; each round-1 model continues round 0 (`alhvr-train --init`) for the same number of
  * iterations on the same data: without pseudo-labels (the control, so extra iterations are not
  * credited to the labels); with the accepted cases' pseudo-labels weighted none, region or
- * confidence; with K accepted cases only; with K rejected cases "corrected" by a reviewer (their
+ * confidence; with K accepted cases only; with the K least trusted cases (rejected first) "corrected" by a reviewer (their
  * true labels as corrected.nii.gz) only. Every model is exported, segments the semi-supervised
  * benchmark's unseen test phantoms (seed 4242) and is scored with alhvr-eval.
  * (An earlier version trained its own round 0 — 4 labelled, 500 iterations at 64² — which scored
@@ -235,12 +235,15 @@ const seconds: Record<string, number> = {};
 if (!FIXED.start) seconds.round0 = await trainRun({ name: 'round0' });
 seconds.segmentPool = await segment(await exportModel('round0'), join(data('pool'), 'imagesTr'), segDir('pool'));
 
-// K cases each way: the most trusted accepted cases, and the least trusted rejected ones (what a reviewer would fix first).
+// K cases each way: the most trusted accepted cases, and the K least trusted cases (what a reviewer would fix first:
+// the rejected ones, then review, then the least trusted accepted ones when fewer than K were rejected), so the two runs
+// compare the same number of cases. (The fixed pool has 2 rejected of 24; K = 4 was fixed before it was segmented.)
 const pool = manifest(segDir('pool')).filter((e) => e.status === 'ok' && e.summary);
 const trust = (e: ManifestLine) => e.summary!.predictedDice ?? 1 - e.summary!.unreliability;
 const wanted = new Set(FIXED.verdicts.split(','));
 const accepted = pool.filter((e) => wanted.has(e.summary!.verdict)).sort((a, b) => trust(b) - trust(a)).slice(0, FIXED.k);
-const rejected = pool.filter((e) => SMOKE || e.summary!.verdict === 'reject').sort((a, b) => trust(a) - trust(b)).slice(0, FIXED.k);
+const severity = (e: ManifestLine) => ({ reject: 0, review: 1 } as Record<string, number>)[e.summary!.verdict] ?? 2;
+const toCorrect = [...pool].sort((a, b) => severity(a) - severity(b) || trust(a) - trust(b)).slice(0, FIXED.k);
 const verdictCounts = Object.fromEntries(['accept', 'review', 'reject'].map((v) => [v, pool.filter((e) => e.summary!.verdict === v).length]));
 log(`pool verdicts: ${JSON.stringify(verdictCounts)}`);
 
@@ -251,7 +254,7 @@ const trainings: TrainingSpec[] = [
   { name: 'round1-confidence', init: ROUND0, pseudo: { seg: segDir('pool'), weighting: 'confidence', verdicts: FIXED.verdicts } },
 ];
 if (accepted.length) trainings.push({ name: `round1-accepted-${accepted.length}`, init: ROUND0, pseudo: { seg: subset('accepted', accepted.map((e) => e.caseId), false), weighting: 'region', verdicts: FIXED.verdicts } });
-if (rejected.length) trainings.push({ name: `round1-corrected-${rejected.length}`, init: ROUND0, pseudo: { seg: subset('corrected', rejected.map((e) => e.caseId), true), weighting: 'region', verdicts: FIXED.verdicts } });
+if (toCorrect.length) trainings.push({ name: `round1-corrected-${toCorrect.length}`, init: ROUND0, pseudo: { seg: subset('corrected', toCorrect.map((e) => e.caseId), true), weighting: 'region', verdicts: FIXED.verdicts } });
 
 const evals: Record<string, unknown>[] = [await evaluate('round0')];
 const save = () =>
@@ -260,7 +263,10 @@ const save = () =>
     smoke: SMOKE,
     fixed: FIXED,
     poolVerdicts: verdictCounts,
-    kCases: { accepted: accepted.map((e) => e.caseId), corrected: rejected.map((e) => e.caseId) },
+    kCases: {
+      accepted: accepted.map((e) => e.caseId),
+      corrected: toCorrect.map((e) => ({ caseId: e.caseId, verdict: e.summary!.verdict, predictedDice: e.summary!.predictedDice })),
+    },
     start: FIXED.start?.what ?? 'round0 trained here (smoke)',
     method: 'round 0 → alhvr-export → alhvr-segment (pool) → alhvr-train --init round0 [--pseudo-labels] for the fixed iterations; every model: alhvr-export → alhvr-segment → alhvr-eval on the test phantoms; Dice/HD95 per case = mean over RV/Myo/LV, then mean over cases',
     trainingSeconds: seconds,

@@ -214,7 +214,7 @@ describe('viewer demo in Chromium', () => {
     // Watch the main thread's long tasks from the moment the page takes the file (its first status
     // change; the task before that is the test harness injecting the file) until the worker's result
     // arrives (the page's "alhvr-segmented" mark). Drawing the result afterwards is display, not
-    // segmentation: NiiVue on this machine's software WebGL takes seconds that a GPU does not.
+    // segmentation (bench/browser.ts measures the display's tasks apart).
     await page.evaluate(`(() => {
       window.__longest = 0;
       window.__statuses = [];

@@ -10,10 +10,15 @@ import { canonicalGrid, scatterPlane, type CanonicalGrid, type SliceModel, type 
 export const TIE = 1e-5;
 /** Model input size of the test models (small, so a browser segments a volume in seconds). */
 export const MODEL_SIZE: [number, number] = [64, 48];
+// WebGL and compositing both run in the GPU process on SwiftShader, as a browser with a GPU does.
+// With --disable-gpu the compositor is software and reads every WebGL frame back on the main
+// thread: the first frame after NiiVue's uploads then blocks it 1.2–3 s (a CDP trace shows
+// GLES2::ReadPixels waiting in LayerTreeHost::DoUpdateLayers), a stall a GPU-composited page never has.
 export const CHROMIUM_ARGS = [
   '--headless',
   '--no-sandbox',
-  '--disable-gpu',
+  '--use-angle=swiftshader',
+  '--enable-unsafe-swiftshader',
   '--disable-quic',
   '--no-first-run',
   '--disable-background-networking',
