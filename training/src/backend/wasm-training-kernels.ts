@@ -5,18 +5,20 @@
  *
  * - wasm-conv-filter-gradient.ts  Conv2DBackpropFilter (missing from tfjs-backend-wasm 4.22)
  * - wasm-conv-input-gradient.ts   Conv2DBackpropInput through XNNPACK (stride 1)
+ * - wasm-conv3d.ts                Conv3D and Conv3DBackpropFilterV2 through XNNPACK (the VNet's 'same' case)
  * - wasm-max-pool-grad.ts         MaxPoolGrad (the backend's is wrong on all-negative windows)
  * - wasm-batch-matmul.ts          BatchMatMul always on XNNPACK
  * - wasm-layout-kernels.ts        Identity, channel Sum, last-axis Concat / SplitV
  * - batchnorm-kernels.ts          fused BatchNorm(+LeakyReLU) forward and backward (SIMD)
  * - out-of-memory.ts              `_malloc` that throws instead of returning 0 or wrapping
  */
-import { BatchMatMul, Conv2DBackpropFilter, Conv2DBackpropInput, MaxPoolGrad } from '@tensorflow/tfjs-core';
+import { BatchMatMul, Conv2DBackpropFilter, Conv2DBackpropInput, Conv3D, Conv3DBackpropFilterV2, MaxPoolGrad } from '@tensorflow/tfjs-core';
 import { registerWasmBatchNormKernels } from './batchnorm-kernels.js';
 import { guardWasmMalloc } from './out-of-memory.js';
 import { fastBatchMatMul } from './wasm-batch-matmul.js';
 import { conv2DBackpropFilterKernel, type FilterGradientPath } from './wasm-conv-filter-gradient.js';
 import { conv2DBackpropInputWasm } from './wasm-conv-input-gradient.js';
+import { conv3dBackpropFilterWasm, conv3dWasm } from './wasm-conv3d.js';
 import { replaceWasmKernel, wasmInternals } from './wasm-internals.js';
 import { LAYOUT_KERNELS } from './wasm-layout-kernels.js';
 import { maxPoolGradWasm } from './wasm-max-pool-grad.js';
@@ -41,6 +43,8 @@ export async function installWasmTrainingKernels(backend: object, opts: WasmTrai
   for (const [name, kernelFunc] of LAYOUT_KERNELS) replaceWasmKernel(name, kernelFunc);
   replaceWasmKernel(Conv2DBackpropFilter, conv2DBackpropFilterKernel(opts.filterGradientPath ?? 'auto'), true);
   replaceWasmKernel(Conv2DBackpropInput, conv2DBackpropInputWasm);
+  replaceWasmKernel(Conv3D, conv3dWasm);
+  replaceWasmKernel(Conv3DBackpropFilterV2, conv3dBackpropFilterWasm);
   replaceWasmKernel(MaxPoolGrad, maxPoolGradWasm);
   await loadWasmSimd(backend);
   await registerWasmBatchNormKernels(backend);
