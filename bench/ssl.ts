@@ -8,6 +8,7 @@
  *
  *   npx tsx bench/ssl.ts                     # the fixed benchmark; resumes where it stopped
  *   SSL_BENCH_SMOKE=1 npx tsx bench/ssl.ts   # a tiny configuration to check the script
+ *   SSL_BENCH_PARTS=main npx tsx bench/ssl.ts  # only the comparison (≈ 90 min quiet); parts: main, ablation, seeds
  *   npx tsx bench/ssl.ts --report            # rewrite bench/results/ssl.json from what is on disk
  *
  * A toolkit copy for SSL_BENCH_TOOLKIT (the one the results name, e.g. commit 4d9bded):
@@ -85,23 +86,32 @@ interface TrainingSpec {
   iterations?: number;
   /** Keep a copy of the run as it stands at this iteration (runs/<name>-at<N>), then continue. */
   snapshotAt?: number;
+  /** SSL_BENCH_PARTS chooses among these (default all): the comparison, the region ablation, second seeds. */
+  part: 'main' | 'ablation' | 'seeds';
 }
 /**
  * In priority order (the benchmark stops wherever it is stopped and resumes there): the cheap
  * supervised runs first, then ALHVR, the ablation (its no-region baseline included), second seeds.
  */
 const ALL_TRAININGS: TrainingSpec[] = [
-  { name: 'sup-few-s1337', method: 'supervised', seed: 1337, labeled: 'few', role: 'labelled-only baseline (one U-Net)' },
-  { name: 'sup-all-s1337', method: 'supervised', seed: 1337, labeled: 'all', role: 'all-labelled upper bound' },
-  { name: 'sup-few-s7', method: 'supervised', seed: 7, labeled: 'few', role: 'second labelled-only U-Net (pair partner, second seed)' },
-  { name: 'alhvr-s1337', method: 'alhvr', seed: 1337, labeled: 'few', role: 'ALHVR, published regions (all)', snapshotAt: FIXED.ablationIterations },
-  { name: 'alhvr-omega3-s1337', method: 'alhvr', seed: 1337, labeled: 'few', regions: [3], role: 'ablation: DTCT on Ω3 only', iterations: FIXED.ablationIterations },
-  { name: 'alhvr-omega2-s1337', method: 'alhvr', seed: 1337, labeled: 'few', regions: [2], role: 'ablation: CG-CPCL on Ω2 only', iterations: FIXED.ablationIterations },
-  { name: 'alhvr-none-s1337', method: 'alhvr', seed: 1337, labeled: 'few', regions: [], role: 'ablation: no region (two students, supervised terms only)', iterations: FIXED.ablationIterations },
-  { name: 'alhvr-s7', method: 'alhvr', seed: 7, labeled: 'few', role: 'ALHVR, second seed' },
-  { name: 'sup-all-s7', method: 'supervised', seed: 7, labeled: 'all', role: 'upper bound, second seed' },
+  { name: 'sup-few-s1337', method: 'supervised', seed: 1337, labeled: 'few', role: 'labelled-only baseline (one U-Net)', part: 'main' },
+  { name: 'sup-all-s1337', method: 'supervised', seed: 1337, labeled: 'all', role: 'all-labelled upper bound', part: 'main' },
+  { name: 'sup-few-s7', method: 'supervised', seed: 7, labeled: 'few', role: 'second labelled-only U-Net (pair partner, second seed)', part: 'main' },
+  { name: 'alhvr-s1337', method: 'alhvr', seed: 1337, labeled: 'few', role: 'ALHVR, published regions (all)', snapshotAt: FIXED.ablationIterations, part: 'main' },
+  { name: 'alhvr-omega3-s1337', method: 'alhvr', seed: 1337, labeled: 'few', regions: [3], role: 'ablation: DTCT on Ω3 only', iterations: FIXED.ablationIterations, part: 'ablation' },
+  { name: 'alhvr-omega2-s1337', method: 'alhvr', seed: 1337, labeled: 'few', regions: [2], role: 'ablation: CG-CPCL on Ω2 only', iterations: FIXED.ablationIterations, part: 'ablation' },
+  { name: 'alhvr-none-s1337', method: 'alhvr', seed: 1337, labeled: 'few', regions: [], role: 'ablation: no region (two students, supervised terms only)', iterations: FIXED.ablationIterations, part: 'ablation' },
+  { name: 'alhvr-s7', method: 'alhvr', seed: 7, labeled: 'few', role: 'ALHVR, second seed', part: 'seeds' },
+  { name: 'sup-all-s7', method: 'supervised', seed: 7, labeled: 'all', role: 'upper bound, second seed', part: 'seeds' },
 ];
-const TRAININGS = SMOKE ? ALL_TRAININGS.filter((t) => ['sup-few-s1337', 'sup-few-s7', 'alhvr-s1337', 'alhvr-omega3-s1337'].includes(t.name)) : ALL_TRAININGS;
+// Quiet 2-core machine, measured: supervised ≈ 0.42 s/step, ALHVR ≈ 2.2 s/step (median of a 300-step
+// continuation in bench/pseudo-label.ts at load ≈ 2), so main ≈ 90 min with scoring, the ablation
+// ≈ 3 × 800 × 2.2 s ≈ 90 min, second seeds ≈ 70 min.
+const PARTS = new Set((process.env.SSL_BENCH_PARTS ?? 'main,ablation,seeds').split(',').map((p) => p.trim()));
+for (const p of PARTS) if (!['main', 'ablation', 'seeds'].includes(p)) throw new Error(`SSL_BENCH_PARTS: unknown part "${p}" (main, ablation, seeds)`);
+/** Every run the results report (whatever is on disk); TRAININGS: the ones this invocation trains. */
+const KNOWN = SMOKE ? ALL_TRAININGS.filter((t) => ['sup-few-s1337', 'sup-few-s7', 'alhvr-s1337', 'alhvr-omega3-s1337'].includes(t.name)) : ALL_TRAININGS;
+const TRAININGS = SMOKE ? KNOWN : KNOWN.filter((t) => PARTS.has(t.part));
 
 function snapshotName(t: TrainingSpec): string {
   return `${t.name}-at${t.snapshotAt}`;
@@ -115,7 +125,7 @@ interface EvalSpec {
   group: string;
 }
 const EVALS: EvalSpec[] = [];
-for (const t of TRAININGS) {
+for (const t of KNOWN) {
   if (t.method === 'supervised') EVALS.push({ name: t.name, runs: [t.name], students: 'a', group: t.labeled === 'few' ? 'sup-few' : 'sup-all' });
   else {
     const g = t.regions ? `alhvr-regions-${t.regions.join('') || 'none'}-at${t.iterations ?? FIXED.iterations}` : 'alhvr';
@@ -509,7 +519,7 @@ function writeResults(startedAt: string | null): void {
     contention:
       'measured on a shared 2-core machine while another 2-thread training job (and at times a test suite) ran: wall and step times are roughly 2× those of a quiet machine',
     sessions,
-    trainings: Object.fromEntries(TRAININGS.map((t) => [t.name, summarizeTraining(t)]).filter(([, v]) => v)),
+    trainings: Object.fromEntries(KNOWN.map((t) => [t.name, summarizeTraining(t)]).filter(([, v]) => v)),
     evaluations: Object.fromEntries(evals.map((e) => [e.name, { runs: e.runs, students: e.students, group: e.group, ...e.scores, seconds: e.seconds }])),
     groups,
     superseded: supersededEvals(),
