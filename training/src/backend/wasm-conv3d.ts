@@ -16,7 +16,7 @@
  */
 import { Conv3D, Conv3DBackpropFilterV2, type KernelFunc, type TensorInfo } from '@tensorflow/tfjs-core';
 import {
-  aliasTensor, cKernels, disposeAlias, heapOffset, idOf, nativeKernel, shapeBytes, wasmInternals, type WasmBackendInternals,
+  aliasTensor, cKernels, disposeAlias, heapOffset, idOf, nativeKernel, shapeBytes, wasmHeapMemory, wasmInternals, type WasmBackendInternals,
 } from './wasm-internals.js';
 import { wasmSimdOf } from './wasm-simd.js';
 
@@ -55,6 +55,13 @@ export function setConv3dFilterGradientPath(path: Conv3dFilterGradientPath): Con
   filterGradientPath = path;
   return previous;
 }
+
+/**
+ * From this run length (floats) on, an im2col run is copied by copyWithin; shorter runs (1 to 4
+ * input channels) by a plain loop, which beats the call's overhead there (measured at 48³: Cin 1
+ * loop 9 ms vs copyWithin 16 ms per 1.2 M floats; Cin 8 46 vs 28 ms; Cin 32 106 vs 25 ms).
+ */
+const COPY_WITHIN_MIN_FLOATS = 16;
 
 /** Shape of one stride-1 'same' convolution, and its padded grid. */
 interface Geometry {
@@ -173,14 +180,17 @@ function conv3dSame(backend: WasmBackendInternals, x: TensorInfo, filter: Tensor
   const chunks = planChunks(g, Math.floor(chunkFloats / perPlane));
   const maxPlanes = Math.max(...chunks.map((c) => c.planes));
   const maxRows = Math.max(...chunks.map((c) => c.outVoxels));
-  // The slab is read only here, in JS: ordinary memory, not the wasm heap.
-  const slab = new Float32Array(maxPlanes * plane * Cin + g.maxShift * Cin);
+  // Slab and rows both on the heap, so a run is one copyWithin (a native memmove) on one view.
+  const slab = backend.makeOutput([maxPlanes * plane * Cin + g.maxShift * Cin], 'float32');
   const cols = backend.makeOutput([maxRows * rowLen], 'float32');
   const { matMul } = cKernels(backend);
   const weights = aliasTensor(backend, filter, 0, [1, rowLen, Cout]);
+  const slab0 = heapOffset(backend, slab) / 4;
+  const cols0 = heapOffset(backend, cols) / 4;
   for (const chunk of chunks) {
-    fillSlab(g, backend.typedArrayFromHeap(x), slab, chunk);
-    const cv = backend.typedArrayFromHeap(cols);
+    fillSlab(g, backend.typedArrayFromHeap(x), backend.typedArrayFromHeap(slab), chunk);
+    // one view of the whole heap, re-made per chunk: an allocation may have replaced its buffer
+    const heap = new Float32Array(wasmHeapMemory(backend).buffer);
     let j = 0;
     let base = 0;
     for (const { dc } of chunk.segments) {
@@ -188,11 +198,12 @@ function conv3dSame(backend: WasmBackendInternals, x: TensorInfo, filter: Tensor
         for (let oh = 0; oh < H; oh++) {
           for (let ow = 0; ow < W; ow++, j++) {
             const voxel = base + od * plane + oh * Wp + ow;
-            let dst = j * rowLen;
+            let dst = cols0 + j * rowLen;
             for (let kd = 0; kd < k; kd++) {
               for (let kh = 0; kh < k; kh++) {
-                const src = (voxel + kd * plane + kh * Wp) * Cin;
-                for (let e = 0; e < runLen; e++) cv[dst + e] = slab[src + e];
+                const src = slab0 + (voxel + kd * plane + kh * Wp) * Cin;
+                if (runLen >= COPY_WITHIN_MIN_FLOATS) heap.copyWithin(dst, src, src + runLen);
+                else for (let e = 0; e < runLen; e++) heap[dst + e] = heap[src + e];
                 dst += runLen;
               }
             }
@@ -211,6 +222,7 @@ function conv3dSame(backend: WasmBackendInternals, x: TensorInfo, filter: Tensor
   // disposing the alias also drops the XNNPACK weights packed under its id
   disposeAlias(backend, weights);
   backend.disposeData(cols.dataId);
+  backend.disposeData(slab.dataId);
   return out;
 }
 
