@@ -1,9 +1,9 @@
 // Demo page: pick a model and a NIfTI image or DICOM series (or a synthetic phantom), segment in a
 // Web Worker (the page stays responsive, with progress and cancel), browse slices.
-import { spacingFromAffine } from '@alhvr/core';
+import { canonicalOrientation, spacingFromAffine, type ModelCard } from '@alhvr/core';
 import { REGION_COLORS, SliceRenderer, type OverlayKind } from '../src/slice-renderer.js';
 import { StudyView, type StudyLayout, type StudyOverlay } from '../src/study-view.js';
-import { SegmentationCancelled, SegmentationWorker, type SegmentInput, type WorkerModel, type WorkerSegmentation } from '../src/worker-client.js';
+import { REGION_THRESHOLD_3D, SegmentationCancelled, SegmentationWorker, type SegmentInput, type WorkerModel, type WorkerSegmentation } from '../src/worker-client.js';
 
 type PageState = 'starting' | 'no-model' | 'ready' | 'working' | 'segmented' | 'error';
 
@@ -25,6 +25,7 @@ const downloads = byId<HTMLDivElement>('downloads');
 const banner = byId<HTMLParagraphElement>('demo-banner');
 const gammaSlider = byId<HTMLInputElement>('gamma');
 const gammaValue = byId<HTMLSpanElement>('gamma-value');
+const gammaNote = byId<HTMLSpanElement>('gamma-note');
 const context = canvas.getContext('2d')!;
 
 /** `?threads=N` sets ONNX Runtime's WebAssembly threads (more than one needs COOP/COEP headers). */
@@ -63,6 +64,7 @@ function clearStudy(): void {
   showDownloads({}, '');
   gammaSlider.disabled = true;
   gammaValue.textContent = '';
+  gammaNote.textContent = '';
   readout.textContent = '';
   studyView?.clear();
 }
@@ -123,13 +125,24 @@ function showDownloads(files: Record<string, Uint8Array>, caseName: string): voi
   }
 }
 
+const mm = (xs: readonly number[]) => xs.map((x) => Number(x.toFixed(3))).join('×');
+
+/** What the model takes: 2D slices of a size, or 3D windows (patch) at the card's spacing. */
+function modelInput(card: ModelCard): string {
+  if (card.dimensions !== 3) return `input ${card.input.size.join('×')}`;
+  return `3D: windows of ${card.input.size.join('×')} voxels at ${mm(card.targetSpacing ?? [])} mm`;
+}
+
+/** The progress unit: a batch of slices for a 2D model, a sliding window for a 3D one. */
+const progressUnit = (card: ModelCard) => (card.dimensions === 3 ? 'window' : 'slice');
+
 async function openModel(bytes: Uint8Array, name: string, bundled = false): Promise<void> {
   setState('working', `Opening ${name}…`);
   const opened = await segmenter.open(bytes, name, numThreads, executionProvider);
   model = opened;
   const card = opened.card;
   modelInfo.textContent =
-    `${name}: ${card.name} — ${card.description} (${card.classes.length} classes, input ${card.input.size.join('×')}, ` +
+    `${name}: ${card.name} — ${card.description} (${card.classes.length} classes, ${modelInput(card)}, ` +
     `students: ${card.students}, ${opened.threads} thread${opened.threads === 1 ? '' : 's'})`;
   runtimeInfo.dataset.backend = opened.backend;
   runtimeInfo.textContent =
@@ -137,6 +150,8 @@ async function openModel(bytes: Uint8Array, name: string, bundled = false): Prom
     `${opened.crossOriginIsolated ? '' : ' (not cross-origin isolated: serve with COOP/COEP headers for more threads)'}` +
     `${opened.fallback ? ` — WebGPU not used: ${opened.fallback}` : ''}; model opened in ${opened.loadMs.toFixed(0)} ms.`;
   showLegend(opened);
+  // The toolkit's phantoms: cardiac MR stacks train its 2D models, abdominal CT its 3D ones.
+  byId<HTMLSpanElement>('banner-phantoms').textContent = card.dimensions === 3 ? 'abdominal CT' : 'cardiac';
   banner.hidden = !bundled;
   setState('ready', 'Model ready. Choose a NIfTI file or the phantom sample.');
 }
@@ -183,8 +198,12 @@ function showSummary(r: WorkerSegmentation, m: WorkerModel, name: string): void 
     : 'The model card states no intended use: the verdict cannot check the input against it.';
   const notes = document.createElement('p');
   const t = r.timings;
+  const coverage =
+    r.windows !== undefined && r.modelGrid
+      ? `${r.windows} window${r.windows === 1 ? '' : 's'} of ${m.card.input.size.join('×')} on the model grid ${r.modelGrid.join('×')} (${mm(m.card.targetSpacing ?? [])} mm)`
+      : `${r.slices} slices`;
   notes.textContent =
-    `${name}: ${r.image.dims.join('×')} voxels, ${r.slices} slices. Mean confidence ${r.stats.meanConfidence.toFixed(3)}` +
+    `${name}: ${r.image.dims.join('×')} voxels, ${coverage}. Mean confidence ${r.stats.meanConfidence.toFixed(3)}` +
     `${r.gamma ? `, γ ${r.gamma.value.toFixed(3)} (${r.gamma.mode})` : ''}. ` +
     `Preprocess ${t.preprocessMs.toFixed(0)} ms, model ${t.inferenceMs.toFixed(0)} ms, postprocess ${t.postprocessMs.toFixed(0)} ms.`;
   summary.replaceChildren(verdict, table, use, notes);
@@ -200,8 +219,9 @@ async function segment(input: SegmentInput): Promise<void> {
   setState('working', `Segmenting ${name}…`);
   progressBar.hidden = cancelButton.hidden = false;
   progressBar.removeAttribute('value');
+  const unit = progressUnit(model.card);
   const r = await segmenter.segment(input, (done, total) => {
-    statusLine.textContent = `Segmenting ${name}: slice ${done} of ${total}…`;
+    statusLine.textContent = `Segmenting ${name}: ${unit} ${done} of ${total}…`;
     progressBar.max = total;
     progressBar.value = done;
   });
@@ -210,14 +230,17 @@ async function segment(input: SegmentInput): Promise<void> {
   performance.mark('alhvr-segmented');
   // Display in short tasks, each its own: the page answers input between them.
   await nextTask();
-  renderer = new SliceRenderer(r.image, r, r.orientation, model.card, { window: r.displayWindow });
+  // A 3D model saw no slices (its result keeps the voxel order): show the planes a 2D model of
+  // the card's slice axis would see, so the slice view keeps its radiological convention.
+  const orientation = model.card.dimensions === 3 ? canonicalOrientation(r.image.affine, model.card.input.sliceAxis) : r.orientation;
+  renderer = new SliceRenderer(r.image, r, orientation, model.card, { window: r.displayWindow });
   canvas.width = renderer.width;
   canvas.height = renderer.height;
   frame = context.createImageData(renderer.width, renderer.height);
   // Show true proportions: canonical plane axes are source axes perm[0] and perm[1].
   const spacing = spacingFromAffine(r.image.affine);
-  const mmWidth = renderer.width * spacing[r.orientation.perm[0]];
-  const mmHeight = renderer.height * spacing[r.orientation.perm[1]];
+  const mmWidth = renderer.width * spacing[orientation.perm[0]];
+  const mmHeight = renderer.height * spacing[orientation.perm[1]];
   const scale = VIEW_SIZE / Math.max(mmWidth, mmHeight);
   canvas.style.width = `${Math.round(mmWidth * scale)}px`;
   canvas.style.height = `${Math.round(mmHeight * scale)}px`;
@@ -229,7 +252,9 @@ async function segment(input: SegmentInput): Promise<void> {
   await nextTask();
   showSummary(r, model, name);
   showDownloads(r.files, name);
-  gammaSlider.disabled = !r.region || !model.available.has('studentConfidence');
+  const threeD = model.card.dimensions === 3;
+  gammaSlider.disabled = threeD || !r.region || !model.available.has('studentConfidence');
+  gammaNote.textContent = threeD && r.region ? `(fixed: ${REGION_THRESHOLD_3D})` : '';
   if (r.gamma) gammaSlider.value = String(r.gamma.value);
   gammaValue.textContent = r.gamma ? r.gamma.value.toFixed(2) : '';
   if (studyView) {

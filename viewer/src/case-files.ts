@@ -53,6 +53,18 @@ export function caseReport(
     stats: result.stats,
     assessment: result.assessment,
     timingsMs,
+    // A 3D model's coverage, as alhvr-segment records it (the viewer weights windows uniformly, its default).
+    ...(result.windows !== undefined && result.modelGrid
+      ? {
+          slidingWindow: {
+            windows: result.windows,
+            patch: [...identity.card.input.size],
+            targetSpacingMm: [...(identity.card.targetSpacing ?? [])],
+            modelGrid: result.modelGrid,
+            weighting: 'uniform' as const,
+          },
+        }
+      : {}),
   });
 }
 

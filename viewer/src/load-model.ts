@@ -1,5 +1,5 @@
 import { InputError, type ModelCard } from '@alhvr/core';
-import { createSliceModel, type ModelIdentity, type OrtRuntime, type OrtSliceModel, type SliceModel } from '@alhvr/inference';
+import { createSliceModel, readModelIdentity, type ModelIdentity, type OrtRuntime, type OrtSliceModel, type SliceModel } from '@alhvr/inference';
 import * as ort from 'onnxruntime-web/wasm';
 
 /** The runtime files a page must serve next to each other (copied from onnxruntime-web/dist). */
@@ -150,8 +150,19 @@ async function openOn(
 }
 
 /**
+ * Why this model cannot run on onnxruntime-web's WebGPU whatever the browser offers, or undefined.
+ * A 3D model's up-convolutions are 3D ConvTranspose nodes, which the WebGPU provider rejects at
+ * the first run ("Only Conv2d or Conv1d are supported"; onnxruntime issue 28356), after the
+ * session has opened: so the choice is made from the card, before opening.
+ */
+export function webGpuCannotRun(card: Pick<ModelCard, 'dimensions'>): string | undefined {
+  return card.dimensions === 3 ? "onnxruntime-web's WebGPU runs no 3D ConvTranspose, which this 3D model's decoder needs" : undefined;
+}
+
+/**
  * Open an exported ALHVR ONNX model (bytes of the .onnx file) on onnxruntime-web: on WebGPU when
- * the browser offers it, else on WebAssembly (see LoadModelOptions.executionProvider).
+ * the browser offers it and the model can run there, else on WebAssembly (see
+ * LoadModelOptions.executionProvider).
  */
 export async function loadModel(bytes: Uint8Array, opts: LoadModelOptions = {}): Promise<ViewerModel> {
   const source = opts.source ?? 'model.onnx';
@@ -161,7 +172,7 @@ export async function loadModel(bytes: Uint8Array, opts: LoadModelOptions = {}):
   configureRuntime({ threads: resolveThreads(opts.numThreads), wasmBase: resolveWasmBase(opts.wasmBase) });
   let fallback: string | undefined;
   if (wanted !== 'wasm') {
-    const problem = await webGpuUnavailable();
+    const problem = webGpuCannotRun((await readModelIdentity(bytes, source)).card) ?? (await webGpuUnavailable());
     if (!problem) {
       try {
         return viewerModel(await openOn('webgpu', bytes, source), 'webgpu');

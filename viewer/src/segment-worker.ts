@@ -1,12 +1,12 @@
 // The worker side of SegmentationWorker: opens the model and segments in a Web Worker, so the
 // page's main thread only draws and answers the user while ONNX Runtime works.
-import { displayWindow, encodeNifti, generatePhantomCase, PlaneResizer, type ModelCard } from '@alhvr/core';
+import { displayWindow, encodeNifti, generateAbdomenCtCase, generatePhantomCase, PlaneResizer, type ModelCard } from '@alhvr/core';
 import { canonicalGrid, scatterPlane, type ModelResolutionTap, type SliceOutputs } from '@alhvr/inference';
 import { caseFiles } from './case-files.js';
 import { loadModel, type ViewerModel } from './load-model.js';
 import { segmentDicom } from './segment-dicom.js';
 import { segmentNifti, type SegmentNiftiResult } from './segment-nifti.js';
-import type { SegmentInput, WorkerReply, WorkerRequest } from './worker-protocol.js';
+import { REGION_THRESHOLD_3D, type SegmentInput, type WorkerReply, type WorkerRequest } from './worker-protocol.js';
 
 /** The part of a DedicatedWorkerGlobalScope this module uses. */
 export interface WorkerScope {
@@ -68,8 +68,12 @@ function segmentInput(input: SegmentInput, model: ViewerModel, onProgress: (done
       return segmentNifti(input.bytes, model, opts);
     case 'dicom':
       return segmentDicom(input.files, model, opts);
-    case 'phantom':
-      return segmentNifti(encodeNifti(generatePhantomCase({ seed: input.seed, index: input.index }).image), model, opts);
+    case 'phantom': {
+      // The phantom the model is for: a cardiac MR stack for 2D models, an abdominal CT for 3D
+      // ones (a 128² matrix: a sample that takes seconds, not a 512² scan).
+      const image = model.card.dimensions === 3 ? generateAbdomenCtCase({ seed: input.seed, index: input.index, matrix: 128 }).image : generatePhantomCase({ seed: input.seed, index: input.index }).image;
+      return segmentNifti(encodeNifti(image), model, opts);
+    }
   }
 }
 
@@ -104,6 +108,7 @@ export function serveSegmentation(scope: WorkerScope): void {
         return;
       }
       if (request.type === 'regions') {
+        if (model && model.card.dimensions === 3) throw new Error(REGION_THRESHOLD_3D);
         if (!last) throw new Error('no study with two students to threshold');
         if (!(request.gamma >= 0 && request.gamma <= 1)) throw new Error(`region threshold must be in [0, 1] (got ${request.gamma})`);
         const region = regionsAt(request.gamma, last.students, last.result, last.card);
@@ -113,7 +118,9 @@ export function serveSegmentation(scope: WorkerScope): void {
       if (!model) throw new Error('no model is open');
       last = undefined;
       const students: StudentConfidences = { planes: [], planeSize: 0 };
-      const tap = model.model.available.has('studentConfidence') ? studentTap(students) : undefined;
+      // A 3D model's student confidences are window averages on its own grid, which the pipeline
+      // does not hand out: no tap (segmentVolume3d refuses one), and no new thresholds after.
+      const tap = model.card.dimensions !== 3 && model.model.available.has('studentConfidence') ? studentTap(students) : undefined;
       const result = await segmentInput(request.input, model, (done, total) => scope.postMessage({ type: 'progress', id: request.id, done, total }), tap);
       if (tap) last = { result, students, card: model.card };
       // The grey-level window and the case files (gzip, DICOM SEG) are done here, not on the page's thread.

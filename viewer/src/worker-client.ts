@@ -7,6 +7,7 @@ import type { ExecutionProvider } from './load-model.js';
 import type { OpenedModelInfo, RuntimeInfo, SegmentInput, WorkerReply, WorkerRequest } from './worker-protocol.js';
 
 export type { SegmentInput, RuntimeInfo, OpenedModelInfo } from './worker-protocol.js';
+export { REGION_THRESHOLD_3D } from './worker-protocol.js';
 
 /** Rejection of a segmentation stopped by `cancel()`. */
 export class SegmentationCancelled extends Error {
@@ -105,7 +106,7 @@ export class SegmentationWorker {
     return this.opened;
   }
 
-  /** Segment one input; `onProgress` gets (slices done, slices in total) after each model call. */
+  /** Segment one input; `onProgress` gets (done, total) after each model call: slices for a 2D model, sliding windows for a 3D one. */
   async segment(input: SegmentInput, onProgress?: (done: number, total: number) => void): Promise<WorkerSegmentation> {
     if (!this.openedWith) throw new Error('Choose a model (.onnx) first.');
     if (!this.opened) await this.open(this.openedWith.bytes, this.openedWith.source, this.openedWith.numThreads, this.openedWith.executionProvider);

@@ -4,6 +4,14 @@ import type { SliceOutputKind } from '@alhvr/inference';
 import type { ExecutionProvider } from './load-model.js';
 import type { SegmentNiftiResult } from './segment-nifti.js';
 
+/**
+ * Why the region threshold stays at the model's γ for a 3D model. Its region map is thresholded on
+ * the students' confidences averaged over windows at the card's spacing, then carried back to the
+ * image grid; the page holds neither, and thresholding the carried-back maps would differ from
+ * what alhvr-segment writes at that γ.
+ */
+export const REGION_THRESHOLD_3D = "3D models keep the card's γ: the window-averaged student confidences stay in the pipeline";
+
 /** What to segment: a NIfTI file's bytes, a DICOM series' files, or a generated phantom. */
 export type SegmentInput =
   | { kind: 'nifti'; name: string; bytes: Uint8Array }
