@@ -2,7 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { selectBackend } from './select-backend.js';
-import { setConv3dChunkFloats, setConv3dFilterGradientPath, type Conv3dFilterGradientPath } from './wasm-conv3d.js';
+import {
+  setConv3dChunkFloats, setConv3dFilterGradientPath, setConv3dForwardPath, type Conv3dFilterGradientPath, type Conv3dForwardPath,
+} from './wasm-conv3d.js';
 import { nativeKernel } from './wasm-internals.js';
 
 /**
@@ -68,6 +70,15 @@ async function withPath<T>(path: Conv3dFilterGradientPath, f: () => Promise<T>):
   }
 }
 
+async function withForwardPath<T>(path: Conv3dForwardPath, f: () => Promise<T>): Promise<T> {
+  const previous = setConv3dForwardPath(path);
+  try {
+    return await f();
+  } finally {
+    setConv3dForwardPath(previous);
+  }
+}
+
 interface Case { b: number; d: number; h: number; w: number; ci: number; co: number; k: number; chunk: number | null }
 
 // chunk: floats per chunk, small enough to split the depth into one or a few planes per chunk,
@@ -108,27 +119,29 @@ afterAll(async () => {
 
 describe('wasm Conv3D (stride 1, same) matches the cpu backend', () => {
   for (const c of cases) {
-    it(`forward ${label(c)}`, async () => {
-      const v = inputs(c, c.b * 100 + c.ci * 10 + c.co);
-      const run = () => tf.conv3d(tf.tensor5d(v.x, v.xShape as never), tf.tensor5d(v.f, v.fShape as never), 1, 'same');
-      const ref = await on('cpu', run);
-      const got = await withChunkFloats(c.chunk, () => on('wasm', run));
-      expectClose(got, ref, 'conv3d');
-    });
+    for (const fpath of ['im2col', 'taps'] as const) {
+      it(`forward, ${fpath} path, ${label(c)}`, async () => {
+        const v = inputs(c, c.b * 100 + c.ci * 10 + c.co);
+        const run = () => tf.conv3d(tf.tensor5d(v.x, v.xShape as never), tf.tensor5d(v.f, v.fShape as never), 1, 'same');
+        const ref = await on('cpu', run);
+        const got = await withForwardPath(fpath, () => withChunkFloats(c.chunk, () => on('wasm', run)));
+        expectClose(got, ref, 'conv3d');
+      });
 
-    it(`input gradient as sameConv takes it (conv3d of dy with the flipped filter) ${label(c)}`, async () => {
-      const v = inputs(c, c.b * 200 + c.ci * 10 + c.co);
-      // Reference: tfjs' own gradient of conv3d with respect to x, on cpu.
-      await tf.setBackend('cpu');
-      const ref = tf.tidy(() => tf.grad((x: tf.Tensor) =>
-        tf.sum(tf.mul(tf.conv3d(x as tf.Tensor5D, tf.tensor5d(v.f, v.fShape as never), 1, 'same'), tf.tensor(v.dy, v.yShape))))(
-        tf.tensor(v.x, v.xShape)).dataSync() as Float32Array);
-      const got = await withChunkFloats(c.chunk, () => on('wasm', () => {
-        const adjoint = tf.transpose(tf.reverse(tf.tensor5d(v.f, v.fShape as never), [0, 1, 2]), [0, 1, 2, 4, 3]) as tf.Tensor5D;
-        return tf.conv3d(tf.tensor5d(v.dy, v.yShape as never), adjoint, 1, 'same');
-      }));
-      expectClose(got, ref, 'dx');
-    });
+      it(`input gradient as sameConv takes it (conv3d of dy with the flipped filter), ${fpath} path, ${label(c)}`, async () => {
+        const v = inputs(c, c.b * 200 + c.ci * 10 + c.co);
+        // Reference: tfjs' own gradient of conv3d with respect to x, on cpu.
+        await tf.setBackend('cpu');
+        const ref = tf.tidy(() => tf.grad((x: tf.Tensor) =>
+          tf.sum(tf.mul(tf.conv3d(x as tf.Tensor5D, tf.tensor5d(v.f, v.fShape as never), 1, 'same'), tf.tensor(v.dy, v.yShape))))(
+          tf.tensor(v.x, v.xShape)).dataSync() as Float32Array);
+        const got = await withForwardPath(fpath, () => withChunkFloats(c.chunk, () => on('wasm', () => {
+          const adjoint = tf.transpose(tf.reverse(tf.tensor5d(v.f, v.fShape as never), [0, 1, 2]), [0, 1, 2, 4, 3]) as tf.Tensor5D;
+          return tf.conv3d(tf.tensor5d(v.dy, v.yShape as never), adjoint, 1, 'same');
+        })));
+        expectClose(got, ref, 'dx');
+      });
+    }
 
     for (const path of ['gemm', 'simd', 'auto'] as const) {
       it(`filter gradient, ${path} path, ${label(c)}`, async () => {
@@ -181,14 +194,14 @@ describe('cases the VNet does not use go to the backend\'s own kernels', () => {
 
 describe('the fast kernels free what they make', () => {
   for (const chunk of [null, 8_000]) {
-    for (const path of ['gemm', 'simd'] as const) {
-      it(`no tensor or heap buffer is left behind (${path} filter gradient${chunk === null ? '' : ', chunked'})`, async () => {
+    for (const [path, fpath] of [['gemm', 'im2col'], ['simd', 'taps']] as const) {
+      it(`no tensor or heap buffer is left behind (${fpath} forward, ${path} filter gradient${chunk === null ? '' : ', chunked'})`, async () => {
         await tf.setBackend('wasm');
         const backend = tf.backend() as unknown as { numDataIds(): number };
         const x = tf.randomNormal([2, 7, 6, 5, 8], 0, 1, 'float32', 1);
         const f = tf.randomNormal([3, 3, 3, 8, 8], 0, 1, 'float32', 2);
         const dy = tf.randomNormal([2, 7, 6, 5, 8], 0, 1, 'float32', 3);
-        await withPath(path, () => withChunkFloats(chunk, async () => {
+        await withForwardPath(fpath, () => withPath(path, () => withChunkFloats(chunk, async () => {
           const ids = backend.numDataIds();
           const tensors = tf.memory().numTensors;
           const y = tf.conv3d(x as tf.Tensor5D, f as tf.Tensor5D, 1, 'same');
@@ -197,7 +210,7 @@ describe('the fast kernels free what they make', () => {
           expect(tf.memory().numTensors).toBe(tensors + 2);
           tf.dispose([y, dw]);
           expect(backend.numDataIds()).toBe(ids);
-        }));
+        })));
         tf.dispose([x, f, dy]);
       });
     }
