@@ -255,6 +255,12 @@ describe('a 3D model in the viewer demo', () => {
     await expectNodeResult(niftiRef);
     expect((await page.evaluate('window.__longest')) as number).toBeLessThan(100);
     expect(await page.textContent('#summary')).toContain(`9 windows of 32×32×32 on the model grid ${niftiRef.result.modelGrid!.join('×')} (1.2×1.2×2.5 mm)`);
+    // Shown as a 2D study is: NiiVue holds the image and its three overlays on the image grid, and
+    // the slice view steps through the largest-spacing axis (k: 2 mm against 0.81 mm in plane).
+    await page.waitForFunction(() => (globalThis as any).alhvrDemo.studyView?.nv.volumes.length === 4);
+    expect(await page.evaluate('alhvrDemo.studyView.nv.volumes[1].hdr.dims.slice(1, 4)')).toEqual([...niftiRef.result.label.dims]);
+    const [di, dj, dk] = niftiRef.result.label.dims;
+    expect(await page.evaluate("[document.getElementById('view').width, document.getElementById('view').height, Number(document.getElementById('slice').max) + 1]")).toEqual([di, dj, dk]);
   }, 180_000);
 
   test("the γ slider is disabled with its reason (no wrong maps), and the worker refuses a new threshold for a 3D study", async () => {
