@@ -10,13 +10,18 @@
  * default --threads 1 it is one thread's work, comparable under any load. Wall time is printed
  * too. The background load average is recorded at the start and at the end.
  *
- *   npx tsx bench/conv3d-kernels.ts [--batch 2] [--patch 48] [--widths 8,16,32,64,128] [--reps 3]
- *     [--threads 1] [--step-reps 2] [--native-step yes|no] [--native-budget-s 60]
+ * Then the same step in PyTorch (bench/conv3d-step-torch.py, Debian python3-torch, same
+ * threads), with glibc malloc and with jemalloc preloaded, for the ratio.
  *
- * The backend's own kernels take minutes at 48³; a native measurement stops repeating once one
- * run passed --native-budget-s. Writes bench/results/conv3d-kernels.json.
+ *   npx tsx bench/conv3d-kernels.ts [--batch 2] [--patch 48] [--widths 8,16,32,64,128] [--reps 3]
+ *     [--threads 1] [--step-reps 2] [--native-budget-s 60] [--phases layers,step,native-step,torch]
+ *
+ * The backend's own kernels take minutes at 48³: a native layer measurement stops repeating once
+ * one run passed --native-budget-s, and the phases can be run separately (a phase not run keeps
+ * its result from bench/results/conv3d-kernels.json, which is rewritten after every phase).
  */
-import { renameSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -30,6 +35,7 @@ import { resolveConfig } from '../training/src/config.js';
 import { vnet3dConvLayers, vnet3dSpec } from '../training/src/model/vnet3d-spec.js';
 import { stepLoss } from '../training/src/objective.js';
 import { Students } from '../training/src/students.js';
+import { PYTHON } from '../test/support/python.js';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -41,11 +47,27 @@ const widths = arg('widths', '8,16,32,64,128').split(',').map(Number);
 const reps = Number(arg('reps', '3'));
 const threads = Number(arg('threads', '1'));
 const stepReps = Number(arg('step-reps', '2'));
-const nativeStep = arg('native-step', 'yes') === 'yes';
+const phases = new Set(arg('phases', 'layers,step,native-step,torch').split(','));
 const nativeBudgetMs = Number(arg('native-budget-s', '60')) * 1000;
 const classes = 5; // background and the four AbdomenCT-1K organs
 const here = dirname(fileURLToPath(import.meta.url));
-const loadStart = loadavg();
+const path = join(here, 'results', 'conv3d-kernels.json');
+const configuration = { threads, batch, patch, widths, reps };
+/** What an earlier run measured, kept for the phases this run skips (only at the same configuration). */
+const previous = existsSync(path) ? JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown> : {};
+const sameConfiguration = JSON.stringify(previous.configuration) === JSON.stringify(configuration);
+const result: Record<string, unknown> = {
+  configuration,
+  cpuTime: 'process.cpuUsage() user + system, all threads of the process (PyTorch: time.process_time)',
+  ...(sameConfiguration ? previous : {}),
+};
+/** Writes the result so far (atomically), with the date, versions and load average of this phase. */
+function save(phase: string, fields: Record<string, unknown>): void {
+  Object.assign(result, fields);
+  result.phases = { ...(result.phases as object), [phase]: { date: new Date().toISOString(), node: process.version, tfjs: tf.version_core, loadavg: loadavg() } };
+  writeFileSync(`${path}.tmp`, JSON.stringify(result, null, 2) + '\n');
+  renameSync(`${path}.tmp`, path);
+}
 
 interface Timing { cpuMs: number; wallMs: number; runs: number }
 
@@ -100,9 +122,8 @@ const useKernels = (which: 'native' | 'ours') => {
 
 // ---- layer by layer --------------------------------------------------------------------------
 type Op = 'fwd' | 'dx' | 'dw';
-const layers = vnetConvs();
 const rows: Record<string, unknown>[] = [];
-for (const { shape, count } of layers) {
+for (const { shape, count } of phases.has('layers') ? vnetConvs() : []) {
   const [b, s, , , cin, cout] = shape;
   const x = tf.randomNormal([b, s, s, s, cin], 0, 1, 'float32', 1) as tf.Tensor5D;
   const f = tf.randomNormal([3, 3, 3, cin, cout], 0, 0.1, 'float32', 2) as tf.Tensor5D;
@@ -138,29 +159,18 @@ for (const { shape, count } of layers) {
     `  dW simd ${dwPaths.simd?.cpuMs.toFixed(1) ?? '–'} gemm ${dwPaths.gemm?.cpuMs.toFixed(1)}`);
   tf.dispose([x, f, dy, adjoint]);
 }
-const total = (which: 'native' | 'ours', key: 'cpuMs' | 'wallMs') =>
-  rows.reduce((sum, r) => sum + (r.countPerNetwork as number) *
-    (['fwd', 'dx', 'dw'] as Op[]).reduce((t, op) => t + ((r[which] as Record<Op, Timing>)[op][key]), 0), 0);
-const layerTotals = {
-  note: 'one network\'s 3³ convolutions, forward + input gradient + filter gradient, each layer × its count',
-  native: { cpuMs: total('native', 'cpuMs'), wallMs: total('native', 'wallMs') },
-  ours: { cpuMs: total('ours', 'cpuMs'), wallMs: total('ours', 'wallMs') },
-};
-console.error(`one network's 3³ convs (fwd + dX + dW): native ${(layerTotals.native.cpuMs / 1000).toFixed(1)} cpu s, ours ${(layerTotals.ours.cpuMs / 1000).toFixed(2)} cpu s`);
-
-const path = join(here, 'results', 'conv3d-kernels.json');
-/** Writes what is measured so far (atomically), so a run stopped during the slow native step keeps the rest. */
-function save(step: Record<string, unknown>): void {
-  const result = {
-    date: new Date().toISOString(), node: process.version, tfjs: tf.version_core, threads, batch, patch, widths, reps,
-    loadavg: { start: loadStart, now: loadavg() },
-    cpuTime: 'process.cpuUsage() user + system, all threads of the process',
-    layerTotals, layers: rows, step,
+if (phases.has('layers')) {
+  const total = (which: 'native' | 'ours', key: 'cpuMs' | 'wallMs') =>
+    rows.reduce((sum, r) => sum + (r.countPerNetwork as number) *
+      (['fwd', 'dx', 'dw'] as Op[]).reduce((t, op) => t + ((r[which] as Record<Op, Timing>)[op][key]), 0), 0);
+  const layerTotals = {
+    note: 'one network\'s 3³ convolutions, forward + input gradient + filter gradient, each layer × its count',
+    native: { cpuMs: total('native', 'cpuMs'), wallMs: total('native', 'wallMs') },
+    ours: { cpuMs: total('ours', 'cpuMs'), wallMs: total('ours', 'wallMs') },
   };
-  writeFileSync(`${path}.tmp`, JSON.stringify(result, null, 2) + '\n');
-  renameSync(`${path}.tmp`, path);
+  console.error(`one network's 3³ convs (fwd + dX + dW): native ${(layerTotals.native.cpuMs / 1000).toFixed(1)} cpu s, ours ${(layerTotals.ours.cpuMs / 1000).toFixed(2)} cpu s`);
+  save('layers', { layerTotals, layers: rows });
 }
-save({ pending: true });
 
 // ---- one ALHVR training step -------------------------------------------------------------------
 const recipe = resolveConfig({
@@ -189,20 +199,47 @@ const stepTimes = (n: number): Timing => {
   const median = (k: 'cpuMs' | 'wallMs') => runs.map((r) => r[k]).sort((a, b) => a - b)[Math.floor(runs.length / 2)];
   return { cpuMs: median('cpuMs'), wallMs: median('wallMs'), runs: n };
 };
-useKernels('ours');
-trainStep(); // warm-up: first allocations, XNNPACK operator creation
-const stepOurs = stepTimes(stepReps);
-console.error(`ALHVR step (2 VNets, ${2 * batch}×${patch}³), our kernels: ${(stepOurs.cpuMs / 1000).toFixed(1)} cpu s, ${(stepOurs.wallMs / 1000).toFixed(1)} s wall`);
 const stepWhat = `one ALHVR iteration of two VNet students (Students + stepLoss as the trainer runs them): forward with the auxiliary pass on ${2 * batch} crops of ${patch}³ (${batch} labelled), one backward pass, SGD step`;
-save({ what: stepWhat, ours: stepOurs, native: nativeStep ? 'pending' : null });
-let stepNative: Timing | null = null;
-if (nativeStep) {
-  useKernels('native');
-  stepNative = stepTimes(1);
+const stepSpeedup = () => {
+  const s = result.step as { ours?: Timing; native?: Timing } | undefined;
+  return s?.ours && s.native ? s.native.cpuMs / s.ours.cpuMs : null;
+};
+if (phases.has('step')) {
   useKernels('ours');
-  console.error(`ALHVR step, the backend's own Conv3D kernels: ${(stepNative.cpuMs / 1000).toFixed(1)} cpu s, ${(stepNative.wallMs / 1000).toFixed(1)} s wall`);
+  trainStep(); // warm-up: first allocations, XNNPACK operator creation
+  const ours = stepTimes(stepReps);
+  console.error(`ALHVR step (2 VNets, ${2 * batch}×${patch}³), our kernels: ${(ours.cpuMs / 1000).toFixed(1)} cpu s, ${(ours.wallMs / 1000).toFixed(1)} s wall`);
+  result.step = { ...(result.step as object), what: stepWhat, ours };
+  save('step', { step: { ...(result.step as object), speedupCpu: stepSpeedup() } });
+}
+if (phases.has('native-step')) {
+  useKernels('native');
+  const native = stepTimes(1);
+  useKernels('ours');
+  console.error(`ALHVR step, the backend's own Conv3D kernels: ${(native.cpuMs / 1000).toFixed(1)} cpu s, ${(native.wallMs / 1000).toFixed(1)} s wall`);
+  result.step = { ...(result.step as object), what: stepWhat, native };
+  save('native-step', { step: { ...(result.step as object), speedupCpu: stepSpeedup() } });
 }
 students.dispose();
 tf.dispose([images, labels]);
-save({ what: stepWhat, ours: stepOurs, native: stepNative, speedupCpu: stepNative ? stepNative.cpuMs / stepOurs.cpuMs : null });
+
+// ---- the same step in PyTorch ------------------------------------------------------------------
+if (phases.has('torch')) {
+  const torchStep = (jemalloc: boolean) => {
+    const env = { ...process.env, ...(jemalloc ? { LD_PRELOAD: '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2', MALLOC_CONF: 'dirty_decay_ms:-1,muzzy_decay_ms:-1' } : {}) };
+    const out = execFileSync(PYTHON, [join(here, 'conv3d-step-torch.py'), String(threads), String(stepReps), String(batch), String(patch), widths.join(','), String(classes)],
+      { encoding: 'utf8', env });
+    return JSON.parse(out) as { torch: string; allocator: string; cpuS: number; wallS: number };
+  };
+  const torch = { glibc: torchStep(false), jemalloc: torchStep(true) };
+  const ours = (result.step as { ours?: Timing } | undefined)?.ours;
+  console.error(`PyTorch step: ${torch.glibc.cpuS.toFixed(1)} cpu s (glibc malloc), ${torch.jemalloc.cpuS.toFixed(1)} cpu s (jemalloc)`);
+  save('torch', {
+    torch: {
+      what: 'the same iteration in PyTorch (bench/conv3d-step-torch.py: the VNet with its auxiliary pass, a CE + consistency stand-in of the loss)',
+      ...torch,
+      oursOverTorchCpu: ours ? { glibc: ours.cpuMs / 1000 / torch.glibc.cpuS, jemalloc: ours.cpuMs / 1000 / torch.jemalloc.cpuS } : null,
+    },
+  });
+}
 process.exit(0);
