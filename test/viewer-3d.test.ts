@@ -327,4 +327,16 @@ describe('a 3D model in the viewer demo', () => {
     await expectNodeResult(ref, { modality: dicom.modality, bodyPart: dicom.bodyPartExamined });
     expect(await page.evaluate('Object.keys(alhvrDemo.result.files).sort()')).toEqual(['confidence.nii.gz', 'mask.nii.gz', 'region.nii.gz', 'report.json', 'seg.dcm']);
   }, 120_000);
+
+  test("the sample button gives a 3D model the phantom it is for: an abdominal CT (128² matrix), not a cardiac stack", async () => {
+    await page.click('#sample');
+    await page.waitForFunction(() => ['segmented', 'error'].includes(document.body.dataset.state ?? '') && document.getElementById('status')!.textContent!.includes('phantom-sample'), undefined, {
+      timeout: 60_000,
+    });
+    expect(await page.textContent('#status')).toBe('Segmented phantom-sample.nii.gz.');
+    const ct = generateAbdomenCtCase({ seed: 1, index: 0, matrix: 128 }).image;
+    expect(await page.evaluate('alhvrDemo.result.image.dims')).toEqual([...ct.dims]);
+    const image = (await page.evaluate(`(${PAGE_BASE64})(alhvrDemo.result.image.data)`)) as string;
+    expect(Buffer.compare(Buffer.from(fromBase64(image)), Buffer.from(ct.data.buffer, ct.data.byteOffset, ct.data.byteLength))).toBe(0);
+  }, 90_000);
 });

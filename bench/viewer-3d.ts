@@ -1,0 +1,247 @@
+/**
+ * A 3D model in the viewer demo (headless Chromium, onnxruntime-web on WebAssembly in the page's
+ * Web Worker) on one clinical-size CT, next to inference's Node pipeline (onnxruntime-node) on the
+ * same model and volume in the same run: does a 512×512×S CT fit in the browser, and what does a
+ * window cost there?
+ *
+ * Input: a 512×512×S int16 CT (abdominal CT phantom anatomy at 512², its slices stretched to S at
+ * 0.75×0.75×1.5 mm, as bench/segment-3d.ts builds it). Model: a two-student VNet3d at tiny widths
+ * (2…8; random weights: the memory the pipeline holds is set by the grid, not by the widths) with
+ * a 96³ patch and the card's target spacing, so the run measures the viewer's volumes rather than
+ * the convolutions (bench/conv3d-kernels.ts and bench/segment-3d.ts measure those).
+ *
+ * Measured, in the browser: wall time from file chosen to result in the page (segmentation: the
+ * worker reads, resamples, slides the windows, makes the case files and sends them) and then to
+ * the study drawn (NiiVue uploads); model time per window (the pipeline's inferenceMs / windows);
+ * peak resident memory of the browser's processes (all of Chromium's processes this script
+ * started, /proc sampled every 200 ms) during segmentation and during display, and their CPU time
+ * (utime + stime) during segmentation; the longest main-thread task during segmentation. In Node:
+ * segmentVolume's model time per window and its CPU time (process.cpuUsage, one thread).
+ *
+ *   npx tsx bench/viewer-3d.ts [--slices 300] [--threads 1] [--target-spacing 1.5,1.5,3]
+ *
+ * Writes bench/results/viewer-3d.json. The machine is shared: only same-run ratios mean much.
+ */
+import '@alhvr/inference/no-telemetry';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { AddressInfo } from 'node:net';
+import { chromium } from 'playwright-core';
+import { ALHVR_3D_RECIPE_PREPROCESSING, decodeNifti, encodeNifti, generateAbdomenCtCase, resampledDims, Rng, scalingAffine, Volume, type Dims3 } from '@alhvr/core';
+import { writeFileAtomic } from '@alhvr/core/node';
+import { segmentVolume } from '@alhvr/inference';
+import { openModelFile } from '@alhvr/inference/node';
+import { exportOnnx, type ExportCard } from '@alhvr/export';
+import { selectBackend, VNet3d } from '@alhvr/training';
+import { buildDemo } from '../viewer/scripts/build-demo.mjs';
+import { CHROMIUM_ARGS, serveStatic } from '../test/viewer-harness.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const argOf = (name: string, fallback: string) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : fallback;
+};
+const slices = Number(argOf('slices', '300'));
+const threads = Number(argOf('threads', '1'));
+const target = argOf('target-spacing', '1.5,1.5,3').split(',').map(Number) as [number, number, number];
+const WIDTHS = [2, 4, 4, 8, 8];
+const PATCH = 96;
+const CLASSES = ['background', 'liver', 'kidney', 'spleen', 'pancreas'];
+const SOURCE_SPACING: [number, number, number] = [0.75, 0.75, 1.5];
+const MB = 1024 * 1024;
+const PAGE_SIZE = 4096;
+const TICKS = 100; // USER_HZ on Linux
+
+const log = (m: string) => process.stderr.write(`${m}\n`);
+const dir = mkdtempSync(join(tmpdir(), 'alhvr-bench-viewer-3d-'));
+
+/** Every process descended from this one (Chromium and its renderer, GPU and utility processes). */
+function descendants(): number[] {
+  const parent = new Map<number, number>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      parent.set(Number(name), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  const out: number[] = [];
+  const frontier = [process.pid];
+  while (frontier.length) {
+    const p = frontier.pop()!;
+    for (const [child, ppid] of parent) {
+      if (ppid !== p) continue;
+      out.push(child);
+      frontier.push(child);
+    }
+  }
+  return out;
+}
+
+/** Resident MB and CPU seconds (user + system) summed over the browser's processes. */
+function browserUsage(): { rssMb: number; cpuSeconds: number } {
+  let pages = 0;
+  let ticks = 0;
+  for (const pid of descendants()) {
+    try {
+      pages += Number(readFileSync(`/proc/${pid}/statm`, 'utf8').split(' ')[1]);
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // ended meanwhile
+    }
+  }
+  return { rssMb: (pages * PAGE_SIZE) / MB, cpuSeconds: ticks / TICKS };
+}
+
+try {
+  await selectBackend('cpu', { threads: 1, log: () => {} });
+  const students = [1, 2].map((seed) => new VNet3d({ numClasses: CLASSES.length, widths: WIDTHS, dropout: 0 }, new Rng(seed)));
+  const card: ExportCard = {
+    name: 'bench-ct-viewer',
+    description: 'Benchmark model: random weights at tiny widths (not trained).',
+    classes: CLASSES.map((name, value) => ({ value, name, color: value === 0 ? [0, 0, 0] : [200, 40 * value, 60] })),
+    dimensions: 3,
+    input: { size: [PATCH, PATCH, PATCH], sliceAxis: 'largest-spacing' },
+    targetSpacing: target,
+    normalisation: { kind: 'ct-foreground', low: -160, high: 240, mean: 60, std: 70 },
+    resize: ALHVR_3D_RECIPE_PREPROCESSING.resize,
+    regions: { gamma: 0.9, beta: 0.7, gammaSource: 'default' },
+    training: { method: 'unknown', iterations: 0 },
+  };
+  const modelPath = join(dir, 'model.onnx');
+  writeFileSync(modelPath, exportOnnx(students, card).onnx);
+  students.forEach((s) => s.dispose());
+
+  const phantom = generateAbdomenCtCase({ seed: 2026, index: 0, matrix: 512 }).image;
+  const [nx, ny, nz] = phantom.dims;
+  const dims: Dims3 = [nx, ny, slices];
+  const data = new Int16Array(nx * ny * slices);
+  for (let k = 0; k < slices; k++) {
+    const from = Math.min(nz - 1, Math.floor((k * nz) / slices));
+    for (let p = 0; p < nx * ny; p++) data[k * nx * ny + p] = phantom.data[from * nx * ny + p];
+  }
+  const niftiBytes = encodeNifti(new Volume({ data, dims, affine: scalingAffine(SOURCE_SPACING), meta: { path: 'ct.nii.gz' } }), { datatype: 'int16' });
+  log(`CT ${dims.join('×')} int16: ${(niftiBytes.length / MB).toFixed(0)} MB .nii.gz`);
+  // Handed to the page by path, as a user's file picker does (Playwright copies no buffer over 50 MB).
+  const niftiPath = join(dir, 'ct.nii.gz');
+  writeFileSync(niftiPath, niftiBytes);
+
+  // Node first, in this process: per-window model time and one thread's CPU time.
+  const opened = await openModelFile(modelPath, { device: 'cpu', threads });
+  const vol = decodeNifti(niftiBytes, { path: 'ct.nii.gz' });
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  const node = await segmentVolume(vol, opened.model, {});
+  const nodeWall = (performance.now() - t0) / 1000;
+  const nodeCpu = process.cpuUsage(cpu0);
+  await opened.model.release();
+  const windows = node.windows!;
+  log(`node: ${windows} windows, ${(node.timings.inferenceMs / windows).toFixed(0)} ms model time per window`);
+
+  await buildDemo({ outDir: join(dir, 'site'), model: modelPath, compress: false });
+  const server = await serveStatic(dir);
+  const context = await chromium.launchPersistentContext(join(dir, 'profile'), { executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS });
+  try {
+    const page = context.pages()[0] ?? (await context.newPage());
+    const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    await page.goto(`${origin}/site/index.html?threads=${threads}`);
+    await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state ?? ''), undefined, { timeout: 120_000 });
+    if ((await page.evaluate('document.body.dataset.state')) === 'error') throw new Error(`page: ${await page.textContent('#status')}`);
+    // Long tasks from the page's first status change (the task before it is Playwright handing
+    // the file to the page) until the worker's result arrives, as test/viewer-browser.test.ts counts them.
+    await page.evaluate(`(() => {
+      window.__longest = 0;
+      window.__since = Infinity;
+      new PerformanceObserver((list) => {
+        const done = performance.getEntriesByName('alhvr-segmented').at(-1)?.startTime ?? Infinity;
+        for (const e of list.getEntries()) if (e.startTime >= window.__since && e.startTime < done) window.__longest = Math.max(window.__longest, e.duration);
+      }).observe({ type: 'longtask' });
+      new MutationObserver(() => {
+        window.__since = Math.min(window.__since, performance.now());
+      }).observe(document.getElementById('status'), { childList: true, characterData: true, subtree: true });
+    })()`);
+    const idle = browserUsage();
+    log(`browser idle with the model open: ${idle.rssMb.toFixed(0)} MB resident`);
+    let phase: 'segmenting' | 'display' | 'done' = 'segmenting';
+    const peak = { segmenting: idle.rssMb, display: 0 };
+    let cpuAtSegmented = idle.cpuSeconds;
+    const sampler = setInterval(() => {
+      const u = browserUsage();
+      if (phase === 'segmenting') {
+        peak.segmenting = Math.max(peak.segmenting, u.rssMb);
+        cpuAtSegmented = u.cpuSeconds;
+      } else if (phase === 'display') peak.display = Math.max(peak.display, u.rssMb);
+    }, 200);
+    const tPick = performance.now();
+    await page.setInputFiles('#nifti-file', niftiPath);
+    // The page marks "alhvr-segmented" when the worker's result arrives; display follows.
+    await page.waitForFunction(() => performance.getEntriesByName('alhvr-segmented').length > 0 || document.body.dataset.state === 'error', undefined, { timeout: 3_600_000, polling: 200 });
+    const segmentedSeconds = (performance.now() - tPick) / 1000;
+    phase = 'display';
+    await page.waitForFunction(() => ['segmented', 'error'].includes(document.body.dataset.state ?? ''), undefined, { timeout: 3_600_000, polling: 200 });
+    const shownSeconds = (performance.now() - tPick) / 1000;
+    phase = 'done';
+    clearInterval(sampler);
+    if ((await page.evaluate('document.body.dataset.state')) === 'error') throw new Error(`page: ${await page.textContent('#status')}`);
+    const r = (await page.evaluate('({ timings: alhvrDemo.result.timings, windows: alhvrDemo.result.windows, modelGrid: alhvrDemo.result.modelGrid, backend: alhvrDemo.model.backend, threads: alhvrDemo.model.threads, longest: window.__longest })')) as {
+      timings: { preprocessMs: number; inferenceMs: number; postprocessMs: number };
+      windows: number;
+      modelGrid: number[];
+      backend: string;
+      threads: number;
+      longest: number;
+    };
+    const grid = resampledDims(dims, SOURCE_SPACING, target);
+    const gridVoxels = grid[0] * grid[1] * grid[2];
+    const sourceVoxels = dims[0] * dims[1] * dims[2];
+    const result = {
+      input: `${dims.join('x')} int16 CT (.nii.gz, ${(niftiBytes.length / MB).toFixed(0)} MB, abdominal CT phantom anatomy) at ${SOURCE_SPACING.join('x')} mm`,
+      model: `two-student VNet3d widths [${WIDTHS}], ${CLASSES.length} classes, patch ${PATCH}^3, fp32, random weights`,
+      targetSpacingMm: target,
+      modelGrid: grid,
+      windows,
+      threads,
+      browser: {
+        runtime: `onnxruntime-web ${r.backend}, ${r.threads} thread(s), in the demo's Web Worker (Chromium, cross-origin isolated)`,
+        windowsRun: r.windows,
+        modelMsPerWindow: r.timings.inferenceMs / r.windows,
+        timingsMs: r.timings,
+        secondsToResult: segmentedSeconds,
+        secondsToStudyShown: shownSeconds,
+        cpuSecondsSegmenting: cpuAtSegmented - idle.cpuSeconds,
+        idleRssMb: idle.rssMb,
+        peakRssMbSegmenting: peak.segmenting,
+        peakRssMbDisplay: peak.display,
+        longestMainThreadTaskMsSegmenting: r.longest,
+      },
+      node: {
+        runtime: `onnxruntime-node cpu, ${threads} thread(s), in-process segmentVolume`,
+        modelMsPerWindow: node.timings.inferenceMs / windows,
+        timingsMs: node.timings,
+        wallSeconds: nodeWall,
+        cpuSeconds: (nodeCpu.user + nodeCpu.system) / 1e6,
+      },
+      floorMb: {
+        rule: 'what the worker must hold at once at most: the decoded input, the model-grid input and accumulators (classes + 2 student confidences + weight), and the source-grid label, confidence and region',
+        sourceInput: (2 * sourceVoxels) / MB,
+        modelGrid: ((1 + CLASSES.length + 2 + 1) * 4 * gridVoxels) / MB,
+        sourceOutputs: (6 * sourceVoxels) / MB,
+      },
+      note: 'RSS and CPU summed over every Chromium process this script started (/proc, 200 ms samples); machine shared with trainings and benchmarks (load noted in loadAverage), so times are upper bounds and only same-run ratios mean much',
+      loadAverage: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number),
+      createdAt: new Date().toISOString(),
+    };
+    await writeFileAtomic(join(here, 'results', 'viewer-3d.json'), `${JSON.stringify(result, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  } finally {
+    await context.close();
+    await new Promise((ok) => server.close(ok));
+  }
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
