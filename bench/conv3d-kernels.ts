@@ -4,7 +4,8 @@
  * forward, input gradient (as vnet3d.ts `sameConv` takes it: a forward Conv3D of dy with the
  * flipped filter) and filter gradient, on tfjs-backend-wasm's own kernels (direct C loops) and
  * on ours (training/src/backend/wasm-conv3d.ts); then one whole ALHVR training step of the two
- * VNet students (the trainer's Students and stepLoss) before and after.
+ * VNet students (the trainer's Students and stepLoss) on the backend's own kernels, on our Conv3D
+ * kernels alone, and with our Transpose too (wasm-transpose.ts: the down/up shuffles).
  *
  * CPU time is process.cpuUsage() (user + system of every thread of the process); with the
  * default --threads 1 it is one thread's work, comparable under any load. Wall time is printed
@@ -26,11 +27,12 @@ import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
-import { Conv3D, Conv3DBackpropFilterV2, type KernelFunc } from '@tensorflow/tfjs-core';
+import { Conv3D, Conv3DBackpropFilterV2, Transpose, type KernelFunc } from '@tensorflow/tfjs-core';
 import { Rng } from '@alhvr/core';
 import { selectBackend } from '../training/src/backend/select-backend.js';
 import { conv3dBackpropFilterWasm, conv3dWasm, setConv3dFilterGradientPath } from '../training/src/backend/wasm-conv3d.js';
 import { nativeKernel, replaceWasmKernel } from '../training/src/backend/wasm-internals.js';
+import { transposeKeepingLastAxisWasm } from '../training/src/backend/wasm-transpose.js';
 import { resolveConfig } from '../training/src/config.js';
 import { vnet3dConvLayers, vnet3dSpec } from '../training/src/model/vnet3d-spec.js';
 import { stepLoss } from '../training/src/objective.js';
@@ -115,9 +117,12 @@ await selectBackend('wasm', { threads, log: (m) => console.error(m) });
 const backend = tf.backend();
 const nativeConv: KernelFunc = (args) => nativeKernel(Conv3D, args);
 const nativeDw: KernelFunc = (args) => nativeKernel(Conv3DBackpropFilterV2, args);
-const useKernels = (which: 'native' | 'ours') => {
+const nativeTranspose: KernelFunc = (args) => nativeKernel(Transpose, args);
+/** 'native': the backend's own Conv3D, filter gradient and Transpose; 'convs': ours but its Transpose; 'ours': all of ours. */
+const useKernels = (which: 'native' | 'convs' | 'ours') => {
   replaceWasmKernel(Conv3D, which === 'native' ? nativeConv : conv3dWasm);
   replaceWasmKernel(Conv3DBackpropFilterV2, which === 'native' ? nativeDw : conv3dBackpropFilterWasm);
+  replaceWasmKernel(Transpose, which === 'ours' ? transposeKeepingLastAxisWasm : nativeTranspose);
 };
 
 // ---- layer by layer --------------------------------------------------------------------------
@@ -201,15 +206,17 @@ const stepTimes = (n: number): Timing => {
 };
 const stepWhat = `one ALHVR iteration of two VNet students (Students + stepLoss as the trainer runs them): forward with the auxiliary pass on ${2 * batch} crops of ${patch}³ (${batch} labelled), one backward pass, SGD step`;
 const stepSpeedup = () => {
-  const s = result.step as { ours?: Timing; native?: Timing } | undefined;
-  return s?.ours && s.native ? s.native.cpuMs / s.ours.cpuMs : null;
+  const s = result.step as { ours?: Timing; oursConvsOnly?: Timing; native?: Timing } | undefined;
+  return s?.native ? { ours: s.ours ? s.native.cpuMs / s.ours.cpuMs : null, oursConvsOnly: s.oursConvsOnly ? s.native.cpuMs / s.oursConvsOnly.cpuMs : null } : null;
 };
 if (phases.has('step')) {
-  useKernels('ours');
-  trainStep(); // warm-up: first allocations, XNNPACK operator creation
-  const ours = stepTimes(stepReps);
-  console.error(`ALHVR step (2 VNets, ${2 * batch}×${patch}³), our kernels: ${(ours.cpuMs / 1000).toFixed(1)} cpu s, ${(ours.wallMs / 1000).toFixed(1)} s wall`);
-  result.step = { ...(result.step as object), what: stepWhat, ours };
+  for (const which of ['convs', 'ours'] as const) {
+    useKernels(which);
+    trainStep(); // warm-up: first allocations, XNNPACK operator creation
+    const t = stepTimes(stepReps);
+    console.error(`ALHVR step (2 VNets, ${2 * batch}×${patch}³), ${which === 'ours' ? 'all our kernels' : 'our Conv3D kernels, the backend\'s Transpose'}: ${(t.cpuMs / 1000).toFixed(1)} cpu s, ${(t.wallMs / 1000).toFixed(1)} s wall`);
+    result.step = { ...(result.step as object), what: stepWhat, [which === 'ours' ? 'ours' : 'oursConvsOnly']: t };
+  }
   save('step', { step: { ...(result.step as object), speedupCpu: stepSpeedup() } });
 }
 if (phases.has('native-step')) {

@@ -6,13 +6,14 @@
  * - wasm-conv-filter-gradient.ts  Conv2DBackpropFilter (missing from tfjs-backend-wasm 4.22)
  * - wasm-conv-input-gradient.ts   Conv2DBackpropInput through XNNPACK (stride 1)
  * - wasm-conv3d.ts                Conv3D and Conv3DBackpropFilterV2 through XNNPACK (the VNet's 'same' case)
+ * - wasm-transpose.ts             Transpose by whole last-axis runs (the VNet's down/up shuffles)
  * - wasm-max-pool-grad.ts         MaxPoolGrad (the backend's is wrong on all-negative windows)
  * - wasm-batch-matmul.ts          BatchMatMul always on XNNPACK
  * - wasm-layout-kernels.ts        Identity, channel Sum, last-axis Concat / SplitV
  * - batchnorm-kernels.ts          fused BatchNorm(+LeakyReLU) forward and backward (SIMD)
  * - out-of-memory.ts              `_malloc` that throws instead of returning 0 or wrapping
  */
-import { BatchMatMul, Conv2DBackpropFilter, Conv2DBackpropInput, Conv3D, Conv3DBackpropFilterV2, MaxPoolGrad } from '@tensorflow/tfjs-core';
+import { BatchMatMul, Conv2DBackpropFilter, Conv2DBackpropInput, Conv3D, Conv3DBackpropFilterV2, MaxPoolGrad, Transpose } from '@tensorflow/tfjs-core';
 import { registerWasmBatchNormKernels } from './batchnorm-kernels.js';
 import { guardWasmMalloc } from './out-of-memory.js';
 import { fastBatchMatMul } from './wasm-batch-matmul.js';
@@ -21,6 +22,7 @@ import { conv2DBackpropInputWasm } from './wasm-conv-input-gradient.js';
 import { conv3dBackpropFilterWasm, conv3dWasm } from './wasm-conv3d.js';
 import { replaceWasmKernel, wasmInternals } from './wasm-internals.js';
 import { LAYOUT_KERNELS } from './wasm-layout-kernels.js';
+import { transposeKeepingLastAxisWasm } from './wasm-transpose.js';
 import { maxPoolGradWasm } from './wasm-max-pool-grad.js';
 import { loadWasmSimd } from './wasm-simd.js';
 
@@ -45,6 +47,7 @@ export async function installWasmTrainingKernels(backend: object, opts: WasmTrai
   replaceWasmKernel(Conv2DBackpropInput, conv2DBackpropInputWasm);
   replaceWasmKernel(Conv3D, conv3dWasm);
   replaceWasmKernel(Conv3DBackpropFilterV2, conv3dBackpropFilterWasm);
+  replaceWasmKernel(Transpose, transposeKeepingLastAxisWasm);
   replaceWasmKernel(MaxPoolGrad, maxPoolGradWasm);
   await loadWasmSimd(backend);
   await registerWasmBatchNormKernels(backend);
