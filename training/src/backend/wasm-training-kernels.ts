@@ -1,5 +1,5 @@
 /**
- * Everything the TensorFlow.js wasm backend needs for training a 2-D U-Net, installed by one call
+ * Everything the TensorFlow.js wasm backend needs for training the 2-D U-Net and the 3-D VNet, installed by one call
  * (backend selection makes it). Each kernel family is its own file; what each replaces and why,
  * and which test guards it, is listed in PATCHES.md beside this file.
  *
