@@ -209,19 +209,64 @@ function mean(xs: number[]): number {
   return xs.reduce((s, x) => s + x, 0) / xs.length;
 }
 
-async function evaluate(name: string): Promise<Record<string, unknown>> {
+function std(xs: number[]): number {
+  const m = mean(xs);
+  return Math.sqrt(xs.reduce((a, x) => a + (x - m) ** 2, 0) / Math.max(1, xs.length - 1));
+}
+
+interface Scores {
+  name: string;
+  dice: number;
+  diceStd: number;
+  diceWorst: number;
+  hd95Mm: number;
+  hd95MmStd: number;
+  cases: number;
+  perCase: { id: string; dice: number; hd95Mm: number }[];
+  seconds: { segment?: number; eval: number };
+  loadavg1: number;
+}
+
+/** Scores one model's test segmentation; an existing test-seg folder is re-scored, not re-segmented. */
+async function evaluate(name: string): Promise<Scores> {
   const file = join(WORK, 'evals', `${name}.json`);
-  if (existsSync(file)) return readJson(file);
-  const model = await exportModel(name);
+  if (existsSync(file)) {
+    const saved = readJson<Scores>(file);
+    if (saved.perCase) return saved;
+  }
   const seg = join(WORK, 'test-seg', name);
-  const segSeconds = await segment(model, join(data('test'), 'imagesTr'), seg);
+  const segSeconds = existsSync(join(seg, 'manifest.jsonl')) && existsSync(file) ? undefined : await segment(await exportModel(name), join(data('test'), 'imagesTr'), seg);
   const ev = await node('alhvr-eval', ['--pred', seg, '--ref', join(data('test'), 'labelsTr'), '--json', '--quiet']);
   const json = JSON.parse(ev.stdout) as { cases: { id: string; metrics: { dice: number | null; hd95Mm: number | null }[] }[] };
-  const perCase = (k: 'dice' | 'hd95Mm') =>
-    json.cases.map((c) => mean(c.metrics.map((m) => m[k]).filter((x): x is number => x !== null && Number.isFinite(x)))).filter(Number.isFinite);
-  const result = { name, dice: mean(perCase('dice')), hd95Mm: mean(perCase('hd95Mm')), cases: json.cases.length, seconds: { segment: segSeconds, eval: ev.seconds }, loadavg1: loadavg()[0] };
+  const caseMean = (c: (typeof json.cases)[number], k: 'dice' | 'hd95Mm') => mean(c.metrics.map((m) => m[k]).filter((x): x is number => x !== null && Number.isFinite(x)));
+  const perCase = json.cases.map((c) => ({ id: c.id, dice: caseMean(c, 'dice'), hd95Mm: caseMean(c, 'hd95Mm') }));
+  const dice = perCase.map((c) => c.dice).filter(Number.isFinite);
+  const hd = perCase.map((c) => c.hd95Mm).filter(Number.isFinite);
+  const previous = existsSync(file) ? readJson<Partial<Scores>>(file) : {};
+  const result: Scores = {
+    name,
+    dice: mean(dice),
+    diceStd: std(dice),
+    diceWorst: Math.min(...dice),
+    hd95Mm: mean(hd),
+    hd95MmStd: std(hd),
+    cases: json.cases.length,
+    perCase,
+    seconds: { segment: segSeconds ?? previous.seconds?.segment, eval: ev.seconds },
+    loadavg1: previous.loadavg1 ?? loadavg()[0],
+  };
   writeJsonAtomic(file, result);
   return result;
+}
+
+/** Per-case Dice difference of `name` against `base` on the same test cases: mean ± std and how many cases improved. */
+function paired(evals: Scores[], name: string, base: string) {
+  const a = evals.find((e) => e.name === name);
+  const b = evals.find((e) => e.name === base);
+  if (!a || !b) return undefined;
+  const byId = new Map(b.perCase.map((c) => [c.id, c.dice]));
+  const d = a.perCase.filter((c) => byId.has(c.id)).map((c) => c.dice - byId.get(c.id)!);
+  return { against: base, meanDiff: mean(d), stdDiff: std(d), standardError: std(d) / Math.sqrt(d.length), better: d.filter((x) => x > 0).length, worse: d.filter((x) => x < 0).length, cases: d.length };
 }
 
 // ---- the benchmark -------------------------------------------------------------------------------
@@ -256,7 +301,7 @@ const trainings: TrainingSpec[] = [
 if (accepted.length) trainings.push({ name: `round1-accepted-${accepted.length}`, init: ROUND0, pseudo: { seg: subset('accepted', accepted.map((e) => e.caseId), false), weighting: 'region', verdicts: FIXED.verdicts } });
 if (toCorrect.length) trainings.push({ name: `round1-corrected-${toCorrect.length}`, init: ROUND0, pseudo: { seg: subset('corrected', toCorrect.map((e) => e.caseId), true), weighting: 'region', verdicts: FIXED.verdicts } });
 
-const evals: Record<string, unknown>[] = [await evaluate('round0')];
+const evals: Scores[] = [await evaluate('round0')];
 const save = () =>
   writeJsonAtomic(RESULTS, {
     benchmark: 'pseudo-label loop (issue 12)',
@@ -270,7 +315,12 @@ const save = () =>
     start: FIXED.start?.what ?? 'round0 trained here (smoke)',
     method: 'round 0 → alhvr-export → alhvr-segment (pool) → alhvr-train --init round0 [--pseudo-labels] for the fixed iterations; every model: alhvr-export → alhvr-segment → alhvr-eval on the test phantoms; Dice/HD95 per case = mean over RV/Myo/LV, then mean over cases',
     trainingSeconds: seconds,
-    evals,
+    evals: evals.map(({ perCase, ...rest }) => ({
+      ...rest,
+      vsRound0: paired(evals, rest.name, 'round0'),
+      vsControl: rest.name === 'round1-control' || rest.name === 'round0' ? undefined : paired(evals, rest.name, 'round1-control'),
+      perCaseDice: perCase.map((c) => Number(c.dice.toFixed(4))),
+    })),
     wallSeconds: (performance.now() - t0) / 1000,
     date: new Date().toISOString(),
   });
@@ -281,4 +331,4 @@ for (const t of trainings) {
   save();
 }
 log(`done: ${RESULTS}`);
-for (const e of evals) log(`  ${String(e.name).padEnd(22)} Dice ${Number(e.dice).toFixed(4)}  HD95 ${Number(e.hd95Mm).toFixed(2)} mm`);
+for (const e of evals) log(`  ${e.name.padEnd(22)} Dice ${e.dice.toFixed(4)} ± ${e.diceStd.toFixed(4)} (worst ${e.diceWorst.toFixed(3)})  HD95 ${e.hd95Mm.toFixed(2)} mm`);
