@@ -4,12 +4,14 @@
  * three measurements interleaved and repeated (this 2-core machine is shared: medians count).
  *
  *   npx tsx bench/segment.ts [--cases N] [--reps R] [--threads T] [--batch B] [--model-dir DIR] [--baseline DIST/node.js]
+ *   npx tsx bench/segment.ts --model models/alhvr-default.onnx --results segment-shipped.json
  *
  * --baseline: also run end to end with another build of inference's Node entry (e.g. an earlier
  * commit's inference/src compiled elsewhere) in every repetition, for a same-run before/after.
  *
  * Model: the default-width ALHVR U-Net pair exported by bench/segment-model.ts (random weights
- * with calibrated BatchNorm statistics; speed does not depend on the values).
+ * with calibrated BatchNorm statistics; speed does not depend on the values), or --model (e.g. the
+ * shipped 128² model). PyTorch evaluates that very ONNX graph (bench/onnx_torch.py).
  * Input: N synthetic cardiac MR phantoms (generatePhantomCase: oblique, ~160–224² × 8–12
  * slices, float32 .nii.gz), resized to the model's 256² by the pipeline.
  * PyTorch (Debian python3-torch) runs with set_num_threads(T), eval, no_grad, batch B over the
@@ -18,7 +20,7 @@
  * MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1), its fastest setting here; our ratios are
  * against the faster of the two in the same repetition. Only same-run ratios mean anything on a
  * shared machine: absolute slices/s move with the load.
- * Writes bench/results/segment.json (the previous run's medians kept under "earlier").
+ * Writes bench/results/segment.json, or --results NAME (the previous run's medians kept under "earlier").
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -49,6 +51,8 @@ const batch = arg('batch', 8);
 const dir = mkdtempSync(join(tmpdir(), 'alhvr-bench-segment-'));
 const modelDir = arg('model-dir', join(dir, 'model'));
 const baseline = arg('baseline', '');
+const modelArg = arg('model', '');
+const resultsName = arg('results', 'segment.json');
 
 /** Records the slices segmentVolume feeds the model, so the references see exactly those. */
 class RecordingModel implements SliceModel {
@@ -81,8 +85,8 @@ function runJson(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.e
 }
 
 try {
-  const model = join(modelDir, 'alhvr-unet.onnx');
-  if (!existsSync(model)) execFileSync(TSX, [join(here, 'segment-model.ts'), modelDir], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const model = modelArg || join(modelDir, 'alhvr-unet.onnx');
+  if (!modelArg && !existsSync(model)) execFileSync(TSX, [join(here, 'segment-model.ts'), modelDir], { stdio: ['ignore', 'ignore', 'inherit'] });
   const { card } = await readModelIdentity(new Uint8Array(readFileSync(model)), model);
   const [mw, mh] = card.input.size;
 
@@ -108,7 +112,7 @@ try {
   const listPath = join(dir, 'sources.json');
   writeFileSync(listPath, JSON.stringify(sources));
 
-  const torchArgs = (r: number) => [join(here, 'segment-torch.py'), modelDir, slicesPath, String(slices), String(mh), String(mw), '--batch', String(batch), '--threads', String(threads), ...(r === 0 ? ['--labels', join(dir, 'torch.u8')] : [])];
+  const torchArgs = (r: number) => [join(here, 'segment-torch.py'), model, slicesPath, String(slices), String(mh), String(mw), '--batch', String(batch), '--threads', String(threads), ...(r === 0 ? ['--labels', join(dir, 'torch.u8')] : [])];
   const measure = {
     torch: (r: number) => runJson(PYTHON, torchArgs(r)),
     torchJemalloc: (r: number) =>
@@ -152,7 +156,10 @@ try {
   for (let p = 0; p < torchLabels.length; p++) if (torchLabels[p] === ortLabels[p]) agree++;
 
   const result = {
-    model: `default-width ALHVR U-Net pair [16,32,64,128,256], 4 classes, ${card.input.size.join('x')}, exported by exportOnnx (bench/segment-model.ts: random weights, calibrated BN)`,
+    model: modelArg
+      ? `${modelArg}: ${card.description ?? 'ALHVR model'}, ${card.classes.length} classes, ${card.input.size.join('x')}`
+      : `default-width ALHVR U-Net pair [16,32,64,128,256], 4 classes, ${card.input.size.join('x')}, exported by exportOnnx (bench/segment-model.ts: random weights, calibrated BN)`,
+    pytorch: 'the same ONNX graph evaluated with PyTorch operators (bench/onnx_torch.py), eval, no_grad, batch over the concatenated slices',
     input: `${cases} phantom cases (generatePhantomCase seed 7), ${slices} slices, ${(inputVoxels / 1e6).toFixed(2)} M voxels, float32 .nii.gz`,
     threads,
     batch,
@@ -190,7 +197,7 @@ try {
     node: process.version,
     createdAt: new Date().toISOString(),
   };
-  const resultPath = join(repo, 'bench', 'results', 'segment.json');
+  const resultPath = join(repo, 'bench', 'results', resultsName);
   let earlier: unknown[] = [];
   if (existsSync(resultPath)) {
     const previous = JSON.parse(readFileSync(resultPath, 'utf8'));
