@@ -18,14 +18,20 @@
  * (utime + stime) during segmentation; the longest main-thread task during segmentation. In Node:
  * segmentVolume's model time per window and its CPU time (process.cpuUsage, one thread).
  *
- *   npx tsx bench/viewer-3d.ts [--slices 300] [--threads 1] [--target-spacing 1.5,1.5,3]
+ * Also measured: how long the page takes from "segmentation done" (the worker's pipeline returned)
+ * to showing the result (verdict and slice view), to the study in NiiVue, and to every download
+ * ready to save (resultToDisplay, one entry per --label, so a "before" run of an older viewer and
+ * an "after" run of the current one sit side by side), in wall time and the browser's CPU seconds.
  *
- * Writes bench/results/viewer-3d.json. The machine is shared: only same-run ratios mean much.
+ *   npx tsx bench/viewer-3d.ts [--slices 300] [--threads 1] [--target-spacing 1.5,1.5,3] [--label after] [--skip-node] [--out FILE]
+ *
+ * Writes bench/results/viewer-3d.json (or --out), keeping other labels' resultToDisplay entries. The machine is shared: only same-run ratios mean much.
  */
 import '@alhvr/inference/no-telemetry';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import { chromium } from 'playwright-core';
@@ -36,7 +42,7 @@ import { openModelFile } from '@alhvr/inference/node';
 import { exportOnnx, type ExportCard } from '@alhvr/export';
 import { selectBackend, VNet3d } from '@alhvr/training';
 import { buildDemo } from '../viewer/scripts/build-demo.mjs';
-import { CHROMIUM_ARGS, serveStatic } from '../test/viewer-harness.js';
+import { CHROMIUM_ARGS, WATCH_SEGMENTATION, serveStatic } from '../test/viewer-harness.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const argOf = (name: string, fallback: string) => {
@@ -46,6 +52,10 @@ const argOf = (name: string, fallback: string) => {
 const slices = Number(argOf('slices', '300'));
 const threads = Number(argOf('threads', '1'));
 const target = argOf('target-spacing', '1.5,1.5,3').split(',').map(Number) as [number, number, number];
+/** Which viewer the result-to-display entry describes ("before" / "after" a change); other labels' entries stay in the file. */
+const label = argOf('label', 'current');
+/** Skip the Node pipeline (its per-window time and CPU): the browser part alone. */
+const skipNode = process.argv.includes('--skip-node');
 const WIDTHS = [2, 4, 4, 8, 8];
 const PATCH = 96;
 const CLASSES = ['background', 'liver', 'kidney', 'spleen', 'pancreas'];
@@ -53,6 +63,26 @@ const SOURCE_SPACING: [number, number, number] = [0.75, 0.75, 1.5];
 const MB = 1024 * 1024;
 const PAGE_SIZE = 4096;
 const TICKS = 100; // USER_HZ on Linux
+
+/**
+ * Page script: epoch milliseconds (performance.timeOrigin + now) at which the page first shows the
+ * last model call's progress ("window n of n"), the verdict (the summary is drawn after the slice
+ * view), the study in NiiVue (state "segmented"), and every download link ready to save (an href;
+ * none still preparing). Works on pages that build the downloads before the result and after it.
+ */
+const WATCH_RESULT_TIMELINE = `(() => {
+  window.__timeline = {};
+  const now = () => performance.timeOrigin + performance.now();
+  const mark = (name, met) => { if (met && window.__timeline[name] === undefined) window.__timeline[name] = now(); };
+  new MutationObserver(() => {
+    const m = /window (\\d+) of (\\d+)/.exec(document.getElementById('status').textContent);
+    mark('lastWindow', m !== null && m[1] === m[2]);
+    mark('verdict', document.getElementById('verdict') !== null);
+    mark('studyShown', document.body.dataset.state === 'segmented');
+    const links = [...document.querySelectorAll('#downloads a[data-file]')];
+    mark('downloadsReady', links.length > 0 && links.every((a) => a.hasAttribute('href')));
+  }).observe(document.body, { childList: true, characterData: true, subtree: true, attributes: true });
+})()`;
 
 const log = (m: string) => process.stderr.write(`${m}\n`);
 const dir = mkdtempSync(join(tmpdir(), 'alhvr-bench-viewer-3d-'));
@@ -132,16 +162,19 @@ try {
   writeFileSync(niftiPath, niftiBytes);
 
   // Node first, in this process: per-window model time and one thread's CPU time.
-  const opened = await openModelFile(modelPath, { device: 'cpu', threads });
-  const vol = decodeNifti(niftiBytes, { path: 'ct.nii.gz' });
-  const cpu0 = process.cpuUsage();
-  const t0 = performance.now();
-  const node = await segmentVolume(vol, opened.model, {});
-  const nodeWall = (performance.now() - t0) / 1000;
-  const nodeCpu = process.cpuUsage(cpu0);
-  await opened.model.release();
-  const windows = node.windows!;
-  log(`node: ${windows} windows, ${(node.timings.inferenceMs / windows).toFixed(0)} ms model time per window`);
+  let node: { result: Awaited<ReturnType<typeof segmentVolume>>; wallSeconds: number; cpuSeconds: number } | undefined;
+  if (!skipNode) {
+    const opened = await openModelFile(modelPath, { device: 'cpu', threads });
+    const vol = decodeNifti(niftiBytes, { path: 'ct.nii.gz' });
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    const result = await segmentVolume(vol, opened.model, {});
+    const wallSeconds = (performance.now() - t0) / 1000;
+    const cpu = process.cpuUsage(cpu0);
+    await opened.model.release();
+    node = { result, wallSeconds, cpuSeconds: (cpu.user + cpu.system) / 1e6 };
+    log(`node: ${result.windows} windows, ${(result.timings.inferenceMs / result.windows!).toFixed(0)} ms model time per window`);
+  }
 
   await buildDemo({ outDir: join(dir, 'site'), model: modelPath, compress: false });
   const server = await serveStatic(dir);
@@ -152,26 +185,19 @@ try {
     await page.goto(`${origin}/site/index.html?threads=${threads}`);
     await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state ?? ''), undefined, { timeout: 120_000 });
     if ((await page.evaluate('document.body.dataset.state')) === 'error') throw new Error(`page: ${await page.textContent('#status')}`);
-    // Long tasks from the page's first status change (the task before it is Playwright handing
-    // the file to the page) until the worker's result arrives, as test/viewer-browser.test.ts counts them.
-    await page.evaluate(`(() => {
-      window.__longest = 0;
-      window.__since = Infinity;
-      new PerformanceObserver((list) => {
-        const done = performance.getEntriesByName('alhvr-segmented').at(-1)?.startTime ?? Infinity;
-        for (const e of list.getEntries()) if (e.startTime >= window.__since && e.startTime < done) window.__longest = Math.max(window.__longest, e.duration);
-      }).observe({ type: 'longtask' });
-      new MutationObserver(() => {
-        window.__since = Math.min(window.__since, performance.now());
-      }).observe(document.getElementById('status'), { childList: true, characterData: true, subtree: true });
-    })()`);
+    // Long tasks while segmenting, as test/viewer-browser.test.ts counts them; and when the result shows.
+    await page.evaluate(WATCH_SEGMENTATION);
+    await page.evaluate(WATCH_RESULT_TIMELINE);
     const idle = browserUsage();
     log(`browser idle with the model open: ${idle.rssMb.toFixed(0)} MB resident`);
     let phase: 'segmenting' | 'display' | 'done' = 'segmenting';
     const peak = { segmenting: idle.rssMb, display: 0 };
     let cpuAtSegmented = idle.cpuSeconds;
+    /** [epoch ms, browser CPU seconds]: to read the CPU spent between the page's timeline events. */
+    const cpuSamples: [number, number][] = [];
     const sampler = setInterval(() => {
       const u = browserUsage();
+      cpuSamples.push([Date.now(), u.cpuSeconds]);
       if (phase === 'segmenting') {
         peak.segmenting = Math.max(peak.segmenting, u.rssMb);
         cpuAtSegmented = u.cpuSeconds;
@@ -185,17 +211,44 @@ try {
     phase = 'display';
     await page.waitForFunction(() => ['segmented', 'error'].includes(document.body.dataset.state ?? ''), undefined, { timeout: 3_600_000, polling: 200 });
     const shownSeconds = (performance.now() - tPick) / 1000;
+    if ((await page.evaluate('document.body.dataset.state')) === 'error') throw new Error(`page: ${await page.textContent('#status')}`);
+    await page.waitForFunction('window.__timeline.downloadsReady !== undefined || document.body.dataset.state === "error"', undefined, { timeout: 3_600_000, polling: 200 });
     phase = 'done';
     clearInterval(sampler);
     if ((await page.evaluate('document.body.dataset.state')) === 'error') throw new Error(`page: ${await page.textContent('#status')}`);
-    const r = (await page.evaluate('({ timings: alhvrDemo.result.timings, windows: alhvrDemo.result.windows, modelGrid: alhvrDemo.result.modelGrid, backend: alhvrDemo.model.backend, threads: alhvrDemo.model.threads, longest: window.__longest })')) as {
+    const r = (await page.evaluate(
+      '({ timings: alhvrDemo.result.timings, windows: alhvrDemo.result.windows, modelGrid: alhvrDemo.result.modelGrid, backend: alhvrDemo.model.backend, threads: alhvrDemo.model.threads, longest: window.__longest, timeline: window.__timeline, segmentedAt: alhvrDemo.result.segmentedAt })',
+    )) as {
       timings: { preprocessMs: number; inferenceMs: number; postprocessMs: number };
       windows: number;
       modelGrid: number[];
       backend: string;
       threads: number;
       longest: number;
+      timeline: { lastWindow: number; verdict: number; studyShown: number; downloadsReady: number };
+      /** Epoch ms at which the worker's pipeline returned (pages that post the result before the downloads). */
+      segmentedAt?: number;
     };
+    const cpuAt = (t: number) => (cpuSamples.filter(([at]) => at <= t).at(-1) ?? cpuSamples[0])[1];
+    const tl = r.timeline;
+    // Without the worker's own timestamp: the last window's progress plus the pipeline's postprocess (carrying the maps back, stats).
+    const pipelineDone = r.segmentedAt ?? tl.lastWindow + r.timings.postprocessMs;
+    const resultToDisplay = {
+      gitHead: execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: here }).toString().trim(),
+      pipelineDoneFrom: r.segmentedAt === undefined ? "estimate: the last window's progress on the page + the pipeline's postprocessMs" : "the worker's timestamp when segmentation returned",
+      msSegmentationDoneToVerdictShown: tl.verdict - pipelineDone,
+      msSegmentationDoneToStudyShownInNiiVue: tl.studyShown - pipelineDone,
+      msSegmentationDoneToAllDownloadsReady: tl.downloadsReady - pipelineDone,
+      msLastWindowToVerdictShown: tl.verdict - tl.lastWindow,
+      browserCpuSecondsLastWindowToVerdictShown: cpuAt(tl.verdict) - cpuAt(tl.lastWindow),
+      browserCpuSecondsLastWindowToAllDownloadsReady: cpuAt(tl.downloadsReady) - cpuAt(tl.lastWindow),
+      postprocessMs: r.timings.postprocessMs,
+      loadAverage: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number),
+      createdAt: new Date().toISOString(),
+    };
+    log(`${label}: segmentation done → verdict shown ${(resultToDisplay.msSegmentationDoneToVerdictShown / 1000).toFixed(1)} s, → downloads ready ${(resultToDisplay.msSegmentationDoneToAllDownloadsReady / 1000).toFixed(1)} s`);
+    const resultsPath = resolve(argOf('out', join(here, 'results', 'viewer-3d.json')));
+    const previous = existsSync(resultsPath) ? (JSON.parse(readFileSync(resultsPath, 'utf8')) as Record<string, unknown>) : {};
     const grid = resampledDims(dims, SOURCE_SPACING, target);
     const gridVoxels = grid[0] * grid[1] * grid[2];
     const sourceVoxels = dims[0] * dims[1] * dims[2];
@@ -204,7 +257,7 @@ try {
       model: `two-student VNet3d widths [${WIDTHS}], ${CLASSES.length} classes, patch ${PATCH}^3, fp32, random weights`,
       targetSpacingMm: target,
       modelGrid: grid,
-      windows,
+      windows: r.windows,
       threads,
       browser: {
         runtime: `onnxruntime-web ${r.backend}, ${r.threads} thread(s), in the demo's Web Worker (Chromium, cross-origin isolated)`,
@@ -219,12 +272,19 @@ try {
         peakRssMbDisplay: peak.display,
         longestMainThreadTaskMsSegmenting: r.longest,
       },
-      node: {
-        runtime: `onnxruntime-node cpu, ${threads} thread(s), in-process segmentVolume`,
-        modelMsPerWindow: node.timings.inferenceMs / windows,
-        timingsMs: node.timings,
-        wallSeconds: nodeWall,
-        cpuSeconds: (nodeCpu.user + nodeCpu.system) / 1e6,
+      node: node
+        ? {
+            runtime: `onnxruntime-node cpu, ${threads} thread(s), in-process segmentVolume`,
+            modelMsPerWindow: node.result.timings.inferenceMs / node.result.windows!,
+            timingsMs: node.result.timings,
+            wallSeconds: node.wallSeconds,
+            cpuSeconds: node.cpuSeconds,
+          }
+        : { ...(previous.node as object), skipped: `not run this time (--skip-node): from the run of ${String(previous.createdAt)}` },
+      resultToDisplay: {
+        what: 'from "segmentation done" in the worker to the result on the page (verdict and slice view), to the study in NiiVue, and to every download ready to save, per viewer version (--label); times in ms of wall clock and the browser processes\' CPU seconds over the same span',
+        ...(previous.resultToDisplay as object | undefined),
+        [label]: resultToDisplay,
       },
       floorMb: {
         rule: 'what the worker must hold at once at most: the decoded input, the model-grid input and accumulators (classes + 2 student confidences + weight), and the source-grid label, confidence and region',
@@ -236,7 +296,7 @@ try {
       loadAverage: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number),
       createdAt: new Date().toISOString(),
     };
-    await writeFileAtomic(join(here, 'results', 'viewer-3d.json'), `${JSON.stringify(result, null, 2)}\n`);
+    await writeFileAtomic(resultsPath, `${JSON.stringify(result, null, 2)}\n`);
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   } finally {
     await context.close();

@@ -12,7 +12,9 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import {
   ALHVR_3D_RECIPE_PREPROCESSING,
   applyIntensityMap,
+  decodeDicomSeg,
   decodeNifti,
+  dicomSegToLabelVolume,
   encodeCtSeries,
   encodeNifti,
   generateAbdomenCtCase,
@@ -30,7 +32,7 @@ import { openModelFile, type OpenedModel } from '@alhvr/inference/node';
 import { exportOnnx, type ExportCard } from '@alhvr/export';
 import { slidingWindowInference } from '../inference/src/sliding-window.js';
 import { buildDemo } from '../viewer/scripts/build-demo.mjs';
-import { CHROMIUM_ARGS, PAGE_BASE64, TIE, fromBase64, serveStatic, unexplainedMismatches } from './viewer-harness.js';
+import { CHROMIUM_ARGS, PAGE_BASE64, RESET_SEGMENTATION_WATCH, TIE, WATCH_SEGMENTATION, fromBase64, serveStatic, unexplainedMismatches } from './viewer-harness.js';
 import { runCli } from './cli-harness.js';
 import { useBackend } from './export-fixtures.js';
 import { CT_CLASSES, makeVNet } from './vnet3d-fixtures.js';
@@ -217,18 +219,8 @@ describe('a 3D model in the viewer demo', () => {
     const windows = niftiRef.result.windows!;
     expect(windows).toBe(9);
     expect(niftiRef.progress.at(-1)).toEqual([windows, windows]);
+    await page.evaluate(WATCH_SEGMENTATION);
     await page.evaluate(`(() => {
-      window.__longest = 0;
-      window.__statuses = [];
-      window.__since = Infinity;
-      new PerformanceObserver((list) => {
-        const done = performance.getEntriesByName('alhvr-segmented').at(-1)?.startTime ?? Infinity;
-        for (const e of list.getEntries()) if (e.startTime >= window.__since && e.startTime < done) window.__longest = Math.max(window.__longest, e.duration);
-      }).observe({ type: 'longtask' });
-      new MutationObserver(() => {
-        window.__since = Math.min(window.__since, performance.now());
-        window.__statuses.push(document.getElementById('status').textContent);
-      }).observe(document.getElementById('status'), { childList: true, characterData: true, subtree: true });
       // Cancel (in the page, so no run can finish first) at the first window's progress.
       const status = document.getElementById('status');
       const watch = new MutationObserver(() => {
@@ -243,9 +235,20 @@ describe('a 3D model in the viewer demo', () => {
     await waitForState(page, ['ready', 'segmented']);
     expect(await page.textContent('#status')).toBe('Segmentation cancelled.');
 
-    await page.evaluate("window.__longest = 0; window.__statuses = []; window.__since = Infinity; performance.clearMarks('alhvr-segmented')");
+    await page.evaluate(RESET_SEGMENTATION_WATCH);
+    // Case files held back (a test hook): the study must show while its downloads are still being made.
+    await page.evaluate('alhvrDemo.holdDownloads(true)');
     await page.setInputFiles('#nifti-file', file);
     await waitForState(page, ['segmented']);
+    expect(await page.textContent('#verdict')).toContain('Verdict: ');
+    expect(await page.getAttribute('#downloads', 'data-state')).toBe('preparing');
+    expect(await page.$$eval('#downloads a[data-file]', (as) => as.map((a) => `${a.dataset.file} ${a.dataset.state}`))).toEqual([
+      'mask.nii.gz preparing',
+      'confidence.nii.gz preparing',
+      'region.nii.gz preparing',
+      'report.json ready',
+    ]);
+    await page.evaluate('alhvrDemo.holdDownloads(false)');
     const statuses = (await page.evaluate('window.__statuses')) as string[];
     const progress = statuses.map((t) => /window (\d+) of (\d+)/.exec(t)).filter((m) => m !== null);
     expect(progress.length).toBeGreaterThanOrEqual(2);
@@ -283,6 +286,9 @@ describe('a 3D model in the viewer demo', () => {
     expect(r.code, r.stderr).toBe(0);
     const [caseDir] = readdirSync(out, { withFileTypes: true }).filter((e) => e.isDirectory());
     const cli = join(out, caseDir.name);
+    // The maps' files are made after the result is shown: wait until every link can be saved.
+    await page.waitForFunction(() => ['ready', 'failed'].includes(document.getElementById('downloads')!.dataset.state ?? ''), undefined, { timeout: 60_000 });
+    expect(await page.getAttribute('#downloads', 'data-state')).toBe('ready');
     const got = (await page.evaluate(`(async () => {
       const b64 = ${PAGE_BASE64};
       const out = {};
@@ -326,6 +332,10 @@ describe('a 3D model in the viewer demo', () => {
     expect(dicom.modality).toBe('CT');
     await expectNodeResult(ref, { modality: dicom.modality, bodyPart: dicom.bodyPartExamined });
     expect(await page.evaluate('Object.keys(alhvrDemo.result.files).sort()')).toEqual(['confidence.nii.gz', 'mask.nii.gz', 'region.nii.gz', 'report.json', 'seg.dcm']);
+    // The DICOM SEG, made after the result, places the page's labels on the series.
+    const seg = fromBase64((await page.evaluate(`alhvrDemo.result.files['seg.dcm'].then(${PAGE_BASE64})`)) as string);
+    const labels = dicomSegToLabelVolume(decodeDicomSeg(seg, 'page seg.dcm'), vol, card.classes, 'page seg.dcm');
+    expect(Buffer.compare(Buffer.from(labels.data), Buffer.from((await pageMaps()).label))).toBe(0);
   }, 120_000);
 
   test("the sample button gives a 3D model the phantom it is for: an abdominal CT (128² matrix), not a cardiac stack", async () => {

@@ -17,7 +17,18 @@ import { daikonSeries } from './fixtures.js';
 import { exportOnnx } from '@alhvr/export';
 import { buildDemo } from '../viewer/scripts/build-demo.mjs';
 import { REGION_COLORS } from '../viewer/src/slice-renderer.js';
-import { CHROMIUM_ARGS, MODEL_SIZE, TIE, PAGE_BASE64, TieRecorder, fromBase64, serveStatic, unexplainedMismatches } from './viewer-harness.js';
+import {
+  CHROMIUM_ARGS,
+  MODEL_SIZE,
+  TIE,
+  PAGE_BASE64,
+  RESET_SEGMENTATION_WATCH,
+  TieRecorder,
+  WATCH_SEGMENTATION,
+  fromBase64,
+  serveStatic,
+  unexplainedMismatches,
+} from './viewer-harness.js';
 import { CLASSES, makeCard, makeStudent, useBackend } from './export-fixtures.js';
 import { cliPath } from './cli-harness.js';
 import { CASE_FILES } from '../inference/src/outputs.js';
@@ -34,8 +45,10 @@ function runCli(input: string, out: string): string {
   return join(out, cases[0].name);
 }
 
-/** The page's download links, each fetched through its own href (what the user's click saves). */
+/** The page's download links once all are made, each fetched through its own href (what the user's click saves). */
 async function pageDownloads(): Promise<Record<string, Uint8Array>> {
+  await page.waitForFunction(() => ['ready', 'failed'].includes(document.getElementById('downloads')!.dataset.state ?? ''), undefined, { timeout: 60_000 });
+  expect(await page.getAttribute('#downloads', 'data-state')).toBe('ready');
   const got = (await page.evaluate(`(async () => {
     const b64 = ${PAGE_BASE64};
     const out = {};
@@ -43,6 +56,17 @@ async function pageDownloads(): Promise<Record<string, Uint8Array>> {
     return out;
   })()`)) as Record<string, string>;
   return Object.fromEntries(Object.entries(got).map(([k, v]) => [k, fromBase64(v)]));
+}
+
+/** The page's maps of the current result. */
+async function pageMaps(): Promise<{ label: Uint8Array; region: Uint8Array; confidence: Float32Array }> {
+  const got = (await page.evaluate(`(() => {
+    const b64 = ${PAGE_BASE64};
+    const r = alhvrDemo.result;
+    return { label: b64(r.label.data), region: b64(r.region.data), confidence: b64(r.confidence.data) };
+  })()`)) as { label: string; region: string; confidence: string };
+  const c = fromBase64(got.confidence);
+  return { label: fromBase64(got.label), region: fromBase64(got.region), confidence: new Float32Array(c.buffer, c.byteOffset, c.byteLength / 4) };
 }
 
 let dir: string;
@@ -130,9 +154,26 @@ describe('viewer demo in Chromium', () => {
     expect(message).not.toContain('\n');
   });
 
-  test('labels, regions and confidence in the page equal the Node pipeline (onnxruntime-node)', async () => {
+  test('labels, regions and confidence in the page equal the Node pipeline (onnxruntime-node); the result shows before its downloads are made', async () => {
+    // The worker holds the case files back (a test hook), so the page's state in between is seen without timing.
+    await page.evaluate('alhvrDemo.holdDownloads(true)');
     await page.setInputFiles('#nifti-file', { name: 'phantom.nii.gz', mimeType: 'application/gzip', buffer: Buffer.from(niftiBytes) });
     await waitForState(['segmented', 'error']);
+    // Shown: verdict, slice view, NiiVue study; the map downloads say "preparing…", report.json is ready.
+    expect(await page.locator('#verdict').count()).toBe(1);
+    expect(await page.isDisabled('#slice')).toBe(false);
+    expect(await page.evaluate('alhvrDemo.studyView.nv.volumes.length')).toBe(4);
+    expect(await page.getAttribute('#downloads', 'data-state')).toBe('preparing');
+    const links = (await page.$$eval('#downloads a[data-file]', (as) => as.map((a) => [a.dataset.file, a.dataset.state, a.hasAttribute('href'), a.textContent]))) as [string, string, boolean, string][];
+    expect(links).toEqual([
+      ['mask.nii.gz', 'preparing', false, 'mask.nii.gz (preparing…)'],
+      ['confidence.nii.gz', 'preparing', false, 'confidence.nii.gz (preparing…)'],
+      ['region.nii.gz', 'preparing', false, 'region.nii.gz (preparing…)'],
+      ['report.json', 'ready', true, 'report.json'],
+    ]);
+    await page.evaluate('alhvrDemo.holdDownloads(false)');
+    await page.waitForFunction(() => document.getElementById('downloads')!.dataset.state === 'ready', undefined, { timeout: 60_000 });
+    expect(await page.$$eval('#downloads a[data-file]', (as) => as.every((a) => a.hasAttribute('href') && a.dataset.state === 'ready'))).toBe(true);
     const got = (await page.evaluate(`(() => {
       const b64 = ${PAGE_BASE64};
       const r = alhvrDemo.result;
@@ -196,6 +237,15 @@ describe('viewer demo in Chromium', () => {
     for (let i = 0; i < cn.length; i++) maxDiff = Math.max(maxDiff, Math.abs(cw[i] - cn[i]));
     expect(maxDiff).toBeLessThanOrEqual(TIE);
 
+    // Made after the result, the files are still byte for byte what alhvr-segment writes for the page's own maps.
+    const maps = await pageMaps();
+    const cliEncoded = {
+      'mask.nii.gz': encodeNifti(nodeResult.label.withData(maps.label), { datatype: 'uint8', description: 'alhvr mask viewer-test' }),
+      'confidence.nii.gz': encodeNifti(nodeResult.confidence.withData(maps.confidence), { datatype: 'float32', description: 'alhvr confidence viewer-test' }),
+      'region.nii.gz': encodeNifti(nodeResult.region!.withData(maps.region), { datatype: 'uint8', description: 'alhvr region viewer-test' }),
+    };
+    for (const [name, bytes] of Object.entries(cliEncoded)) expect(Buffer.compare(Buffer.from(files[name]), Buffer.from(bytes)), name).toBe(0);
+
     const web = JSON.parse(new TextDecoder().decode(files['report.json']));
     const node = JSON.parse(readFileSync(join(cli, 'report.json'), 'utf8'));
     expect(Object.keys(web).sort()).toEqual(Object.keys(node).sort());
@@ -211,23 +261,8 @@ describe('viewer demo in Chromium', () => {
   }, 180_000);
 
   test('segmentation runs in a worker: progress per model call, cancel stops it, the main thread never blocks 100 ms', async () => {
-    // Watch the main thread's long tasks from the moment the page takes the file (its first status
-    // change; the task before that is the test harness injecting the file) until the worker's result
-    // arrives (the page's "alhvr-segmented" mark). Drawing the result afterwards is display, not
-    // segmentation (bench/browser.ts measures the display's tasks apart).
-    await page.evaluate(`(() => {
-      window.__longest = 0;
-      window.__statuses = [];
-      window.__since = Infinity;
-      new PerformanceObserver((list) => {
-        const done = performance.getEntriesByName('alhvr-segmented').at(-1)?.startTime ?? Infinity;
-        for (const e of list.getEntries()) if (e.startTime >= window.__since && e.startTime < done) window.__longest = Math.max(window.__longest, e.duration);
-      }).observe({ type: 'longtask' });
-      new MutationObserver(() => {
-        window.__since = Math.min(window.__since, performance.now());
-        window.__statuses.push(document.getElementById('status').textContent);
-      }).observe(document.getElementById('status'), { childList: true, characterData: true, subtree: true });
-    })()`);
+    // The main thread's long tasks from the page taking the file to the worker's result (see WATCH_SEGMENTATION).
+    await page.evaluate(WATCH_SEGMENTATION);
     const file = { name: 'phantom.nii.gz', mimeType: 'application/gzip', buffer: Buffer.from(niftiBytes) };
 
     // Cancel (in the page, so no run can finish first) as soon as the first progress shows: the
@@ -248,7 +283,7 @@ describe('viewer demo in Chromium', () => {
     expect(await page.evaluate('window.__cancelVisible')).toBe(true);
 
     // The replaced worker reopens the model and segments the same file to the same labels.
-    await page.evaluate("window.__longest = 0; window.__statuses = []; window.__since = Infinity; performance.clearMarks('alhvr-segmented')");
+    await page.evaluate(RESET_SEGMENTATION_WATCH);
     await page.setInputFiles('#nifti-file', file);
     await waitForState(['segmented', 'error']);
     const label = fromBase64((await page.evaluate(`(${PAGE_BASE64})(alhvrDemo.result.label.data)`)) as string);
@@ -558,5 +593,43 @@ describe('viewer demo in Chromium', () => {
     expect(await page.textContent('#status')).toBe('Segmented dropped.nii.gz.');
     const label = fromBase64((await page.evaluate(`(${PAGE_BASE64})(alhvrDemo.result.label.data)`)) as string);
     expect(unexplainedMismatches(label, nodeResult.label.data, recorder.labelMargin)).toEqual([]);
+  }, 120_000);
+
+  test("a second file opened while the first's downloads are being made gets its own downloads only", async () => {
+    const second = encodeNifti(generatePhantomCase({ seed: 8, index: 1 }).image);
+    await page.evaluate('alhvrDemo.holdDownloads(true)');
+    await page.setInputFiles('#nifti-file', { name: 'first.nii.gz', mimeType: 'application/gzip', buffer: Buffer.from(niftiBytes) });
+    await page.waitForFunction(() => document.getElementById('status')!.textContent === 'Segmented first.nii.gz.', undefined, { timeout: 60_000 });
+    expect(await page.getAttribute('#downloads', 'data-state')).toBe('preparing');
+    // What the first study's links go through from here on, as the second file replaces it.
+    await page.evaluate(`(() => {
+      window.__firstLinks = [];
+      for (const a of document.querySelectorAll('#downloads a[data-file]')) {
+        new MutationObserver(() => window.__firstLinks.push(a.dataset.file + ': ' + a.textContent)).observe(a, { childList: true, characterData: true, subtree: true });
+      }
+    })()`);
+    await page.setInputFiles('#nifti-file', { name: 'second.nii.gz', mimeType: 'application/gzip', buffer: Buffer.from(second) });
+    await page.waitForFunction(() => document.getElementById('status')!.textContent === 'Segmented second.nii.gz.', undefined, { timeout: 60_000 });
+    // The first study's unmade files were dropped when the second segmentation started.
+    expect(await page.evaluate('window.__firstLinks')).toEqual([
+      'mask.nii.gz: mask.nii.gz (not made: another file was opened)',
+      'confidence.nii.gz: confidence.nii.gz (not made: another file was opened)',
+      'region.nii.gz: region.nii.gz (not made: another file was opened)',
+    ]);
+    expect(await page.getAttribute('#downloads', 'data-state')).toBe('preparing');
+    await page.evaluate('alhvrDemo.holdDownloads(false)');
+    const files = await pageDownloads();
+    expect(Object.keys(files).sort()).toEqual(['confidence.nii.gz', 'mask.nii.gz', 'region.nii.gz', 'report.json']);
+    expect(await page.$$eval('#downloads a[data-file]', (as) => as.map((a) => (a as HTMLAnchorElement).download))).toEqual(
+      ['mask.nii.gz', 'confidence.nii.gz', 'region.nii.gz', 'report.json'].map((n) => `second_${n}`),
+    );
+    expect(JSON.parse(new TextDecoder().decode(files['report.json'])).input).toBe('second.nii.gz');
+    // The mask is the second study's, as shown (its own dims and labels), not the first's.
+    const maps = await pageMaps();
+    const secondVol = decodeNifti(second, { path: 'second.nii.gz' });
+    expect(await page.evaluate('alhvrDemo.result.label.dims')).toEqual([...secondVol.dims]);
+    const mask = gunzipSync(files['mask.nii.gz']);
+    expect(Buffer.compare(mask.subarray(352), Buffer.from(maps.label))).toBe(0);
+    expect([mask.readInt16LE(42), mask.readInt16LE(44), mask.readInt16LE(46)]).toEqual([...secondVol.dims]);
   }, 120_000);
 });

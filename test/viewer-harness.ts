@@ -129,3 +129,30 @@ export const PAGE_BASE64 = `(a) => {
 }`;
 export const fromBase64 = (s: string) => new Uint8Array(Buffer.from(s, 'base64'));
 
+
+/**
+ * Page script (source text, for page.evaluate) that watches the main thread while the viewer
+ * segments: `window.__longest` is the longest task from the page's first status change (the task
+ * before it is Playwright handing the file to the page) until the worker's result arrives (the
+ * page's "alhvr-segmented" mark; drawing the result afterwards is display, not segmentation), and
+ * `window.__statuses` every status text shown meanwhile. Installs its observers once per page;
+ * RESET_SEGMENTATION_WATCH starts a new count.
+ */
+export const WATCH_SEGMENTATION = `(() => {
+  window.__longest = 0;
+  window.__statuses = [];
+  window.__since = Infinity;
+  if (window.__watchingSegmentation) return;
+  window.__watchingSegmentation = true;
+  new PerformanceObserver((list) => {
+    const done = performance.getEntriesByName('alhvr-segmented').at(-1)?.startTime ?? Infinity;
+    for (const e of list.getEntries()) if (e.startTime >= window.__since && e.startTime < done) window.__longest = Math.max(window.__longest, e.duration);
+  }).observe({ type: 'longtask' });
+  new MutationObserver(() => {
+    window.__since = Math.min(window.__since, performance.now());
+    window.__statuses.push(document.getElementById('status').textContent);
+  }).observe(document.getElementById('status'), { childList: true, characterData: true, subtree: true });
+})()`;
+
+/** Page script: forget the last segmentation's tasks, statuses and mark (WATCH_SEGMENTATION must be installed). */
+export const RESET_SEGMENTATION_WATCH = "window.__longest = 0; window.__statuses = []; window.__since = Infinity; performance.clearMarks('alhvr-segmented')";

@@ -3,7 +3,7 @@
 import { canonicalOrientation, spacingFromAffine, type ModelCard } from '@alhvr/core';
 import { REGION_COLORS, SliceRenderer, type OverlayKind } from '../src/slice-renderer.js';
 import { StudyView, type StudyLayout, type StudyOverlay } from '../src/study-view.js';
-import { REGION_THRESHOLD_3D, SegmentationCancelled, SegmentationWorker, type SegmentInput, type WorkerModel, type WorkerSegmentation } from '../src/worker-client.js';
+import { CaseFilesAbandoned, REGION_THRESHOLD_3D, SegmentationCancelled, SegmentationWorker, type SegmentInput, type WorkerModel, type WorkerSegmentation } from '../src/worker-client.js';
 
 type PageState = 'starting' | 'no-model' | 'ready' | 'working' | 'segmented' | 'error';
 
@@ -106,22 +106,52 @@ function showLegend(m: WorkerModel): void {
   }
 }
 
-/** Links that save the case folder's files, as alhvr-segment names them (previous links are revoked). */
-function showDownloads(files: Record<string, Uint8Array>, caseName: string): void {
-  for (const a of downloads.querySelectorAll('a')) URL.revokeObjectURL(a.href);
+/**
+ * Links that save the case folder's files, as alhvr-segment names them (previous links are
+ * revoked). Each says "preparing…" until its file is made (the maps are made after the result is
+ * shown); a file that arrives after these links were replaced (another study) is dropped.
+ */
+function showDownloads(files: Record<string, Promise<Uint8Array>>, caseName: string): void {
+  for (const a of downloads.querySelectorAll('a')) if (a.href) URL.revokeObjectURL(a.href);
   downloads.replaceChildren();
-  if (Object.keys(files).length === 0) return;
+  delete downloads.dataset.state;
+  const names = Object.keys(files);
+  if (names.length === 0) return;
   const title = document.createElement('strong');
   title.textContent = 'Download: ';
   downloads.append(title);
+  downloads.dataset.state = 'preparing';
   const stem = caseName.replace(/\.(nii\.gz|nii)$/i, '').replace(/[^\p{L}\p{N}._-]+/gu, '_');
-  for (const [name, bytes] of Object.entries(files)) {
+  let left = names.length;
+  let failed = false;
+  for (const name of names) {
     const a = document.createElement('a');
-    a.href = URL.createObjectURL(new Blob([bytes as BlobPart], { type: name.endsWith('.json') ? 'application/json' : 'application/octet-stream' }));
-    a.download = `${stem}_${name}`;
     a.dataset.file = name;
-    a.textContent = name;
+    a.dataset.state = 'preparing';
+    a.setAttribute('aria-disabled', 'true');
+    a.textContent = `${name} (preparing…)`;
     downloads.append(a);
+    const settled = () => {
+      if (--left === 0) downloads.dataset.state = failed ? 'failed' : 'ready';
+    };
+    files[name].then(
+      (bytes) => {
+        if (!a.isConnected) return;
+        a.href = URL.createObjectURL(new Blob([bytes as BlobPart], { type: name.endsWith('.json') ? 'application/json' : 'application/octet-stream' }));
+        a.download = `${stem}_${name}`;
+        a.textContent = name;
+        a.dataset.state = 'ready';
+        a.removeAttribute('aria-disabled');
+        settled();
+      },
+      (err: unknown) => {
+        if (!a.isConnected) return;
+        failed = true;
+        a.dataset.state = 'failed';
+        a.textContent = `${name} (${err instanceof CaseFilesAbandoned ? err.message : `not made: ${(err instanceof Error ? err.message : String(err)).split('\n')[0]}`})`;
+        settled();
+      },
+    );
   }
 }
 
@@ -251,6 +281,8 @@ async function segment(input: SegmentInput): Promise<void> {
   draw();
   await nextTask();
   showSummary(r, model, name);
+  // The result is on screen; its downloads follow as the second worker makes them.
+  performance.mark('alhvr-displayed');
   showDownloads(r.files, name);
   const threeD = model.card.dimensions === 3;
   gammaSlider.disabled = threeD || !r.region || !model.available.has('studentConfidence');
@@ -427,6 +459,10 @@ for (const radio of document.querySelectorAll<HTMLInputElement>('input[name="ove
     return result;
   },
   setRegionThreshold,
+  /** For tests: hold (or release) the making of case files, to see the page between a result and its downloads. */
+  holdDownloads(hold: boolean) {
+    segmenter.holdCaseFiles(hold);
+  },
   get studyView() {
     return studyView;
   },

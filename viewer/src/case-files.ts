@@ -68,22 +68,61 @@ export function caseReport(
   });
 }
 
-/** Every file of the case folder, by name (bytes as alhvr-segment would write them, up to gzip framing and DICOM UIDs). */
-export function caseFiles(result: SegmentNiftiResult, identity: ModelIdentity, device: BrowserDevice, input: string): Record<string, Uint8Array> {
+/** What the map files of a case folder are made from: the segmentation's maps, on the image grid. */
+export interface CaseMaps {
+  label: Volume<Uint8Array>;
+  confidence: Volume<Float32Array>;
+  region?: Volume<Uint8Array>;
+}
+
+/** The case folder's file names for a result, in the order alhvr-segment lists them (mask, confidence, region, seg.dcm for DICOM input, report.json). */
+export function caseFileNames(result: Pick<SegmentNiftiResult, 'image' | 'region'>): string[] {
+  return [
+    CASE_FILE_NAMES.mask,
+    CASE_FILE_NAMES.confidence,
+    ...(result.region ? [CASE_FILE_NAMES.region] : []),
+    ...(result.image.meta.dicom ? [CASE_FILE_NAMES.seg] : []),
+    CASE_FILE_NAMES.report,
+  ];
+}
+
+/** One of the case folder's map files (mask, confidence or region NIfTI, or the DICOM SEG), as alhvr-segment writes it. */
+export function caseMapFile(name: string, maps: CaseMaps, identity: ModelIdentity): Uint8Array {
   const card = identity.card;
-  const describe = (what: string) => `alhvr ${what} ${card.name}`;
-  const nifti = (vol: Volume<VoxelArray>, datatype: 'uint8' | 'float32', what: string) => encodeNifti(vol, { datatype, description: describe(what) });
-  const files: Record<string, Uint8Array> = {
-    [CASE_FILE_NAMES.mask]: nifti(result.label, 'uint8', 'mask'),
-    [CASE_FILE_NAMES.confidence]: nifti(result.confidence, 'float32', 'confidence'),
-  };
-  if (result.region) files[CASE_FILE_NAMES.region] = nifti(result.region, 'uint8', 'region');
-  if (result.image.meta.dicom) {
-    const classes = card.classes.filter((c) => c.value !== 0).map((c) => ({ value: c.value, name: c.name, color: c.color }));
-    files[CASE_FILE_NAMES.seg] = encodeDicomSeg(result.label, classes, modelSegOptions(identity));
+  const nifti = (vol: Volume<VoxelArray>, datatype: 'uint8' | 'float32', what: string) => encodeNifti(vol, { datatype, description: `alhvr ${what} ${card.name}` });
+  switch (name) {
+    case CASE_FILE_NAMES.mask:
+      return nifti(maps.label, 'uint8', 'mask');
+    case CASE_FILE_NAMES.confidence:
+      return nifti(maps.confidence, 'float32', 'confidence');
+    case CASE_FILE_NAMES.region:
+      if (!maps.region) throw new Error('this segmentation has no region map (the model has one student)');
+      return nifti(maps.region, 'uint8', 'region');
+    case CASE_FILE_NAMES.seg: {
+      const classes = card.classes.filter((c) => c.value !== 0).map((c) => ({ value: c.value, name: c.name, color: c.color }));
+      return encodeDicomSeg(maps.label, classes, modelSegOptions(identity));
+    }
+    default:
+      throw new Error(`${name} is not a map file of a case folder`);
   }
+}
+
+/** The case folder's report.json bytes (the CLI's CaseReport, pretty-printed, with a final newline). */
+export function caseReportFile(result: SegmentNiftiResult, identity: ModelIdentity, device: BrowserDevice, input: string): Uint8Array {
   const t = result.timings;
   const report = caseReport(result, identity, device, input, { preprocess: t.preprocessMs, inference: t.inferenceMs, postprocess: t.postprocessMs });
-  files[CASE_FILE_NAMES.report] = new TextEncoder().encode(`${JSON.stringify(report, null, 2)}\n`);
+  return new TextEncoder().encode(`${JSON.stringify(report, null, 2)}\n`);
+}
+
+/**
+ * Every file of the case folder, by name (bytes as alhvr-segment would write them, up to gzip
+ * framing and DICOM UIDs), made at once. The viewer's worker makes the same files one by one
+ * (caseReportFile with the result, caseMapFile afterwards) so that the page need not wait for them.
+ */
+export function caseFiles(result: SegmentNiftiResult, identity: ModelIdentity, device: BrowserDevice, input: string): Record<string, Uint8Array> {
+  const files: Record<string, Uint8Array> = {};
+  for (const name of caseFileNames(result)) {
+    files[name] = name === CASE_FILE_NAMES.report ? caseReportFile(result, identity, device, input) : caseMapFile(name, result, identity);
+  }
   return files;
 }

@@ -1,12 +1,12 @@
 // The worker side of SegmentationWorker: opens the model and segments in a Web Worker, so the
 // page's main thread only draws and answers the user while ONNX Runtime works.
-import { displayWindow, encodeNifti, generateAbdomenCtCase, generatePhantomCase, PlaneResizer, type ModelCard } from '@alhvr/core';
+import { displayWindow, encodeNifti, generateAbdomenCtCase, generatePhantomCase, PlaneResizer, Volume, type ModelCard, type VoxelArray } from '@alhvr/core';
 import { canonicalGrid, scatterPlane, type ModelResolutionTap, type SliceOutputs } from '@alhvr/inference';
-import { caseFiles } from './case-files.js';
+import { CASE_FILE_NAMES, caseFileNames, caseMapFile, caseReportFile, type CaseMaps } from './case-files.js';
 import { loadModel, type ViewerModel } from './load-model.js';
 import { segmentDicom } from './segment-dicom.js';
 import { segmentNifti, type SegmentNiftiResult } from './segment-nifti.js';
-import { REGION_THRESHOLD_3D, type SegmentInput, type WorkerReply, type WorkerRequest } from './worker-protocol.js';
+import { REGION_THRESHOLD_3D, type CaseFilesJob, type SegmentInput, type WorkerReply, type WorkerRequest } from './worker-protocol.js';
 
 /** The part of a DedicatedWorkerGlobalScope this module uses. */
 export interface WorkerScope {
@@ -14,13 +14,27 @@ export interface WorkerScope {
   postMessage(message: WorkerReply, transfer?: Transferable[]): void;
 }
 
-/** Buffers behind the result's voxel arrays, each once (a transfer list must not repeat one). */
-function resultBuffers(r: SegmentNiftiResult, files: Record<string, Uint8Array>): Transferable[] {
+/** Buffers behind the given arrays, each once (a transfer list must not repeat one). */
+function transferList(arrays: (ArrayBufferView | undefined)[]): Transferable[] {
   const buffers = new Set<ArrayBufferLike>();
-  for (const v of [r.image, r.label, r.confidence, r.region]) if (v) buffers.add(v.data.buffer);
-  for (const bytes of Object.values(files)) buffers.add(bytes.buffer);
+  for (const a of arrays) if (a) buffers.add(a.buffer);
   return [...buffers].filter((b): b is ArrayBuffer => b instanceof ArrayBuffer);
 }
+
+/** The voxel arrays of a job's maps (for its transfer list). */
+const caseMapArrays = (maps: CaseMaps): ArrayBufferView[] => [maps.label.data, maps.confidence.data, ...(maps.region ? [maps.region.data] : [])];
+
+/** A map's own copy: the page gets the result's arrays, the case files are made from these. */
+const copyOf = <T extends Uint8Array | Float32Array>(v: Volume<T>): Volume<T> => v.withData(v.data.slice() as T);
+
+/**
+ * The order a job makes its files in: the small uint8 maps first, so they can be saved while the
+ * float32 confidence map (most of the gzip time: 24 s of CPU for a 512×512×300 CT) is compressed.
+ */
+const MAKE_ORDER = [CASE_FILE_NAMES.mask, CASE_FILE_NAMES.region, CASE_FILE_NAMES.seg, CASE_FILE_NAMES.confidence];
+
+/** Structured cloning keeps a Volume's fields but not its class (spacing, voxelCount): give them back. */
+const revive = <T extends VoxelArray>(v: Volume<T>): Volume<T> => new Volume<T>(v);
 
 /** The two students' confidences of the last study at model resolution: what a new region threshold needs. */
 interface StudentConfidences {
@@ -115,6 +129,12 @@ export function serveSegmentation(scope: WorkerScope): void {
         scope.postMessage({ type: 'regions', id: request.id, region }, [region.buffer]);
         return;
       }
+      if (request.type === 'case-files') {
+        await held;
+        makeCaseFiles(request.id, request.job);
+        return;
+      }
+      if (request.type === 'hold-case-files') return; // answered out of turn, below
       if (!model) throw new Error('no model is open');
       last = undefined;
       const students: StudentConfidences = { planes: [], planeSize: 0 };
@@ -123,17 +143,56 @@ export function serveSegmentation(scope: WorkerScope): void {
       const tap = model.card.dimensions !== 3 && model.model.available.has('studentConfidence') ? studentTap(students) : undefined;
       const result = await segmentInput(request.input, model, (done, total) => scope.postMessage({ type: 'progress', id: request.id, done, total }), tap);
       if (tap) last = { result, students, card: model.card };
-      // The grey-level window and the case files (gzip, DICOM SEG) are done here, not on the page's thread.
+      const segmentedAt = performance.timeOrigin + performance.now();
+      // The result goes to the page now; the map files (gzip, DICOM SEG) are made afterwards from
+      // copies, by another worker the page runs (the 'case-files' request), so this worker stays free
+      // for a new threshold or file. Only report.json, which is small, comes with the result.
       const device = { backend: model.executionProvider, threads: model.threads, fallback: model.fallback };
-      const files = caseFiles(result, model.identity, device, request.input.name);
+      const fileNames = caseFileNames(result);
+      const report = caseReportFile(result, model.identity, device, request.input.name);
+      const maps: CaseMaps = { label: copyOf(result.label), confidence: copyOf(result.confidence), region: result.region && copyOf(result.region) };
+      const job: CaseFilesJob = { names: fileNames.filter((n) => n !== CASE_FILE_NAMES.report), maps, identity: model.identity };
+      // The grey-level window is done here too, not on the page's thread.
       const window = displayWindow(result.image.data);
-      scope.postMessage({ type: 'segmented', id: request.id, result, displayWindow: window, files }, resultBuffers(result, files));
+      const arrays = [result.image.data, result.label.data, result.confidence.data, result.region?.data, report, ...caseMapArrays(maps)];
+      scope.postMessage(
+        { type: 'segmented', id: request.id, result, displayWindow: window, segmentedAt, fileNames, ready: { [CASE_FILE_NAMES.report]: report }, job },
+        transferList(arrays),
+      );
     } catch (err) {
       scope.postMessage({ type: 'failed', id: request.id, message: err instanceof Error ? err.message : String(err) });
     }
   }
 
+  /** Each file of a job as soon as it is made; a file that fails says why and the others still come. */
+  function makeCaseFiles(id: number, job: CaseFilesJob): void {
+    const maps: CaseMaps = { label: revive(job.maps.label), confidence: revive(job.maps.confidence), region: job.maps.region && revive(job.maps.region) };
+    for (const name of MAKE_ORDER) {
+      if (!job.names.includes(name)) continue;
+      try {
+        const bytes = caseMapFile(name, maps, job.identity);
+        scope.postMessage({ type: 'case-file', id, name, bytes }, [bytes.buffer as ArrayBuffer]);
+      } catch (err) {
+        scope.postMessage({ type: 'case-file-failed', id, name, message: err instanceof Error ? err.message : String(err) });
+      }
+    }
+    scope.postMessage({ type: 'case-files-done', id });
+  }
+
+  // While a test holds case files, jobs wait here before their first file.
+  let held: Promise<void> = Promise.resolve();
+  let release: (() => void) | undefined;
+
   scope.addEventListener('message', (e) => {
-    queue = queue.then(() => handle(e.data));
+    const request = e.data;
+    if (request.type === 'hold-case-files') {
+      if (request.hold && !release) held = new Promise<void>((ok) => (release = ok));
+      if (!request.hold) {
+        release?.();
+        release = undefined;
+      }
+      return;
+    }
+    queue = queue.then(() => handle(request));
   });
 }

@@ -17,11 +17,26 @@ export class SegmentationCancelled extends Error {
   }
 }
 
+/** Why a study's case file was not made: a new segmentation (or cancel) stopped the making. */
+export class CaseFilesAbandoned extends Error {
+  constructor() {
+    super('not made: another file was opened');
+    this.name = 'CaseFilesAbandoned';
+  }
+}
+
 /** A segmentation from the worker, with the image's grey-level window (core's displayWindow rule). */
 export interface WorkerSegmentation extends SegmentNiftiResult {
   displayWindow: [number, number];
-  /** The case folder alhvr-segment would write (mask/confidence/region NIfTI, seg.dcm for DICOM, report.json), by file name. */
-  files: Record<string, Uint8Array>;
+  /** Epoch milliseconds (performance.timeOrigin + now) at which the pipeline returned in the worker. */
+  segmentedAt: number;
+  /**
+   * The case folder alhvr-segment would write (mask/confidence/region NIfTI, seg.dcm for DICOM,
+   * report.json), by file name in its order. Each resolves with the file's bytes once made:
+   * report.json with the result, the maps afterwards in a second worker. A file rejects with its
+   * one-line error, or with CaseFilesAbandoned when the next `segment` (or `cancel`) came first.
+   */
+  files: Record<string, Promise<Uint8Array>>;
 }
 
 /** A model opened in the worker: what the page needs to describe it. */
@@ -30,6 +45,21 @@ export interface WorkerModel extends RuntimeInfo {
   available: ReadonlySet<SliceOutputKind>;
   source: string;
   loadMs: number;
+}
+
+interface Deferred<T> {
+  promise: Promise<T>;
+  resolve(value: T): void;
+  reject(err: Error): void;
+}
+
+function deferred<T>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  let reject!: (err: Error) => void;
+  const promise = new Promise<T>((ok, no) => ((resolve = ok), (reject = no)));
+  // A caller may never look at a file: its rejection is then no unhandled-rejection report.
+  promise.catch(() => {});
+  return { promise, resolve, reject };
 }
 
 interface Pending {
@@ -54,6 +84,11 @@ export class SegmentationWorker {
   private readonly pending = new Map<number, Pending>();
   private openedWith?: { bytes: Uint8Array; source: string; numThreads?: number; executionProvider?: 'auto' | ExecutionProvider };
   private opened?: WorkerModel;
+  /** The worker that makes case files (another instance of the same script), started with the first job. */
+  private filesWorker?: Worker;
+  /** Files not yet made, by job id and name. */
+  private readonly filesPending = new Map<number, Map<string, Deferred<Uint8Array>>>();
+  private filesHeld = false;
 
   constructor(private readonly createWorker: () => Worker) {
     this.worker = this.start();
@@ -95,6 +130,54 @@ export class SegmentationWorker {
     });
   }
 
+  private startFilesWorker(): Worker {
+    const worker = this.createWorker();
+    worker.addEventListener('message', (e: MessageEvent<WorkerReply>) => this.receiveFile(e.data));
+    worker.addEventListener('error', (e: ErrorEvent) => this.failFiles(() => new Error(`case-file worker failed: ${e.message || 'could not start'}`)));
+    if (this.filesHeld) worker.postMessage({ type: 'hold-case-files', id: 0, hold: true } satisfies WorkerRequest);
+    return worker;
+  }
+
+  private receiveFile(reply: WorkerReply): void {
+    const waiting = this.filesPending.get(reply.id);
+    if (!waiting) return;
+    if (reply.type === 'case-file') waiting.get(reply.name)?.resolve(reply.bytes);
+    else if (reply.type === 'case-file-failed') waiting.get(reply.name)?.reject(new Error(reply.message));
+    else if (reply.type === 'case-files-done' || reply.type === 'failed') {
+      const why = reply.type === 'failed' ? reply.message : 'the case-file worker did not make it';
+      for (const [name, d] of waiting) d.reject(new Error(`${name}: ${why}`));
+      this.filesPending.delete(reply.id);
+      return;
+    }
+    if ('name' in reply) waiting.delete(reply.name);
+  }
+
+  private failFiles(error: () => Error): void {
+    for (const waiting of this.filesPending.values()) for (const d of waiting.values()) d.reject(error());
+    this.filesPending.clear();
+  }
+
+  /**
+   * Stop making the previous study's files, if any are left: its worker ends (a file being
+   * compressed stops now, not when done), its files reject with CaseFilesAbandoned, and nothing
+   * of it can reach a later study.
+   */
+  private abandonFiles(): void {
+    if (this.filesPending.size === 0) return;
+    this.filesWorker?.terminate();
+    this.filesWorker = undefined;
+    this.failFiles(() => new CaseFilesAbandoned());
+  }
+
+  /**
+   * For tests: while held, case files wait before being made (the result is shown, its downloads
+   * stay "preparing"), so a test can observe that state without timing anything.
+   */
+  holdCaseFiles(hold: boolean): void {
+    this.filesHeld = hold;
+    this.filesWorker?.postMessage({ type: 'hold-case-files', id: 0, hold } satisfies WorkerRequest);
+  }
+
   /** Open an exported ALHVR model (.onnx bytes) in the worker (`executionProvider`: see LoadModelOptions). */
   async open(bytes: Uint8Array, source: string, numThreads?: number, executionProvider?: 'auto' | ExecutionProvider): Promise<WorkerModel> {
     // The worker gets a copy: the page keeps the bytes to reopen the model after a cancel.
@@ -109,13 +192,41 @@ export class SegmentationWorker {
   /** Segment one input; `onProgress` gets (done, total) after each model call: slices for a 2D model, sliding windows for a 3D one. */
   async segment(input: SegmentInput, onProgress?: (done: number, total: number) => void): Promise<WorkerSegmentation> {
     if (!this.openedWith) throw new Error('Choose a model (.onnx) first.');
+    // A new study: the last one's unmade files are dropped and the CPU goes to this one.
+    this.abandonFiles();
     if (!this.opened) await this.open(this.openedWith.bytes, this.openedWith.source, this.openedWith.numThreads, this.openedWith.executionProvider);
     // The input's bytes move to the worker (no copy); each buffer once, as transfer lists require.
     const buffers = new Set(input.kind === 'nifti' ? [input.bytes.buffer] : input.kind === 'dicom' ? input.files.map((f) => f.bytes.buffer) : []);
     const transfer = [...buffers].filter((b): b is ArrayBuffer => b instanceof ArrayBuffer);
     const reply = await this.send({ type: 'segment', id: this.nextId++, input }, transfer, onProgress);
     const segmented = reply as Extract<WorkerReply, { type: 'segmented' }>;
-    return { ...reviveResult(segmented.result), displayWindow: segmented.displayWindow, files: segmented.files };
+    return { ...reviveResult(segmented.result), displayWindow: segmented.displayWindow, segmentedAt: segmented.segmentedAt, files: this.makeFiles(segmented) };
+  }
+
+  /** The study's files: those made with the result at once, the others from a job in the case-file worker. */
+  private makeFiles(segmented: Extract<WorkerReply, { type: 'segmented' }>): Record<string, Promise<Uint8Array>> {
+    const files: Record<string, Promise<Uint8Array>> = {};
+    const waiting = new Map<string, Deferred<Uint8Array>>();
+    for (const name of segmented.fileNames) {
+      const ready = segmented.ready[name];
+      if (ready) {
+        files[name] = Promise.resolve(ready);
+        continue;
+      }
+      const d = deferred<Uint8Array>();
+      waiting.set(name, d);
+      files[name] = d.promise;
+    }
+    if (waiting.size > 0) {
+      const id = this.nextId++;
+      this.filesPending.set(id, waiting);
+      this.filesWorker ??= this.startFilesWorker();
+      const { maps } = segmented.job;
+      const arrays = [maps.label.data, maps.confidence.data, maps.region?.data];
+      const transfer = [...new Set(arrays.map((a) => a?.buffer))].filter((b): b is ArrayBuffer => b instanceof ArrayBuffer);
+      this.filesWorker.postMessage({ type: 'case-files', id, job: segmented.job } satisfies WorkerRequest, transfer);
+    }
+    return files;
   }
 
   /** The last segmentation's region map at threshold γ, from the students' kept confidences (no model run). */
@@ -125,10 +236,12 @@ export class SegmentationWorker {
   }
 
   /**
-   * Stop whatever the worker is doing now: pending calls reject with SegmentationCancelled. The
-   * worker is replaced; the next `segment` reopens the model first.
+   * Stop whatever the worker is doing now: pending calls reject with SegmentationCancelled (and
+   * unmade case files with CaseFilesAbandoned). The worker is replaced; the next `segment` reopens
+   * the model first.
    */
   cancel(): void {
+    this.abandonFiles();
     this.worker.terminate();
     this.failAll(new SegmentationCancelled());
     this.opened = undefined;
@@ -136,6 +249,8 @@ export class SegmentationWorker {
   }
 
   terminate(): void {
+    this.abandonFiles();
+    this.filesWorker?.terminate();
     this.worker.terminate();
     this.failAll(new SegmentationCancelled());
   }

@@ -1,6 +1,7 @@
 // Messages between the page and the segmentation worker (segment-worker.ts ↔ worker-client.ts).
 import type { DicomBytesFile, ModelCard } from '@alhvr/core';
-import type { SliceOutputKind } from '@alhvr/inference';
+import type { ModelIdentity, SliceOutputKind } from '@alhvr/inference';
+import type { CaseMaps } from './case-files.js';
 import type { ExecutionProvider } from './load-model.js';
 import type { SegmentNiftiResult } from './segment-nifti.js';
 
@@ -36,14 +37,47 @@ export interface OpenedModelInfo extends RuntimeInfo {
   loadMs: number;
 }
 
+/**
+ * What a worker needs to make a study's map files (mask, confidence, region NIfTI, DICOM SEG) after
+ * the result has gone to the page: copies of the maps at the model card's γ, and the model.
+ */
+export interface CaseFilesJob {
+  /** The files to make, each of CASE_FILE_NAMES but report.json (which comes with the result). */
+  names: string[];
+  maps: CaseMaps;
+  identity: ModelIdentity;
+}
+
 export type WorkerRequest =
   | { type: 'open'; id: number; bytes: Uint8Array; source: string; numThreads?: number; executionProvider?: 'auto' | ExecutionProvider }
   | { type: 'segment'; id: number; input: SegmentInput }
-  | { type: 'regions'; id: number; gamma: number };
+  | { type: 'regions'; id: number; gamma: number }
+  /** Make a study's map files; a 'case-file' reply per file (fast ones first), then 'case-files-done'. */
+  | { type: 'case-files'; id: number; job: CaseFilesJob }
+  /**
+   * For tests: while held, 'case-files' jobs wait before their first file, so a test can see the
+   * page between a result and its downloads without timing anything. Answered at once, out of turn.
+   */
+  | { type: 'hold-case-files'; id: number; hold: boolean };
 
 export type WorkerReply =
   | { type: 'opened'; id: number; info: OpenedModelInfo }
   | { type: 'progress'; id: number; done: number; total: number }
-  | { type: 'segmented'; id: number; result: SegmentNiftiResult; displayWindow: [number, number]; files: Record<string, Uint8Array> }
+  | {
+      type: 'segmented';
+      id: number;
+      result: SegmentNiftiResult;
+      displayWindow: [number, number];
+      /** Epoch milliseconds (performance.timeOrigin + now) at which the pipeline returned in the worker. */
+      segmentedAt: number;
+      /** The case folder's file names, in alhvr-segment's order. */
+      fileNames: string[];
+      /** Files made with the result (report.json: it is small), by name; the others are made from `job`. */
+      ready: Record<string, Uint8Array>;
+      job: CaseFilesJob;
+    }
+  | { type: 'case-file'; id: number; name: string; bytes: Uint8Array }
+  | { type: 'case-file-failed'; id: number; name: string; message: string }
+  | { type: 'case-files-done'; id: number }
   | { type: 'regions'; id: number; region: Uint8Array }
   | { type: 'failed'; id: number; message: string };
