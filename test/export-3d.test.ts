@@ -102,7 +102,7 @@ describe('3D export', () => {
     expect(r.stdout).toMatch(/input 32×32×32 at 1\.6×1\.6×3 mm/);
     expect(r.stdout).toMatch(/1 CT phantom patches at 32×32×32/);
     expect(r.stdout).toMatch(/PASS/);
-    expect(r.stderr).toMatch(/not calibrated: calibration of 3D models is not implemented/);
+    expect(r.stderr).toMatch(/not calibrated: the run records no validation cases/);
     const card = readOnnxModelCard(new Uint8Array(readFileSync(out)));
     expect(card.dimensions).toBe(3);
     expect(card.targetSpacing).toEqual(SPACING);

@@ -30,7 +30,10 @@ import {
   type VolumeReference,
 } from '@alhvr/core';
 import { caseSignals, computeCaseStats, openModelBytes, segmentVolume, voxelVolumeMm3, type SliceOutputs } from '@alhvr/inference/node';
+import { sampleWindowVoxels, type VoxelSample } from './calibration-windows.js';
 import { exportOnnx, type ExportCard } from './export-onnx.js';
+
+export { sampleWindowVoxels, windowOrigins, WINDOW_SAMPLE_CAPACITY, type VoxelSample } from './calibration-windows.js';
 
 export interface CalibrationCase {
   id: string;
@@ -38,11 +41,23 @@ export interface CalibrationCase {
   label: Volume<Uint8Array>;
 }
 
+/**
+ * A calibration case read from disk when its turn comes and let go after: CT-sized volumes are
+ * calibrated one at a time (each is read twice, once per pass, rather than all held at once).
+ */
+export interface CalibrationCaseFile {
+  id: string;
+  load(): Promise<{ image: Volume; label: Volume<Uint8Array> }>;
+}
+
+const openCase = async (c: CalibrationCase | CalibrationCaseFile): Promise<CalibrationCase> => ('load' in c ? { id: c.id, ...(await c.load()) } : c);
+
 export interface CalibrationOptions {
   source: { kind: 'validation' | 'folder'; name: string };
   /** Share of correctly labelled foreground that region 1 must hold (γ's coverage rule). Default 0.9. */
   regionCoverage?: number;
   onProgress?: (stage: string, done: number, total: number) => void;
+  signal?: AbortSignal;
 }
 
 export interface CalibrationResult {
@@ -50,14 +65,6 @@ export interface CalibrationResult {
   calibration: ModelCalibration;
   /** Per calibration case: the signals and the true mean foreground Dice (for reports). */
   cases: { id: string; signals: CaseSignals; dice: number; predictedDice: number }[];
-}
-
-/** Voxels gathered at model resolution: logits of both students and the reference label. */
-interface VoxelSample {
-  classes: number;
-  logitsA: number[];
-  logitsB: number[];
-  truth: number[];
 }
 
 /** Ensemble of the two tempered softmaxes at one voxel; writes into `p`, returns the students' max probabilities. */
@@ -209,8 +216,12 @@ function meanStd(values: number[]): [number, number] {
   return [m, Math.sqrt(values.reduce((s, v) => s + (v - m) ** 2, 0) / values.length)];
 }
 
-/** Fit temperature, γ and the quality model on `cases`; returns the card to export with them. */
-export async function calibrate(students: readonly unknown[], card: ExportCard, cases: CalibrationCase[], opts: CalibrationOptions): Promise<CalibrationResult> {
+/**
+ * Fit temperature, γ and the quality model on `cases`; returns the card to export with them. A 3D
+ * card (`dimensions: 3`) is measured through the sliding window of `alhvr-segment`
+ * (calibration-windows.ts); everything after the voxel gathering is the same code for both.
+ */
+export async function calibrate(students: readonly unknown[], card: ExportCard, cases: readonly (CalibrationCase | CalibrationCaseFile)[], opts: CalibrationOptions): Promise<CalibrationResult> {
   if (students.length !== 2) throw new Error('calibration needs the two-student ensemble');
   if (cases.length < 3) throw new Error(`calibration needs at least 3 labelled volumes, got ${cases.length}`);
   const foreground = card.classes.map((c) => c.value).filter((v) => v !== 0);
@@ -222,8 +233,23 @@ export async function calibrate(students: readonly unknown[], card: ExportCard, 
   const roi: VoxelSample = { classes: C, logitsA: [], logitsB: [], truth: [] };
   const uniform: VoxelSample = { classes: C, logitsA: [], logitsB: [], truth: [] };
   let pixel = 0;
+  // Per case, each foreground class's reference volume (mL), for the quality model's volume check.
+  const referenceMl: Map<number, number>[] = [];
   try {
-    for (const [i, c] of cases.entries()) {
+    for (const [i, entry] of cases.entries()) {
+      opts.signal?.throwIfAborted();
+      const c = await openCase(entry);
+      const mm3 = voxelVolumeMm3(c.label.affine);
+      referenceMl.push(new Map(foreground.map((value) => {
+        let n = 0;
+        for (const l of c.label.data) if (l === value) n++;
+        return [value, (n * mm3) / 1000];
+      })));
+      if (card.dimensions === 3) {
+        await sampleWindowVoxels(c.image, c.label, rawModel.model, { roi, uniform }, { seed: i + 1, signal: opts.signal });
+        opts.onProgress?.('voxels', i + 1, cases.length);
+        continue;
+      }
       await segmentVolume(c.image, rawModel.model, {
         tap: {
           fetch: ['logitsA', 'logitsB'],
@@ -275,11 +301,7 @@ export async function calibrate(students: readonly unknown[], card: ExportCard, 
 
   // 3. The calibrated graph, run as users will run it, gives each case's signals and Dice.
   const volumes: VolumeReference[] = foreground.map((value) => {
-    const logs = cases.map((c) => {
-      let n = 0;
-      for (const l of c.label.data) if (l === value) n++;
-      return logVolume((n * voxelVolumeMm3(c.label.affine)) / 1000);
-    });
+    const logs = referenceMl.map((ml) => logVolume(ml.get(value)!));
     const [logMean, logStd] = meanStd(logs);
     return { value, logMean: round(logMean), logStd: round(logStd) };
   });
@@ -287,8 +309,10 @@ export async function calibrate(students: readonly unknown[], card: ExportCard, 
   const model = await openModelBytes(exportOnnx(students, tempered).onnx, 'calibrated model', { device: 'cpu' });
   const measured: { id: string; signals: CaseSignals; dice: number; classDice: Map<number, number> }[] = [];
   try {
-    for (const [i, c] of cases.entries()) {
-      const result = await segmentVolume(c.image, model.model);
+    for (const [i, entry] of cases.entries()) {
+      opts.signal?.throwIfAborted();
+      const c = await openCase(entry);
+      const result = await segmentVolume(c.image, model.model, { signal: opts.signal });
       const stats = computeCaseStats(result.label, result.confidence, result.region, model.identity.card);
       const signals = caseSignals(stats, result.signals);
       const metrics = segmentationMetrics(result.label, c.label, foreground);
@@ -373,9 +397,9 @@ function placeholderCalibration(temperature: number): ModelCalibration {
 
 /**
  * Labelled volumes of an nnU-Net raw layout (imagesTr/ID_0000.nii.gz with labelsTr/ID.nii.gz):
- * every labelled case of the folder, or only `ids`.
+ * every labelled case of the folder, or only `ids`, each read when it is loaded.
  */
-export async function readCalibrationCases(root: string, ids?: readonly string[]): Promise<CalibrationCase[]> {
+export async function calibrationCaseFiles(root: string, ids?: readonly string[]): Promise<CalibrationCaseFile[]> {
   let labels: string[];
   try {
     labels = (await readdir(join(root, 'labelsTr'))).filter((f) => /\.nii(\.gz)?$/.test(f)).sort();
@@ -383,16 +407,28 @@ export async function readCalibrationCases(root: string, ids?: readonly string[]
     throw new InputError('calibration data needs labelsTr/ and imagesTr/ (nnU-Net raw layout)', root);
   }
   const wanted = ids ? new Set(ids) : undefined;
-  const cases: CalibrationCase[] = [];
+  const cases: CalibrationCaseFile[] = [];
   for (const file of labels) {
     const id = file.replace(/\.nii(\.gz)?$/, '');
     if (wanted && !wanted.has(id)) continue;
     const ending = file.slice(id.length);
-    const label = await readNiftiFile(join(root, 'labelsTr', file));
-    const image = await readNiftiFile(join(root, 'imagesTr', `${id}_0000${ending}`));
-    const labelData = label.data instanceof Uint8Array ? label.data : Uint8Array.from(label.data as ArrayLike<number>);
-    cases.push({ id, image, label: label.withData(labelData) });
+    cases.push({
+      id,
+      async load() {
+        const label = await readNiftiFile(join(root, 'labelsTr', file));
+        const image = await readNiftiFile(join(root, 'imagesTr', `${id}_0000${ending}`));
+        const labelData = label.data instanceof Uint8Array ? label.data : Uint8Array.from(label.data as ArrayLike<number>);
+        return { image, label: label.withData(labelData) };
+      },
+    });
   }
   if (wanted && cases.length !== wanted.size) throw new InputError(`calibration: found ${cases.length} of the ${wanted.size} listed cases`, root);
+  return cases;
+}
+
+/** Every case of `calibrationCaseFiles`, read into memory (2D slices, int8 activation ranges). */
+export async function readCalibrationCases(root: string, ids?: readonly string[]): Promise<CalibrationCase[]> {
+  const cases: CalibrationCase[] = [];
+  for (const c of await calibrationCaseFiles(root, ids)) cases.push({ id: c.id, ...(await c.load()) });
   return cases;
 }

@@ -5,7 +5,7 @@ import { writeFileAtomic } from '@alhvr/core/node';
 import { selectBackend, type UNet } from '@alhvr/training';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { calibrate, checkParity, exportOnnx, exportOnnxInt8, readCalibrationCases, type CalibrationResult, formatParity, loadRunForExport, type GraphSummary, type StudentSelection } from '@alhvr/export';
+import { calibrate, calibrationCaseFiles, type CalibrationCase, type CalibrationCaseFile, checkParity, exportOnnx, exportOnnxInt8, readCalibrationCases, type CalibrationResult, formatParity, loadRunForExport, type GraphSummary, type StudentSelection } from '@alhvr/export';
 import { commandLine } from '../lib/command-line.js';
 import { UsageError, runCommand, throwIfCancelled } from '../lib/run-command.js';
 
@@ -121,10 +121,8 @@ await runCommand(COMMAND, async (args, { signal }) => {
     const fromFolder = folders.length > 0;
     const threeD = run.dimensions === 3;
     if (threeD && precision === 'int8') throw new UsageError('--precision int8 is for 2D models; a 3D (vnet3d) model exports as fp32 or fp16');
-    if (threeD && fromFolder) throw new UsageError('--calibration is for 2D models; 3D models are exported uncalibrated (γ from training)');
-    // Calibration measures through the 2D slice pipeline; 3D cards say they are uncalibrated (no calibration block).
-    const wantCalibration = argv.calibrate && run.selection === 'both' && !threeD;
-    if (threeD && argv.calibrate && run.selection === 'both') say('not calibrated: calibration of 3D models is not implemented; the card keeps the run\'s γ and no calibration block');
+    // A 3D model is calibrated through the same sliding window as alhvr-segment (calibration-windows.ts).
+    const wantCalibration = argv.calibrate && run.selection === 'both';
     // int8 needs the volumes for its activation scales even where the ensemble is not calibrated.
     const wantVolumes = wantCalibration || precision === 'int8';
     const validation = wantVolumes && !fromFolder ? await runValidationCases(source) : undefined;
@@ -135,22 +133,28 @@ await runCommand(COMMAND, async (args, { signal }) => {
     if (precision === 'int8' && calibrationSets.length === 0) {
       throw new InputError('--precision int8 needs calibration volumes: the run records no validation cases; pass --calibration DIR');
     }
-    const cases = [];
+    // 2D volumes are small and int8 needs their images in hand; CT-sized 3D volumes are read one at a time.
+    const cases: CalibrationCase[] = [];
+    const caseFiles: CalibrationCaseFile[] = [];
     if (calibrationSets.length > 0) {
       for (const set of calibrationSets) {
         const name = basename(resolve(set.root));
         // Case ids are prefixed by their folder's name when several folders are given, so they stay distinct.
-        for (const c of await readCalibrationCases(set.root, set.ids)) cases.push(calibrationSets.length > 1 ? { ...c, id: `${name}/${c.id}` } : c);
+        const named = <T extends { id: string }>(c: T): T => (calibrationSets.length > 1 ? { ...c, id: `${name}/${c.id}` } : c);
+        if (threeD) for (const c of await calibrationCaseFiles(set.root, set.ids)) caseFiles.push(named(c));
+        else for (const c of await readCalibrationCases(set.root, set.ids)) cases.push(named(c));
       }
-      say(`calibration: ${cases.length} labelled volumes from ${fromFolder ? folders.join(', ') : 'the run\'s validation cases'}`);
+      say(`calibration: ${cases.length + caseFiles.length} labelled volumes from ${fromFolder ? folders.join(', ') : 'the run\'s validation cases'}`);
     }
     const calibrationName = calibrationSets.map((set) => basename(resolve(set.root))).join('+');
-    if (wantCalibration && cases.length > 0) {
-      const calibrated = await calibrate(run.students as UNet[], run.card, cases, {
+    if (wantCalibration && cases.length + caseFiles.length > 0) {
+      const calibrated = await calibrate(run.students, run.card, threeD ? caseFiles : cases, {
         source: { kind: fromFolder ? 'folder' : 'validation', name: calibrationName },
+        // 3D volumes take a while each: say every one; 2D passes are quick, so only their ends.
         onProgress: (stage, done, total) => {
-          if (done === total) say(`calibration: ${stage} ${done}/${total}`);
+          if (threeD || done === total) say(`calibration: ${stage} ${done}/${total}`);
         },
+        signal,
       });
       run.card = calibrated.card;
       process.stdout.write(`${formatCalibration(calibrated)}\n`);
