@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { InputError } from '@alhvr/core';
-import { ort } from './ort-node.js';
+import { ort, ortRuntime } from './ort-node.js';
+import { workerOrtRuntime } from './ort-node-worker.js';
 import { planDevice, sessionOptionsFor, type Device, type DeviceRequest } from './device.js';
 import { createSliceModel, type ModelIdentity, type OrtRuntime, type OrtSliceModel } from './session.js';
 
@@ -38,7 +39,7 @@ export async function openModelBytes(bytes: Uint8Array, path: string, opts: Open
   let lastError: unknown;
   for (const device of plan.candidates) {
     try {
-      const opened = await createSliceModel(bytes, ort as unknown as OrtRuntime, sessionOptionsFor(device, opts), path);
+      const opened = await createSliceModel(bytes, sessionRuntime(), sessionOptionsFor(device, opts), path);
       const fellBack = device !== plan.candidates[0];
       const note = fellBack ? `${plan.note}; CUDA session failed (${firstLine(lastError)}), using CPU` : plan.note;
       return { ...opened, device, deviceNote: note, cudaHint: plan.cudaHint, gpuVisible: plan.gpuVisible };
@@ -49,6 +50,16 @@ export async function openModelBytes(bytes: Uint8Array, path: string, opts: Open
     }
   }
   throw lastError;
+}
+
+/**
+ * Native sessions run in a worker thread (ort-node-worker.ts) so the pipeline's own work overlaps
+ * the model; ALHVR_ORT_WORKER=0 runs them on the calling thread (to compare, or to rule it out).
+ * The WebAssembly fallback already computes off the calling thread.
+ */
+function sessionRuntime(): OrtRuntime {
+  if (ortRuntime === 'onnxruntime-node' && process.env.ALHVR_ORT_WORKER !== '0') return workerOrtRuntime('onnxruntime-node');
+  return ort as unknown as OrtRuntime;
 }
 
 function firstLine(err: unknown): string {
