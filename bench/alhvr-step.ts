@@ -2,8 +2,10 @@
  * One full ALHVR training iteration — two students (encoder, clean decoder, perturbed auxiliary
  * decoder), the ALHVR objective, one backward pass, both SGD steps — on the TensorFlow.js wasm
  * backend exactly as `alhvr-train` runs it, next to the same iteration in PyTorch
- * (bench/alhvr-step-torch.py) in the same run. Rounds alternate PyTorch and wasm so that a noisy
- * neighbour slows both alike; figures are medians over every timed step of every round.
+ * (bench/alhvr-step-torch.py) in the same run, PyTorch both with glibc's malloc and with jemalloc
+ * keeping its pages (its fastest setting on these machines; ratios are against the faster). Rounds
+ * alternate the three so that a noisy neighbour slows all alike; figures are medians over every
+ * timed step of every round.
  *
  *   npx tsx bench/alhvr-step.ts [--rounds 3] [--steps 3] [--only recipe|method-1+1|published]
  *
@@ -90,9 +92,11 @@ function runWasm(cfg: Config, steps: number): Timing | { error: string } {
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as Timing;
 }
 
-function runTorch(cfg: Config, steps: number): Timing {
+const JEMALLOC = { LD_PRELOAD: '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2', MALLOC_CONF: 'dirty_decay_ms:-1,muzzy_decay_ms:-1' };
+
+function runTorch(cfg: Config, steps: number, jemalloc = false): Timing {
   const out = execFileSync(PYTHON, [join(here, 'alhvr-step-torch.py'), String(cfg.bl), String(cfg.bu), String(cfg.size),
-    cfg.widths.join(','), String(steps), String(THREADS)], { encoding: 'utf8', maxBuffer: 1 << 24 });
+    cfg.widths.join(','), String(steps), String(THREADS)], { encoding: 'utf8', maxBuffer: 1 << 24, env: jemalloc ? { ...process.env, ...JEMALLOC } : process.env });
   return JSON.parse(out.trim().split('\n').pop()!) as Timing;
 }
 
@@ -110,27 +114,33 @@ async function main(): Promise<void> {
     if (only && cfg.key !== only) continue;
     console.error(`\n== ${cfg.name}`);
     const torch: Timing[] = [];
+    const torchJemalloc: Timing[] = [];
     const wasm: Timing[] = [];
     let wasmError: string | undefined;
     // The published batch is slow in PyTorch too (tens of seconds per step): one round, one step.
     const [r, s] = cfg.key === 'published' ? [1, 1] : [rounds, steps];
     for (let i = 0; i < r; i++) {
       torch.push(runTorch(cfg, s));
+      torchJemalloc.push(runTorch(cfg, s, true));
       if (wasmError) continue;
       const w = runWasm(cfg, s);
       if ('error' in w) wasmError = w.error;
       else wasm.push(w);
-      console.error(`round ${i + 1}: torch ${median(torch[i].times).toFixed(0)} ms, wasm ${'error' in w ? 'did not fit' : `${median(w.times).toFixed(0)} ms`}`);
+      console.error(`round ${i + 1}: torch ${median(torch[i].times).toFixed(0)} ms, jemalloc ${median(torchJemalloc[i].times).toFixed(0)} ms, wasm ${'error' in w ? 'did not fit' : `${median(w.times).toFixed(0)} ms`}`);
     }
-    const torchMs = median(torch.flatMap((t) => t.times));
+    const glibcMs = median(torch.flatMap((t) => t.times));
+    const jemallocMs = median(torchJemalloc.flatMap((t) => t.times));
+    const torchMs = Math.min(glibcMs, jemallocMs);
     const row: Record<string, unknown> = {
       config: cfg,
-      torch: { msPerStep: torchMs, peakRssMB: Math.max(...torch.map((t) => t.peakRssMB)), times: torch.flatMap((t) => t.times) },
+      torch: { msPerStep: glibcMs, peakRssMB: Math.max(...torch.map((t) => t.peakRssMB)), times: torch.flatMap((t) => t.times) },
+      torchJemalloc: { msPerStep: jemallocMs, peakRssMB: Math.max(...torchJemalloc.map((t) => t.peakRssMB)), times: torchJemalloc.flatMap((t) => t.times) },
+      torchBest: jemallocMs <= glibcMs ? 'jemalloc' : 'glibc',
     };
     if (wasm.length > 0) {
       const wasmMs = median(wasm.flatMap((t) => t.times));
       row.wasm = { msPerStep: wasmMs, peakRssMB: Math.max(...wasm.map((t) => t.peakRssMB)), times: wasm.flatMap((t) => t.times), ratioVsTorch: wasmMs / torchMs };
-      console.error(`median: torch ${torchMs.toFixed(0)} ms, wasm ${wasmMs.toFixed(0)} ms → wasm/torch ${(wasmMs / torchMs).toFixed(2)}×`);
+      console.error(`median: torch ${glibcMs.toFixed(0)} ms (glibc) / ${jemallocMs.toFixed(0)} ms (jemalloc), wasm ${wasmMs.toFixed(0)} ms → wasm/best torch ${(wasmMs / torchMs).toFixed(2)}×`);
     } else {
       row.wasm = { fits: false, error: wasmError };
       console.error(`median: torch ${torchMs.toFixed(0)} ms; wasm: ${wasmError}`);
@@ -138,7 +148,7 @@ async function main(): Promise<void> {
     results.push(row);
   }
   const file = join(here, 'results', only ? `alhvr-step-${only}.json` : 'alhvr-step.json');
-  const meta = { date: new Date().toISOString(), node: process.version, threads: THREADS, loadavg: loadavg() };
+  const meta = { date: new Date().toISOString(), node: process.version, threads: THREADS, loadavg: loadavg(), ratio: 'wasm.ratioVsTorch is against the faster PyTorch (torchBest) of the same rounds' };
   writeFileSync(`${file}.tmp`, JSON.stringify({ ...meta, results }, null, 2) + '\n');
   renameSync(`${file}.tmp`, file);
   console.error(`wrote ${file}`);

@@ -117,12 +117,19 @@ try {
     torch: (r: number) => runJson(PYTHON, torchArgs(r)),
     torchJemalloc: (r: number) =>
       runJson(PYTHON, torchArgs(r), { ...process.env, LD_PRELOAD: JEMALLOC, MALLOC_CONF: 'dirty_decay_ms:-1,muzzy_decay_ms:-1' }),
+    // The session as onnxruntime-node gives it: on the calling thread, nothing else to do.
     ort: (r: number) =>
-      runJson(TSX, [join(here, 'segment-child.ts'), 'ort', model, slicesPath, String(slices), String(mh), String(mw), String(threads), String(batch), ...(r === 0 ? [join(dir, 'ort.u8')] : [])]),
+      runJson(TSX, [join(here, 'segment-child.ts'), 'ort', model, slicesPath, String(slices), String(mh), String(mw), String(threads), String(batch), ...(r === 0 ? [join(dir, 'ort.u8')] : [])], { ...process.env, ALHVR_ORT_WORKER: '0' }),
     e2e: () => {
       const out = join(dir, 'out');
       rmSync(out, { recursive: true, force: true });
       return runJson(TSX, [join(here, 'segment-child.ts'), 'e2e', model, listPath, out, String(threads), String(batch)]);
+    },
+    // The product with its session on the main thread (before the worker), for a same-run before/after.
+    e2eMainThread: () => {
+      const out = join(dir, 'out-main-thread');
+      rmSync(out, { recursive: true, force: true });
+      return runJson(TSX, [join(here, 'segment-child.ts'), 'e2e', model, listPath, out, String(threads), String(batch)], { ...process.env, ALHVR_ORT_WORKER: '0' });
     },
     e2eBaseline: () => {
       const out = join(dir, 'out-baseline');
@@ -131,9 +138,9 @@ try {
       return runJson(TSX, [join(here, 'segment-child.ts'), 'e2e', model, listPath, out, String(threads), String(batch)], env);
     },
   };
-  const order: (keyof typeof measure)[] = ['torch', 'ort', 'torchJemalloc', 'e2e', ...(baseline ? (['e2eBaseline'] as const) : [])];
-  const runs: Record<string, any[]> = { torch: [], torchJemalloc: [], ort: [], e2e: [], e2eBaseline: [] };
-  const ratios: { e2e: number[]; ort: number[]; e2eVsOrt: number[]; jemallocVsGlibc: number[]; e2eVsBaseline: number[] } = { e2e: [], ort: [], e2eVsOrt: [], jemallocVsGlibc: [], e2eVsBaseline: [] };
+  const order: (keyof typeof measure)[] = ['torch', 'ort', 'torchJemalloc', 'e2e', 'e2eMainThread', ...(baseline ? (['e2eBaseline'] as const) : [])];
+  const runs: Record<string, any[]> = { torch: [], torchJemalloc: [], ort: [], e2e: [], e2eMainThread: [], e2eBaseline: [] };
+  const ratios: { e2e: number[]; ort: number[]; e2eVsOrt: number[]; jemallocVsGlibc: number[]; e2eVsBaseline: number[]; e2eVsMainThread: number[] } = { e2e: [], ort: [], e2eVsOrt: [], jemallocVsGlibc: [], e2eVsBaseline: [], e2eVsMainThread: [] };
   for (let r = 0; r < reps; r++) {
     // Rotate the order so no measurement always follows the same neighbour.
     const rep: Record<string, any> = {};
@@ -147,6 +154,7 @@ try {
     ratios.e2e.push(rep.e2e.slicesPerSec / torchBest);
     ratios.ort.push(rep.ort.slicesPerSec / torchBest);
     ratios.e2eVsOrt.push(rep.e2e.slicesPerSec / rep.ort.slicesPerSec);
+    ratios.e2eVsMainThread.push(rep.e2e.slicesPerSec / rep.e2eMainThread.slicesPerSec);
     ratios.jemallocVsGlibc.push(rep.torchJemalloc.slices_per_s / rep.torch.slices_per_s);
     if (baseline) ratios.e2eVsBaseline.push(rep.e2e.slicesPerSec / rep.e2eBaseline.slicesPerSec);
   }
@@ -170,6 +178,8 @@ try {
       pytorchJemallocForwardSlicesPerSec: median(runs.torchJemalloc.map((x) => x.slices_per_s)),
       ortSessionSlicesPerSec: median(runs.ort.map((x) => x.slicesPerSec)),
       endToEndSlicesPerSec: median(runs.e2e.map((x) => x.slicesPerSec)),
+      endToEndMainThreadSessionSlicesPerSec: median(runs.e2eMainThread.map((x) => x.slicesPerSec)),
+      ratioEndToEndWorkerVsMainThreadSession: median(ratios.e2eVsMainThread),
       ratioEndToEndVsTorchForward: median(ratios.e2e),
       ratioOrtSessionVsTorchForward: median(ratios.ort),
       ratioEndToEndVsOrtSession: median(ratios.e2eVsOrt),
@@ -190,6 +200,7 @@ try {
       },
     },
     target: "end to end >= 1.3x PyTorch's faster forward-only slice throughput (glibc or jemalloc, same repetition) and >= 0.95x the ONNX Runtime session alone",
+    variants: 'ortSession: onnxruntime-node on the calling thread (ALHVR_ORT_WORKER=0), the session alone; endToEnd: alhvr-segment as shipped (session in a worker thread); endToEndMainThreadSession: alhvr-segment with ALHVR_ORT_WORKER=0',
     note: 'ratios are per repetition (all measurements of a repetition run back to back, order rotated) then medians; the machine was shared with two trainings, so absolute slices/s are not comparable between runs',
     label: process.env.SEGMENT_BENCH_LABEL,
     baseline: baseline || undefined,
