@@ -42,7 +42,7 @@ function ctVolume(dims: [number, number, number], spacing: readonly number[]): V
 }
 
 /** The exported graph run once on a whole 32³ window (no sliding window): labels, confidence, region. */
-async function wholeWindow(window: Float32Array): Promise<{ label: Uint8Array; confidence: Float32Array; region: Uint8Array }> {
+async function wholeWindow(window: Float32Array): Promise<{ label: Uint8Array; confidence: Float32Array; region: Uint8Array; studentLabel: Uint8Array }> {
   const out = await session.run({ image: new ort.Tensor('float32', window, [1, 1, PATCH, PATCH, PATCH]) });
   const probs = out.probabilities.data as Float32Array;
   const student = out.student_confidence.data as Float32Array;
@@ -58,7 +58,7 @@ async function wholeWindow(window: Float32Array): Promise<{ label: Uint8Array; c
     confidence[v] = probs[best * voxels + v];
     region[v] = 3 - (student[v] > g ? 1 : 0) - (student[voxels + v] > g ? 1 : 0);
   }
-  return { label, confidence, region };
+  return { label, confidence, region, studentLabel: out.student_label.data as Uint8Array };
 }
 
 beforeAll(async () => {
@@ -138,6 +138,17 @@ describe('alhvr-segment with a 3D model', () => {
     expect(labelDiff).toBe(0);
     expect(regionDiff).toBe(0);
     expect(confDiff).toBeLessThanOrEqual(1e-6);
+
+    // The students' agreement tallies (model grid): what each student labelled, counted directly.
+    const counted = { a: new Float64Array(256), b: new Float64Array(256), both: new Float64Array(256) };
+    for (let v = 0; v < voxels; v++) {
+      const [la, lb] = [want.studentLabel[v], want.studentLabel[voxels + v]];
+      counted.a[la]++;
+      counted.b[lb]++;
+      if (la === lb) counted.both[la]++;
+    }
+    expect(counted.both.reduce((s, x) => s + x, 0)).toBeLessThan(voxels); // the random students disagree somewhere
+    expect(r.signals.studentOverlap).toEqual(counted);
   });
 
   test('a volume smaller than the patch: zero-padded (⌊pad/2⌋ before) into one window, cut back to its own grid', async () => {
@@ -187,6 +198,10 @@ describe('alhvr-segment with a 3D model', () => {
       worst = Math.max(worst, Math.abs(s - 1)); // an uncovered voxel would be 0/0 = NaN
     }
     expect(worst).toBeLessThanOrEqual(1e-5);
+    // Agreement tallies: every model-grid voxel (here the source grid) counted once over the 8 windows.
+    const overlap = uniform.signals.studentOverlap!;
+    expect(overlap.a.reduce((s, x) => s + x, 0)).toBe(n);
+    expect(overlap.b.reduce((s, x) => s + x, 0)).toBe(n);
     let differs = 0;
     for (let v = 0; v < n; v++) if (Math.abs(uniform.confidence.data[v] - gaussian.confidence.data[v]) > 1e-4) differs++;
     expect(differs).toBeGreaterThan(0);

@@ -12,7 +12,7 @@ import {
 } from '@alhvr/core';
 import type { GammaUsed, PipelineSignals, SegmentOptions, SegmentResult, SegmentTimings } from './segment-result.js';
 import type { SliceModel, SliceOutputKind } from './session.js';
-import { argmaxClasses, slidingWindowInference } from './sliding-window.js';
+import { argmaxClasses, slidingWindowInference, type WindowPlace } from './sliding-window.js';
 
 const now = () => globalThis.performance.now();
 
@@ -67,16 +67,23 @@ export async function segmentVolume3d(vol: Volume<VoxelArray>, model: SliceModel
 
   // One window per call, as released; the graph returns probabilities (its softmax, averaged over
   // the students) and each student's confidence, stacked channel-slowest for the accumulator.
-  const fetch: SliceOutputKind[] = two ? ['probabilities', 'studentConfidence'] : ['probabilities'];
+  // With a student_label output, how far the students agree is tallied per class over each
+  // window's owned box (every model-grid voxel once, from the window nearest to it): the 2D
+  // pipeline's studentOverlap, counted on the model grid instead of the source grid (the
+  // agreement is a ratio of counts, so the grid only changes its resolution, not its meaning).
+  const agree = two && model.available.has('studentLabel');
+  const fetch: SliceOutputKind[] = two ? ['probabilities', 'studentConfidence', ...(agree ? (['studentLabel'] as const) : [])] : ['probabilities'];
+  const overlap = agree ? { a: new Float64Array(256), b: new Float64Array(256), both: new Float64Array(256) } : undefined;
   const patchVoxels = patch[0] * patch[1] * patch[2];
   const stacked = new Float32Array((classes + (two ? 2 : 0)) * patchVoxels);
   let inferenceMs = 0;
-  const windowModel = async (window: Float32Array) => {
+  const windowModel = async (window: Float32Array, _patch: unknown, place: WindowPlace) => {
     const t = now();
     const out = await model.runPatches!(window, 1, patch, fetch);
     inferenceMs += now() - t;
     stacked.set(out.probabilities as Float32Array, 0);
     if (two) stacked.set(out.studentConfidence as Float32Array, classes * patchVoxels);
+    if (overlap) tallyStudentOverlap(out.studentLabel as Uint8Array, patch, place, overlap);
     return stacked;
   };
   const tWindows = now();
@@ -145,6 +152,7 @@ export async function segmentVolume3d(vol: Volume<VoxelArray>, model: SliceModel
 
   const mean = sum / gridVoxels;
   const signals: PipelineSignals = {
+    studentOverlap: overlap,
     foregroundEntropySum: entropySum,
     foregroundEntropyCount: entropyCount,
     intensity: { mean, std: Math.sqrt(Math.max(0, sumSq / gridVoxels - mean * mean)), negativeFraction: negatives / n },
@@ -162,4 +170,23 @@ export async function segmentVolume3d(vol: Volume<VoxelArray>, model: SliceModel
     modelGrid: grid,
     timings,
   };
+}
+
+/** Add one window's student labels (student a's patch, then b's) over its owned box to the tallies. */
+function tallyStudentOverlap(studentLabel: Uint8Array, patch: Dims3, place: WindowPlace, overlap: NonNullable<PipelineSignals['studentOverlap']>): void {
+  const [px, py, pz] = patch;
+  const second = px * py * pz;
+  const { lo, hi } = place.owned;
+  for (let c = lo[2]; c < hi[2]; c++) {
+    for (let b = lo[1]; b < hi[1]; b++) {
+      const row = (c * py + b) * px;
+      for (let a = lo[0]; a < hi[0]; a++) {
+        const la = studentLabel[row + a];
+        const lb = studentLabel[second + row + a];
+        overlap.a[la]++;
+        overlap.b[lb]++;
+        if (la === lb) overlap.both[la]++;
+      }
+    }
+  }
 }

@@ -211,3 +211,28 @@ describe('sliding-window inference', () => {
     await expect(slidingWindowInference(data.subarray(0, voxels), dims, () => new Float32Array(3), { patch: [4, 4, 4], numClasses: 2 })).rejects.toThrow(/returned 3 values/);
   });
 });
+
+describe('window ownership', () => {
+  it.each([
+    [[48, 40, 40], [32, 32, 32], undefined],
+    [[20, 24, 12], [32, 32, 32], undefined],
+    [[50, 17, 33], [16, 16, 8], [5, 16, 3]],
+    [[97, 64, 9], [32, 32, 32], [21, 21, 21]],
+  ] as [Dims3, Dims3, Dims3 | undefined][])('%j with patch %j, stride %j: every voxel is owned by exactly one window, inside it', async (dims, patch, stride) => {
+    const voxels = dims[0] * dims[1] * dims[2];
+    const owners = new Uint16Array(voxels);
+    const classes = 2;
+    await slidingWindowInference(new Float32Array(voxels), dims, (_w, p, place) => {
+      const { origin, owned } = place;
+      for (let c = owned.lo[2]; c < owned.hi[2]; c++)
+        for (let b = owned.lo[1]; b < owned.hi[1]; b++)
+          for (let a = owned.lo[0]; a < owned.hi[0]; a++) {
+            const [x, y, z] = [origin[0] + a, origin[1] + b, origin[2] + c];
+            if (x < 0 || y < 0 || z < 0 || x >= dims[0] || y >= dims[1] || z >= dims[2]) throw new Error(`owned voxel ${[x, y, z]} outside the volume`);
+            owners[(z * dims[1] + y) * dims[0] + x]++;
+          }
+      return new Float32Array(classes * p[0] * p[1] * p[2]);
+    }, { patch, stride, numClasses: classes });
+    expect(owners.every((n) => n === 1)).toBe(true);
+  });
+});

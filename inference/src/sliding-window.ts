@@ -25,7 +25,31 @@ export type Dims3 = [number, number, number];
  * `outputs`), then `extraChannels` × patch voxels of further maps, channel slowest. May be async
  * (ONNX sessions are).
  */
-export type WindowModel = (window: Float32Array, patch: Dims3) => Float32Array | Promise<Float32Array>;
+export type WindowModel = (window: Float32Array, patch: Dims3, place: WindowPlace) => Float32Array | Promise<Float32Array>;
+
+/**
+ * Where a window lies. `owned` is the box of window voxels [lo, hi) per axis (i, j, k) that this
+ * window alone answers for: each volume voxel belongs to exactly one window (the one whose centre
+ * is nearest along each axis), so per-voxel tallies over the owned boxes count every voxel once.
+ */
+export interface WindowPlace {
+  /** Volume voxel of window voxel (0, 0, 0); negative where the volume is padded. */
+  origin: Dims3;
+  owned: { lo: Dims3; hi: Dims3 };
+}
+
+/**
+ * Window voxels [lo, hi) along one axis owned by the window at `starts[w]` (padded coordinates):
+ * from the midpoint with the previous window to the midpoint with the next, inside the volume.
+ */
+function ownedAlong(starts: number[], w: number, patch: number, pad: number, size: number): [number, number] {
+  const from = w === 0 ? -Infinity : Math.floor((starts[w - 1] + starts[w] + patch) / 2);
+  const to = w === starts.length - 1 ? Infinity : Math.floor((starts[w] + starts[w + 1] + patch) / 2);
+  const origin = starts[w] - pad;
+  const lo = Math.max(0, -origin, from - starts[w]);
+  const hi = Math.min(patch, size - origin, to - starts[w]);
+  return [lo, Math.max(lo, hi)];
+}
 
 export interface SlidingWindowOptions {
   /** Patch size along i, j, k. */
@@ -138,9 +162,12 @@ export async function slidingWindowInference(data: Float32Array, dims: Dims3, mo
   const weight = new Float32Array(voxels);
   const window = new Float32Array(patchVoxels * channels);
   let done = 0;
-  for (const sk of starts[2]) {
-    for (const sj of starts[1]) {
-      for (const si of starts[0]) {
+  for (let wk = 0; wk < starts[2].length; wk++) {
+    const sk = starts[2][wk];
+    for (let wj = 0; wj < starts[1].length; wj++) {
+      const sj = starts[1][wj];
+      for (let wi = 0; wi < starts[0].length; wi++) {
+        const si = starts[0][wi];
         opts.signal?.throwIfAborted();
         // Window voxel (a, b, c) is padded-grid voxel (si + a, …), i.e. volume voxel (si + a − pad_i, …).
         const ox = si - pad[0];
@@ -161,7 +188,9 @@ export async function slidingWindowInference(data: Float32Array, dims: Dims3, mo
             }
           }
         }
-        const logits = await model(window, patch);
+        const owned = [ownedAlong(starts[0], wi, px, pad[0], nx), ownedAlong(starts[1], wj, py, pad[1], ny), ownedAlong(starts[2], wk, pz, pad[2], nz)];
+        const place: WindowPlace = { origin: [ox, oy, oz], owned: { lo: [owned[0][0], owned[1][0], owned[2][0]], hi: [owned[0][1], owned[1][1], owned[2][1]] } };
+        const logits = await model(window, patch, place);
         if (logits.length !== outChannels * patchVoxels) {
           throw new Error(`sliding window: the model returned ${logits.length} values for a ${patch.join('×')} window, expected ${outChannels}×${patchVoxels}`);
         }
