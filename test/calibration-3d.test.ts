@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expectedCalibrationError, generateAbdomenCtCase, validateModelCard, Volume, type Mat4, type ModelCard } from '@alhvr/core';
-import { writeAbdomenCtDataset, writeNiftiFile } from '@alhvr/core/node';
+import { readNiftiFile, writeAbdomenCtDataset, writeNiftiFile } from '@alhvr/core/node';
 import { calibrate, calibrationCaseFiles, exportOnnx, loadRunForExport, readOnnxModelCard, sampleWindowVoxels, windowOrigins, type VoxelSample } from '@alhvr/export';
 import { assessCase, computeCaseStats, openModelBytes, segmentVolume, type SliceModel, type SliceOutputKind } from '@alhvr/inference/node';
 import type { VNet3d } from '@alhvr/training';
@@ -40,7 +40,7 @@ beforeAll(async () => {
   expect(r.code, r.stderr).toBe(0);
   exportOut = r.stdout + r.stderr;
   card = readOnnxModelCard(new Uint8Array(readFileSync(modelPath))) as ModelCard;
-}, 120_000);
+}, 300_000);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** Foreground ECE of a calibrated graph over the calibration cases (source grid, voxels the reference or the model labels foreground). */
@@ -117,7 +117,7 @@ describe('3D calibration', () => {
     } finally {
       twin.dispose();
     }
-  });
+  }, 300_000);
 
   test('alhvr-segment on a 3D case with the calibrated model: regions by the calibrated γ, verdict and reasons as inference assesses the case with the card', async () => {
     const { image } = generateAbdomenCtCase({ seed: 78, index: 0, matrix: 64 });
@@ -131,7 +131,8 @@ describe('3D calibration', () => {
     expect(report.gamma).toEqual({ value: card.regions.gamma, mode: 'model' });
     const opened = await openModelBytes(new Uint8Array(readFileSync(modelPath)), 'calibrated', { device: 'cpu', threads: 1 });
     try {
-      const result = await segmentVolume(image, opened.model);
+      // The file as the CLI read it (its affine is float32 on disk).
+      const result = await segmentVolume(await readNiftiFile(input), opened.model);
       const stats = computeCaseStats(result.label, result.confidence, result.region, opened.identity.card);
       const assessed = assessCase(stats, result.signals, opened.identity.card);
       expect(report.signals).toEqual(JSON.parse(JSON.stringify(assessed.signals)));
@@ -142,7 +143,7 @@ describe('3D calibration', () => {
     } finally {
       await opened.model.release();
     }
-  });
+  }, 240_000);
 });
 
 describe('3D voxel gathering (sliding window tap)', () => {
