@@ -18,11 +18,9 @@
  * says about its runtime, and whether WebGPU offers an adapter (the viewer uses it when it does).
  * Writes bench/results/browser.json.
  */
-import { createServer, type Server } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, extname, join, resolve, sep } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import { chromium, type Page } from 'playwright-core';
@@ -31,6 +29,7 @@ import { writeFileAtomic } from '@alhvr/core/node';
 import { segmentVolume } from '@alhvr/inference';
 import { openModelFile } from '@alhvr/inference/node';
 import { buildDemo } from '../viewer/scripts/build-demo.mjs';
+import { CHROMIUM_ARGS, serveStatic } from '../test/viewer-harness.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, '..');
@@ -42,22 +41,6 @@ function arg(name: string, fallback: string): string {
 const cases = Number(arg('cases', '3'));
 const reps = Number(arg('reps', '2'));
 const modelFile = resolve(arg('model', join(repo, 'models', 'alhvr-default.onnx')));
-
-const TYPES: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm' };
-function serve(root: string): Promise<Server> {
-  const server = createServer((req, res) => {
-    const path = resolve(root, '.' + decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname));
-    const headers = { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' };
-    if (!path.startsWith(root + sep)) return void res.writeHead(403, headers).end();
-    readFile(path).then(
-      (body) => res.writeHead(200, { ...headers, 'Content-Type': TYPES[extname(path)] ?? 'application/octet-stream' }).end(body),
-      () => res.writeHead(404, headers).end(),
-    );
-  });
-  return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok(server)));
-}
-
-const CHROMIUM_FLAGS = ['--no-sandbox', '--use-angle=swiftshader', '--enable-unsafe-swiftshader'];
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -141,10 +124,10 @@ async function main(): Promise<void> {
   const site = join(dir, 'site');
   await buildDemo({ outDir: site, model: modelFile });
   const inputs = Array.from({ length: cases }, (_, n) => ({ name: `phantom-${n}.nii.gz`, bytes: encodeNifti(generatePhantomCase({ seed: 11 + n, index: n }).image) }));
-  const server = await serve(site);
+  const server = await serveStatic(site);
   const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   // WebGL and compositing in the GPU process on SwiftShader, as with a GPU (test/viewer-harness.ts says why not --disable-gpu).
-  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_FLAGS });
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS });
   const results: Record<string, unknown> = {};
   try {
     for (const threads of [1, 2]) {
@@ -223,7 +206,7 @@ async function main(): Promise<void> {
     cases,
     reps,
     chromium: (await import('node:child_process')).execFileSync('/usr/bin/chromium', ['--version']).toString().trim(),
-    chromiumFlags: CHROMIUM_FLAGS,
+    chromiumFlags: CHROMIUM_ARGS,
     date: new Date().toISOString(),
     ...results,
   };

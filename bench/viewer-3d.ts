@@ -33,16 +33,12 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { AddressInfo } from 'node:net';
-import { chromium } from 'playwright-core';
 import { ALHVR_3D_RECIPE_PREPROCESSING, decodeNifti, encodeNifti, generateAbdomenCtCase, resampledDims, Rng, scalingAffine, Volume, type Dims3 } from '@alhvr/core';
 import { writeFileAtomic } from '@alhvr/core/node';
-import { segmentVolume } from '@alhvr/inference';
-import { openModelFile } from '@alhvr/inference/node';
 import { exportOnnx, type ExportCard } from '@alhvr/export';
 import { selectBackend, VNet3d } from '@alhvr/training';
 import { buildDemo } from '../viewer/scripts/build-demo.mjs';
-import { CHROMIUM_ARGS, WATCH_SEGMENTATION, serveStatic } from '../test/viewer-harness.js';
+import { WATCH_SEGMENTATION, openViewerPage, segmentInNode } from '../test/viewer-harness.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const argOf = (name: string, fallback: string) => {
@@ -68,11 +64,16 @@ const TICKS = 100; // USER_HZ on Linux
  * Page script: epoch milliseconds (performance.timeOrigin + now) at which the page first shows the
  * last model call's progress ("window n of n"), the verdict (the summary is drawn after the slice
  * view), the study in NiiVue (state "segmented"), and every download link ready to save (an href;
- * none still preparing). Works on pages that build the downloads before the result and after it.
+ * none still preparing), and every main-thread task of 50 ms or more (start, duration). Works on
+ * pages that build the downloads before the result and after it.
  */
 const WATCH_RESULT_TIMELINE = `(() => {
   window.__timeline = {};
+  window.__tasks = [];
   const now = () => performance.timeOrigin + performance.now();
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) window.__tasks.push([performance.timeOrigin + e.startTime, e.duration]);
+  }).observe({ type: 'longtask' });
   const mark = (name, met) => { if (met && window.__timeline[name] === undefined) window.__timeline[name] = now(); };
   new MutationObserver(() => {
     const m = /window (\\d+) of (\\d+)/.exec(document.getElementById('status').textContent);
@@ -162,29 +163,13 @@ try {
   writeFileSync(niftiPath, niftiBytes);
 
   // Node first, in this process: per-window model time and one thread's CPU time.
-  let node: { result: Awaited<ReturnType<typeof segmentVolume>>; wallSeconds: number; cpuSeconds: number } | undefined;
-  if (!skipNode) {
-    const opened = await openModelFile(modelPath, { device: 'cpu', threads });
-    const vol = decodeNifti(niftiBytes, { path: 'ct.nii.gz' });
-    const cpu0 = process.cpuUsage();
-    const t0 = performance.now();
-    const result = await segmentVolume(vol, opened.model, {});
-    const wallSeconds = (performance.now() - t0) / 1000;
-    const cpu = process.cpuUsage(cpu0);
-    await opened.model.release();
-    node = { result, wallSeconds, cpuSeconds: (cpu.user + cpu.system) / 1e6 };
-    log(`node: ${result.windows} windows, ${(result.timings.inferenceMs / result.windows!).toFixed(0)} ms model time per window`);
-  }
+  const node = skipNode ? undefined : await segmentInNode(modelPath, decodeNifti(niftiBytes, { path: 'ct.nii.gz' }), { threads });
+  if (node) log(`node: ${node.result.windows} windows, ${(node.result.timings.inferenceMs / node.result.windows!).toFixed(0)} ms model time per window`);
 
   await buildDemo({ outDir: join(dir, 'site'), model: modelPath, compress: false });
-  const server = await serveStatic(dir);
-  const context = await chromium.launchPersistentContext(join(dir, 'profile'), { executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS });
+  const viewer = await openViewerPage(dir, `/site/index.html?threads=${threads}`);
   try {
-    const page = context.pages()[0] ?? (await context.newPage());
-    const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    await page.goto(`${origin}/site/index.html?threads=${threads}`);
-    await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state ?? ''), undefined, { timeout: 120_000 });
-    if ((await page.evaluate('document.body.dataset.state')) === 'error') throw new Error(`page: ${await page.textContent('#status')}`);
+    const page = viewer.page;
     // Long tasks while segmenting, as test/viewer-browser.test.ts counts them; and when the result shows.
     await page.evaluate(WATCH_SEGMENTATION);
     await page.evaluate(WATCH_RESULT_TIMELINE);
@@ -217,7 +202,7 @@ try {
     clearInterval(sampler);
     if ((await page.evaluate('document.body.dataset.state')) === 'error') throw new Error(`page: ${await page.textContent('#status')}`);
     const r = (await page.evaluate(
-      '({ timings: alhvrDemo.result.timings, windows: alhvrDemo.result.windows, modelGrid: alhvrDemo.result.modelGrid, backend: alhvrDemo.model.backend, threads: alhvrDemo.model.threads, longest: window.__longest, timeline: window.__timeline, segmentedAt: alhvrDemo.result.segmentedAt })',
+      '({ timings: alhvrDemo.result.timings, windows: alhvrDemo.result.windows, modelGrid: alhvrDemo.result.modelGrid, backend: alhvrDemo.model.backend, threads: alhvrDemo.model.threads, longest: window.__longest, timeline: window.__timeline, tasks: window.__tasks, segmentedAt: alhvrDemo.result.segmentedAt })',
     )) as {
       timings: { preprocessMs: number; inferenceMs: number; postprocessMs: number };
       windows: number;
@@ -226,6 +211,7 @@ try {
       threads: number;
       longest: number;
       timeline: { lastWindow: number; verdict: number; studyShown: number; downloadsReady: number };
+      tasks: [number, number][];
       /** Epoch ms at which the worker's pipeline returned (pages that post the result before the downloads). */
       segmentedAt?: number;
     };
@@ -241,6 +227,8 @@ try {
       msSegmentationDoneToAllDownloadsReady: tl.downloadsReady - pipelineDone,
       msLastWindowToVerdictShown: tl.verdict - tl.lastWindow,
       browserCpuSecondsLastWindowToVerdictShown: cpuAt(tl.verdict) - cpuAt(tl.lastWindow),
+      /** Main-thread tasks of 50 ms or more from the last window's progress until the verdict shows: [ms after the last window, duration ms]. */
+      longTasksLastWindowToVerdict: r.tasks.filter(([at]) => at >= tl.lastWindow && at <= tl.verdict).map(([at, d]) => [Math.round(at - tl.lastWindow), Math.round(d)]),
       browserCpuSecondsLastWindowToAllDownloadsReady: cpuAt(tl.downloadsReady) - cpuAt(tl.lastWindow),
       postprocessMs: r.timings.postprocessMs,
       loadAverage: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number),
@@ -299,8 +287,7 @@ try {
     await writeFileAtomic(resultsPath, `${JSON.stringify(result, null, 2)}\n`);
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   } finally {
-    await context.close();
-    await new Promise((ok) => server.close(ok));
+    await viewer.close();
   }
 } finally {
   rmSync(dir, { recursive: true, force: true });

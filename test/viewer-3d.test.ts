@@ -2,13 +2,11 @@
 // the worker segments an abdominal CT phantom by sliding window as alhvr-segment does, on
 // WebAssembly, and the page reports, shows and offers for download the same results.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import type { Server } from 'node:http';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AddressInfo } from 'node:net';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import {
   ALHVR_3D_RECIPE_PREPROCESSING,
   applyIntensityMap,
@@ -27,12 +25,24 @@ import {
   type Volume,
   type VoxelArray,
 } from '@alhvr/core';
-import { assessCase, computeCaseStats, segmentVolume, type SegmentResult } from '@alhvr/inference';
+import { assessCase, computeCaseStats, type SegmentResult } from '@alhvr/inference';
 import { openModelFile, type OpenedModel } from '@alhvr/inference/node';
 import { exportOnnx, type ExportCard } from '@alhvr/export';
 import { slidingWindowInference } from '../inference/src/sliding-window.js';
 import { buildDemo } from '../viewer/scripts/build-demo.mjs';
-import { CHROMIUM_ARGS, PAGE_BASE64, RESET_SEGMENTATION_WATCH, TIE, WATCH_SEGMENTATION, fromBase64, serveStatic, unexplainedMismatches } from './viewer-harness.js';
+import {
+  PAGE_BASE64,
+  RESET_SEGMENTATION_WATCH,
+  TIE,
+  WATCH_SEGMENTATION,
+  fromBase64,
+  openViewerPage,
+  pageMaps,
+  segmentInNode,
+  unexplainedMismatches,
+  waitForPageState,
+  type ViewerPage,
+} from './viewer-harness.js';
 import { runCli } from './cli-harness.js';
 import { useBackend } from './export-fixtures.js';
 import { CT_CLASSES, makeVNet } from './vnet3d-fixtures.js';
@@ -46,13 +56,12 @@ let dir: string;
 let modelPath: string;
 let opened: OpenedModel;
 let card: ModelCard;
-let server: Server;
+let viewer: ViewerPage;
 let context: BrowserContext;
 let page: Page;
 let origin: string;
 let niftiBytes: Uint8Array;
 let dicomFiles: { name: string; bytes: Uint8Array }[];
-const pageConsole: string[] = [];
 
 /** The Node pipeline's result, its progress, and per source voxel how near its label and region came to a tie. */
 interface NodeReference {
@@ -69,8 +78,7 @@ interface NodeReference {
  * pipeline's, or the margins would describe something else.
  */
 async function nodeReference(vol: Volume<VoxelArray>): Promise<NodeReference> {
-  const progress: [number, number][] = [];
-  const result = await segmentVolume(vol, opened.model, { onProgress: (done, total) => progress.push([done, total]) });
+  const { result, progress } = await segmentInNode(modelPath, vol);
   const grid = resampledDims(vol.dims, vol.spacing, TARGET);
   const voxels = grid[0] * grid[1] * grid[2];
   const image = resampleGrid(vol.data, vol.dims, grid, card.resize.image, new Float32Array(voxels));
@@ -142,44 +150,21 @@ beforeAll(async () => {
   card = opened.identity.card;
   niftiRef = await nodeReference(decodeNifti(niftiBytes, { path: 'ct.nii.gz' }));
 
-  server = await serveStatic(dir);
-  context = await chromium.launchPersistentContext(join(dir, 'profile'), { executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS });
-  page = context.pages()[0] ?? (await context.newPage());
-  page.on('console', (m) => pageConsole.push(`${m.type()}: ${m.text()}`));
-  page.on('pageerror', (e) => pageConsole.push(`pageerror: ${e.message}`));
-  origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  await page.goto(`${origin}/site/index.html?threads=2`);
-  await waitForState(page, ['ready', 'error']);
+  viewer = await openViewerPage(dir, '/site/index.html?threads=2');
+  ({ context, page, origin } = viewer);
 }, 240_000);
 
 afterAll(async () => {
-  await context?.close();
+  await viewer?.close();
   await opened?.model.release();
-  await new Promise((ok) => (server ? server.close(ok) : ok(undefined)));
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-async function waitForState(p: Page, states: string[]): Promise<string> {
-  await p.waitForFunction((s) => s.includes(document.body.dataset.state ?? ''), states, { timeout: 60_000 });
-  const state = (await p.evaluate('document.body.dataset.state')) as string;
-  if (state === 'error') throw new Error(`page error: ${await p.textContent('#status')}\n${pageConsole.join('\n')}`);
-  return state;
-}
-
-/** The page's maps of the current result. */
-async function pageMaps(): Promise<{ label: Uint8Array; region: Uint8Array; confidence: Float32Array; dims: number[] }> {
-  const got = (await page.evaluate(`(() => {
-    const b64 = ${PAGE_BASE64};
-    const r = alhvrDemo.result;
-    return { label: b64(r.label.data), region: b64(r.region.data), confidence: b64(r.confidence.data), dims: r.label.dims };
-  })()`)) as { label: string; region: string; confidence: string; dims: number[] };
-  const c = fromBase64(got.confidence);
-  return { label: fromBase64(got.label), region: fromBase64(got.region), confidence: new Float32Array(c.buffer, c.byteOffset, c.byteLength / 4), dims: got.dims };
-}
+const waitForState = (p: Page, states: string[]) => waitForPageState(p, states, viewer.console);
 
 /** Labels and regions equal Node's except at ties; confidence within TIE; the verdict is Node's. */
 async function expectNodeResult(ref: NodeReference, tags?: { modality?: string; bodyPart?: string }): Promise<void> {
-  const maps = await pageMaps();
+  const maps = await pageMaps(page);
   const node = ref.result;
   expect(maps.dims).toEqual([...node.label.dims]);
   // The comparison means something only if the model makes several decisions here.
@@ -274,7 +259,7 @@ describe('a 3D model in the viewer demo', () => {
     const refused = (await page.evaluate('alhvrDemo.setRegionThreshold(0.3).then(() => "done", (e) => e.message)')) as string;
     expect(refused).toContain("3D models keep the card's γ");
     // The region map shown is still the pipeline's at the card's γ.
-    const maps = await pageMaps();
+    const maps = await pageMaps(page);
     expect(unexplainedMismatches(maps.region, niftiRef.result.region!.data, niftiRef.regionMargin)).toEqual([]);
   });
 
@@ -335,7 +320,7 @@ describe('a 3D model in the viewer demo', () => {
     // The DICOM SEG, made after the result, places the page's labels on the series.
     const seg = fromBase64((await page.evaluate(`alhvrDemo.result.files['seg.dcm'].then(${PAGE_BASE64})`)) as string);
     const labels = dicomSegToLabelVolume(decodeDicomSeg(seg, 'page seg.dcm'), vol, card.classes, 'page seg.dcm');
-    expect(Buffer.compare(Buffer.from(labels.data), Buffer.from((await pageMaps()).label))).toBe(0);
+    expect(Buffer.compare(Buffer.from(labels.data), Buffer.from((await pageMaps(page)).label))).toBe(0);
   }, 120_000);
 
   test("the sample button gives a 3D model the phantom it is for: an abdominal CT (128² matrix), not a cardiac stack", async () => {

@@ -1,24 +1,20 @@
 // The viewer demo in headless Debian Chromium: segmentation in the page (onnxruntime-web, wasm,
 // two threads) must equal inference's Node pipeline (onnxruntime-node), and the canvas must show it.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import type { Server } from 'node:http';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { gunzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AddressInfo } from 'node:net';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { decodeNifti, encodeNifti, generatePhantomCase, type ModelCard } from '@alhvr/core';
-import { assessCase, canonicalGrid, computeCaseStats, gatherPlane, segmentVolume } from '@alhvr/inference';
-import { openModelFile } from '@alhvr/inference/node';
+import { assessCase, canonicalGrid, computeCaseStats, gatherPlane, type SegmentResult } from '@alhvr/inference';
 import { readDicomSeries } from '@alhvr/core/node';
 import { daikonSeries } from './fixtures.js';
 import { exportOnnx } from '@alhvr/export';
 import { buildDemo } from '../viewer/scripts/build-demo.mjs';
 import { REGION_COLORS } from '../viewer/src/slice-renderer.js';
 import {
-  CHROMIUM_ARGS,
   MODEL_SIZE,
   TIE,
   PAGE_BASE64,
@@ -26,8 +22,12 @@ import {
   TieRecorder,
   WATCH_SEGMENTATION,
   fromBase64,
-  serveStatic,
+  openViewerPage,
+  pageMaps,
+  segmentInNode,
   unexplainedMismatches,
+  waitForPageState,
+  type ViewerPage,
 } from './viewer-harness.js';
 import { CLASSES, makeCard, makeStudent, useBackend } from './export-fixtures.js';
 import { cliPath } from './cli-harness.js';
@@ -58,28 +58,16 @@ async function pageDownloads(): Promise<Record<string, Uint8Array>> {
   return Object.fromEntries(Object.entries(got).map(([k, v]) => [k, fromBase64(v)]));
 }
 
-/** The page's maps of the current result. */
-async function pageMaps(): Promise<{ label: Uint8Array; region: Uint8Array; confidence: Float32Array }> {
-  const got = (await page.evaluate(`(() => {
-    const b64 = ${PAGE_BASE64};
-    const r = alhvrDemo.result;
-    return { label: b64(r.label.data), region: b64(r.region.data), confidence: b64(r.confidence.data) };
-  })()`)) as { label: string; region: string; confidence: string };
-  const c = fromBase64(got.confidence);
-  return { label: fromBase64(got.label), region: fromBase64(got.region), confidence: new Float32Array(c.buffer, c.byteOffset, c.byteLength / 4) };
-}
-
 let dir: string;
-let server: Server;
+let viewer: ViewerPage;
 let context: BrowserContext;
 let page: Page;
 let origin: string;
 let niftiBytes: Uint8Array;
 let modelBytes: Buffer;
-let nodeResult: Awaited<ReturnType<typeof segmentVolume>>;
+let nodeResult: SegmentResult;
 let recorder: TieRecorder;
 let nodeCard: ModelCard;
-const pageConsole: string[] = [];
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'alhvr-viewer-'));
@@ -99,38 +87,20 @@ beforeAll(async () => {
 
   niftiBytes = encodeNifti(generatePhantomCase({ seed: 7, index: 2 }).image);
   const vol = decodeNifti(niftiBytes, { path: 'phantom.nii.gz' });
-  const opened = await openModelFile(modelPath, { device: 'cpu', threads: 1 });
-  recorder = new TieRecorder(opened.model, vol);
-  nodeResult = await segmentVolume(vol, recorder, { batch: 4 });
-  nodeCard = opened.identity.card;
-  await opened.model.release();
+  const node = await segmentInNode(modelPath, vol, { batch: 4, wrap: (m) => (recorder = new TieRecorder(m, vol)) });
+  nodeResult = node.result;
+  nodeCard = node.card;
 
-  server = await serveStatic(dir);
-  context = await chromium.launchPersistentContext(join(dir, 'profile'), {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: CHROMIUM_ARGS,
-  });
-  page = context.pages()[0] ?? (await context.newPage());
-  page.on('console', (m) => pageConsole.push(`${m.type()}: ${m.text()}`));
-  page.on('pageerror', (e) => pageConsole.push(`pageerror: ${e.message}`));
-  origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  await page.goto(`${origin}/site/index.html?threads=2`);
-  await waitForState(['ready', 'error']);
+  viewer = await openViewerPage(dir, '/site/index.html?threads=2');
+  ({ context, page, origin } = viewer);
 }, 240_000);
 
 afterAll(async () => {
-  await context?.close();
-  await new Promise((ok) => (server ? server.close(ok) : ok(undefined)));
+  await viewer?.close();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-async function waitForState(states: string[]): Promise<string> {
-  await page.waitForFunction((s) => s.includes(document.body.dataset.state ?? ''), states, { timeout: 30_000 });
-  const state = (await page.evaluate('document.body.dataset.state')) as string;
-  if (state === 'error') throw new Error(`page error: ${await page.textContent('#status')}\n${pageConsole.join('\n')}`);
-  return state;
-}
+const waitForState = (states: string[]) => waitForPageState(page, states, viewer.console, 30_000);
 
 describe('viewer demo in Chromium', () => {
   test('opens the bundled model on two wasm threads from its own origin', async () => {
@@ -237,8 +207,9 @@ describe('viewer demo in Chromium', () => {
     for (let i = 0; i < cn.length; i++) maxDiff = Math.max(maxDiff, Math.abs(cw[i] - cn[i]));
     expect(maxDiff).toBeLessThanOrEqual(TIE);
 
-    // Made after the result, the files are still byte for byte what alhvr-segment writes for the page's own maps.
-    const maps = await pageMaps();
+    // Made after the result, the files are byte for byte what the page made before (core's encodeNifti
+    // of its own maps with alhvr-segment's header; the CLI's gzip differs only in compression level).
+    const maps = await pageMaps(page);
     const cliEncoded = {
       'mask.nii.gz': encodeNifti(nodeResult.label.withData(maps.label), { datatype: 'uint8', description: 'alhvr mask viewer-test' }),
       'confidence.nii.gz': encodeNifti(nodeResult.confidence.withData(maps.confidence), { datatype: 'float32', description: 'alhvr confidence viewer-test' }),
@@ -386,9 +357,7 @@ describe('viewer demo in Chromium', () => {
     const regionNow = async () => fromBase64((await page.evaluate(`(${PAGE_BASE64})(alhvrDemo.result.region.data)`)) as string);
     // The pipeline's own per-volume γ (β-quantile rule) gives an independent region map at another γ.
     const vol = decodeNifti(niftiBytes, { path: 'phantom.nii.gz' });
-    const opened = await openModelFile(join(dir, 'model.onnx'), { device: 'cpu', threads: 1 });
-    const perVolume = await segmentVolume(vol, opened.model, { batch: 4, gammaMode: 'volume' });
-    await opened.model.release();
+    const perVolume = (await segmentInNode(join(dir, 'model.onnx'), vol, { batch: 4, gammaMode: 'volume' })).result;
     const g = perVolume.gamma!.value;
     expect(Math.abs(g - nodeCard.regions.gamma)).toBeGreaterThan(0.01);
     await page.evaluate(`alhvrDemo.setRegionThreshold(${g})`);
@@ -512,14 +481,12 @@ describe('viewer demo in Chromium', () => {
     } finally {
       await other.close();
     }
-  });
+  }, 120_000);
 
   test('the files of a DICOM series, in any order and with a stray non-DICOM file, segment as in the Node pipeline', async () => {
     const vol = await readDicomSeries([daikonSeries]);
-    const opened = await openModelFile(join(dir, 'model.onnx'), { device: 'cpu', threads: 1 });
-    const ties = new TieRecorder(opened.model, vol);
-    const node = await segmentVolume(vol, ties, { batch: 4 });
-    await opened.model.release();
+    let ties!: TieRecorder;
+    const { result: node } = await segmentInNode(join(dir, 'model.onnx'), vol, { batch: 4, wrap: (m) => (ties = new TieRecorder(m, vol)) });
     expect(new Set(node.label.data).size).toBeGreaterThanOrEqual(2);
 
     const names = readdirSync(daikonSeries).sort().reverse();
@@ -625,7 +592,7 @@ describe('viewer demo in Chromium', () => {
     );
     expect(JSON.parse(new TextDecoder().decode(files['report.json'])).input).toBe('second.nii.gz');
     // The mask is the second study's, as shown (its own dims and labels), not the first's.
-    const maps = await pageMaps();
+    const maps = await pageMaps(page);
     const secondVol = decodeNifti(second, { path: 'second.nii.gz' });
     expect(await page.evaluate('alhvrDemo.result.label.dims')).toEqual([...secondVol.dims]);
     const mask = gunzipSync(files['mask.nii.gz']);

@@ -1,10 +1,25 @@
-// Shared by the viewer's browser tests: a static server with cross-origin isolation, Chromium's
-// flags, and the tie-aware comparison of the page's maps with the Node pipeline's.
+// Shared by the viewer's browser tests and benchmarks (test/viewer-browser.test.ts,
+// test/viewer-3d.test.ts, bench/viewer-3d.ts, bench/browser.ts): a static server with cross-origin
+// isolation, Chromium's flags, the demo page opened and watched (long tasks while segmenting), the
+// Node pipeline's reference run, and the tie-aware comparison of the page's maps with it.
 import { createServer, type Server } from 'node:http';
 import { readFile } from 'node:fs/promises';
-import { extname, resolve, sep } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { extname, join, resolve, sep } from 'node:path';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { PlaneResizer, canonicalOrientation, type ModelCard, type Volume, type VoxelArray } from '@alhvr/core';
-import { canonicalGrid, scatterPlane, type CanonicalGrid, type SliceModel, type SliceOutputKind, type SliceOutputs } from '@alhvr/inference';
+import {
+  canonicalGrid,
+  scatterPlane,
+  segmentVolume,
+  type CanonicalGrid,
+  type SegmentOptions,
+  type SegmentResult,
+  type SliceModel,
+  type SliceOutputKind,
+  type SliceOutputs,
+} from '@alhvr/inference';
+import { openModelFile } from '@alhvr/inference/node';
 
 /** Decision margin below which the page and Node may legitimately differ (float32 summation order). */
 export const TIE = 1e-5;
@@ -156,3 +171,96 @@ export const WATCH_SEGMENTATION = `(() => {
 
 /** Page script: forget the last segmentation's tasks, statuses and mark (WATCH_SEGMENTATION must be installed). */
 export const RESET_SEGMENTATION_WATCH = "window.__longest = 0; window.__statuses = []; window.__since = Infinity; performance.clearMarks('alhvr-segmented')";
+
+/** What segmentInNode returns: the Node pipeline's result and what it took. */
+export interface NodeSegmentation {
+  result: SegmentResult;
+  card: ModelCard;
+  /** (done, total) after each model call. */
+  progress: [number, number][];
+  wallSeconds: number;
+  /** CPU seconds of this process (user + system) over the segmentation. */
+  cpuSeconds: number;
+}
+
+/**
+ * The reference the viewer is compared with: segmentVolume (alhvr-segment's pipeline) on `vol`
+ * with onnxruntime-node on the CPU, in a session of its own (released after). `wrap` puts a
+ * recorder between the pipeline and the model (e.g. `(m) => new TieRecorder(m, vol)`).
+ */
+export async function segmentInNode(
+  modelPath: string,
+  vol: Volume<VoxelArray>,
+  opts: Omit<SegmentOptions, 'onProgress'> & { threads?: number; wrap?: (model: SliceModel) => SliceModel } = {},
+): Promise<NodeSegmentation> {
+  const { threads = 1, wrap, ...segmentOptions } = opts;
+  const opened = await openModelFile(modelPath, { device: 'cpu', threads });
+  try {
+    const progress: [number, number][] = [];
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    const result = await segmentVolume(vol, wrap ? wrap(opened.model) : opened.model, { ...segmentOptions, onProgress: (done, total) => progress.push([done, total]) });
+    const wallSeconds = (performance.now() - t0) / 1000;
+    const cpu = process.cpuUsage(cpu0);
+    return { result, card: opened.identity.card, progress, wallSeconds, cpuSeconds: (cpu.user + cpu.system) / 1e6 };
+  } finally {
+    await opened.model.release();
+  }
+}
+
+/** The demo page in headless Chromium, served from `root` (cross-origin isolated), its console kept. */
+export interface ViewerPage {
+  server: Server;
+  context: BrowserContext;
+  page: Page;
+  origin: string;
+  /** The page's console messages and uncaught errors, for failure messages. */
+  console: string[];
+  close(): Promise<void>;
+}
+
+/**
+ * Serve `root`, start Chromium (a fresh profile in `root`/profile), open `path` (e.g.
+ * "/site/index.html?threads=2") and wait until the page is ready (or asks for a model); a page
+ * error throws with its message.
+ */
+export async function openViewerPage(root: string, path: string): Promise<ViewerPage> {
+  const server = await serveStatic(root);
+  const context = await chromium.launchPersistentContext(join(root, 'profile'), { executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS });
+  const page = context.pages()[0] ?? (await context.newPage());
+  const log: string[] = [];
+  page.on('console', (m) => log.push(`${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => log.push(`pageerror: ${e.message}`));
+  const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const close = async () => {
+    await context.close();
+    await new Promise((ok) => server.close(ok));
+  };
+  try {
+    await page.goto(`${origin}${path}`);
+    await waitForPageState(page, ['ready', 'no-model', 'error'], log, 240_000);
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return { server, context, page, origin, console: log, close };
+}
+
+/** Wait until the page's state is one of `states` (or "error", which throws with the page's one-line message and its console). */
+export async function waitForPageState(page: Page, states: string[], log: string[], timeout = 60_000): Promise<string> {
+  await page.waitForFunction((s) => s.includes(document.body.dataset.state ?? ''), states, { timeout });
+  const state = (await page.evaluate('document.body.dataset.state')) as string;
+  if (state === 'error') throw new Error(`page error: ${await page.textContent('#status')}\n${log.join('\n')}`);
+  return state;
+}
+
+/** The maps of the page's current result (alhvrDemo.result), copied out of the page. */
+export async function pageMaps(page: Page): Promise<{ label: Uint8Array; region: Uint8Array; confidence: Float32Array; dims: number[] }> {
+  const got = (await page.evaluate(`(() => {
+    const b64 = ${PAGE_BASE64};
+    const r = alhvrDemo.result;
+    return { label: b64(r.label.data), region: b64(r.region.data), confidence: b64(r.confidence.data), dims: r.label.dims };
+  })()`)) as { label: string; region: string; confidence: string; dims: number[] };
+  const c = fromBase64(got.confidence);
+  return { label: fromBase64(got.label), region: fromBase64(got.region), confidence: new Float32Array(c.buffer, c.byteOffset, c.byteLength / 4), dims: got.dims };
+}

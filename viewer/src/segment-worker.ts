@@ -98,6 +98,8 @@ export function serveSegmentation(scope: WorkerScope): void {
   let last: { result: SegmentNiftiResult; students: StudentConfidences; card: ModelCard } | undefined;
   // One request at a time, in order: a segmentation never sees a half-opened model.
   let queue: Promise<void> = Promise.resolve();
+  // Where this worker sends case-file jobs (set by the page; without one, no map files are made).
+  let filesPort: MessagePort | undefined;
 
   async function handle(request: WorkerRequest): Promise<void> {
     try {
@@ -135,6 +137,11 @@ export function serveSegmentation(scope: WorkerScope): void {
         return;
       }
       if (request.type === 'hold-case-files') return; // answered out of turn, below
+      if (request.type === 'case-files-port') {
+        if (request.role === 'send') filesPort = request.port;
+        else request.port.onmessage = (e: MessageEvent<WorkerRequest>) => receive(e.data);
+        return;
+      }
       if (!model) throw new Error('no model is open');
       last = undefined;
       const students: StudentConfidences = { planes: [], planeSize: 0 };
@@ -145,8 +152,8 @@ export function serveSegmentation(scope: WorkerScope): void {
       if (tap) last = { result, students, card: model.card };
       const segmentedAt = performance.timeOrigin + performance.now();
       // The result goes to the page now; the map files (gzip, DICOM SEG) are made afterwards from
-      // copies, by another worker the page runs (the 'case-files' request), so this worker stays free
-      // for a new threshold or file. Only report.json, which is small, comes with the result.
+      // copies, by the case-file worker (sent on its port, not through the page), so this worker
+      // stays free for a new threshold or file. Only report.json, which is small, comes with the result.
       const device = { backend: model.executionProvider, threads: model.threads, fallback: model.fallback };
       const fileNames = caseFileNames(result);
       const report = caseReportFile(result, model.identity, device, request.input.name);
@@ -154,11 +161,9 @@ export function serveSegmentation(scope: WorkerScope): void {
       const job: CaseFilesJob = { names: fileNames.filter((n) => n !== CASE_FILE_NAMES.report), maps, identity: model.identity };
       // The grey-level window is done here too, not on the page's thread.
       const window = displayWindow(result.image.data);
-      const arrays = [result.image.data, result.label.data, result.confidence.data, result.region?.data, report, ...caseMapArrays(maps)];
-      scope.postMessage(
-        { type: 'segmented', id: request.id, result, displayWindow: window, segmentedAt, fileNames, ready: { [CASE_FILE_NAMES.report]: report }, job },
-        transferList(arrays),
-      );
+      const arrays = [result.image.data, result.label.data, result.confidence.data, result.region?.data, report];
+      scope.postMessage({ type: 'segmented', id: request.id, result, displayWindow: window, segmentedAt, fileNames, ready: { [CASE_FILE_NAMES.report]: report } }, transferList(arrays));
+      filesPort?.postMessage({ type: 'case-files', id: request.id, job } satisfies WorkerRequest, transferList(caseMapArrays(maps)));
     } catch (err) {
       scope.postMessage({ type: 'failed', id: request.id, message: err instanceof Error ? err.message : String(err) });
     }
@@ -183,8 +188,7 @@ export function serveSegmentation(scope: WorkerScope): void {
   let held: Promise<void> = Promise.resolve();
   let release: (() => void) | undefined;
 
-  scope.addEventListener('message', (e) => {
-    const request = e.data;
+  function receive(request: WorkerRequest): void {
     if (request.type === 'hold-case-files') {
       if (request.hold && !release) held = new Promise<void>((ok) => (release = ok));
       if (!request.hold) {
@@ -194,5 +198,7 @@ export function serveSegmentation(scope: WorkerScope): void {
       return;
     }
     queue = queue.then(() => handle(request));
-  });
+  }
+
+  scope.addEventListener('message', (e) => receive(e.data));
 }

@@ -62,6 +62,33 @@ function deferred<T>(): Deferred<T> {
   return { promise, resolve, reject };
 }
 
+/**
+ * One study's case files on the page's side. Files come from the case-file worker, which may
+ * answer before the segmentation worker's result arrives (two channels, no common order): each
+ * file's promise is made by whichever comes first, its request or its arrival.
+ */
+class CaseFilesJob {
+  private readonly files = new Map<string, Deferred<Uint8Array>>();
+  /** Set once no more files will come: why the missing ones are missing. */
+  private ended?: () => Error;
+
+  file(name: string): Deferred<Uint8Array> {
+    let d = this.files.get(name);
+    if (!d) {
+      d = deferred<Uint8Array>();
+      this.files.set(name, d);
+      if (this.ended) d.reject(this.ended());
+    }
+    return d;
+  }
+
+  /** No more files: those not made reject with `why` (settled ones keep their value). */
+  end(why: () => Error): void {
+    this.ended ??= why;
+    for (const d of this.files.values()) d.reject(why());
+  }
+}
+
 interface Pending {
   resolve(reply: WorkerReply): void;
   reject(err: Error): void;
@@ -84,10 +111,10 @@ export class SegmentationWorker {
   private readonly pending = new Map<number, Pending>();
   private openedWith?: { bytes: Uint8Array; source: string; numThreads?: number; executionProvider?: 'auto' | ExecutionProvider };
   private opened?: WorkerModel;
-  /** The worker that makes case files (another instance of the same script), started with the first job. */
+  /** The worker that makes case files (another instance of the same script), started with the first segmentation. */
   private filesWorker?: Worker;
-  /** Files not yet made, by job id and name. */
-  private readonly filesPending = new Map<number, Map<string, Deferred<Uint8Array>>>();
+  /** Case files still to come, by segment request id. */
+  private readonly filesJobs = new Map<number, CaseFilesJob>();
   private filesHeld = false;
 
   constructor(private readonly createWorker: () => Worker) {
@@ -130,43 +157,49 @@ export class SegmentationWorker {
     });
   }
 
-  private startFilesWorker(): Worker {
+  /**
+   * Start the case-file worker, if none runs, with a channel from the segmentation worker to it:
+   * jobs (the maps' copies) go from worker to worker, the files come to this page.
+   */
+  private ensureFilesWorker(): void {
+    if (this.filesWorker) return;
     const worker = this.createWorker();
     worker.addEventListener('message', (e: MessageEvent<WorkerReply>) => this.receiveFile(e.data));
-    worker.addEventListener('error', (e: ErrorEvent) => this.failFiles(() => new Error(`case-file worker failed: ${e.message || 'could not start'}`)));
+    worker.addEventListener('error', (e: ErrorEvent) => this.endFiles(() => new Error(`not made: the case-file worker failed (${e.message || 'could not start'})`)));
     if (this.filesHeld) worker.postMessage({ type: 'hold-case-files', id: 0, hold: true } satisfies WorkerRequest);
-    return worker;
+    const channel = new MessageChannel();
+    worker.postMessage({ type: 'case-files-port', id: 0, role: 'receive', port: channel.port1 } satisfies WorkerRequest, [channel.port1]);
+    this.worker.postMessage({ type: 'case-files-port', id: 0, role: 'send', port: channel.port2 } satisfies WorkerRequest, [channel.port2]);
+    this.filesWorker = worker;
   }
 
   private receiveFile(reply: WorkerReply): void {
-    const waiting = this.filesPending.get(reply.id);
-    if (!waiting) return;
-    if (reply.type === 'case-file') waiting.get(reply.name)?.resolve(reply.bytes);
-    else if (reply.type === 'case-file-failed') waiting.get(reply.name)?.reject(new Error(reply.message));
+    const job = this.filesJobs.get(reply.id);
+    if (!job) return;
+    if (reply.type === 'case-file') job.file(reply.name).resolve(reply.bytes);
+    else if (reply.type === 'case-file-failed') job.file(reply.name).reject(new Error(reply.message));
     else if (reply.type === 'case-files-done' || reply.type === 'failed') {
-      const why = reply.type === 'failed' ? reply.message : 'the case-file worker did not make it';
-      for (const [name, d] of waiting) d.reject(new Error(`${name}: ${why}`));
-      this.filesPending.delete(reply.id);
-      return;
+      const why = reply.type === 'failed' ? reply.message : 'not made';
+      job.end(() => new Error(why));
+      this.filesJobs.delete(reply.id);
     }
-    if ('name' in reply) waiting.delete(reply.name);
   }
 
-  private failFiles(error: () => Error): void {
-    for (const waiting of this.filesPending.values()) for (const d of waiting.values()) d.reject(error());
-    this.filesPending.clear();
+  private endFiles(why: () => Error): void {
+    for (const job of this.filesJobs.values()) job.end(why);
+    this.filesJobs.clear();
   }
 
   /**
-   * Stop making the previous study's files, if any are left: its worker ends (a file being
-   * compressed stops now, not when done), its files reject with CaseFilesAbandoned, and nothing
-   * of it can reach a later study.
+   * Stop making the case files still to come: the case-file worker ends (a file being compressed
+   * stops now, not when done), those files reject with CaseFilesAbandoned, and nothing of them can
+   * reach a later study.
    */
   private abandonFiles(): void {
-    if (this.filesPending.size === 0) return;
+    if (this.filesJobs.size === 0) return;
     this.filesWorker?.terminate();
     this.filesWorker = undefined;
-    this.failFiles(() => new CaseFilesAbandoned());
+    this.endFiles(() => new CaseFilesAbandoned());
   }
 
   /**
@@ -198,35 +231,25 @@ export class SegmentationWorker {
     // The input's bytes move to the worker (no copy); each buffer once, as transfer lists require.
     const buffers = new Set(input.kind === 'nifti' ? [input.bytes.buffer] : input.kind === 'dicom' ? input.files.map((f) => f.bytes.buffer) : []);
     const transfer = [...buffers].filter((b): b is ArrayBuffer => b instanceof ArrayBuffer);
-    const reply = await this.send({ type: 'segment', id: this.nextId++, input }, transfer, onProgress);
-    const segmented = reply as Extract<WorkerReply, { type: 'segmented' }>;
-    return { ...reviveResult(segmented.result), displayWindow: segmented.displayWindow, segmentedAt: segmented.segmentedAt, files: this.makeFiles(segmented) };
-  }
-
-  /** The study's files: those made with the result at once, the others from a job in the case-file worker. */
-  private makeFiles(segmented: Extract<WorkerReply, { type: 'segmented' }>): Record<string, Promise<Uint8Array>> {
+    this.ensureFilesWorker();
+    const id = this.nextId++;
+    const job = new CaseFilesJob();
+    this.filesJobs.set(id, job);
+    let segmented: Extract<WorkerReply, { type: 'segmented' }>;
+    try {
+      segmented = (await this.send({ type: 'segment', id, input }, transfer, onProgress)) as Extract<WorkerReply, { type: 'segmented' }>;
+    } catch (err) {
+      // No result, no files (a cancel has already ended them).
+      job.end(() => new CaseFilesAbandoned());
+      this.filesJobs.delete(id);
+      throw err;
+    }
     const files: Record<string, Promise<Uint8Array>> = {};
-    const waiting = new Map<string, Deferred<Uint8Array>>();
     for (const name of segmented.fileNames) {
       const ready = segmented.ready[name];
-      if (ready) {
-        files[name] = Promise.resolve(ready);
-        continue;
-      }
-      const d = deferred<Uint8Array>();
-      waiting.set(name, d);
-      files[name] = d.promise;
+      files[name] = ready ? Promise.resolve(ready) : job.file(name).promise;
     }
-    if (waiting.size > 0) {
-      const id = this.nextId++;
-      this.filesPending.set(id, waiting);
-      this.filesWorker ??= this.startFilesWorker();
-      const { maps } = segmented.job;
-      const arrays = [maps.label.data, maps.confidence.data, maps.region?.data];
-      const transfer = [...new Set(arrays.map((a) => a?.buffer))].filter((b): b is ArrayBuffer => b instanceof ArrayBuffer);
-      this.filesWorker.postMessage({ type: 'case-files', id, job: segmented.job } satisfies WorkerRequest, transfer);
-    }
-    return files;
+    return { ...reviveResult(segmented.result), displayWindow: segmented.displayWindow, segmentedAt: segmented.segmentedAt, files };
   }
 
   /** The last segmentation's region map at threshold γ, from the students' kept confidences (no model run). */
@@ -242,6 +265,9 @@ export class SegmentationWorker {
    */
   cancel(): void {
     this.abandonFiles();
+    // The case-file worker's channel ends with this worker: the next segmentation starts another.
+    this.filesWorker?.terminate();
+    this.filesWorker = undefined;
     this.worker.terminate();
     this.failAll(new SegmentationCancelled());
     this.opened = undefined;
@@ -251,6 +277,7 @@ export class SegmentationWorker {
   terminate(): void {
     this.abandonFiles();
     this.filesWorker?.terminate();
+    this.filesWorker = undefined;
     this.worker.terminate();
     this.failAll(new SegmentationCancelled());
   }

@@ -52,7 +52,16 @@ export type WorkerRequest =
   | { type: 'open'; id: number; bytes: Uint8Array; source: string; numThreads?: number; executionProvider?: 'auto' | ExecutionProvider }
   | { type: 'segment'; id: number; input: SegmentInput }
   | { type: 'regions'; id: number; gamma: number }
-  /** Make a study's map files; a 'case-file' reply per file (fast ones first), then 'case-files-done'. */
+  /**
+   * The channel between the segmentation worker and the case-file worker (another instance of
+   * the same script): the first sends its jobs on it ("send"), the second takes them from it
+   * ("receive"), so the maps' copies never pass through the page's thread.
+   */
+  | { type: 'case-files-port'; id: number; role: 'send' | 'receive'; port: MessagePort }
+  /**
+   * Make a study's map files (sent on the case-files port; `id` is the segment request's): a
+   * 'case-file' reply to the page per file (fast ones first), then 'case-files-done'.
+   */
   | { type: 'case-files'; id: number; job: CaseFilesJob }
   /**
    * For tests: while held, 'case-files' jobs wait before their first file, so a test can see the
@@ -72,9 +81,8 @@ export type WorkerReply =
       segmentedAt: number;
       /** The case folder's file names, in alhvr-segment's order. */
       fileNames: string[];
-      /** Files made with the result (report.json: it is small), by name; the others are made from `job`. */
+      /** Files made with the result (report.json: it is small), by name; the case-file worker makes the others. */
       ready: Record<string, Uint8Array>;
-      job: CaseFilesJob;
     }
   | { type: 'case-file'; id: number; name: string; bytes: Uint8Array }
   | { type: 'case-file-failed'; id: number; name: string; message: string }
