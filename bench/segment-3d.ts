@@ -12,9 +12,14 @@
  * maps, and on the source grid S the label, confidence and region (1 + 4 + 1 bytes × |S|) next to
  * the input the reader holds.
  *
- *   nice -n 19 npx tsx bench/segment-3d.ts [--target-spacing 1.5,1.5,3] [--slices 300] [--threads 2]
+ *   nice -n 19 npx tsx bench/segment-3d.ts [--target-spacing 1.5,1.5,3] [--slices 300] [--threads 2] [--torch]
  *
- * Writes bench/results/segment-3d.json. Run it once, late: it takes minutes of both cores.
+ * --torch: PyTorch's sliding window over the same model-grid volume with the same graph, window
+ * placement and accumulation (bench/segment-3d-torch.py, PyTorch evaluating the ONNX graph with
+ * bench/onnx_torch.py), with glibc's malloc and with jemalloc keeping its pages, in the same run;
+ * ratios are against the faster. Only its sliding window is timed (no reading or writing).
+ *
+ * Writes bench/results/segment-3d.json (--torch: segment-3d-torch.json). Run it once, late: it takes minutes of both cores.
  */
 // Before anything that may load onnxruntime-node (the export package does): nothing leaves the machine.
 import '@alhvr/inference/no-telemetry';
@@ -23,8 +28,9 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ALHVR_3D_RECIPE_PREPROCESSING, generateAbdomenCtCase, resampledDims, Rng, scalingAffine, Volume, type Dims3 } from '@alhvr/core';
-import { writeFileAtomic, writeNiftiFile } from '@alhvr/core/node';
+import { ALHVR_3D_RECIPE_PREPROCESSING, applyIntensityMap, generateAbdomenCtCase, intensityMap, resampledDims, resampleGrid, Rng, scalingAffine, Volume, type Dims3 } from '@alhvr/core';
+import { readNiftiFile, writeFileAtomic, writeNiftiFile } from '@alhvr/core/node';
+import { PYTHON } from '../test/support/python.js';
 import { exportOnnx, type ExportCard } from '@alhvr/export';
 import { selectBackend, VNet3d } from '@alhvr/training';
 
@@ -37,6 +43,8 @@ const argOf = (name: string, fallback: string) => {
 const target = argOf('target-spacing', '1.5,1.5,3').split(',').map(Number) as [number, number, number];
 const slices = Number(argOf('slices', '300'));
 const threads = argOf('threads', '2');
+const withTorch = process.argv.includes('--torch');
+const JEMALLOC = { LD_PRELOAD: '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2', MALLOC_CONF: 'dirty_decay_ms:-1,muzzy_decay_ms:-1' };
 const WIDTHS = [8, 16, 32, 64, 128];
 const PATCH = 96;
 const CLASSES = ['background', 'liver', 'kidney', 'spleen', 'pancreas'];
@@ -108,6 +116,49 @@ try {
   const sourceVoxels = nx * ny * slices;
   const C = CLASSES.length;
   const accumulatorBytes = (C + 2 + 1) * 4 * gridVoxels;
+  let torch: Record<string, unknown> | undefined;
+  if (withTorch) {
+    // The model-grid volume exactly as pipeline-3d.ts builds it: the card's image resampling, then its normalisation.
+    const image = resampleGrid(data, dims, grid, card.resize!.image, new Float32Array(gridVoxels));
+    applyIntensityMap(intensityMap(image, card.normalisation!), image, image);
+    const gridPath = join(dir, 'grid.f32');
+    writeFileSync(gridPath, new Uint8Array(image.buffer));
+    const torchRun = (env: NodeJS.ProcessEnv, labels?: string) => {
+      const out = execFileSync(PYTHON, [join(here, 'segment-3d-torch.py'), join(dir, 'ct.onnx'), gridPath, ...grid.map(String), '--patch', String(PATCH), '--stride', '64', '--threads', threads, ...(labels ? ['--labels', labels] : [])], {
+        encoding: 'utf8', env, stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24,
+      });
+      return JSON.parse(out.trim().split('\n').pop()!) as { windows: number; seconds: number; peak_rss_mb: number; torch: string };
+    };
+    log('PyTorch sliding window (glibc) …');
+    const glibc = torchRun(process.env, join(dir, 'torch-labels.u8'));
+    log('PyTorch sliding window (jemalloc, pages kept) …');
+    const jemalloc = torchRun({ ...process.env, ...JEMALLOC });
+    // Sanity: our mask against PyTorch's model-grid labels at the nearest model-grid voxel.
+    const ours = (await readNiftiFile(join(dir, 'out', readdirSync(join(dir, 'out')).find((f) => !f.includes('.'))!, 'mask.nii.gz'))).data;
+    const theirs = new Uint8Array(readFileSync(join(dir, 'torch-labels.u8')));
+    let same = 0;
+    for (let k = 0, n = 0; k < slices; k++) {
+      const gk = Math.min(grid[2] - 1, Math.floor(((k + 0.5) * grid[2]) / slices));
+      for (let j = 0; j < ny; j++) {
+        const gj = Math.min(grid[1] - 1, Math.floor(((j + 0.5) * grid[1]) / ny));
+        for (let i = 0; i < nx; i++, n++) if (ours[n] === theirs[(gk * grid[1] + gj) * grid[0] + Math.min(grid[0] - 1, Math.floor(((i + 0.5) * grid[0]) / nx))]) same++;
+      }
+    }
+    const best = Math.min(glibc.seconds, jemalloc.seconds);
+    const oursWindows = (run.report.timingsMs.inferenceMs + run.report.timingsMs.preprocessMs) / 1000;
+    torch = {
+      what: 'PyTorch sliding window (the same ONNX graph by bench/onnx_torch.py, one window per call, same placement and accumulation), timed alone',
+      version: glibc.torch,
+      glibc: { seconds: glibc.seconds, peakRssMb: glibc.peak_rss_mb },
+      jemalloc: { seconds: jemalloc.seconds, peakRssMb: jemalloc.peak_rss_mb },
+      windows: glibc.windows,
+      labelAgreementNearestGrid: same / (nx * ny * slices),
+      ratioEndToEndVsTorchBest: best / run.wallSeconds,
+      ratioSlidingWindowVsTorchBest: best / oursWindows,
+      note: 'ratio > 1: ours faster. End to end is alhvr-segment wall time (process start, reading, resampling, normalising, windows, mapping back, every output written) against PyTorch\'s windows alone; sliding window is our inference + window preprocessing phases against the same.',
+    };
+    log(`PyTorch: glibc ${glibc.seconds.toFixed(1)} s, jemalloc ${jemalloc.seconds.toFixed(1)} s; ours end to end ${run.wallSeconds.toFixed(1)} s, windows ${oursWindows.toFixed(1)} s`);
+  }
   const result = {
     input: `512x512x${slices} int16 CT (.nii.gz, abdominal CT phantom anatomy) at ${SOURCE_SPACING.join('x')} mm`,
     model: `two-student VNet3d widths [${WIDTHS}], ${C} classes, patch ${PATCH}^3, fp32, random weights; ${(exported.summary.fileBytes / MB).toFixed(1)} MB`,
@@ -128,10 +179,13 @@ try {
       sourceInputMb: (2 * sourceVoxels) / MB,
       sumMb: (accumulatorBytes + 4 * gridVoxels + 6 * sourceVoxels + 2 * sourceVoxels) / MB,
     },
-    note: 'peak RSS by GNU time (%M) of the alhvr-segment process alone; machine shared with trainings and run under nice -n 19, so wall time is an upper bound',
+    note: withTorch
+      ? 'peak RSS by GNU time (%M) of the alhvr-segment process alone; PyTorch measured in the same run (same threads)'
+      : 'peak RSS by GNU time (%M) of the alhvr-segment process alone; machine shared with trainings and run under nice -n 19, so wall time is an upper bound',
+    torch,
     createdAt: new Date().toISOString(),
   };
-  await writeFileAtomic(join(here, 'results', 'segment-3d.json'), `${JSON.stringify(result, null, 2)}\n`);
+  await writeFileAtomic(join(here, 'results', withTorch ? 'segment-3d-torch.json' : 'segment-3d.json'), `${JSON.stringify(result, null, 2)}\n`);
   process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
 } finally {
   rmSync(dir, { recursive: true, force: true });
