@@ -164,6 +164,11 @@ const result = {
     verdicts: Object.fromEntries(['accept', 'review', 'reject'].map((v) => [v, cases.filter((c) => c.verdict === v).length])),
     perCase: cases,
   },
+  // Spearman says nothing when the true Dice does not vary (e.g. a model that finds no organ).
+  finding:
+    new Set(dice).size < 2
+      ? `degenerate: every test case has Dice ${dice[0]} (the model's best validation Dice is ${JSON.stringify(card.training.bestValidation ?? null)}), so there is nothing for the predicted Dice to track; train longer or wider before reading the Spearman`
+      : 'see test.spearman',
   createdAt: new Date().toISOString(),
 };
 writeFileSync(outPath, `${JSON.stringify(result, null, 2)}\n`);

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { expectedCalibrationError, generateAbdomenCtCase, validateModelCard, Volume, type Mat4, type ModelCard } from '@alhvr/core';
+import { estimateQuality, expectedCalibrationError, generateAbdomenCtCase, validateModelCard, Volume, type Mat4, type ModelCard } from '@alhvr/core';
 import { readNiftiFile, writeAbdomenCtDataset, writeNiftiFile } from '@alhvr/core/node';
 import { calibrate, calibrationCaseFiles, exportOnnx, loadRunForExport, readOnnxModelCard, sampleWindowVoxels, windowOrigins, type VoxelSample } from '@alhvr/export';
 import { assessCase, computeCaseStats, openModelBytes, segmentVolume, type SliceModel, type SliceOutputKind } from '@alhvr/inference/node';
@@ -119,7 +119,7 @@ describe('3D calibration', () => {
     }
   }, 300_000);
 
-  test('alhvr-segment on a 3D case with the calibrated model: regions by the calibrated γ, verdict and reasons as inference assesses the case with the card', async () => {
+  test('alhvr-segment on a 3D case with the calibrated model: regions by the calibrated γ, verdict by core\'s quality maths on the case\'s signals and the card', async () => {
     const { image } = generateAbdomenCtCase({ seed: 78, index: 0, matrix: 64 });
     const input = join(dir, 'unseen', 'ct_0000.nii.gz');
     await writeNiftiFile(input, image, { datatype: 'int16' });
@@ -140,6 +140,12 @@ describe('3D calibration', () => {
       expect(report.triage.verdict).toBe(assessed.triage.verdict);
       expect(report.triage.reasons).toEqual(assessed.triage.reasons);
       expect(report.triage.reasons.length).toBeGreaterThan(0);
+      // The students' agreement is measured in 3D, so the verdict is core's rule on the card's predicted Dice.
+      expect(report.signals.agreement).not.toBeNull();
+      const q = estimateQuality(report.signals, card.calibration!.quality);
+      expect(report.quality.predictedDice).toBeCloseTo(q.predictedDice, 12);
+      const { acceptDice, rejectDice } = card.calibration!.quality;
+      expect(report.triage.verdict).toBe(q.outOfDomain.length || q.predictedDice < rejectDice ? 'reject' : q.predictedDice < acceptDice ? 'review' : 'accept');
     } finally {
       await opened.model.release();
     }
