@@ -1,6 +1,9 @@
+import { createWriteStream } from 'node:fs';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { InputError, encodeNiftiParts, type Volume } from '@alhvr/core';
-import { writeFileAtomic } from '@alhvr/core/node';
+import { writeAtomicWith } from '@alhvr/core/node';
 
 /**
  * gzip level of the segmentation outputs. Label maps compress to almost nothing at any level;
@@ -12,19 +15,6 @@ export interface NiftiGzipOptions {
   datatype?: 'uint8' | 'float32';
   description?: string;
   level?: number;
-}
-
-/** gzip of header + voxels by node:zlib in libuv's thread pool: off the main thread, no copy of the voxels. */
-function gzipParts(parts: Uint8Array[], level: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    const gz = createGzip({ level, chunkSize: 1 << 20 });
-    gz.on('data', (c: Buffer) => chunks.push(c));
-    gz.on('error', reject);
-    gz.on('end', () => resolve(Buffer.concat(chunks)));
-    for (const p of parts) gz.write(Buffer.from(p.buffer, p.byteOffset, p.byteLength));
-    gz.end();
-  });
 }
 
 /**
@@ -42,9 +32,17 @@ export async function writeNiftiGzip(path: string, vol: Volume, opts: NiftiGzipO
     if (err instanceof InputError) throw new InputError(err.message, path);
     throw err;
   }
-  const bytes = await gzipParts(parts, opts.level ?? OUTPUT_GZIP_LEVEL);
+  // Streamed: header and voxels (views, no copy) through node:zlib in libuv's thread pool straight
+  // into the temporary file, so no compressed copy of a CT-sized map is ever held in memory.
+  const level = opts.level ?? OUTPUT_GZIP_LEVEL;
   try {
-    await writeFileAtomic(path, bytes);
+    await writeAtomicWith(path, (tmp) =>
+      pipeline(
+        Readable.from(parts.map((p) => Buffer.from(p.buffer, p.byteOffset, p.byteLength))),
+        createGzip({ level, chunkSize: 1 << 20 }),
+        createWriteStream(tmp),
+      ),
+    );
   } catch (err) {
     const code = (err as NodeJS.ErrnoException)?.code;
     throw new InputError(`cannot write file (${code ?? (err instanceof Error ? err.message : String(err))})`, path);
