@@ -220,13 +220,13 @@ export interface ViewerPage {
 }
 
 /**
- * Serve `root`, start Chromium (a fresh profile in `root`/profile), open `path` (e.g.
- * "/site/index.html?threads=2") and wait until the page is ready (or asks for a model); a page
+ * Serve `root`, start Chromium (a fresh profile in `root`/profile; `args` added to CHROMIUM_ARGS),
+ * open `path` (e.g. "/site/index.html?threads=2") and wait until the page is ready (or asks for a model); a page
  * error throws with its message.
  */
-export async function openViewerPage(root: string, path: string): Promise<ViewerPage> {
+export async function openViewerPage(root: string, path: string, opts: { args?: string[] } = {}): Promise<ViewerPage> {
   const server = await serveStatic(root);
-  const context = await chromium.launchPersistentContext(join(root, 'profile'), { executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS });
+  const context = await chromium.launchPersistentContext(join(root, 'profile'), { executablePath: '/usr/bin/chromium', headless: true, args: [...CHROMIUM_ARGS, ...(opts.args ?? [])] });
   const page = context.pages()[0] ?? (await context.newPage());
   const log: string[] = [];
   page.on('console', (m) => log.push(`${m.type()}: ${m.text()}`));
