@@ -23,7 +23,7 @@
  * ready to save (resultToDisplay, one entry per --label, so a "before" run of an older viewer and
  * an "after" run of the current one sit side by side), in wall time and the browser's CPU seconds.
  *
- *   npx tsx bench/viewer-3d.ts [--slices 300] [--threads 1] [--target-spacing 1.5,1.5,3] [--label after] [--skip-node] [--out FILE]
+ *   npx tsx bench/viewer-3d.ts [--slices 300] [--threads 1] [--target-spacing 1.5,1.5,3] [--label after] [--skip-node] [--out FILE] [--viewer DIR]
  *
  * Writes bench/results/viewer-3d.json (or --out), keeping other labels' resultToDisplay entries. The machine is shared: only same-run ratios mean much.
  */
@@ -37,7 +37,7 @@ import { ALHVR_3D_RECIPE_PREPROCESSING, decodeNifti, encodeNifti, generateAbdome
 import { writeFileAtomic } from '@alhvr/core/node';
 import { exportOnnx, type ExportCard } from '@alhvr/export';
 import { selectBackend, VNet3d } from '@alhvr/training';
-import { buildDemo } from '../viewer/scripts/build-demo.mjs';
+import { buildDemo as buildCurrentDemo } from '../viewer/scripts/build-demo.mjs';
 import { WATCH_SEGMENTATION, openViewerPage, segmentInNode } from '../test/viewer-harness.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -50,6 +50,15 @@ const threads = Number(argOf('threads', '1'));
 const target = argOf('target-spacing', '1.5,1.5,3').split(',').map(Number) as [number, number, number];
 /** Which viewer the result-to-display entry describes ("before" / "after" a change); other labels' entries stay in the file. */
 const label = argOf('label', 'current');
+/**
+ * Another checkout's viewer (e.g. an older commit, `git archive <commit> core inference viewer
+ * package.json | tar -x -C DIR` with DIR/node_modules linked to this repository's) to measure
+ * instead of this one: its scripts/build-demo.mjs builds the page.
+ */
+const otherViewer = process.argv.includes('--viewer') ? resolve(argOf('viewer', '')) : undefined;
+const buildDemo: typeof buildCurrentDemo = otherViewer
+  ? ((await import(join(otherViewer, 'viewer', 'scripts', 'build-demo.mjs'))) as { buildDemo: typeof buildCurrentDemo }).buildDemo
+  : buildCurrentDemo;
 /** Skip the Node pipeline (its per-window time and CPU): the browser part alone. */
 const skipNode = process.argv.includes('--skip-node');
 const WIDTHS = [2, 4, 4, 8, 8];
@@ -221,6 +230,7 @@ try {
     const pipelineDone = r.segmentedAt ?? tl.lastWindow + r.timings.postprocessMs;
     const resultToDisplay = {
       gitHead: execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: here }).toString().trim(),
+      viewer: otherViewer ? `checkout in ${otherViewer} (--viewer)` : 'this working tree',
       pipelineDoneFrom: r.segmentedAt === undefined ? "estimate: the last window's progress on the page + the pipeline's postprocessMs" : "the worker's timestamp when segmentation returned",
       msSegmentationDoneToVerdictShown: tl.verdict - pipelineDone,
       msSegmentationDoneToStudyShownInNiiVue: tl.studyShown - pipelineDone,
@@ -268,7 +278,7 @@ try {
             wallSeconds: node.wallSeconds,
             cpuSeconds: node.cpuSeconds,
           }
-        : { ...(previous.node as object), skipped: `not run this time (--skip-node): from the run of ${String(previous.createdAt)}` },
+        : { ...(previous.node as object), skipped: (previous.node as { skipped?: string } | undefined)?.skipped ?? `not run this time (--skip-node): from the run of ${String(previous.createdAt)}` },
       resultToDisplay: {
         what: 'from "segmentation done" in the worker to the result on the page (verdict and slice view), to the study in NiiVue, and to every download ready to save, per viewer version (--label); times in ms of wall clock and the browser processes\' CPU seconds over the same span',
         ...(previous.resultToDisplay as object | undefined),
