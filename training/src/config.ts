@@ -63,6 +63,12 @@ export interface TrainConfig {
   /** 3D crops: padding of small volumes with 0 ('zero', released: the mean after z-scoring) or the volume's minimum. */
   padValue: PadValue;
   /**
+   * 3D crops: fraction of each batch's labelled crops centred on a foreground voxel (nnU-Net's
+   * oversampling, 0.33 there), so a small organ reaches the loss however large the volume is
+   * around it. Unset or 0 is the released uniform crop.
+   */
+  foregroundOversample?: number;
+  /**
    * Which of the regions Ω1/Ω2/Ω3 receive the unsupervised terms (the paper's Table 1 ablation):
    * 2 enables CG-CPCL on Ω2, 3 enables DTCT on Ω3. The published method gives Ω1 no
    * unsupervised term, so listing 1 changes nothing; it is accepted so that the published
@@ -226,6 +232,10 @@ export function resolveConfig(user: Partial<Omit<TrainConfig, 'preprocessing'>> 
   if (!['released', 'masked'].includes(c.protoCe)) bad(`protoCe must be released or masked (got ${JSON.stringify(c.protoCe)})`);
   if (!['released', 'target'].includes(c.protoCos)) bad(`protoCos must be released or target (got ${JSON.stringify(c.protoCos)})`);
   if (!['released', 'inclusive'].includes(c.cropOffsets)) bad(`cropOffsets must be released or inclusive (got ${JSON.stringify(c.cropOffsets)})`);
+  if (c.foregroundOversample !== undefined && !(c.foregroundOversample >= 0 && c.foregroundOversample <= 1)) {
+    bad(`foregroundOversample must be in [0, 1] (got ${JSON.stringify(c.foregroundOversample)})`);
+  }
+  if (network === 'unet2d' && c.foregroundOversample) bad('foregroundOversample applies to 3D crops only (network vnet3d)');
   if (!['zero', 'min'].includes(c.padValue)) bad(`padValue must be zero or min (got ${JSON.stringify(c.padValue)})`);
   if (!['released', 'masked'].includes(c.entropyMean)) bad(`entropyMean must be released or masked (got ${JSON.stringify(c.entropyMean)})`);
   if (network === 'vnet3d' && c.format === 'acdc-h5') bad('format acdc-h5 holds 2D slices; a vnet3d run reads nnunet or brats-h5');

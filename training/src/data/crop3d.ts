@@ -49,6 +49,46 @@ export function drawCrop(rng: Rng, dims: Dims3, patch: number, offsetsRule: Crop
 }
 
 /**
+ * Where source voxel (i, j, k) lands in the turned, flipped and padded volume of `c` (the inverse
+ * of planeSources' mapping).
+ */
+export function turnedPosition(dims: Dims3, voxel: Dims3, c: Pick<CropChoice, 'quarterTurns' | 'flipAxis' | 'pad'>): Dims3 {
+  let [a, b] = voxel;
+  // One turn at a time: rot90(m)[N1 − 1 − q, p] = m[p, q], N1 the axis-1 side before the turn.
+  for (let t = 0; t < c.quarterTurns; t++) {
+    const axis1 = t % 2 === 0 ? dims[1] : dims[0];
+    [a, b] = [axis1 - 1 - b, a];
+  }
+  const turned = turnedDims(dims, c.quarterTurns);
+  if (c.flipAxis === 0) a = turned[0] - 1 - a;
+  else b = turned[1] - 1 - b;
+  return [a + c.pad[0], b + c.pad[1], voxel[2] + c.pad[2]];
+}
+
+/**
+ * nnU-Net's forced-foreground crop: the same turn and flip draws as drawCrop, then offsets that
+ * centre the patch on `voxel` (a foreground voxel of the source), moved inward where the centred
+ * patch would leave the padded volume, so the voxel is always inside the patch.
+ */
+export function drawCropAround(rng: Rng, dims: Dims3, patch: number, voxel: Dims3, offsetsRule: CropOffsets = 'released'): CropChoice {
+  const quarterTurns = rng.int(0, 3) as CropChoice['quarterTurns'];
+  const flipAxis = rng.int(0, 1) as CropChoice['flipAxis'];
+  const turned = turnedDims(dims, quarterTurns);
+  const pad = cropPadding(turned, patch);
+  const at = turnedPosition(dims, voxel, { quarterTurns, flipAxis, pad });
+  const half = Math.floor(patch / 2);
+  // The released rule's last offset is never drawn; 'inclusive' allows it, as for random crops.
+  const last = (s: number) => (offsetsRule === 'inclusive' ? s - patch : Math.max(s - patch - 1, 0));
+  const offsets = at.map((p, a) => {
+    const hi = last(turned[a] + 2 * pad[a]);
+    // The released last offset may not cover the volume's final voxel; then the inclusive one does.
+    const o = Math.min(Math.max(p - half, 0), hi);
+    return p >= o + patch ? p - patch + 1 : o;
+  }) as Dims3;
+  return { quarterTurns, flipAxis, offsets, pad };
+}
+
+/**
  * For each voxel of the patch's i–j plane, the source in-plane offset (x + X·y), or −1 where the
  * patch reads padding.
  */
