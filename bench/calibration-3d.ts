@@ -12,6 +12,8 @@
  * confidence map on the test set at the fitted temperature and at T = 1. Resumable: data and the
  * training run are kept in --dir and not redone; --no-train measures the run as far as it got.
  */
+// Before anything that may load onnxruntime-node (the export package does): nothing leaves the machine.
+import '@alhvr/inference/no-telemetry';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
