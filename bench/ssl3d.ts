@@ -71,8 +71,9 @@ const FIXED = SMOKE
     };
 /**
  * models/recipes/alhvr-abdomen-ct.train.json scaled down to the budget: the released VNet and
- * every published 3D default (SGD 0.01, β 0.7, the released ramp and quirks) at half the
- * recipe's widths and 32³ crops (the recipe: 48³), batch 2+2 as released, isotropic 1.5 mm.
+ * every published 3D default (SGD 0.01, β 0.7, the released ramp and quirks) but its output
+ * Dropout3d (off: see vnetDropout) at half the recipe's widths and 32³ crops (the recipe: 48³),
+ * batch 2+2 as released, isotropic 1.5 mm.
  */
 const RECIPE = {
   network: 'vnet3d',
@@ -81,6 +82,11 @@ const RECIPE = {
   batchUnlabeled: 2,
   patch: 32,
   widths: SMOKE ? [4, 8, 16, 32, 32] : [4, 8, 16, 32, 64],
+  // The one departure from the published defaults, chosen before the first run on the probe's
+  // phantoms (another seed): the VNet's Dropout3d 0.5 before the output layer leaves about 2 of
+  // these widths' 4 channels, and the labelled-only VNet then found no organ in 500 iterations;
+  // at 0 it learned the liver within 100–200 (training volumes 0.75 → 0.90 Dice at 100 → 300).
+  vnetDropout: 0,
   preprocessing: { targetSpacing: [1.5, 1.5, 1.5] },
   backend: 'wasm',
   threads: 2,
@@ -148,7 +154,7 @@ await sslBenchmark({
       probe: {
         before: 'the first run; on 14 phantoms of seed 1 (matrix 128; not the benchmark\'s seeds), 4 labelled, 4 validation, this recipe, labelled-only, 500 iterations',
         result:
-          'validation Dice 0 for every organ at iterations 100, 200, 300, 400 and 500 with the published lr 0.01 and released Dice, and also with lr 0.05 or --dice-loss standard; the training Dice term fell slowly (released 0.883 → 0.847 over 500 iterations; standard 0.767 → 0.70 over 250). The benchmark keeps the published defaults; if the labelled-only baseline still finds no organ at 1500 iterations the comparison is void and is reported as such.',
+          'validation Dice 0 for every organ at iterations 100, 200, 300, 400 and 500 with the published lr 0.01 and released Dice, and also with lr 0.05 or --dice-loss standard; the training Dice term fell slowly (released 0.883 → 0.847 over 500 iterations; standard 0.767 → 0.70 over 250). Diagnosed afterwards (still before the first run): the crops are right (labels aligned through turn/flip/pad; 93–100 % of crops hold an organ); the VNet\'s Dropout3d 0.5 before the output layer, at these widths\' 4 channels, is what stops it — with it off a labelled-only VNet learned the liver (training-volume Dice 0.75 / 0.88 / 0.90 at 100 / 200 / 300 iterations; unseen phantoms 0.91 at 600), so the recipe sets vnetDropout 0. Kidney, spleen and pancreas (70–530 voxels each at 1.5 mm) stayed at Dice 0 through 600 iterations in every variant tried (forced-foreground crops, standard Dice, a 0.75 mm grid): expect the organ mean to rest on the liver unless 1500 iterations change that. If the labelled-only baseline still finds no organ at 1500 iterations the comparison is void and is reported as such.',
       },
     },
   },

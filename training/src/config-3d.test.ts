@@ -35,6 +35,8 @@ describe('network choice in the training config', () => {
     ['a spacing that is not three positive numbers', { network: 'vnet3d', preprocessing: { targetSpacing: [1, 0, 1] } }, /preprocessing\.targetSpacing must be \[x, y, z\]/],
     ['half the CT numbers', { network: 'vnet3d', preprocessing: { normalisation: { kind: 'ct-foreground', low: -100 } } }, /preprocessing\.normalisation\.high must be a finite number/],
     ['a zero CT std', { network: 'vnet3d', preprocessing: { normalisation: { kind: 'ct-foreground', low: -100, high: 200, mean: 50, std: 0 } } }, /preprocessing\.normalisation\.std must be positive/],
+    ['a VNet dropout of 1', { network: 'vnet3d', vnetDropout: 1 }, /vnetDropout must be in \[0, 1\) \(got 1\)/],
+    ['a VNet dropout on a 2D run', { vnetDropout: 0 }, /vnetDropout is the 3D VNet's dropout/],
   ])('rejects %s in one line', (_what, user, message) => {
     const attempt = () => resolveConfig({ ...paths, ...(user as object) });
     expect(attempt).toThrow(message);

@@ -70,3 +70,25 @@ describe('Students', () => {
     one.dispose();
   });
 });
+
+describe('Students with the 3D VNet', () => {
+  it("build the VNet with the config's Dropout3d rate, the released 0.5 when unset", async () => {
+    await tf.setBackend('cpu');
+    const build = (vnetDropout?: number) => {
+      const root = new Rng(3);
+      return new Students({
+        count: 2,
+        network: 'vnet3d',
+        net: { numClasses: 2, widths: [2, 2, 2, 2, 2], dropout: [0, 0, 0, 0, 0], vnetDropout },
+        optimiser: { lr: 0.1, momentum: 0.9, weightDecay: 1e-4 },
+        init: [root.fork(1), root.fork(2)],
+        forward: [root.fork(3), root.fork(4)],
+      });
+    };
+    for (const [asked, used] of [[undefined, 0.5], [0, 0], [0.2, 0.2]] as const) {
+      const s = build(asked);
+      for (const { net } of s.nets()) expect((net as unknown as { config: { dropout: number } }).config.dropout).toBe(used);
+      s.dispose();
+    }
+  });
+});

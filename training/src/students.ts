@@ -37,9 +37,9 @@ export interface StepObjective {
 
 export interface StudentsOptions {
   count: 1 | 2;
-  /** Which network (default unet2d); the VNet's dropout is its own (Dropout3d 0.5), `net.dropout` is the U-Net's. */
+  /** Which network (default unet2d); `net.dropout` is the U-Net's, `net.vnetDropout` the VNet's Dropout3d (default released 0.5). */
   network?: NetworkKind;
-  net: Pick<UNetConfig, 'numClasses' | 'widths' | 'dropout'>;
+  net: Pick<UNetConfig, 'numClasses' | 'widths' | 'dropout'> & { vnetDropout?: number };
   optimiser: { lr: number; momentum: number; weightDecay: number };
   /** Initialisation streams of a and b. */
   init: [Rng, Rng];
@@ -55,7 +55,7 @@ export class Students {
   constructor(opts: StudentsOptions) {
     const make = (i: 0 | 1, key: StudentKey): Student => ({
       key,
-      net: opts.network === 'vnet3d' ? new VNet3d({ numClasses: opts.net.numClasses, widths: opts.net.widths }, opts.init[i], `student_${key}`) : new UNet(opts.net, opts.init[i], `student_${key}`),
+      net: opts.network === 'vnet3d' ? new VNet3d({ numClasses: opts.net.numClasses, widths: opts.net.widths, dropout: opts.net.vnetDropout }, opts.init[i], `student_${key}`) : new UNet(opts.net, opts.init[i], `student_${key}`),
       sgd: new Sgd(opts.optimiser.lr, opts.optimiser.momentum, opts.optimiser.weightDecay),
       rng: opts.forward[i],
     });

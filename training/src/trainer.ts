@@ -237,7 +237,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
   const students = new Students({
     count: alhvr ? 2 : 1,
     network: config.network,
-    net: { numClasses: dataset.classes.length, widths: config.widths, dropout: config.dropout },
+    net: { numClasses: dataset.classes.length, widths: config.widths, dropout: config.dropout, vnetDropout: config.vnetDropout },
     optimiser: config,
     init,
     forward,
