@@ -30,6 +30,11 @@ await runCommand(COMMAND, async (args, { signal }) => {
       description: 'What to generate: short-axis cardiac MR, or axial abdominal CT (0.6–0.9 mm pixels, 1.5–5 mm slices)',
     })
     .option('matrix', { type: 'number', description: 'abdomen-ct: in-plane voxels per side (default 512; smaller shrinks the body with the field of view)' })
+    .option('body', {
+      choices: ['fov', 'adult'] as const,
+      default: 'fov' as const,
+      description: 'abdomen-ct: "fov" keeps 0.6–0.9 mm pixels (a small --matrix images a small body); "adult" keeps the adult body of a 512 matrix at coarser pixels',
+    })
     .option('dicom', { type: 'boolean', default: false, description: 'abdomen-ct: also write each image as a DICOM CT series under dicom/<case>/' })
     .demandCommand(0, 0, '', 'alhvr-phantom takes no positional arguments')
     .parseAsync();
@@ -39,7 +44,7 @@ await runCommand(COMMAND, async (args, { signal }) => {
   if (argv.out.trim() === '') throw new UsageError('--out must not be empty');
   const ct = argv.kind === 'abdomen-ct';
   if (ct && argv.shift !== 0) throw new UsageError('--shift applies to --kind cardiac-mr only');
-  if (!ct && (argv.matrix !== undefined || argv.dicom)) throw new UsageError('--matrix and --dicom apply to --kind abdomen-ct only');
+  if (!ct && (argv.matrix !== undefined || argv.dicom || argv.body !== 'fov')) throw new UsageError('--matrix, --body and --dicom apply to --kind abdomen-ct only');
   if (argv.matrix !== undefined && !(Number.isInteger(argv.matrix) && argv.matrix >= 32 && argv.matrix <= 1024)) {
     throw new UsageError(`--matrix must be a whole number in [32, 1024], got ${String(argv.matrix)}`);
   }
@@ -50,7 +55,7 @@ await runCommand(COMMAND, async (args, { signal }) => {
     // Stop between cases: every case already written is complete (atomic writes).
     throwIfCancelled(signal);
   };
-  if (ct) await writeAbdomenCtDataset(argv.out, { cases: argv.cases, seed: argv.seed, matrix: argv.matrix, dicom: argv.dicom, onProgress });
+  if (ct) await writeAbdomenCtDataset(argv.out, { cases: argv.cases, seed: argv.seed, matrix: argv.matrix, body: argv.body, dicom: argv.dicom, onProgress });
   else await writePhantomDataset(argv.out, { cases: argv.cases, seed: argv.seed, shift: argv.shift, onProgress });
   progress.finish();
   if (!argv.quiet) process.stdout.write(`wrote ${argv.cases} case(s) and dataset.json to ${argv.out}\n`);

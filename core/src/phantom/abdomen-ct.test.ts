@@ -167,3 +167,35 @@ describe('abdominal CT phantom', () => {
     expect(`${check.stdout}${check.stderr}`).toMatch(/CTImage/);
   });
 });
+
+describe('CT phantom body size', () => {
+  /** Per organ, its volume in mL (label voxels × voxel volume). */
+  const organMl = (c: ReturnType<typeof generateAbdomenCtCase>) => {
+    const [sx, sy, sz] = c.label.spacing;
+    const counts = new Float64Array(5);
+    for (const v of c.label.data) counts[v]++;
+    return Array.from(counts.subarray(1), (n) => (n * sx * sy * sz) / 1000);
+  };
+
+  it("'adult' keeps the organs' volume at any matrix; 'fov' shrinks them with the field of view", () => {
+    const adult64 = generateAbdomenCtCase({ seed: SEED, index: 2, matrix: 64, body: 'adult' });
+    const adult128 = generateAbdomenCtCase({ seed: SEED, index: 2, matrix: 128, body: 'adult' });
+    const fov64 = generateAbdomenCtCase({ seed: SEED, index: 2, matrix: 64 });
+    const fov128 = generateAbdomenCtCase({ seed: SEED, index: 2, matrix: 128 });
+    // Same draw: the adult case's pixel is the 512-matrix pixel, 512/matrix times the fov case's.
+    expect(adult128.label.spacing[0]).toBeCloseTo(fov128.label.spacing[0] * 4, 9);
+    expect(adult64.label.spacing[0]).toBeCloseTo(fov64.label.spacing[0] * 8, 9);
+    const [a64, a128, f64, f128] = [adult64, adult128, fov64, fov128].map(organMl);
+    for (let o = 0; o < 4; o++) {
+      expect(a128[o]).toBeGreaterThan(0);
+      // Adult: the same organ in mL at either matrix, up to the coarser grid's rounding.
+      expect(Math.abs(a64[o] - a128[o]) / a128[o]).toBeLessThan(0.25);
+      // fov: doubling the matrix doubles the body in each direction, so ≈ 8× the volume.
+      expect(f128[o] / f64[o]).toBeGreaterThan(5);
+      expect(f128[o] / f64[o]).toBeLessThan(11);
+    }
+    // An adult kidney holds tens of mL; the quarter-scale body's (matrix 128, fov) about 1–2.
+    expect(a128[1]).toBeGreaterThan(20 * f128[1] / 8);
+    expect(() => generateAbdomenCtCase({ seed: SEED, index: 0, matrix: 64, body: 'giant' as never })).toThrow(/body must be "fov" or "adult"/);
+  });
+});

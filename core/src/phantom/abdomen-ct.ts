@@ -41,6 +41,12 @@ export interface AbdomenCtCaseOptions {
   index: number;
   /** In-plane voxels per side (default 512, as clinical CT); smaller matrices shrink the body with the field of view. */
   matrix?: number;
+  /**
+   * 'fov' (default): 0.6–0.9 mm pixels at every matrix, so a small matrix images a small body.
+   * 'adult': the body a 512 matrix would show, at pixels 512/matrix times as large (organs of
+   * adult size, fewer voxels), for fast experiments whose organs must keep their real volume.
+   */
+  body?: 'fov' | 'adult';
 }
 
 export interface AbdomenCtCase {
@@ -294,7 +300,10 @@ export function generateAbdomenCtCase(opts: AbdomenCtCaseOptions): AbdomenCtCase
   // Independent streams per purpose: geometry, anatomy, intensities, noise.
   const root = new Rng(seed).fork(index);
   const geoRng = root.fork(1);
-  const pixel = geoRng.uniform(0.6, 0.9);
+  const bodySize = opts.body ?? 'fov';
+  if (bodySize !== 'fov' && bodySize !== 'adult') throw new InputError(`CT phantom body must be "fov" or "adult", got ${JSON.stringify(bodySize)}`);
+  // The same draw either way, so an 'adult' case is its 512-matrix twin at coarser pixels.
+  const pixel = geoRng.uniform(0.6, 0.9) * (bodySize === 'adult' ? 512 / matrix : 1);
   const thickness = SLICE_THICKNESSES[geoRng.int(0, SLICE_THICKNESSES.length - 1)];
   const fov = matrix * pixel;
   const bodyWidth = fov * geoRng.uniform(0.62, 0.85);

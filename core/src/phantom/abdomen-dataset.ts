@@ -11,6 +11,8 @@ export interface AbdomenCtDatasetOptions {
   seed: number;
   /** In-plane matrix (default 512); see AbdomenCtCaseOptions.matrix. */
   matrix?: number;
+  /** 'fov' (default) or 'adult'; see AbdomenCtCaseOptions.body. */
+  body?: 'fov' | 'adult';
   /** Also write each image as a DICOM CT series under dicom/<case id>/. */
   dicom?: boolean;
   onProgress?: (done: number, total: number) => void;
@@ -28,7 +30,7 @@ export async function writeAbdomenCtDataset(dir: string, opts: AbdomenCtDatasetO
   await writeStagedDataset(dir, opts, async (staging) => {
     for (let index = 0; index < cases; index++) {
       const id = phantomCaseId(index, cases);
-      const ct = generateAbdomenCtCase({ seed, index, matrix: opts.matrix });
+      const ct = generateAbdomenCtCase({ seed, index, matrix: opts.matrix, body: opts.body });
       phases[id] = ct.phase;
       await writeNiftiFile(join(staging, 'imagesTr', `${id}_0000.nii.gz`), ct.image, { datatype: 'int16' });
       await writeNiftiFile(join(staging, 'labelsTr', `${id}.nii.gz`), ct.label);
