@@ -21,6 +21,8 @@ export interface PhantomSpec {
   cases: number;
   kind?: 'cardiac-mr' | 'abdomen-ct';
   matrix?: number;
+  /** abdomen-ct: 'adult' keeps an adult body at a small matrix (alhvr-phantom --body); absent: 'fov'. */
+  body?: 'fov' | 'adult';
 }
 
 export interface TrainingSpec {
@@ -209,14 +211,14 @@ export function sslBenchmark(S: SslSetting) {
     const done = join(dir, 'bench-done.json');
     if (existsSync(done)) {
       const d = readJson<PhantomSpec>(done);
-      if (d.seed !== spec.seed || d.cases !== spec.cases || d.kind !== spec.kind || d.matrix !== spec.matrix) {
-        const show = (p: PhantomSpec) => `${[p.kind, p.matrix && `matrix ${p.matrix}`].filter(Boolean).join(' ')}${p.kind || p.matrix ? ' ' : ''}seed ${p.seed} × ${p.cases}`;
+      if (d.seed !== spec.seed || d.cases !== spec.cases || d.kind !== spec.kind || d.matrix !== spec.matrix || d.body !== spec.body) {
+        const show = (p: PhantomSpec) => `${[p.kind, p.matrix && `matrix ${p.matrix}`, p.body && `${p.body} body`].filter(Boolean).join(' ')}${p.kind || p.matrix ? ' ' : ''}seed ${p.seed} × ${p.cases}`;
         throw new Error(`${dir} holds ${show(d)}, the benchmark fixes ${show(spec)}; remove it`);
       }
       return;
     }
     log(`writing ${spec.cases} ${spec.kind ?? ''}${spec.kind ? ' ' : ''}phantoms of seed ${spec.seed} to ${dir}`);
-    const kind = [...(spec.kind ? ['--kind', spec.kind] : []), ...(spec.matrix ? ['--matrix', String(spec.matrix)] : [])];
+    const kind = [...(spec.kind ? ['--kind', spec.kind] : []), ...(spec.matrix ? ['--matrix', String(spec.matrix)] : []), ...(spec.body ? ['--body', spec.body] : [])];
     await node('alhvr-phantom', ['--out', dir, '--cases', String(spec.cases), '--seed', String(spec.seed), ...kind, '--quiet']);
     writeJsonAtomic(done, spec);
   }
