@@ -25,6 +25,18 @@ export interface PhantomSpec {
   body?: 'fov' | 'adult';
 }
 
+/**
+ * Which trainings a script reports and trains: every run it knows (`smokeKnown` narrows that in a
+ * smoke run), and of those the ones in the parts SSL_BENCH_PARTS names (default every part;
+ * a smoke run trains all it knows). An unknown part name stops the script.
+ */
+export function chooseTrainings(all: TrainingSpec[], parts: readonly string[], smoke: boolean, smokeKnown: (t: TrainingSpec) => boolean): { known: TrainingSpec[]; trainings: TrainingSpec[] } {
+  const chosen = new Set((process.env.SSL_BENCH_PARTS ?? parts.join(',')).split(',').map((p) => p.trim()));
+  for (const p of chosen) if (!parts.includes(p)) throw new Error(`SSL_BENCH_PARTS: unknown part "${p}" (${parts.join(', ')})`);
+  const known = smoke ? all.filter(smokeKnown) : all;
+  return { known, trainings: smoke ? known : known.filter((t) => chosen.has(t.part)) };
+}
+
 export interface TrainingSpec {
   name: string;
   method: 'supervised' | 'alhvr';

@@ -32,7 +32,7 @@
  */
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { sslBenchmark, type TrainingSpec } from './ssl-lib.js';
+import { chooseTrainings, sslBenchmark, type TrainingSpec } from './ssl-lib.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const SMOKE = process.env.SSL_BENCH_SMOKE === '1';
@@ -92,12 +92,10 @@ const ALL_TRAININGS: TrainingSpec[] = [
 // Quiet 2-core machine, measured: supervised ≈ 0.42 s/step, ALHVR ≈ 2.2 s/step (median of a 300-step
 // continuation in bench/pseudo-label.ts at load ≈ 2), so main ≈ 90 min with scoring, the ablation
 // ≈ 3 × 800 × 2.2 s ≈ 90 min, second seeds ≈ 70 min.
-const PARTS = new Set((process.env.SSL_BENCH_PARTS ?? 'main,ablation,seeds').split(',').map((p) => p.trim()));
-for (const p of PARTS) if (!['main', 'ablation', 'seeds'].includes(p)) throw new Error(`SSL_BENCH_PARTS: unknown part "${p}" (main, ablation, seeds)`);
 /** Every run the results report (whatever is on disk); TRAININGS: the ones this invocation trains. */
-const KNOWN = SMOKE ? ALL_TRAININGS.filter((t) => ['sup-few-s1337', 'sup-few-s7', 'alhvr-s1337', 'alhvr-omega3-s1337'].includes(t.name)) : ALL_TRAININGS;
-const TRAININGS = SMOKE ? KNOWN : KNOWN.filter((t) => PARTS.has(t.part));
-
+const { known: KNOWN, trainings: TRAININGS } = chooseTrainings(ALL_TRAININGS, ['main', 'ablation', 'seeds'], SMOKE, (t) =>
+  ['sup-few-s1337', 'sup-few-s7', 'alhvr-s1337', 'alhvr-omega3-s1337'].includes(t.name),
+);
 
 await sslBenchmark({
   script: fileURLToPath(import.meta.url),

@@ -27,7 +27,7 @@
  */
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { sslBenchmark, type TrainingSpec } from './ssl-lib.js';
+import { chooseTrainings, sslBenchmark, type TrainingSpec } from './ssl-lib.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const SMOKE = process.env.SSL_BENCH_SMOKE === '1';
@@ -112,11 +112,8 @@ const ALL_TRAININGS: TrainingSpec[] = [
   { name: 'alhvr-s7', method: 'alhvr', seed: 7, labeled: 'few', role: 'ALHVR, second seed', part: 'seeds' },
   { name: 'sup-all-s7', method: 'supervised', seed: 7, labeled: 'all', role: 'upper bound, second seed', part: 'seeds' },
 ];
-const PARTS = new Set((process.env.SSL_BENCH_PARTS ?? 'main,seeds').split(',').map((p) => p.trim()));
-for (const p of PARTS) if (!['main', 'seeds'].includes(p)) throw new Error(`SSL_BENCH_PARTS: unknown part "${p}" (main, seeds)`);
 /** Every run the results report (whatever is on disk); TRAININGS: the ones this invocation trains. */
-const KNOWN = SMOKE ? ALL_TRAININGS.filter((t) => t.part === 'main') : ALL_TRAININGS;
-const TRAININGS = SMOKE ? KNOWN : KNOWN.filter((t) => PARTS.has(t.part));
+const { known: KNOWN, trainings: TRAININGS } = chooseTrainings(ALL_TRAININGS, ['main', 'seeds'], SMOKE, (t) => t.part === 'main');
 
 await sslBenchmark({
   script: fileURLToPath(import.meta.url),
