@@ -93,6 +93,11 @@ const RECIPE = {
   // abdomen was quarter-scale and kidney, spleen and pancreas held 70–530 voxels at 1.5 mm: a
   // first start found the liver (0.89 at 500 iterations) and never the others, so it was stopped.
   preprocessing: { targetSpacing: [3, 3, 3] },
+  // Chosen on the validation phantoms (036, 037) before any test score, see probe.second in the
+  // results: half of each labelled batch centred on an organ (nnU-Net's oversampling: 1 crop of 2),
+  // and no rot90/flip, which mirrors left and right and left the spleen looking like the liver.
+  foregroundOversample: 0.33,
+  cropAugment: 'none',
   backend: 'wasm',
   threads: 2,
   checkpointEvery: 25,
@@ -157,6 +162,8 @@ await sslBenchmark({
         before: 'the first run; on 14 phantoms of seed 1 (matrix 128; not the benchmark\'s seeds), 4 labelled, 4 validation, this recipe, labelled-only, 500 iterations',
         result:
           'validation Dice 0 for every organ at iterations 100, 200, 300, 400 and 500 with the published lr 0.01 and released Dice, and also with lr 0.05 or --dice-loss standard; the training Dice term fell slowly (released 0.883 → 0.847 over 500 iterations; standard 0.767 → 0.70 over 250). Diagnosed afterwards (still before the first run): the crops are right (labels aligned through turn/flip/pad; 93–100 % of crops hold an organ); the VNet\'s Dropout3d 0.5 before the output layer, at these widths\' 4 channels, is what stops it — with it off a labelled-only VNet learned the liver (training-volume Dice 0.75 / 0.88 / 0.90 at 100 / 200 / 300 iterations; unseen phantoms 0.91 at 600), so the recipe sets vnetDropout 0. Kidney, spleen and pancreas (70–530 voxels each at 1.5 mm) stayed at Dice 0 through 600 iterations in every variant tried (forced-foreground crops, standard Dice, a 0.75 mm grid): expect the organ mean to rest on the liver unless 1500 iterations change that. If the labelled-only baseline still finds no organ at 1500 iterations the comparison is void and is reported as such.',
+        second:
+          'the first start of this benchmark (adult body, 3 mm, uniform crops with the released rot90/flip) reached iteration 1150 of sup-few-s1337 with validation Dice liver 0.90 and 0 for kidney, spleen and pancreas, also on its own training volumes; it was stopped and discarded. Probe on the same 4 labelled volumes (phantoms 000–003), scored on the benchmark\'s validation phantoms 036 and 037 (no test phantom read): a fixed 2-crop batch is overfitted in 100–150 iterations (kidney 0.87, spleen 0.96), so the network and loss can learn the small organs; with every crop centred on a randomly drawn organ, at 800 iterations the released rot90/flip gave kidney/spleen/pancreas 0.47/0.19/0.11 and 0.60/0.41/0.53, and no turn or flip gave 0.70/0.17/0.60 and 0.89/0.85/0.76 (liver 0.87–0.94 both ways). So this run sets foregroundOversample 0.33 (1 of the 2 labelled crops) and cropAugment none.',
       },
     },
   },

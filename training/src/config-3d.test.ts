@@ -37,6 +37,8 @@ describe('network choice in the training config', () => {
     ['a zero CT std', { network: 'vnet3d', preprocessing: { normalisation: { kind: 'ct-foreground', low: -100, high: 200, mean: 50, std: 0 } } }, /preprocessing\.normalisation\.std must be positive/],
     ['a VNet dropout of 1', { network: 'vnet3d', vnetDropout: 1 }, /vnetDropout must be in \[0, 1\) \(got 1\)/],
     ['a VNet dropout on a 2D run', { vnetDropout: 0 }, /vnetDropout is the 3D VNet's dropout/],
+    ['an unknown crop augmentation', { network: 'vnet3d', cropAugment: 'flip' }, /cropAugment must be rot90-flip or none \(got "flip"\)/],
+    ['a crop augmentation on a 2D run', { cropAugment: 'none' }, /cropAugment applies to 3D crops only/],
   ])('rejects %s in one line', (_what, user, message) => {
     const attempt = () => resolveConfig({ ...paths, ...(user as object) });
     expect(attempt).toThrow(message);
@@ -63,5 +65,8 @@ describe('network choice in the training config', () => {
     // Normalisation is left to the dataset's modality (CT → measured ct-foreground).
     expect(c.preprocessing.normalisation).toEqual(ALHVR_3D_RECIPE_PREPROCESSING.normalisation);
     expect(c.proportion).toBe(0.7);
+    // Abdominal organs are not mirror images of each other: the recipe keeps left and right.
+    expect(c.cropAugment).toBe('none');
+    expect(resolveConfig({ ...paths, network: 'vnet3d' }).cropAugment).toBe('rot90-flip');
   });
 });

@@ -3,7 +3,7 @@ import type { DiceVariant } from './losses/supervised.js';
 import { RAMP_STEPS } from './losses/ramp.js';
 import type { ProtoCeReduction, ProtoCosReduction } from './losses/cgcpcl.js';
 import type { EntropyMean } from './losses/dtct.js';
-import type { CropOffsets, PadValue } from './data/crop3d.js';
+import type { CropAugment, CropOffsets, PadValue } from './data/crop3d.js';
 import { PSEUDO_VERDICTS, PSEUDO_WEIGHTINGS, type PseudoLabelSource, type PseudoVerdict, type PseudoWeighting } from './data/pseudo-labels.js';
 
 /**
@@ -62,6 +62,13 @@ export interface TrainConfig {
   cropOffsets: CropOffsets;
   /** 3D crops: padding of small volumes with 0 ('zero', released: the mean after z-scoring) or the volume's minimum. */
   padValue: PadValue;
+  /**
+   * 3D crops: the released rot90 + flip in the axial plane before each crop ('rot90-flip'), or the
+   * crop alone ('none'). The flip mirrors left and right: on abdominal CT phantoms a labelled-only
+   * VNet without it found the organs on validation volumes at 800 iterations (mean kidney/spleen/
+   * pancreas Dice 0.68) where with it the same run had 0.35 (README's 3D section).
+   */
+  cropAugment: CropAugment;
   /**
    * 3D crops: fraction of each batch's labelled crops centred on a foreground voxel (nnU-Net's
    * oversampling, 0.33 there), so a small organ reaches the loss however large the volume is
@@ -154,6 +161,7 @@ export const DEFAULT_CONFIG: Omit<TrainConfig, 'data' | 'out'> = {
   entropyMean: 'released',
   cropOffsets: 'released',
   padValue: 'zero',
+  cropAugment: 'rot90-flip',
   regions: [1, 2, 3],
   seed: 1337,
   valEvery: 200,
@@ -246,6 +254,8 @@ export function resolveConfig(user: Partial<Omit<TrainConfig, 'preprocessing'>> 
   if (c.vnetDropout !== undefined && !(c.vnetDropout >= 0 && c.vnetDropout < 1)) bad(`vnetDropout must be in [0, 1) (got ${JSON.stringify(c.vnetDropout)})`);
   if (network === 'unet2d' && c.vnetDropout !== undefined) bad('vnetDropout is the 3D VNet\'s dropout (network vnet3d); the U-Net\'s is `dropout`');
   if (!['zero', 'min'].includes(c.padValue)) bad(`padValue must be zero or min (got ${JSON.stringify(c.padValue)})`);
+  if (!['rot90-flip', 'none'].includes(c.cropAugment)) bad(`cropAugment must be rot90-flip or none (got ${JSON.stringify(c.cropAugment)})`);
+  if (network === 'unet2d' && c.cropAugment !== 'rot90-flip') bad('cropAugment applies to 3D crops only (network vnet3d)');
   if (!['released', 'masked'].includes(c.entropyMean)) bad(`entropyMean must be released or masked (got ${JSON.stringify(c.entropyMean)})`);
   if (network === 'vnet3d' && c.format === 'acdc-h5') bad('format acdc-h5 holds 2D slices; a vnet3d run reads nnunet or brats-h5');
   if (network === 'unet2d' && c.format === 'brats-h5') bad('format brats-h5 holds 3D volumes; train it with network vnet3d');

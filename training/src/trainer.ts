@@ -253,6 +253,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
           perBatch: data.perBatch,
           cropOffsets: config.cropOffsets,
           padValue: config.padValue,
+          cropAugment: config.cropAugment,
           foregroundOversample: config.foregroundOversample,
           draws: saved ? { sampler: saved.sampler, augment: new Rng(saved.rng.data) } : { sampler: samplerSeed, augment },
         })

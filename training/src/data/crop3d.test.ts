@@ -12,6 +12,11 @@ import type { VolumeDataset } from './volume-dataset.js';
 const voxelsOf = (dims: Dims3) => dims[0] * dims[1] * dims[2];
 /** Image value = source linear index, so a crop says where each of its voxels came from. */
 const indexImage = (dims: Dims3) => Float32Array.from({ length: voxelsOf(dims) }, (_, n) => n);
+/** Where an unturned, unflipped crop holds source voxel `v`. */
+const turnedIndexInPatch = (c: CropChoice, v: Dims3, patch: number) => {
+  const [x, y, z] = v.map((p, a) => p + c.pad[a] - c.offsets[a]);
+  return x + patch * (y + patch * z);
+};
 
 describe('3D crops', () => {
   it('keeps every label voxel on its image voxel under every turn and flip', () => {
@@ -81,6 +86,35 @@ describe('3D crops', () => {
         }
       }
     }
+  });
+
+  it("cropAugment 'none' gives plain sub-blocks of the volume, forced or not, and draws no turn or flip", () => {
+    const dims: Dims3 = [20, 14, 9];
+    const image = indexImage(dims);
+    const patch = 8;
+    const out = new Float32Array(patch ** 3);
+    const rng = new Rng(5);
+    for (let n = 0; n < 40; n++) {
+      const voxel: Dims3 = [rng.int(0, dims[0] - 1), rng.int(0, dims[1] - 1), rng.int(0, dims[2] - 1)];
+      const choice = n % 2 ? drawCrop(rng, dims, patch, 'released', 'none') : drawCropAround(rng, dims, patch, voxel, 'released', 'none');
+      expect(choice.quarterTurns).toBe(0);
+      expect(choice.flipAxis).toBe('none');
+      cropInto({ dims, image }, patch, choice, out, undefined, 0, -1);
+      const [ox, oy, oz] = choice.offsets;
+      let wrong = 0;
+      for (let z = 0; z < patch; z++) for (let y = 0; y < patch; y++) for (let x = 0; x < patch; x++) {
+        const [i, j, k] = [x + ox - choice.pad[0], y + oy - choice.pad[1], z + oz - choice.pad[2]];
+        const inside = i >= 0 && j >= 0 && k >= 0 && i < dims[0] && j < dims[1] && k < dims[2];
+        if (out[x + patch * (y + patch * z)] !== (inside ? i + dims[0] * (j + dims[1] * k) : -1)) wrong++;
+      }
+      expect(wrong).toBe(0);
+      if (n % 2 === 0) expect(out[turnedIndexInPatch(choice, voxel, patch)]).toBe(voxel[0] + dims[0] * (voxel[1] + dims[1] * voxel[2]));
+    }
+    // The released rule draws turn and flip first: the same stream gives other offsets.
+    const a = drawCrop(new Rng(8), dims, patch, 'released', 'none');
+    const b = drawCrop(new Rng(8), dims, patch, 'released', 'rot90-flip');
+    expect(b.flipAxis).not.toBe('none');
+    expect(a.offsets).not.toEqual(b.offsets);
   });
 
   it('foregroundOversample forces the last labelled crops onto foreground; 0 leaves the crops as released', async () => {

@@ -5,7 +5,10 @@
  * max(⌊(P − s)/2⌋ + 3, 0) each side, and offsets are uniform in [0, S − P − 1] (the released
  * exclusive upper bound: the last offset is never taken). Layout: i fastest, then j, then k.
  * Quirk switches (3D page §6): `cropOffsets: 'inclusive'` allows the last offset, `padValue: 'min'`
- * pads with the volume's minimum (its background) instead of 0.
+ * pads with the volume's minimum (its background) instead of 0. `cropAugment: 'none'` skips the
+ * turn and the flip (no draws for them either): they mirror left and right, which is harmless for
+ * the released brain tumours but leaves a small left-sided organ (spleen) looking like the edge of
+ * a right-sided one (liver) in abdominal CT.
  */
 import type { Rng } from '@alhvr/core';
 
@@ -13,12 +16,13 @@ export type Dims3 = [number, number, number];
 
 export type CropOffsets = 'released' | 'inclusive';
 export type PadValue = 'zero' | 'min';
+export type CropAugment = 'rot90-flip' | 'none';
 
 export interface CropChoice {
   /** Quarter turns in the i–j plane (numpy rot90 on array axes 0–1). */
   quarterTurns: 0 | 1 | 2 | 3;
-  /** Axis flipped after the turn (0 = i, 1 = j). */
-  flipAxis: 0 | 1;
+  /** Axis flipped after the turn (0 = i, 1 = j), or none (`cropAugment: 'none'`). */
+  flipAxis: 0 | 1 | 'none';
   /** Crop start on each axis of the turned, flipped and padded volume. */
   offsets: Dims3;
   /** Zero padding before the data on each axis (the same after it). */
@@ -36,10 +40,17 @@ export function cropPadding(dims: Dims3, patch: number): Dims3 {
   return dims.map((s) => Math.max(Math.floor((patch - s) / 2) + 3, 0)) as Dims3;
 }
 
-/** Draw one augmentation: turn, flip, then crop offsets (in that order from the stream). */
-export function drawCrop(rng: Rng, dims: Dims3, patch: number, offsetsRule: CropOffsets = 'released'): CropChoice {
+/** Turn and flip: drawn in that order from the stream (released), or neither without a draw. */
+function drawTurnFlip(rng: Rng, augment: CropAugment): Pick<CropChoice, 'quarterTurns' | 'flipAxis'> {
+  if (augment === 'none') return { quarterTurns: 0, flipAxis: 'none' };
   const quarterTurns = rng.int(0, 3) as CropChoice['quarterTurns'];
-  const flipAxis = rng.int(0, 1) as CropChoice['flipAxis'];
+  const flipAxis = rng.int(0, 1) as 0 | 1;
+  return { quarterTurns, flipAxis };
+}
+
+/** Draw one augmentation: turn, flip, then crop offsets (in that order from the stream). */
+export function drawCrop(rng: Rng, dims: Dims3, patch: number, offsetsRule: CropOffsets = 'released', augment: CropAugment = 'rot90-flip'): CropChoice {
+  const { quarterTurns, flipAxis } = drawTurnFlip(rng, augment);
   const turned = turnedDims(dims, quarterTurns);
   const pad = cropPadding(turned, patch);
   // Released: randint(0, S − P), exclusive, so S = P (possible only after padding) would fail; max 0 keeps it valid.
@@ -61,7 +72,7 @@ export function turnedPosition(dims: Dims3, voxel: Dims3, c: Pick<CropChoice, 'q
   }
   const turned = turnedDims(dims, c.quarterTurns);
   if (c.flipAxis === 0) a = turned[0] - 1 - a;
-  else b = turned[1] - 1 - b;
+  else if (c.flipAxis === 1) b = turned[1] - 1 - b;
   return [a + c.pad[0], b + c.pad[1], voxel[2] + c.pad[2]];
 }
 
@@ -70,9 +81,8 @@ export function turnedPosition(dims: Dims3, voxel: Dims3, c: Pick<CropChoice, 'q
  * centre the patch on `voxel` (a foreground voxel of the source), moved inward where the centred
  * patch would leave the padded volume, so the voxel is always inside the patch.
  */
-export function drawCropAround(rng: Rng, dims: Dims3, patch: number, voxel: Dims3, offsetsRule: CropOffsets = 'released'): CropChoice {
-  const quarterTurns = rng.int(0, 3) as CropChoice['quarterTurns'];
-  const flipAxis = rng.int(0, 1) as CropChoice['flipAxis'];
+export function drawCropAround(rng: Rng, dims: Dims3, patch: number, voxel: Dims3, offsetsRule: CropOffsets = 'released', augment: CropAugment = 'rot90-flip'): CropChoice {
+  const { quarterTurns, flipAxis } = drawTurnFlip(rng, augment);
   const turned = turnedDims(dims, quarterTurns);
   const pad = cropPadding(turned, patch);
   const at = turnedPosition(dims, voxel, { quarterTurns, flipAxis, pad });
@@ -105,7 +115,7 @@ function planeSources(dims: Dims3, patch: number, c: CropChoice): Int32Array {
         continue;
       }
       if (c.flipAxis === 0) a = turned[0] - 1 - a;
-      else b = turned[1] - 1 - b;
+      else if (c.flipAxis === 1) b = turned[1] - 1 - b;
       // Undo the turns one at a time: rot90(m)[a, b] = m[b, N1 − 1 − a], N1 the earlier axis-1 side.
       for (let t = c.quarterTurns; t > 0; t--) {
         const earlierAxis1 = (t - 1) % 2 === 0 ? ny : nx;

@@ -10,7 +10,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Rng, RngState } from '@alhvr/core';
 import { BatchSampler, type BatchSamplerState } from './batch-sampler.js';
-import { cropInto, drawCrop, drawCropAround, type CropOffsets, type Dims3, type PadValue } from './crop3d.js';
+import { cropInto, drawCrop, drawCropAround, type CropAugment, type CropOffsets, type Dims3, type PadValue } from './crop3d.js';
 import type { Batch } from './batches.js';
 import type { VolumeDataset } from './volume-dataset.js';
 
@@ -21,6 +21,8 @@ export interface VolumeBatchesOptions {
   /** Quirk switches of the crop (defaults: released). */
   cropOffsets?: CropOffsets;
   padValue?: PadValue;
+  /** The released rot90/flip before each crop, or none (default: released). */
+  cropAugment?: CropAugment;
   /** Fraction of the labelled crops forced to contain foreground (nnU-Net 0.33; released 0). */
   foregroundOversample?: number;
   draws: { sampler: number | BatchSamplerState; augment: Rng };
@@ -53,8 +55,8 @@ export class VolumeBatches {
       const forced = isLabeled && slot >= Math.round(labeledCount * (1 - (this.opts.foregroundOversample ?? 0)));
       const voxel = forced ? this.foregroundVoxel(ids[slot], volume.dims, volume.label!) : undefined;
       const choice = voxel
-        ? drawCropAround(this.opts.draws.augment, volume.dims, patch, voxel, this.opts.cropOffsets)
-        : drawCrop(this.opts.draws.augment, volume.dims, patch, this.opts.cropOffsets);
+        ? drawCropAround(this.opts.draws.augment, volume.dims, patch, voxel, this.opts.cropOffsets, this.opts.cropAugment)
+        : drawCrop(this.opts.draws.augment, volume.dims, patch, this.opts.cropOffsets, this.opts.cropAugment);
       const pad = this.opts.padValue === 'min' ? volume.image.reduce((m, v) => (v < m ? v : m), Infinity) : 0;
       // Labels land in their own buffer at the same slot offset (labelled slots come first).
       cropInto(volume, patch, choice, this.images, isLabeled ? this.labels : undefined, slot * this.cube, pad);
