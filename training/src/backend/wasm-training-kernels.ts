@@ -11,10 +11,12 @@
  * - wasm-batch-matmul.ts          BatchMatMul always on XNNPACK
  * - wasm-layout-kernels.ts        Identity, channel Sum, last-axis Concat / SplitV
  * - batchnorm-kernels.ts          fused BatchNorm(+LeakyReLU) forward and backward (SIMD)
+ * - wasm-resize-kernel.ts         two-tap linear resizing (2D/3D) and its adjoint (SIMD)
  * - out-of-memory.ts              `_malloc` that throws instead of returning 0 or wrapping
  */
 import { BatchMatMul, Conv2DBackpropFilter, Conv2DBackpropInput, Conv3D, Conv3DBackpropFilterV2, MaxPoolGrad, Transpose } from '@tensorflow/tfjs-core';
 import { registerWasmBatchNormKernels } from './batchnorm-kernels.js';
+import { registerWasmResizeKernels } from './wasm-resize-kernel.js';
 import { guardWasmMalloc } from './out-of-memory.js';
 import { fastBatchMatMul } from './wasm-batch-matmul.js';
 import { conv2DBackpropFilterKernel, type FilterGradientPath } from './wasm-conv-filter-gradient.js';
@@ -51,4 +53,5 @@ export async function installWasmTrainingKernels(backend: object, opts: WasmTrai
   replaceWasmKernel(MaxPoolGrad, maxPoolGradWasm);
   await loadWasmSimd(backend);
   await registerWasmBatchNormKernels(backend);
+  await registerWasmResizeKernels(backend);
 }
