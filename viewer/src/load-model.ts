@@ -138,7 +138,12 @@ async function openOn(
   // The WebGPU build (with its own wasm files) is imported only where it can run.
   const runtime = provider === 'webgpu' ? await import('onnxruntime-web/webgpu') : ort;
   applySettings(runtime.env);
-  const sessionOptions = {
+  return createSliceModel(bytes, runtime as unknown as OrtRuntime, webSessionOptions(provider), source);
+}
+
+/** The session options the viewer opens a model with on `provider` (bench/browser-ops.ts profiles with them). */
+export function webSessionOptions(provider: ExecutionProvider): { executionProviders: string[]; graphOptimizationLevel: 'all'; extra: Record<string, unknown> } {
+  return {
     executionProviders: [provider],
     graphOptimizationLevel: 'all',
     // Idle pool threads sleep instead of spinning, as inference's Node sessions do. Measured in
@@ -146,7 +151,6 @@ async function openOn(
     // A spinning wasm thread holds a core the other thread (or the page) needs.
     extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
   };
-  return createSliceModel(bytes, runtime as unknown as OrtRuntime, sessionOptions, source);
 }
 
 /**
