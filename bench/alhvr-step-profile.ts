@@ -1,9 +1,16 @@
 /**
  * Profiles one full ALHVR training step (two students, forward of both branches, alhvrLoss,
- * backward) on the TensorFlow.js wasm backend: wall time per step (median of N), time inside
- * kernels, kernel calls, per-kernel totals and peak wasm heap.
+ * backward) on the TensorFlow.js wasm backend: wall and process CPU time per step (median of N;
+ * at --threads 1 the CPU time is the fair number on a loaded machine), time inside kernels,
+ * kernel calls, per-kernel totals and peak wasm heap.
  *
  *   npx tsx bench/alhvr-step-profile.ts [--batch 4+4] [--size 128] [--widths 8,16,32,64,128] [--steps 5] [--threads 2]
+ *                                       [--resize kernel|products] [--net unet2d|vnet3d]
+ *
+ * --net vnet3d profiles the 3D step instead: two VNets on [bl+bu, size, size, size, 1] crops
+ * (then give --size, e.g. 32 or 48, and the VNet's --widths, e.g. 4,8,16,32,64).
+ * --resize products takes the two-tap resize kernels away, so resizing runs as the matrix
+ * products other backends use: before/after of that kernel in one build.
  *
  * Prints a JSON summary on the last line (the human-readable table goes to stderr).
  */
@@ -11,9 +18,11 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '../core/src/index.js';
 import { selectBackend } from '../training/src/backend/select-backend.js';
 import { UNet } from '../training/src/model/unet.js';
+import { VNet3d } from '../training/src/model/vnet3d.js';
 import { alhvrLoss } from '../training/src/losses/alhvr.js';
 import { leanVariableGrads } from '../training/src/backend/lean-gradients.js';
 import { installWasmTrainingKernels, type FilterGradientPath } from '../training/src/backend/wasm-training-kernels.js';
+import { RESIZE_LINEAR } from '../training/src/backend/wasm-resize-kernel.js';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -25,21 +34,31 @@ const size = Number(arg('size', '128'));
 const widths = arg('widths', '8,16,32,64,128').split(',').map(Number);
 const steps = Number(arg('steps', '5'));
 const threads = Number(arg('threads', '2'));
+const resize = arg('resize', 'kernel');
+if (resize !== 'kernel' && resize !== 'products') throw new Error(`alhvr-step-profile: --resize ${resize} (expected kernel or products)`);
+const net = arg('net', 'unet2d');
+if (net !== 'unet2d' && net !== 'vnet3d') throw new Error(`alhvr-step-profile: --net ${net} (expected unet2d or vnet3d)`);
 
 await selectBackend('wasm', { threads, log: (m) => console.error(m) });
 // pin one dW algorithm to compare
 if (process.env.DW_PATH) await installWasmTrainingKernels(tf.findBackend('wasm')!, { filterGradientPath: process.env.DW_PATH as FilterGradientPath });
+if (resize === 'products') tf.unregisterKernel(RESIZE_LINEAR, 'wasm');
 const rng = new Rng(1);
-const a = new UNet({ numClasses: 4, widths }, rng, 'a');
-const b = new UNet({ numClasses: 4, widths }, rng, 'b');
-const x = tf.randomUniform([bl + bu, size, size, 1], 0, 1, 'float32', 5) as tf.Tensor4D;
-const y = tf.randomUniform([bl, size, size], 0, 4, 'int32', 6) as tf.Tensor3D;
+const makeNet = (scope: string) => (net === 'vnet3d' ? new VNet3d({ numClasses: 4, widths, dropout: 0 }, rng, scope) : new UNet({ numClasses: 4, widths }, rng, scope));
+const a = makeNet('a');
+const b = makeNet('b');
+const sides = net === 'vnet3d' ? [size, size, size] : [size, size];
+const x = tf.randomUniform([bl + bu, ...sides, 1], 0, 1, 'float32', 5);
+const y = tf.randomUniform([bl, ...sides], 0, 4, 'int32', 6);
+type Forward = (input: tf.Tensor, opts: { training: true; rng: Rng }) => { logits: tf.Tensor; logitsAux?: tf.Tensor; fea: tf.Tensor; feaAux?: tf.Tensor };
+const forwardA = a.forward.bind(a) as unknown as Forward;
+const forwardB = b.forward.bind(b) as unknown as Forward;
 const vars = [...a.params.trainableVariables(), ...b.params.trainableVariables()];
 
 function step(): void {
   const { value, grads } = leanVariableGrads(() => {
-    const oa = a.forward(x, { training: true, rng });
-    const ob = b.forward(x, { training: true, rng });
+    const oa = forwardA(x, { training: true, rng });
+    const ob = forwardB(x, { training: true, rng });
     const terms = alhvrLoss(
       { logits: oa.logits, logitsAux: oa.logitsAux!, fea: oa.fea, feaAux: oa.feaAux! },
       { logits: ob.logits, logitsAux: ob.logitsAux!, fea: ob.fea, feaAux: ob.feaAux! },
@@ -54,13 +73,18 @@ function step(): void {
 
 step(); // warm-up: XNNPACK operator creation, heap growth
 const times: number[] = [];
+const cpuTimes: number[] = [];
 for (let i = 0; i < steps; i++) {
   const t = performance.now();
+  const cpu = process.cpuUsage();
   step();
+  const used = process.cpuUsage(cpu);
   times.push(performance.now() - t);
+  cpuTimes.push((used.user + used.system) / 1000);
 }
-times.sort((p, q) => p - q);
-const median = times[Math.floor(times.length / 2)];
+const medianOf = (v: number[]) => [...v].sort((p, q) => p - q)[Math.floor(v.length / 2)];
+const median = medianOf(times);
+const cpuMedian = medianOf(cpuTimes);
 
 const tProf = performance.now();
 const prof = await tf.profile(() => step());
@@ -79,9 +103,10 @@ for (const k of prof.kernels) {
 const kernels = [...agg].map(([name, v]) => ({ name, ms: Math.round(v.ms), calls: v.calls })).sort((p, q) => q.ms - p.ms);
 const heapMB = ((tf.backend() as unknown as { wasm: { HEAPU8: Uint8Array } }).wasm.HEAPU8.length) / 2 ** 20;
 console.error(`step wall ms: median ${median.toFixed(0)} of [${times.map((t) => t.toFixed(0)).join(', ')}]`);
+console.error(`step CPU ms (all threads): median ${cpuMedian.toFixed(0)} of [${cpuTimes.map((t) => t.toFixed(0)).join(', ')}]`);
 console.error(`profiled step: wall ${profWall.toFixed(0)} ms, in kernels ${kernelMs.toFixed(0)} ms, ${prof.kernels.length} kernel calls`);
 console.error(`wasm heap ${heapMB.toFixed(0)} MiB, peak RSS ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MB`);
 for (const k of kernels.slice(0, 25)) console.error(`  ${k.name.padEnd(24)} ${String(k.ms).padStart(6)} ms  ${k.calls} calls`);
-console.log(JSON.stringify({ bl, bu, size, widths, threads, medianMs: median, times, profWallMs: profWall, kernelMs,
+console.log(JSON.stringify({ net, bl, bu, size, widths, threads, resize, medianMs: median, times, cpuMedianMs: cpuMedian, cpuTimes, profWallMs: profWall, kernelMs,
   kernelCalls: prof.kernels.length, wasmHeapMB: heapMB, peakRssMB: process.resourceUsage().maxRSS / 1024, kernels }));
 process.exit(0);
