@@ -4,7 +4,7 @@
  * build in a dedicated worker, as the viewer runs it) and in onnxruntime-node, interleaved in one
  * run. Used by bench/browser.ts (its `ops` section); on its own, for trying session options:
  *
- *   npx tsx bench/browser-ops.ts [--threads 1] [--batch 8] [--runs 4] [--reps 2] [--model FILE]
+ *   npx tsx bench/browser-ops.ts [--threads 1] [--batch 8] [--runs 4] [--warmup 3] [--reps 2] [--model FILE]
  *                                [--web-options JSON] [--node-options JSON]
  *
  * CPU time is counted as well as wall time, because this 2-core machine is shared: Node's from
@@ -42,17 +42,28 @@ const lines = [];
 let capturing = false;
 const log = console.log.bind(console);
 console.log = (...args) => (capturing ? lines.push(args.join(' ')) : log(...args));
+// The bench reads Chromium's CPU time at each mark, before the worker goes on.
+let acknowledged;
+const mark = (name) => new Promise((ok) => { acknowledged = ok; postMessage({ mark: name }); });
 onmessage = async ({ data }) => {
+  if (data.ack) return acknowledged();
   try {
-    const { model, threads, batch, height, width, runs, options, profile, fetch, input } = data;
+    const { model, threads, batch, height, width, warmup, runs, options, profile, fetch, input } = data;
     ort.env.wasm.numThreads = threads;
     ort.env.wasm.wasmPaths = new URL('./', self.location.href).href;
     const session = await ort.InferenceSession.create(model, { ...options, enableProfiling: profile });
     const feeds = { [session.inputNames[0]]: new ort.Tensor('float32', input, [batch, 1, height, width]) };
-    await session.run(feeds, fetch);
+    const warmupMs = [];
+    for (let r = 0; r < warmup; r++) {
+      const t = performance.now();
+      await session.run(feeds, fetch);
+      warmupMs.push(performance.now() - t);
+    }
+    await mark('start');
     const t0 = performance.now();
     for (let r = 0; r < runs; r++) await session.run(feeds, fetch);
     const wallMs = performance.now() - t0;
+    await mark('end');
     const outputs = await session.run(feeds, fetch);
     let profileText = '';
     if (profile) {
@@ -63,7 +74,7 @@ onmessage = async ({ data }) => {
     }
     const probabilities = outputs.probabilities.data;
     await session.release();
-    postMessage({ wallMs, profileText, probabilities });
+    postMessage({ wallMs, warmupMs, profileText, probabilities });
   } catch (e) {
     postMessage({ error: String(e && e.message || e) });
   }
@@ -113,19 +124,40 @@ export interface OpsProfile {
   /** ORT's own model_run wall ms per run. */
   modelRunMs: number;
   runs: number;
+  /**
+   * Multiply-adds of the Conv kernels per run, from the shapes ORT logged (output elements ×
+   * weight elements per output channel); counted where the weights keep ONNX's [M, C/g, kH, kW]
+   * layout (the wasm build's Conv/FusedConv), undefined where they were reordered (NCHWc).
+   */
+  convMacsPerRun?: number;
 }
 
 /** Sum ORT's chrome-trace profile (the JSON array it writes) by op type, per model run. */
 export function summariseOrtProfile(text: string): OpsProfile {
-  const events = JSON.parse(text.slice(text.indexOf('['), text.lastIndexOf(']') + 1)) as { cat: string; name: string; dur: number; args: { op_name?: string } }[];
+  type Shapes = Record<string, number[]>[];
+  const events = JSON.parse(text.slice(text.indexOf('['), text.lastIndexOf(']') + 1)) as {
+    cat: string;
+    name: string;
+    dur: number;
+    args: { op_name?: string; input_type_shape?: Shapes; output_type_shape?: Shapes };
+  }[];
   const runs = events.filter((e) => e.cat === 'Session' && e.name === 'model_run');
   if (runs.length === 0) throw new Error('the profile holds no model_run event');
   const kernelMsPerRun: Record<string, number> = {};
+  let convMacs = 0;
   for (const e of events) {
     if (e.cat !== 'Node' || !e.name.endsWith('_kernel_time') || !e.args.op_name) continue;
     kernelMsPerRun[e.args.op_name] = (kernelMsPerRun[e.args.op_name] ?? 0) + e.dur / 1000 / runs.length;
+    if (/^(Conv|FusedConv|NchwcConv)$/.test(e.args.op_name)) {
+      const weight = Object.values(e.args.input_type_shape?.[1] ?? {})[0];
+      const output = Object.values(e.args.output_type_shape?.[0] ?? {})[0];
+      const product = (xs: number[]) => xs.reduce((a, b) => a * b, 1);
+      if (e.args.op_name === 'NchwcConv' || !weight || weight.length !== 4 || !output) convMacs = NaN;
+      else convMacs += product(output) * product(weight.slice(1));
+    }
   }
-  return { kernelMsPerRun, modelRunMs: runs.reduce((a, e) => a + e.dur, 0) / 1000 / runs.length, runs: runs.length };
+  const modelRunMs = runs.reduce((a, e) => a + e.dur, 0) / 1000 / runs.length;
+  return { kernelMsPerRun, modelRunMs, runs: runs.length, convMacsPerRun: Number.isFinite(convMacs) ? convMacs / runs.length : undefined };
 }
 
 /**
@@ -139,6 +171,8 @@ export function opFamily(op: string): string {
 }
 
 export interface RuntimeSample {
+  /** Chromium: each warm-up run's wall ms per slice (V8's tier-up shows here). */
+  warmupWallMsPerSlice?: number[];
   wallMsPerSlice: number;
   cpuMsPerSlice: number;
   profile?: OpsProfile;
@@ -148,6 +182,8 @@ export interface OpsSetting {
   threads: number;
   batch: number;
   runs: number;
+  /** Untimed runs first (default WARMUP_RUNS). */
+  warmup?: number;
   /** onnxruntime-web session options (default: the viewer's, webSessionOptions('wasm')). */
   webOptions?: Record<string, unknown>;
   /** onnxruntime-node session options (default: inference's, sessionOptionsFor('cpu', { threads })). */
@@ -156,6 +192,12 @@ export interface OpsSetting {
 }
 
 const SIZE = 128;
+/**
+ * Untimed runs before the timed ones. V8 starts wasm functions on its baseline compiler and
+ * recompiles the hot ones optimised in the background: the first runs in Chromium are slower
+ * and the compiler's CPU would be counted as the model's.
+ */
+export const WARMUP_RUNS = 3;
 
 /** Deterministic input in [0, 1): the kernels' time does not depend on the values. */
 function inputFor(batch: number, height: number, width: number): Float32Array {
@@ -175,7 +217,7 @@ export async function runNode(model: Uint8Array, setting: OpsSetting, height = S
     const session = await ort.InferenceSession.create(model, options);
     const input = inputFor(setting.batch, height, width);
     const feeds = { [session.inputNames[0]]: new ort.Tensor('float32', input, [setting.batch, 1, height, width]) };
-    await session.run(feeds, OPS_FETCH);
+    for (let r = 0; r < (setting.warmup ?? WARMUP_RUNS); r++) await session.run(feeds, OPS_FETCH);
     const c0 = process.cpuUsage();
     const t0 = performance.now();
     for (let r = 0; r < setting.runs; r++) await session.run(feeds, OPS_FETCH);
@@ -208,35 +250,40 @@ export async function runChromium(browser: Browser, origin: string, model: Uint8
       height,
       width,
       runs: setting.runs,
+      warmup: setting.warmup ?? WARMUP_RUNS,
       options: setting.webOptions ?? webSessionOptions('wasm'),
       profile: setting.profile,
       fetch: OPS_FETCH,
       input: Array.from(inputFor(setting.batch, height, width)),
     };
-    // Chromium's CPU is read around a whole worker job; a job with no timed runs (session
-    // creation, warm-up, the check run) is measured just before and subtracted.
-    const job = (runs: number) =>
-      page.evaluate(
-        `new Promise((ok, fail) => {
-          const w = new Worker('./ops-worker.mjs', { type: 'module' });
-          const m = ${JSON.stringify({ ...message, runs: 0 })};
-          m.runs = ${runs};
-          m.model = new Uint8Array(m.model);
-          m.input = new Float32Array(m.input);
-          w.onmessage = ({ data }) => { w.terminate(); data.error ? fail(new Error(data.error)) : ok({ wallMs: data.wallMs, profileText: data.profileText, probabilities: Array.from(data.probabilities) }); };
-          w.onerror = (e) => fail(new Error(e.message));
-          w.postMessage(m);
-        })`,
-      ) as Promise<{ wallMs: number; profileText: string; probabilities: number[] }>;
-    const c0 = childrenCpuSeconds();
-    await job(0);
-    const c1 = childrenCpuSeconds();
-    const result = await job(setting.runs);
-    const c2 = childrenCpuSeconds();
+    // Chromium's CPU time is read when the worker marks the start and the end of its timed runs.
+    const cpuAt: Record<string, number> = {};
+    await page.exposeFunction('cpuMark', (name: string) => {
+      cpuAt[name] = childrenCpuSeconds();
+    });
+    const result = (await page.evaluate(
+      `new Promise((ok, fail) => {
+        const w = new Worker('./ops-worker.mjs', { type: 'module' });
+        const m = ${JSON.stringify(message)};
+        m.model = new Uint8Array(m.model);
+        m.input = new Float32Array(m.input);
+        w.onmessage = async ({ data }) => {
+          if (data.mark) {
+            await window.cpuMark(data.mark);
+            return w.postMessage({ ack: true });
+          }
+          w.terminate();
+          data.error ? fail(new Error(data.error)) : ok({ wallMs: data.wallMs, warmupMs: data.warmupMs, profileText: data.profileText, probabilities: Array.from(data.probabilities) });
+        };
+        w.onerror = (e) => fail(new Error(e.message));
+        w.postMessage(m);
+      })`,
+    )) as { wallMs: number; warmupMs: number[]; profileText: string; probabilities: number[] };
     const slices = setting.runs * setting.batch;
     return {
+      warmupWallMsPerSlice: result.warmupMs.map((ms) => ms / setting.batch),
       wallMsPerSlice: result.wallMs / slices,
-      cpuMsPerSlice: Math.max(0, (c2 - c1 - (c1 - c0)) * 1000) / slices,
+      cpuMsPerSlice: ((cpuAt.end - cpuAt.start) * 1000) / slices,
       profile: setting.profile ? summariseOrtProfile(result.profileText) : undefined,
       probabilities: Float32Array.from(result.probabilities),
     };
@@ -260,6 +307,8 @@ export interface OpsComparison {
   maxProbabilityDifference: number;
   /** Top op families by Chromium's CPU time, with each runtime's CPU ms per slice and share. */
   ops?: { op: string; chromiumCpuMsPerSlice: number; nodeCpuMsPerSlice: number; chromiumShare: number; nodeShare: number; ratio: number }[];
+  /** The convolutions' arithmetic per slice and the rate each runtime does it at (GFLOP per CPU second). */
+  conv?: { gflopPerSlice: number; chromiumGflops: number; nodeGflops: number };
   /** Raw op types as each runtime ran them (kernel wall ms per run of `batch` slices). */
   rawOps?: { chromium: Record<string, number>; node: Record<string, number> };
   samples: { node: RuntimeSample[]; chromium: RuntimeSample[] };
@@ -291,9 +340,9 @@ export async function compareOps(browser: Browser, origin: string, model: Uint8A
   const summary = (xs: RuntimeSample[]) => ({ wallMsPerSlice: median(xs.map((x) => x.wallMsPerSlice)), cpuMsPerSlice: median(xs.map((x) => x.cpuMsPerSlice)) });
   const nodeSummary = summary(node);
   const webSummary = summary(web);
-  const strip = ({ wallMsPerSlice, cpuMsPerSlice, profile }: RuntimeSample): RuntimeSample => ({ wallMsPerSlice, cpuMsPerSlice, profile });
+  const strip = ({ warmupWallMsPerSlice, wallMsPerSlice, cpuMsPerSlice, profile }: RuntimeSample): RuntimeSample => ({ warmupWallMsPerSlice, wallMsPerSlice, cpuMsPerSlice, profile });
   const comparison: OpsComparison = {
-    setting: { threads: setting.threads, batch: setting.batch, runs: setting.runs, webOptions: setting.webOptions, nodeOptions: setting.nodeOptions },
+    setting: { threads: setting.threads, batch: setting.batch, runs: setting.runs, warmup: setting.warmup ?? WARMUP_RUNS, webOptions: setting.webOptions, nodeOptions: setting.nodeOptions },
     node: nodeSummary,
     chromium: webSummary,
     chromiumOverNodeWall: webSummary.wallMsPerSlice / nodeSummary.wallMsPerSlice,
@@ -312,6 +361,12 @@ export async function compareOps(browser: Browser, origin: string, model: Uint8A
       return { op, chromiumCpuMsPerSlice: w, nodeCpuMsPerSlice: n, chromiumShare: w / webSummary.cpuMsPerSlice, nodeShare: n / nodeSummary.cpuMsPerSlice, ratio: w / n };
     });
     comparison.ops = rows.sort((a, b) => b.chromiumCpuMsPerSlice - a.chromiumCpuMsPerSlice).slice(0, 8);
+    const macs = web[0].profile!.convMacsPerRun;
+    const convRow = rows.find((r) => r.op === opFamily('Conv'));
+    if (macs !== undefined && convRow) {
+      const gflopPerSlice = (2 * macs) / setting.batch / 1e9;
+      comparison.conv = { gflopPerSlice, chromiumGflops: gflopPerSlice / (convRow.chromiumCpuMsPerSlice / 1000), nodeGflops: gflopPerSlice / (convRow.nodeCpuMsPerSlice / 1000) };
+    }
     comparison.rawOps = { chromium: web[0].profile!.kernelMsPerRun, node: node[0].profile!.kernelMsPerRun };
   }
   return comparison;
@@ -336,15 +391,14 @@ async function main(): Promise<void> {
   const threads = Number(arg('threads', '1'));
   const webOptions = process.argv.includes('--web-options') ? { ...webSessionOptions('wasm'), ...JSON.parse(arg('web-options', '{}')) } : undefined;
   const nodeOptions = process.argv.includes('--node-options') ? { ...sessionOptionsFor('cpu', { threads }), ...JSON.parse(arg('node-options', '{}')) } : undefined;
-  const setting: OpsSetting = { threads, batch: Number(arg('batch', '8')), runs: Number(arg('runs', '4')), webOptions, nodeOptions, profile: !process.argv.includes('--no-profile') };
+  const setting: OpsSetting = { threads, batch: Number(arg('batch', '8')), runs: Number(arg('runs', '4')), warmup: Number(arg('warmup', String(WARMUP_RUNS))), webOptions, nodeOptions, profile: !process.argv.includes('--no-profile') };
   const site = opsSite();
   const server = await serveStatic(site);
   const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS });
   try {
     const result = await compareOps(browser, origin, model, setting, Number(arg('reps', '2')));
-    const { samples: _samples, ...shown } = result;
-    console.log(JSON.stringify(shown, null, 1));
+    console.log(JSON.stringify(result, (key, value) => (key === 'profile' || key === 'rawOps' ? undefined : value), 1));
   } finally {
     await browser.close();
     server.close();

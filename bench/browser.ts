@@ -3,7 +3,7 @@
  * Worker) next to onnxruntime-node on the same model and volumes, measured in one run with the
  * two interleaved (this 2-core machine is shared: only same-run ratios mean anything).
  *
- *   npx tsx bench/browser.ts [--cases N] [--reps R] [--model FILE]
+ *   npx tsx bench/browser.ts [--cases N] [--reps R] [--model FILE] [--ops-runs N] [--ops-reps R] [--no-tried]
  *
  * Model: the shipped models/alhvr-default.onnx. Input: N synthetic cardiac phantoms
  * (generatePhantomCase seeds 11…, float32 .nii.gz). Per thread count (1 and 2; 2 needs the
@@ -16,9 +16,13 @@
  * from the same run. Also recorded: whether the page is cross-origin isolated, how many dedicated
  * workers it runs (the segmentation worker plus ONNX Runtime's extra wasm threads), what the page
  * says about its runtime, and whether WebGPU offers an adapter (the viewer uses it when it does).
+ * Then `ops` (bench/browser-ops.ts): ONNX Runtime's profile in both runtimes on one batch of 8
+ * slices at 1 and 2 threads, op families by CPU time with their ratio, the convolutions' GFLOP per
+ * slice and the rate each runtime computes them at; and `tried`: session options and batch sizes
+ * against the wasm time, each next to onnxruntime-node in the same run (--no-tried skips them).
  * Writes bench/results/browser.json.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -30,6 +34,7 @@ import { segmentVolume } from '@alhvr/inference';
 import { openModelFile } from '@alhvr/inference/node';
 import { buildDemo } from '../viewer/scripts/build-demo.mjs';
 import { CHROMIUM_ARGS, serveStatic } from '../test/viewer-harness.js';
+import { compareOps, writeOpsHarness, type OpsComparison, type OpsSetting } from './browser-ops.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, '..');
@@ -41,6 +46,23 @@ function arg(name: string, fallback: string): string {
 const cases = Number(arg('cases', '3'));
 const reps = Number(arg('reps', '2'));
 const modelFile = resolve(arg('model', join(repo, 'models', 'alhvr-default.onnx')));
+const opsRuns = Number(arg('ops-runs', '3'));
+const opsReps = Number(arg('ops-reps', '2'));
+const tryOptions = !process.argv.includes('--no-tried');
+
+/**
+ * What was tried against the wasm time (bench/browser-ops.ts): each against onnxruntime-node in
+ * the same run, batch 8 and one thread unless it says otherwise, without profiling.
+ */
+const TRIED: { what: string; setting: Partial<OpsSetting> }[] = [
+  { what: 'batch 1 (both runtimes)', setting: { batch: 1, runs: 8 * opsRuns, warmup: 24 } },
+  { what: 'batch 16 (both runtimes)', setting: { batch: 16, runs: Math.max(1, opsRuns >> 1), warmup: 2 } },
+  { what: "web graphOptimizationLevel 'extended' (the viewer uses 'all')", setting: { webOptions: { graphOptimizationLevel: 'extended' } } },
+  { what: "web graphOptimizationLevel 'basic' (no Conv+LeakyRelu fusion)", setting: { webOptions: { graphOptimizationLevel: 'basic' } } },
+  { what: 'web enableMemPattern false', setting: { webOptions: { enableMemPattern: false } } },
+  { what: 'web enableCpuMemArena false', setting: { webOptions: { enableCpuMemArena: false } } },
+  { what: "node graphOptimizationLevel 'extended': no NCHWc layout (im2col + SGEMM, as the wasm build does)", setting: { nodeOptions: { graphOptimizationLevel: 'extended' } } },
+];
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -195,6 +217,26 @@ async function main(): Promise<void> {
         samples: { chromium: web, node },
       };
     }
+    // Where the model time goes: ONNX Runtime's profile in both runtimes on one batch of 8 slices
+    // (the viewer's and the CLI's batch), then what was tried against it.
+    writeOpsHarness(site);
+    const modelBytes = readFileSync(modelFile);
+    const ops: Record<string, unknown> = {};
+    const brief = ({ samples: _samples, rawOps: _raw, ...kept }: OpsComparison) => kept;
+    for (const threads of [1, 2]) {
+      const c = await compareOps(browser, origin, modelBytes, { threads, batch: 8, runs: opsRuns, profile: true }, opsReps);
+      ops[`threads${threads}`] = { ...brief(c), rawOps: c.rawOps };
+    }
+    if (tryOptions) {
+      const tried = [];
+      for (const t of TRIED) {
+        const setting: OpsSetting = { threads: 1, batch: 8, runs: opsRuns, profile: false, ...t.setting };
+        const { setting: _s, ...c } = brief(await compareOps(browser, origin, modelBytes, setting, 1));
+        tried.push({ what: t.what, ...c });
+      }
+      ops.tried = tried;
+    }
+    results.ops = ops;
   } finally {
     await browser.close();
     server.close();
