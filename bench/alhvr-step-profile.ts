@@ -5,16 +5,20 @@
  * kernel calls, per-kernel totals and peak wasm heap.
  *
  *   npx tsx bench/alhvr-step-profile.ts [--batch 4+4] [--size 128] [--widths 8,16,32,64,128] [--steps 5] [--threads 2]
- *                                       [--resize kernel|products] [--net unet2d|vnet3d]
+ *                                       [--resize kernel|products|alternate] [--net unet2d|vnet3d]
  *
  * --net vnet3d profiles the 3D step instead: two VNets on [bl+bu, size, size, size, 1] crops
  * (then give --size, e.g. 32 or 48, and the VNet's --widths, e.g. 4,8,16,32,64).
  * --resize products takes the two-tap resize kernels away, so resizing runs as the matrix
- * products other backends use: before/after of that kernel in one build.
+ * products other backends use: before/after of that kernel in one build. --resize alternate
+ * times the steps in pairs, one of each, in one process (paired samples see the same load) and
+ * prints the two medians and the median of the per-pair differences; the profiled step then runs
+ * with the kernel.
  *
  * Prints a JSON summary on the last line (the human-readable table goes to stderr).
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { getKernel } from '@tensorflow/tfjs-core';
 import { Rng } from '../core/src/index.js';
 import { selectBackend } from '../training/src/backend/select-backend.js';
 import { UNet } from '../training/src/model/unet.js';
@@ -35,14 +39,23 @@ const widths = arg('widths', '8,16,32,64,128').split(',').map(Number);
 const steps = Number(arg('steps', '5'));
 const threads = Number(arg('threads', '2'));
 const resize = arg('resize', 'kernel');
-if (resize !== 'kernel' && resize !== 'products') throw new Error(`alhvr-step-profile: --resize ${resize} (expected kernel or products)`);
+if (resize !== 'kernel' && resize !== 'products' && resize !== 'alternate') {
+  throw new Error(`alhvr-step-profile: --resize ${resize} (expected kernel, products or alternate)`);
+}
 const net = arg('net', 'unet2d');
 if (net !== 'unet2d' && net !== 'vnet3d') throw new Error(`alhvr-step-profile: --net ${net} (expected unet2d or vnet3d)`);
 
 await selectBackend('wasm', { threads, log: (m) => console.error(m) });
 // pin one dW algorithm to compare
 if (process.env.DW_PATH) await installWasmTrainingKernels(tf.findBackend('wasm')!, { filterGradientPath: process.env.DW_PATH as FilterGradientPath });
-if (resize === 'products') tf.unregisterKernel(RESIZE_LINEAR, 'wasm');
+const resizeKernel = getKernel(RESIZE_LINEAR, 'wasm')!;
+/** Takes the resize kernel away (resizing then runs as matrix products) or puts it back. */
+function useResizeKernel(on: boolean): void {
+  const registered = getKernel(RESIZE_LINEAR, 'wasm') !== undefined;
+  if (registered && !on) tf.unregisterKernel(RESIZE_LINEAR, 'wasm');
+  if (!registered && on) tf.registerKernel(resizeKernel);
+}
+useResizeKernel(resize !== 'products');
 const rng = new Rng(1);
 const makeNet = (scope: string) => (net === 'vnet3d' ? new VNet3d({ numClasses: 4, widths, dropout: 0 }, rng, scope) : new UNet({ numClasses: 4, widths }, rng, scope));
 const a = makeNet('a');
@@ -72,17 +85,48 @@ function step(): void {
 }
 
 step(); // warm-up: XNNPACK operator creation, heap growth
-const times: number[] = [];
-const cpuTimes: number[] = [];
-for (let i = 0; i < steps; i++) {
+function timedStep(): { wallMs: number; cpuMs: number } {
   const t = performance.now();
   const cpu = process.cpuUsage();
   step();
   const used = process.cpuUsage(cpu);
-  times.push(performance.now() - t);
-  cpuTimes.push((used.user + used.system) / 1000);
+  return { wallMs: performance.now() - t, cpuMs: (used.user + used.system) / 1000 };
 }
 const medianOf = (v: number[]) => [...v].sort((p, q) => p - q)[Math.floor(v.length / 2)];
+const times: number[] = [];
+const cpuTimes: number[] = [];
+let paired: { kernelCpuMs: number[]; productsCpuMs: number[]; medianCpuMs: { kernel: number; products: number; difference: number } } | undefined;
+if (resize === 'alternate') {
+  useResizeKernel(false);
+  step(); // warm-up of the products' path (weight matrices, XNNPACK operators)
+  const kernelCpuMs: number[] = [];
+  const productsCpuMs: number[] = [];
+  for (let i = 0; i < steps; i++) {
+    const order = i % 2 === 0 ? [true, false] : [false, true];
+    for (const on of order) {
+      useResizeKernel(on);
+      const r = timedStep();
+      (on ? kernelCpuMs : productsCpuMs).push(r.cpuMs);
+      if (on) {
+        times.push(r.wallMs);
+        cpuTimes.push(r.cpuMs);
+      }
+    }
+  }
+  useResizeKernel(true);
+  paired = {
+    kernelCpuMs, productsCpuMs,
+    medianCpuMs: { kernel: medianOf(kernelCpuMs), products: medianOf(productsCpuMs), difference: medianOf(kernelCpuMs.map((k, i) => k - productsCpuMs[i])) },
+  };
+  console.error(`paired CPU ms per step: kernel [${kernelCpuMs.map((t) => t.toFixed(0)).join(', ')}], products [${productsCpuMs.map((t) => t.toFixed(0)).join(', ')}]`);
+  console.error(`  medians: kernel ${paired.medianCpuMs.kernel.toFixed(0)}, products ${paired.medianCpuMs.products.toFixed(0)}, per-pair difference ${paired.medianCpuMs.difference.toFixed(0)}`);
+} else {
+  for (let i = 0; i < steps; i++) {
+    const r = timedStep();
+    times.push(r.wallMs);
+    cpuTimes.push(r.cpuMs);
+  }
+}
 const median = medianOf(times);
 const cpuMedian = medianOf(cpuTimes);
 
@@ -107,6 +151,6 @@ console.error(`step CPU ms (all threads): median ${cpuMedian.toFixed(0)} of [${c
 console.error(`profiled step: wall ${profWall.toFixed(0)} ms, in kernels ${kernelMs.toFixed(0)} ms, ${prof.kernels.length} kernel calls`);
 console.error(`wasm heap ${heapMB.toFixed(0)} MiB, peak RSS ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MB`);
 for (const k of kernels.slice(0, 25)) console.error(`  ${k.name.padEnd(24)} ${String(k.ms).padStart(6)} ms  ${k.calls} calls`);
-console.log(JSON.stringify({ net, bl, bu, size, widths, threads, resize, medianMs: median, times, cpuMedianMs: cpuMedian, cpuTimes, profWallMs: profWall, kernelMs,
+console.log(JSON.stringify({ net, bl, bu, size, widths, threads, resize, medianMs: median, times, cpuMedianMs: cpuMedian, cpuTimes, paired, profWallMs: profWall, kernelMs,
   kernelCalls: prof.kernels.length, wasmHeapMB: heapMB, peakRssMB: process.resourceUsage().maxRSS / 1024, kernels }));
 process.exit(0);
