@@ -184,9 +184,9 @@ export interface OpsSetting {
   runs: number;
   /** Untimed runs first (default WARMUP_RUNS). */
   warmup?: number;
-  /** onnxruntime-web session options (default: the viewer's, webSessionOptions('wasm')). */
+  /** Changes to the viewer's onnxruntime-web session options (webSessionOptions('wasm')). */
   webOptions?: Record<string, unknown>;
-  /** onnxruntime-node session options (default: inference's, sessionOptionsFor('cpu', { threads })). */
+  /** Changes to inference's onnxruntime-node session options (sessionOptionsFor('cpu', { threads })). */
   nodeOptions?: Record<string, unknown>;
   profile: boolean;
 }
@@ -213,7 +213,7 @@ function inputFor(batch: number, height: number, width: number): Float32Array {
 export async function runNode(model: Uint8Array, setting: OpsSetting, height = SIZE, width = SIZE): Promise<RuntimeSample & { probabilities: Float32Array }> {
   const dir = mkdtempSync(join(tmpdir(), 'alhvr-ops-'));
   try {
-    const options = { ...(setting.nodeOptions ?? sessionOptionsFor('cpu', { threads: setting.threads })), enableProfiling: setting.profile, profileFilePrefix: join(dir, 'ort') };
+    const options = { ...sessionOptionsFor('cpu', { threads: setting.threads }), ...setting.nodeOptions, enableProfiling: setting.profile, profileFilePrefix: join(dir, 'ort') };
     const session = await ort.InferenceSession.create(model, options);
     const input = inputFor(setting.batch, height, width);
     const feeds = { [session.inputNames[0]]: new ort.Tensor('float32', input, [setting.batch, 1, height, width]) };
@@ -251,7 +251,7 @@ export async function runChromium(browser: Browser, origin: string, model: Uint8
       width,
       runs: setting.runs,
       warmup: setting.warmup ?? WARMUP_RUNS,
-      options: setting.webOptions ?? webSessionOptions('wasm'),
+      options: { ...webSessionOptions('wasm'), ...setting.webOptions },
       profile: setting.profile,
       fetch: OPS_FETCH,
       input: Array.from(inputFor(setting.batch, height, width)),
@@ -389,8 +389,8 @@ async function main(): Promise<void> {
   };
   const model = readFileSync(resolve(arg('model', join(repo, 'models', 'alhvr-default.onnx'))));
   const threads = Number(arg('threads', '1'));
-  const webOptions = process.argv.includes('--web-options') ? { ...webSessionOptions('wasm'), ...JSON.parse(arg('web-options', '{}')) } : undefined;
-  const nodeOptions = process.argv.includes('--node-options') ? { ...sessionOptionsFor('cpu', { threads }), ...JSON.parse(arg('node-options', '{}')) } : undefined;
+  const webOptions = JSON.parse(arg('web-options', '{}')) as Record<string, unknown>;
+  const nodeOptions = JSON.parse(arg('node-options', '{}')) as Record<string, unknown>;
   const setting: OpsSetting = { threads, batch: Number(arg('batch', '8')), runs: Number(arg('runs', '4')), warmup: Number(arg('warmup', String(WARMUP_RUNS))), webOptions, nodeOptions, profile: !process.argv.includes('--no-profile') };
   const site = opsSite();
   const server = await serveStatic(site);

@@ -56,6 +56,7 @@ const tryOptions = !process.argv.includes('--no-tried');
  */
 const TRIED: { what: string; setting: Partial<OpsSetting> }[] = [
   { what: 'batch 1 (both runtimes)', setting: { batch: 1, runs: 8 * opsRuns, warmup: 24 } },
+  { what: 'batch 4 (both runtimes)', setting: { batch: 4, runs: 2 * opsRuns, warmup: 6 } },
   { what: 'batch 16 (both runtimes)', setting: { batch: 16, runs: Math.max(1, opsRuns >> 1), warmup: 2 } },
   { what: "web graphOptimizationLevel 'extended' (the viewer uses 'all')", setting: { webOptions: { graphOptimizationLevel: 'extended' } } },
   { what: "web graphOptimizationLevel 'basic' (no Conv+LeakyRelu fusion)", setting: { webOptions: { graphOptimizationLevel: 'basic' } } },
