@@ -11,6 +11,8 @@
  * process.cpuUsage(), Chromium's from /proc (all of the browser's processes; the page idles while
  * its worker runs the model). ORT's profiler reports wall time per kernel: its per-op shares are
  * turned into CPU milliseconds by scaling with the run's CPU time (preemption spread evenly).
+ * The profile covers every run of the session, warm-up included (onnxruntime-web cannot start
+ * profiling later): only its shares are used, the times come from the timed runs.
  *
  * onnxruntime-web's wasm build prints its profile to the console (it has no file system): the
  * worker takes those lines from console.log while it ends profiling.
