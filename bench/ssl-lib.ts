@@ -169,6 +169,24 @@ export function sslBenchmark(S: SslSetting) {
   const TEST_DATA = join(S.work, 'data-test');
   const runDir = (name: string) => join(S.work, 'runs', name);
   const evalFile = (name: string) => join(S.work, 'evals', `${name.replace(/\//g, '__')}.json`);
+
+  // The work files (S.work) stay on the machine that trained; the results file is what is
+  // committed and travels. A finished training or a score the results file holds whose work files
+  // are absent here is carried over as it stands: neither retrained nor dropped by the next write.
+  type Carried = { trainings?: Record<string, { finished?: boolean } | undefined>; evaluations?: Record<string, { runs: string[]; students: string; group: string; seconds: Record<string, number> } & Record<string, unknown>> };
+  const carried: Carried = existsSync(S.results) ? readJson<Carried>(S.results) : {};
+  const carriedTraining = (name: string) => {
+    const t = carried.trainings?.[name];
+    return t?.finished === true && !existsSync(runDir(name)) ? t : undefined;
+  };
+  const carriedEval = (name: string): Scored | undefined => {
+    const e = carried.evaluations?.[name];
+    if (!e || existsSync(evalFile(name))) return undefined;
+    const { runs, students, group, seconds, ...scores } = e;
+    return { name, runs, students, group, seconds, scores: scores as unknown as Scored['scores'] };
+  };
+  const trained = (name: string) => existsSync(join(runDir(name), 'done.json')) || carriedTraining(name) !== undefined;
+  const scored = (name: string) => existsSync(evalFile(name)) || carriedEval(name) !== undefined;
   /**
    * The toolkit whose commands are benchmarked: this checkout, or (SSL_BENCH_TOOLKIT) a built copy
    * of one commit, e.g. a `git worktree`, so that a shared working tree rebuilt mid-run by others
@@ -301,6 +319,10 @@ export function sslBenchmark(S: SslSetting) {
     const out = runDir(t.name);
     const target = targetOf(t);
     const donePath = join(out, 'done.json');
+    if (carriedTraining(t.name)) {
+      log(`${t.name}: finished on another machine (${S.results} holds it, ${out} is absent); not retrained`);
+      return true;
+    }
     if (existsSync(donePath)) {
       const done = readJson<{ iterations: number }>(donePath);
       if (done.iterations >= target) return true;
@@ -421,7 +443,7 @@ export function sslBenchmark(S: SslSetting) {
 
   async function evaluate(e: EvalSpec): Promise<void> {
     const file = evalFile(e.name);
-    if (existsSync(file)) return;
+    if (scored(e.name)) return;
     const dir = join(S.work, 'eval-work', e.name.replace(/\//g, '__'));
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
@@ -484,13 +506,15 @@ export function sslBenchmark(S: SslSetting) {
 
   /** `startedAt` null: only rewrite the results from the files on disk (--report), no session entry. */
   function writeResults(startedAt: string | null): void {
-    const evals: Scored[] = EVALS.filter((e) => existsSync(evalFile(e.name))).map((e) => readJson<Scored>(evalFile(e.name)));
+    const evals: Scored[] = EVALS.flatMap((e) => (existsSync(evalFile(e.name)) ? [readJson<Scored>(evalFile(e.name))] : (carriedEval(e.name) ?? [])));
     const groups = groupStats(evals);
     const gap = (ssl: string, base: string, upper = 'sup-all') => {
       const s = groups[ssl]?.dice.mean;
       const b = groups[base]?.dice.mean;
       const u = groups[upper]?.dice.mean;
       if (s === undefined || b === undefined || u === undefined) return null;
+      // With the bound at or below the baseline there is no gap, and the ratio would mean nothing.
+      if (!(u > b)) return { ssl, base, upper, dice: { ssl: s, base: b, upper: u }, gapClosed: null, why: `the bound (${upper} ${u.toFixed(3)}) does not beat the baseline (${base} ${b.toFixed(3)}): no gap to close` };
       return { ssl, base, upper, dice: { ssl: s, base: b, upper: u }, gapClosed: (s - b) / (u - b) };
     };
     const previous = existsSync(S.results) ? readJson<{ sessions?: unknown[] }>(S.results) : {};
@@ -515,7 +539,7 @@ export function sslBenchmark(S: SslSetting) {
       contention: S.describe.contention,
       ...S.describe.extra,
       sessions,
-      trainings: Object.fromEntries(S.known.map((t) => [t.name, summarizeTraining(t)]).filter(([, v]) => v)),
+      trainings: Object.fromEntries(S.known.map((t) => [t.name, summarizeTraining(t) ?? carriedTraining(t.name)]).filter(([, v]) => v)),
       evaluations: Object.fromEntries(evals.map((e) => [e.name, { runs: e.runs, students: e.students, group: e.group, ...e.scores, seconds: e.seconds }])),
       groups,
       superseded: supersededEvals(),
@@ -532,7 +556,7 @@ export function sslBenchmark(S: SslSetting) {
   async function writeFigure(): Promise<void> {
     if (!existsSync(S.results)) return;
     const { writePlot } = await import('../cli/src/lib/plots/render.js');
-    const r = readJson<{ evaluations: Record<string, { group: string; dice: { mean: number; std: number; worst: number } }>; gapClosed: Record<string, { gapClosed: number } | null> }>(S.results);
+    const r = readJson<{ evaluations: Record<string, { group: string; dice: { mean: number; std: number; worst: number } }>; gapClosed: Record<string, { gapClosed: number | null } | null> }>(S.results);
     const rows = Object.entries(r.evaluations).map(([name, e]) => ({
       model: name,
       kind: e.group.startsWith('sup-all') ? 'all labelled (upper bound)' : e.group.startsWith('sup-few') ? 'labelled only' : e.group.startsWith('alhvr-regions') ? 'ALHVR ablation' : 'ALHVR',
@@ -542,7 +566,10 @@ export function sslBenchmark(S: SslSetting) {
       worst: e.dice.worst,
     }));
     if (rows.length === 0) return;
-    const closed = (k: string) => (r.gapClosed[k] ? `${(100 * r.gapClosed[k]!.gapClosed).toFixed(0)} %` : 'not yet measured');
+    const closed = (k: string) => {
+      const g = r.gapClosed[k];
+      return !g ? 'not yet measured' : g.gapClosed === null ? 'no gap (bound ≤ baseline)' : `${(100 * g.gapClosed).toFixed(0)} %`;
+    };
     const y = { field: 'model', type: 'nominal' as const, sort: null, title: null, axis: { labelLimit: 260 } };
     await writePlot(
       {
@@ -580,7 +607,7 @@ export function sslBenchmark(S: SslSetting) {
       if (!ok) break;
       for (const e of EVALS) {
         if (stopping) break;
-        if (e.runs.every((r) => existsSync(join(runDir(r), 'done.json')))) {
+        if (e.runs.every(trained)) {
           await evaluate(e);
           writeResults(startedAt);
         }
@@ -588,8 +615,8 @@ export function sslBenchmark(S: SslSetting) {
     }
     writeResults(startedAt);
     await writeFigure();
-    const left = S.trainings.filter((t) => !existsSync(join(runDir(t.name), 'done.json'))).map((t) => t.name);
-    const evalsLeft = EVALS.filter((e) => !existsSync(evalFile(e.name))).map((e) => e.name);
+    const left = S.trainings.filter((t) => !trained(t.name)).map((t) => t.name);
+    const evalsLeft = EVALS.filter((e) => !scored(e.name)).map((e) => e.name);
     log(left.length || evalsLeft.length ? `stopped; left: trainings [${left.join(', ')}], evaluations [${evalsLeft.join(', ')}]` : 'all runs finished');
   }
 
