@@ -152,12 +152,15 @@ describe('npm pack → npm install in a fresh project → run', () => {
     if (tmp) rmSync(tmp, { recursive: true, force: true });
   });
 
+  // The models package holds its list of shipped models and every file the list names.
+  const shippedFiles = () => ['shipped.json', ...Object.values(readJson<Record<string, { file: string }>>(join(ROOT, 'models', 'shipped.json'))).map((m) => m.file)];
+
   test('each tarball holds its build, LICENSE, NOTICE and every file its manifest names; no sources, no tests', () => {
     expect(tarballs.map((t) => t.name).sort()).toEqual(published.map((w) => w.pkg.name).sort());
     for (const { dir, pkg } of published) {
       const tarball = tarballs.find((t) => t.name === pkg.name)!;
       const files = tarball.files.map((f) => f.path);
-      const needed = [...requiredFiles(pkg), ...distFiles(dir), ...(dir === 'models' ? ['alhvr-default.onnx'] : [])];
+      const needed = [...requiredFiles(pkg), ...distFiles(dir), ...(dir === 'models' ? shippedFiles() : [])];
       expect(needed.filter((f) => !files.includes(f)), `${pkg.name}: missing from the tarball`).toEqual([]);
       expect(files.filter((f) => /^src\/|\.test\.|^dist\/demo\/|tsbuildinfo/.test(f)), pkg.name).toEqual([]);
     }

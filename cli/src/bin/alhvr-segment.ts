@@ -1,8 +1,6 @@
 // First import: disables onnxruntime-node's telemetry before anything can load the native library.
 import '@alhvr/inference/no-telemetry';
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { InputError } from '@alhvr/core';
 import {
   DEFAULT_TRIAGE,
@@ -21,6 +19,7 @@ import {
 } from '@alhvr/inference/node';
 import { commandLine } from '../lib/command-line.js';
 import { removeEmptyFolders } from '../lib/folders.js';
+import { describeShippedModels, resolveModelArgument } from '../lib/shipped-models.js';
 import { formatSkipped } from '../lib/format-info.js';
 import { createProgress } from '../lib/progress.js';
 import { runCommand, UsageError } from '../lib/run-command.js';
@@ -29,21 +28,6 @@ import { rasterizeSvgLayer } from '../lib/plots/render.js';
 import { DICOMWEB_GROUP, DICOMWEB_OPTIONS, parseDicomwebArgs, runDicomwebSegment } from '../lib/dicomweb.js';
 
 const COMMAND = 'alhvr-segment';
-const DEFAULT_MODEL_FILE = 'alhvr-default.onnx';
-
-/** The model shipped in the @alhvr/models package, resolved from wherever the CLI is installed. */
-function defaultModelPath(): string {
-  let dir: string;
-  try {
-    dir = dirname(createRequire(import.meta.url).resolve('@alhvr/models/package.json'));
-  } catch {
-    throw new InputError(`no --model given and the @alhvr/models package (which ships ${DEFAULT_MODEL_FILE}) is not installed; pass --model FILE`);
-  }
-  const path = join(dir, DEFAULT_MODEL_FILE);
-  if (!existsSync(path)) throw new InputError(`no --model given and the default model is not installed yet; pass --model FILE (an ONNX file from alhvr-export)`, path);
-  return path;
-}
-
 function asUsageError<T>(parse: () => T): T {
   try {
     return parse();
@@ -71,7 +55,7 @@ await runCommand(COMMAND, async (args, { signal }) => {
       "A 3D model (its card says dimensions 3) runs on the whole volume resampled to the card's spacing, by sliding windows of its patch (stride 2/3 of it; --gaussian weighting optional), the outputs going back to the input's grid.",
   )
     .option('out', { alias: ['o', 'output'], type: 'string', demandOption: true, description: 'Output folder (created if missing)' })
-    .option('model', { type: 'string', description: `ONNX model (default: the shipped ${DEFAULT_MODEL_FILE})` })
+    .option('model', { type: 'string', description: `ONNX model file, or a shipped model by name: ${describeShippedModels()} [default: default]` })
     .option('device', { type: 'string', default: 'auto', choices: ['auto', 'cuda', 'cpu'], description: 'Execution provider; auto uses CUDA when its provider is installed' })
     .option('slice-batch', { type: 'string', description: 'Slices per model call (a positive integer) [default: 8]' })
     // Older name, kept working; not shown because alhvr-train's --batch (L+U slices) means something else.
@@ -124,7 +108,7 @@ await runCommand(COMMAND, async (args, { signal }) => {
   });
   const options = {
     output: argv.out,
-    model: argv.model ?? defaultModelPath(),
+    model: resolveModelArgument(argv.model),
     device: asUsageError(() => parseDeviceRequest(argv.device)),
     batch: parseSliceBatch(argv['slice-batch'] ?? argv.batch),
     threads: argv.threads,
