@@ -30,8 +30,9 @@ const opt = (name: string) => {
   return v;
 };
 const outFile = opt('out') ?? join(here, 'results', 'ssl3d-features.json');
+const labelArg = opt('label');
 const [runDir, ...cases] = args;
-const label = opt('label') ?? basename(runDir);
+const label = labelArg ?? basename(runDir);
 if (!runDir || cases.length === 0) throw new Error('usage: ssl3d-features.ts RUN_DIR CASE... [--out FILE] [--label NAME]');
 
 await selectBackend('wasm', { threads: 1, log: () => {} });
