@@ -24,7 +24,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PYTHON } from '../test/support/python.js';
@@ -44,6 +44,7 @@ function arg(name: string, fallback: number | string): number | string {
   return typeof fallback === 'number' ? Number(process.argv[i + 1]) : process.argv[i + 1];
 }
 
+const loadAtStart = loadavg();
 const cases = arg('cases', 16);
 const reps = arg('reps', 3);
 const threads = arg('threads', 2);
@@ -201,7 +202,8 @@ try {
     },
     target: "end to end >= 1.3x PyTorch's faster forward-only slice throughput (glibc or jemalloc, same repetition) and >= 0.95x the ONNX Runtime session alone",
     variants: 'ortSession: onnxruntime-node on the calling thread (ALHVR_ORT_WORKER=0), the session alone; endToEnd: alhvr-segment as shipped (session in a worker thread); endToEndMainThreadSession: alhvr-segment with ALHVR_ORT_WORKER=0',
-    note: 'ratios are per repetition (all measurements of a repetition run back to back, order rotated) then medians; the machine was shared with two trainings, so absolute slices/s are not comparable between runs',
+    note: 'ratios are per repetition (all measurements of a repetition run back to back, order rotated) then medians; absolute slices/s move with the load (loadavg), so only same-run ratios compare between runs',
+    loadavg: { start: loadAtStart, end: loadavg() },
     label: process.env.SEGMENT_BENCH_LABEL,
     baseline: baseline || undefined,
     runs,
