@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The Debian packages the test suite's independent cross-checks run (dciodvfy, Python with
+# The Debian packages the test suite's independent cross-checks run (dciodvfy; dcmtk's and GDCM's
+# transcoders, which write the compressed DICOM series the codec tests read; Python with
 # PyTorch/ONNX/pydicom/nibabel/SciPy, Chromium for the viewer, DejaVu fonts for the plots' text, Orthanc with its
 # DICOMweb plugin as the PACS of the DICOMweb round trip, openssl for its HTTPS certificate), installed when missing so that
 # `npm test` passes on a fresh Debian machine. Runs as `pretest`; .ci/run uses the same path.
 set -euo pipefail
 
-packages=(dicom3tools python3-onnx python3-numpy python3-pydicom python3-pil python3-nibabel python3-scipy python3-torch chromium fonts-dejavu-core orthanc orthanc-dicomweb openssl)
+packages=(dicom3tools dcmtk libgdcm-tools python3-onnx python3-numpy python3-pydicom python3-pil python3-nibabel python3-scipy python3-torch chromium fonts-dejavu-core orthanc orthanc-dicomweb openssl)
 
 if ! command -v dpkg >/dev/null 2>&1; then
   echo "install-test-deps: not a Debian system; the cross-check tests need the equivalents of: ${packages[*]}" >&2
