@@ -36,7 +36,7 @@ function run(opts: { installed: string[]; uid: number; sudo: boolean }) {
   return { code: r.status, stderr: r.stderr, calls };
 }
 
-const ALL = ['dicom3tools', 'python3-onnx', 'python3-numpy', 'python3-pydicom', 'python3-pil', 'python3-nibabel', 'python3-scipy', 'python3-torch', 'chromium', 'fonts-dejavu-core', 'orthanc', 'orthanc-dicomweb', 'openssl'];
+const ALL = ['dicom3tools', 'dcmtk', 'libgdcm-tools', 'python3-onnx', 'python3-numpy', 'python3-pydicom', 'python3-pil', 'python3-nibabel', 'python3-scipy', 'python3-torch', 'chromium', 'fonts-dejavu-core', 'orthanc', 'orthanc-dicomweb', 'openssl'];
 
 describe('scripts/install-test-deps.sh (npm pretest)', () => {
   it('does nothing when every package is installed', () => {
