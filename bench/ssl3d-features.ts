@@ -69,8 +69,11 @@ for (const id of cases) {
     const [C, K] = kernel.shape.slice(3) as [number, number];
     const eye = new Float32Array(C * C);
     for (let c = 0; c < C; c++) eye[c * C + c] = 1;
-    net.params.variables.set('identity.kernel', tf.variable(tf.tensor5d(eye, [1, 1, 1, C, C])));
-    net.params.variables.set('identity.bias', tf.variable(tf.zeros([C])));
+    // Once per student: later cases reuse the identity head.
+    if (!net.params.variables.has('identity.kernel')) {
+      net.params.variables.set('identity.kernel', tf.variable(tf.tensor5d(eye, [1, 1, 1, C, C])));
+      net.params.variables.set('identity.bias', tf.variable(tf.zeros([C])));
+    }
     const { features, logits } = tf.tidy(() => {
       const feats = net.encode(input, false);
       const spec = net.spec;
