@@ -11,11 +11,16 @@
  * one by one, and the verdict alhvr-segment gives. Also the foreground calibration error of the
  * confidence map on the test set at the fitted temperature and at T = 1. Resumable: data and the
  * training run are kept in --dir and not redone; --no-train measures the run as far as it got.
+ *
+ * The same measurement for a run trained elsewhere (e.g. the shipped CT model's):
+ *   npx tsx bench/calibration-3d.ts --run RUN_DIR --calibration DIR [--calibration DIR …] --test DIR --out FILE
+ * calibrates on the --calibration folders exactly as `alhvr-export --calibration` does and tests
+ * on --test (nnU-Net raw layouts); nothing is generated or trained.
  */
 // Before anything that may load onnxruntime-node (the export package does): nothing leaves the machine.
 import '@alhvr/inference/no-telemetry';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { expectedCalibrationError, estimateQuality, segmentationMetrics, spearman } from '@alhvr/core';
@@ -27,7 +32,9 @@ function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
   return i < 0 ? fallback : process.argv[i + 1];
 }
+const all = (name: string) => process.argv.flatMap((a, i) => (a === `--${name}` ? [process.argv[i + 1]] : []));
 const dir = arg('dir', 'bench/runs/calibration-3d');
+const givenRun = arg('run', '');
 const outPath = arg('out', 'bench/results/calibration-3d.json');
 const say = (m: string) => process.stderr.write(`${m}\n`);
 
@@ -50,6 +57,12 @@ const TRAIN = {
   backend: 'wasm',
 };
 
+/** Where a folder of phantoms came from, as its dataset.json says. */
+function describeData(folder: string): Record<string, unknown> {
+  const meta = JSON.parse(readFileSync(join(folder, 'dataset.json'), 'utf8')) as Record<string, unknown>;
+  return { folder, name: meta.name, seed: meta.seed, matrix: meta.matrix, cases: meta.numTraining };
+}
+
 const cli = (command: string, args: string[]) => {
   const r = spawnSync('npx', [command, ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
   if (r.status !== 0) throw new Error(`${command} ${args.join(' ')} failed (${r.status})`);
@@ -65,17 +78,22 @@ async function timed<T>(phases: Record<string, { wallS: number; cpuS: number }>,
   return result;
 }
 
-mkdirSync(dir, { recursive: true });
-for (const [name, d] of Object.entries(DATA)) {
-  if (!existsSync(join(dir, name, 'dataset.json'))) cli('alhvr-phantom', ['--kind', 'abdomen-ct', '--cases', String(d.cases), '--seed', String(d.seed), '--matrix', '64', '--out', join(dir, name), '--quiet']);
-}
-const runDir = join(dir, 'run');
+const calibrationDirs = givenRun ? all('calibration') : [join(dir, 'calibration')];
+const testDir = givenRun ? arg('test', '') : join(dir, 'test');
+if (givenRun && (!calibrationDirs.length || !testDir)) throw new Error('--run needs --calibration DIR (one or more) and --test DIR');
+const runDir = givenRun || join(dir, 'run');
 const latest = join(runDir, 'latest.ckpt');
-const done = existsSync(latest) && (await loadCheckpoint<TrainState>(latest)).state.iteration >= TRAIN.iterations;
-if (!done && !process.argv.includes('--no-train')) {
-  writeFileSync(join(dir, 'train.json'), JSON.stringify(TRAIN, null, 2));
-  say(`training ${runDir} (${existsSync(latest) ? 'resumed' : 'new'})`);
-  cli('alhvr-train', ['--config', join(dir, 'train.json'), '--data', join(dir, 'train'), '--out', runDir, '--threads', '1', ...(existsSync(latest) ? ['--resume'] : [])]);
+if (!givenRun) {
+  mkdirSync(dir, { recursive: true });
+  for (const [name, d] of Object.entries(DATA)) {
+    if (!existsSync(join(dir, name, 'dataset.json'))) cli('alhvr-phantom', ['--kind', 'abdomen-ct', '--cases', String(d.cases), '--seed', String(d.seed), '--matrix', '64', '--out', join(dir, name), '--quiet']);
+  }
+  const done = existsSync(latest) && (await loadCheckpoint<TrainState>(latest)).state.iteration >= TRAIN.iterations;
+  if (!done && !process.argv.includes('--no-train')) {
+    writeFileSync(join(dir, 'train.json'), JSON.stringify(TRAIN, null, 2));
+    say(`training ${runDir} (${existsSync(latest) ? 'resumed' : 'new'})`);
+    cli('alhvr-train', ['--config', join(dir, 'train.json'), '--data', join(dir, 'train'), '--out', runDir, '--threads', '1', ...(existsSync(latest) ? ['--resume'] : [])]);
+  }
 }
 
 const load = [loadavg()];
@@ -84,8 +102,8 @@ await selectBackend('wasm', { threads: 1, log: () => {} });
 const run = await loadRunForExport(runDir);
 const trainedIterations = (await loadCheckpoint<TrainState>(latest)).state.iteration;
 const calibrated = await timed(phases, 'calibrate', async () =>
-  calibrate(run.students, run.card, await calibrationCaseFiles(join(dir, 'calibration')), {
-    source: { kind: 'folder', name: 'calibration' },
+  calibrate(run.students, run.card, (await Promise.all(calibrationDirs.map((d) => calibrationCaseFiles(d)))).flat(), {
+    source: { kind: 'folder', name: calibrationDirs.map((d) => d.split('/').at(-1)).join('+') },
     onProgress: (stage, n, total) => say(`calibration: ${stage} ${n}/${total}`),
   }),
 );
@@ -100,7 +118,7 @@ const foreground = card.classes.map((c) => c.value).filter((v) => v !== 0);
 const cases: Record<string, unknown>[] = [];
 const ece = { tempered: { conf: [] as number[], correct: [] as number[] }, untempered: { conf: [] as number[], correct: [] as number[] } };
 await timed(phases, 'test', async () => {
-  for (const c of await calibrationCaseFiles(join(dir, 'test'))) {
+  for (const c of await calibrationCaseFiles(testDir)) {
     const { image, label } = await c.load();
     const result = await segmentVolume(image, model.model);
     const stats = computeCaseStats(result.label, result.confidence, result.region, model.identity.card);
@@ -137,8 +155,10 @@ const dice = col('dice');
 const r3 = (x: number) => Number(x.toFixed(3));
 const result = {
   what: 'Calibrated 3D (vnet3d) model: does the predicted Dice track the true Dice on unseen CT phantoms? (bench/calibration-3d.ts)',
-  setup: { data: DATA, matrix: 64, train: TRAIN, trainedIterations, students: run.sources.map((f) => f.split('/').at(-1)) },
-  machine: { cpus: cpus().length, loadavg1: load.map((l) => r3(l[0])), note: 'shared 2-core machine; background trainings at nice -5, this at +10' },
+  setup: givenRun
+    ? { run: runDir, config: run.card.training, calibration: calibrationDirs.map(describeData), test: describeData(testDir), trainedIterations, students: run.sources.map((f) => f.split('/').at(-1)) }
+    : { data: DATA, matrix: 64, train: TRAIN, trainedIterations, students: run.sources.map((f) => f.split('/').at(-1)) },
+  machine: { cpus: cpus().length, loadavg1: load.map((l) => r3(l[0])), note: 'load average (1 min) at the start, after calibration and after the test' },
   phases,
   calibration: {
     temperature: calibrated.calibration.temperature,

@@ -164,10 +164,11 @@ describe('npm pack → npm install in a fresh project → run', () => {
       expect(needed.filter((f) => !files.includes(f)), `${pkg.name}: missing from the tarball`).toEqual([]);
       expect(files.filter((f) => /^src\/|\.test\.|^dist\/demo\/|tsbuildinfo/.test(f)), pkg.name).toEqual([]);
     }
-    // The default model travels in its own package (about 3.4 MB packed, 3.6 MB on disk).
+    // The shipped models travel in their own package: the cardiac default (3.6 MB on disk) and
+    // the abdominal CT model (≤ 20 MB); float32 weights barely compress.
     const models = tarballs.find((t) => t.name === '@alhvr/models')!;
-    expect(models.size).toBeGreaterThan(1e6);
-    expect(models.size).toBeLessThan(10e6);
+    expect(models.size).toBeGreaterThan(15e6);
+    expect(models.size).toBeLessThan(25e6);
   });
 
   test('npm install of the tarballs succeeds with nothing but the registry; packages are copies, not links', () => {
