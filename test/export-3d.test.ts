@@ -83,6 +83,11 @@ describe('3D export', () => {
       const p16 = await checkParity(run.students, half.onnx, { slices: 1 });
       expect(p16.precision).toBe('fp16');
       expect(p16.failures).toEqual([]);
+      const stored = exportOnnx(run.students, run.card, { precision: 'fp16-weights' });
+      const pw = await checkParity(run.students, stored.onnx, { slices: 1 });
+      expect(pw.precision).toBe('fp16-weights');
+      expect(pw.failures).toEqual([]);
+      expect(stored.summary.weightBytes * 2).toBe(exportOnnx(run.students, run.card).summary.weightBytes);
       const single = exportOnnx(run.students, run.card, { students: 'b' });
       expect(single.card.students).toBe('b');
       expect(single.summary.outputs.map((o) => o.name)).not.toContain('region');

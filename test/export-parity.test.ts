@@ -7,7 +7,7 @@ import * as ortNode from 'onnxruntime-node';
 import * as ortWeb from 'onnxruntime-web';
 import { MODEL_CARD_KEY } from '@alhvr/core';
 import type { UNet } from '@alhvr/training';
-import { checkParity, exportOnnx, formatParity, FP16_PARITY, phantomSlices, readOnnxModelCard } from '@alhvr/export';
+import { checkParity, exportOnnx, formatParity, FP16_PARITY, FP16_WEIGHTS_PARITY, phantomSlices, readOnnxModelCard } from '@alhvr/export';
 import { makeCard, makeStudent, onnxChecker, useBackend } from './export-fixtures.js';
 import { PYTHON } from './support/python.js';
 
@@ -80,6 +80,18 @@ describe('parity with TensorFlow.js (small widths)', () => {
     // fp16 really changes the numbers (otherwise this test would not be testing half precision).
     expect(r.maxAbsProbabilities).toBeGreaterThan(1e-6);
   });
+
+  test(`fp16-weights (float32 compute) stays within its bounds (probabilities ≤ ${FP16_WEIGHTS_PARITY.maxAbsProbabilities})`, async () => {
+    const stored = await checkParity([a, b], exportOnnx([a, b], makeCard([64, 48], 0.5), { precision: 'fp16-weights', debugLogits: true }).onnx, { slices: 4, backend: 'wasm' });
+    console.log(formatParity(stored));
+    expect(stored.precision).toBe('fp16-weights');
+    expect(stored.failures).toEqual([]);
+    expect(stored.maxAbsLogits!).toBeLessThanOrEqual(FP16_WEIGHTS_PARITY.maxAbsLogits);
+    expect(stored.maxAbsProbabilities).toBeLessThanOrEqual(FP16_WEIGHTS_PARITY.maxAbsProbabilities);
+    expect(stored.argmaxAgreement).toBeGreaterThanOrEqual(FP16_WEIGHTS_PARITY.minArgmaxAgreement);
+    // The weights really are rounded (otherwise this would test nothing).
+    expect(stored.maxAbsLogits!).toBeGreaterThan(1e-5);
+  });
 });
 
 describe('the exported file in other ONNX consumers', () => {
@@ -87,6 +99,7 @@ describe('the exported file in other ONNX consumers', () => {
     ['both', {}],
     ['single', { students: 'a' as const }],
     ['fp16', { fp16: true }],
+    ['fp16-weights', { precision: 'fp16-weights' as const }],
   ])('onnx.checker full_check passes (%s) and python reads the card', (name, opts) => {
     const file = join(dir, `${name}.onnx`);
     writeFileSync(file, exportOnnx([a, b], makeCard([64, 48]), opts).onnx);

@@ -124,7 +124,8 @@ export interface ModelCard {
 }
 
 export interface ModelPrecision {
-  network: 'fp32' | 'fp16' | 'int8';
+  /** fp16-weights: float16-stored weights, float32 compute. */
+  network: 'fp32' | 'fp16' | 'fp16-weights' | 'int8';
   /** int8: how the activations' quantization scales were measured (rule, volumes by name, counts). */
   activationScales?: { rule: string; source: string; cases: number; slices: number };
 }
@@ -325,7 +326,7 @@ const checkCard = obj(
       if (c.quality.rejectDice > c.quality.acceptDice) fail(`${at}.quality.rejectDice`, 'must not exceed acceptDice');
     },
     precision: (v, at) => {
-      obj({ network: oneOf('fp32', 'fp16', 'int8'), activationScales: obj({ rule: str, source: str, cases: num, slices: num }) }, ['activationScales'])(v, at);
+      obj({ network: oneOf('fp32', 'fp16', 'fp16-weights', 'int8'), activationScales: obj({ rule: str, source: str, cases: num, slices: num }) }, ['activationScales'])(v, at);
       if ((v as ModelPrecision).network === 'int8' && !(v as ModelPrecision).activationScales) fail(`${at}.activationScales`, 'is required for an int8 network');
     },
     createdAt: str,

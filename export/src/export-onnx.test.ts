@@ -89,6 +89,23 @@ describe('exportOnnx graph', () => {
     expect(half.summary.weightBytes * 2).toBe(full.summary.weightBytes);
     expect(half.summary.precision).toBe('fp16');
   });
+
+  test('fp16-weights: half weights widened by one Cast each, float32 network compute', () => {
+    const full = exportOnnx([a, b], makeCard([32, 32]));
+    const stored = exportOnnx([a, b], makeCard([32, 32]), { precision: 'fp16-weights' });
+    const g = decodeOnnxModel(stored.onnx).graph!;
+    const weights = g.initializer.filter((t) => t.name!.includes('/'));
+    expect(weights.length).toBe(decodeOnnxModel(full.onnx).graph!.initializer.filter((t) => t.name!.includes('/')).length);
+    expect(weights.every((t) => t.dataType === ElemType.FLOAT16)).toBe(true);
+    const casts = g.node.filter((n) => n.opType === 'Cast' && weights.some((w) => w.name === n.input[0]));
+    expect(casts.length).toBe(weights.length);
+    expect(casts.every((n) => Number(n.attribute.find((x) => x.name === 'to')!.i) === ElemType.FLOAT)).toBe(true);
+    // The convolutions read the widened weights; no activation is cast to half.
+    expect(g.node.some((n) => n.opType === 'Cast' && n.input[0] === 'image')).toBe(false);
+    expect(stored.summary.weightBytes * 2).toBe(full.summary.weightBytes);
+    expect(stored.summary.precision).toBe('fp16-weights');
+    expect(stored.card.precision).toEqual({ network: 'fp16-weights' });
+  });
 });
 
 describe('model card in metadata_props', () => {

@@ -5,7 +5,7 @@
  * patch size); the heads are the same nodes on channel axis 1 either way.
  */
 import { ALHVR_RECIPE_RESIZE, InputError, MODEL_CARD_KEY, MODEL_CARD_SCHEMA, validateModelCard, type ModelCard } from '@alhvr/core';
-import { ElemType, OnnxGraphBuilder, OPSET, type TensorSummary } from './onnx-graph-builder.js';
+import { ElemType, OnnxGraphBuilder, OPSET, type TensorSummary, type WeightStorage } from './onnx-graph-builder.js';
 import { emitUNet } from './unet-graph.js';
 import { foldUNet } from './unet-weights.js';
 import { emitVNet3d, foldVNet3d } from './vnet3d-graph.js';
@@ -43,11 +43,15 @@ export type ExportCard = Omit<ModelCard, 'schema' | 'students' | 'outputs' | 'cr
 };
 
 /** Network precision of an export; int8 needs calibration volumes (quantize-calibration.ts). */
-export type Precision = 'fp32' | 'fp16' | 'int8';
+export type Precision = 'fp32' | 'fp16' | 'fp16-weights' | 'int8';
 
 export interface ExportOptions {
-  /** fp16: half-precision weights and network compute; image input and all outputs stay float32. */
-  precision?: 'fp32' | 'fp16';
+  /**
+   * fp16: half-precision weights and network compute; image input and all outputs stay float32.
+   * fp16-weights: half-precision weights widened to float32 at load, float32 compute (half the
+   * file, float32's numbers but for the weights' rounding).
+   */
+  precision?: 'fp32' | 'fp16' | 'fp16-weights';
   /** Same as precision 'fp16' (kept for existing callers). */
   fp16?: boolean;
   /** Default 'both' for two students, 'a' for one. */
@@ -118,7 +122,7 @@ function completeCard(card: ExportCard, selection: StudentSelection, numClasses:
 interface FoldedStudent {
   numClasses: number;
   trainableParameters: number;
-  emit(g: OnnxGraphBuilder, input: string, prefix: string, weightType: ElemType): string;
+  emit(g: OnnxGraphBuilder, input: string, prefix: string, weights: WeightStorage): string;
 }
 
 function foldStudent(net: unknown, label: 'a' | 'b', dimensions: 2 | 3): FoldedStudent {
@@ -144,11 +148,12 @@ export function exportOnnx(students: readonly unknown[], card: ExportCard, opts:
   if (folded.some((f) => f.numClasses !== numClasses)) {
     throw new InputError(`export: the students disagree on the number of classes (${folded.map((f) => f.numClasses).join(' vs ')})`);
   }
-  const fp16 = opts.fp16 === true || opts.precision === 'fp16';
+  const network = opts.fp16 === true ? 'fp16' : (opts.precision ?? 'fp32');
+  const fp16 = network === 'fp16';
   // An int8 card (quantize-calibration.ts) already says so; the float graph under it is fp32.
-  const precision = card.precision?.network === 'int8' ? card.precision : { network: fp16 ? ('fp16' as const) : ('fp32' as const) };
+  const precision = card.precision?.network === 'int8' ? card.precision : { network };
   const fullCard = completeCard({ ...card, precision }, selection, numClasses);
-  const weightType = fp16 ? ElemType.FLOAT16 : ElemType.FLOAT;
+  const weights: WeightStorage = fp16 ? 'float16' : network === 'fp16-weights' ? 'float16-widened' : 'float32';
 
   const g = new OnnxGraphBuilder();
   // Spatial axes of every tensor: [H, W] for planes, [D, H, W] for 3D patches (D = k, W = i).
@@ -157,7 +162,7 @@ export function exportOnnx(students: readonly unknown[], card: ExportCard, opts:
   const netInput = fp16 ? g.op('Cast', [image], 'image_fp16', { to: ElemType.FLOAT16 }) : image;
   const logits = folded.map((f, i) => {
     const label = nets[i].label;
-    const raw = f.emit(g, netInput, `${label}/`, weightType);
+    const raw = f.emit(g, netInput, `${label}/`, weights);
     // The heads run in float32 either way: softmax and the γ comparison want the precision.
     return fp16 ? g.op('Cast', [raw], `${label}/logits_fp32`, { to: ElemType.FLOAT }) : raw;
   });
@@ -218,7 +223,7 @@ export function exportOnnx(students: readonly unknown[], card: ExportCard, opts:
     card: fullCard,
     summary: {
       opset: OPSET,
-      precision: fp16 ? 'fp16' : 'fp32',
+      precision: network,
       students: selection,
       inputs: s.inputs,
       outputs: s.outputs,

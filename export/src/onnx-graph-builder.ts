@@ -59,6 +59,9 @@ function valueInfo(name: string, elemType: ElemType, shape: Dim[]): onnxProto.on
   };
 }
 
+/** How network weights are stored in the graph (see OnnxGraphBuilder.weight). */
+export type WeightStorage = 'float32' | 'float16' | 'float16-widened';
+
 export class OnnxGraphBuilder {
   private readonly nodes: onnxProto.onnx.INodeProto[] = [];
   private readonly initializers: onnxProto.onnx.ITensorProto[] = [];
@@ -130,6 +133,18 @@ export class OnnxGraphBuilder {
     this.weightCount += values.length;
     this.weightBytes += raw.length;
     return name;
+  }
+
+  /**
+   * A network weight as the precision stores it: float32; float16 for fp16 compute; or float16
+   * widened back to float32 by a Cast (fp16-weights: half the file, float32 compute — ONNX Runtime
+   * folds the Cast once when the session loads).
+   */
+  weight(name: string, values: Float32Array, dims: number[], storage: WeightStorage): string {
+    if (storage === 'float32') return this.floatTensor(name, values, dims, ElemType.FLOAT);
+    if (storage === 'float16') return this.floatTensor(name, values, dims, ElemType.FLOAT16);
+    const half = this.floatTensor(`${name}.fp16`, values, dims, ElemType.FLOAT16);
+    return this.op('Cast', [half], name, { to: ElemType.FLOAT });
   }
 
   /** A float32 constant that is not a network weight (thresholds, factors). */

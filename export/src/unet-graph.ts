@@ -5,16 +5,16 @@
  */
 import { LEAKY_SLOPE, type ConvBlockSpec, type ConvLayerSpec } from '@alhvr/training';
 import type { FoldedUNet } from './unet-weights.js';
-import type { ElemType, OnnxGraphBuilder } from './onnx-graph-builder.js';
+import type { OnnxGraphBuilder, WeightStorage } from './onnx-graph-builder.js';
 
 /** Emit the network on `input` ([N, 1, H, W]); returns the logits tensor name ([N, C, H, W]). */
-export function emitUNet(g: OnnxGraphBuilder, net: FoldedUNet, input: string, prefix: string, weightType: ElemType): string {
+export function emitUNet(g: OnnxGraphBuilder, net: FoldedUNet, input: string, prefix: string, weights: WeightStorage): string {
   const conv = (layer: string, x: string): string => {
     const c = net.convs.get(layer);
     if (!c) throw new Error(`emitUNet: no folded conv ${layer}`);
     const [, , k] = c.dims;
-    const w = g.floatTensor(`${prefix}${layer}.weight`, c.weight, c.dims, weightType);
-    const b = g.floatTensor(`${prefix}${layer}.bias`, c.bias, [c.dims[0]], weightType);
+    const w = g.weight(`${prefix}${layer}.weight`, c.weight, c.dims, weights);
+    const b = g.weight(`${prefix}${layer}.bias`, c.bias, [c.dims[0]], weights);
     const pad = (k - 1) / 2;
     return g.op('Conv', [x, w, b], g.fresh(`${prefix}${layer}`), {
       kernel_shape: [k, k],

@@ -8,7 +8,7 @@
 import { InputError } from '@alhvr/core';
 import { BN_EPS, VNET_LEVELS, vnet3dConvLayers, vnet3dParameterShapes, vnet3dSpec, type Conv3dLayerSpec, type VNetSpec } from '@alhvr/training';
 import type { WeightTensor } from './unet-weights.js';
-import { ElemType, type OnnxGraphBuilder } from './onnx-graph-builder.js';
+import type { OnnxGraphBuilder, WeightStorage } from './onnx-graph-builder.js';
 
 /** What the exporter reads from training's `VNet3d` (structural, like ExportableUNet). */
 export interface ExportableVNet3d {
@@ -98,12 +98,12 @@ export function foldVNet3d(net: unknown, label: string): FoldedVNet3d {
 }
 
 /** Emit the clean branch on `input` ([N, 1, D, H, W]); returns the logits tensor ([N, C, D, H, W]). */
-export function emitVNet3d(g: OnnxGraphBuilder, net: FoldedVNet3d, input: string, prefix: string, weightType: ElemType = ElemType.FLOAT): string {
+export function emitVNet3d(g: OnnxGraphBuilder, net: FoldedVNet3d, input: string, prefix: string, weights: WeightStorage = 'float32'): string {
   const layer = (l: Conv3dLayerSpec, x: string): string => {
     const c = net.convs.get(l.name);
     if (!c) throw new Error(`emitVNet3d: no folded conv ${l.name}`);
-    const w = g.floatTensor(`${prefix}${l.name}.weight`, c.weight, c.dims, weightType);
-    const b = g.floatTensor(`${prefix}${l.name}.bias`, c.bias, [l.cout], weightType);
+    const w = g.weight(`${prefix}${l.name}.weight`, c.weight, c.dims, weights);
+    const b = g.weight(`${prefix}${l.name}.bias`, c.bias, [l.cout], weights);
     const k = [l.kernel, l.kernel, l.kernel];
     let y: string;
     if (l.kind === 'up') {

@@ -55,7 +55,7 @@ await runCommand(COMMAND, async (args, { signal }) => {
   const argv = await commandLine(
     COMMAND,
     args,
-    'RUN_DIR|CHECKPOINT --out model.onnx [--students both|a|b] [--precision fp32|fp16|int8]',
+    'RUN_DIR|CHECKPOINT --out model.onnx [--students both|a|b] [--precision fp32|fp16|fp16-weights|int8]',
     'Export trained ALHVR students to one ONNX model (opset 17, NCHW, dynamic batch and plane size; a vnet3d run: ' +
       'NCDHW, dynamic batch and patch size) carrying its model card, after checking it against TensorFlow.js on phantom ' +
       'slices (3D: abdominal CT phantom patches). From a run folder each ' +
@@ -68,9 +68,10 @@ await runCommand(COMMAND, async (args, { signal }) => {
     .option('out', { alias: 'o', type: 'string', demandOption: true, description: 'ONNX file to write' })
     .option('students', { choices: ['both', 'a', 'b'] as const, description: 'Which students to export (default: both for ALHVR runs)' })
     .option('precision', {
-      choices: ['fp32', 'fp16', 'int8'] as const,
+      choices: ['fp32', 'fp16', 'fp16-weights', 'int8'] as const,
       description:
-        'Network precision: fp32; fp16 (half weights and compute); int8 (int8 convolutions, activation scales measured on the ' +
+        'Network precision: fp32; fp16 (half weights and compute); fp16-weights (half weights, float32 compute: half the ' +
+        'file at float32 speed); int8 (int8 convolutions, activation scales measured on the ' +
         'calibration volumes). Input, softmax, confidence and region heads stay float32 [default: fp32]',
     })
     .option('fp16', { type: 'boolean', default: false, description: 'Same as --precision fp16' })
@@ -120,7 +121,7 @@ await runCommand(COMMAND, async (args, { signal }) => {
     const folders = (argv.calibration ?? []).map(String);
     const fromFolder = folders.length > 0;
     const threeD = run.dimensions === 3;
-    if (threeD && precision === 'int8') throw new UsageError('--precision int8 is for 2D models; a 3D (vnet3d) model exports as fp32 or fp16');
+    if (threeD && precision === 'int8') throw new UsageError('--precision int8 is for 2D models; a 3D (vnet3d) model exports as fp32, fp16 or fp16-weights');
     // A 3D model is calibrated through the same sliding window as alhvr-segment (calibration-windows.ts).
     const wantCalibration = argv.calibrate && run.selection === 'both';
     // int8 needs the volumes for its activation scales even where the ensemble is not calibrated.
