@@ -115,9 +115,22 @@ describe('alhvr-phantom', () => {
     }
   });
 
+  it('--kind abdomen-ct --shift: the same labels as the in-domain case, other voxels, recorded in dataset.json', async () => {
+    const [plain, shifted] = [join(tmp, 'ct-plain'), join(tmp, 'ct-shift')];
+    const runs = await Promise.all(
+      [[plain], [shifted, '--shift', '1.5']].map(([out, ...extra]) => runCli('alhvr-phantom', ['--out', out, '--cases', '1', '--seed', '9', '--kind', 'abdomen-ct', '--matrix', '64', '--quiet', ...extra])),
+    );
+    expect(runs.map((r) => r.code)).toEqual([0, 0]);
+    const labels = [plain, shifted].map((d) => readNiftiIndependently(join(d, 'labelsTr', 'phantom_000.nii.gz')).values);
+    expect(labels[0].every((v, n) => v === labels[1][n])).toBe(true);
+    const images = [plain, shifted].map((d) => readNiftiIndependently(join(d, 'imagesTr', 'phantom_000_0000.nii.gz')).values);
+    expect(images[0].some((v, n) => v !== images[1][n])).toBe(true);
+    expect(JSON.parse(readFileSync(join(shifted, 'dataset.json'), 'utf8')).shift).toBe(1.5);
+    expect(JSON.parse(readFileSync(join(plain, 'dataset.json'), 'utf8')).shift).toBeUndefined();
+  });
+
   it('rejects cardiac-only and CT-only options on the other kind with one line', async () => {
     const bad = [
-      ['--kind', 'abdomen-ct', '--shift', '1'],
       ['--dicom'],
       ['--kind', 'abdomen-ct', '--matrix', '7'],
     ];

@@ -22,7 +22,9 @@ await runCommand(COMMAND, async (args, { signal }) => {
     .option('shift', {
       type: 'number',
       default: 0,
-      description: 'cardiac-mr: acquisition shift severity 0–2 (0 in-domain): stronger noise, bias field, blur and lower contrast, same anatomy as severity 0',
+      description:
+        'Acquisition shift severity 0–2 (0 in-domain), same anatomy and labels as severity 0. cardiac-mr: stronger noise, bias ' +
+        'field, blur and lower contrast; abdomen-ct: organ contrast pulled toward soft tissue, more blur, low-dose noise',
     })
     .option('kind', {
       choices: ['cardiac-mr', 'abdomen-ct'] as const,
@@ -43,7 +45,6 @@ await runCommand(COMMAND, async (args, { signal }) => {
   if (!(argv.shift >= 0 && argv.shift <= 2)) throw new UsageError(`--shift must be in [0, 2], got ${String(argv.shift)}`);
   if (argv.out.trim() === '') throw new UsageError('--out must not be empty');
   const ct = argv.kind === 'abdomen-ct';
-  if (ct && argv.shift !== 0) throw new UsageError('--shift applies to --kind cardiac-mr only');
   if (!ct && (argv.matrix !== undefined || argv.dicom || argv.body !== 'fov')) throw new UsageError('--matrix, --body and --dicom apply to --kind abdomen-ct only');
   if (argv.matrix !== undefined && !(Number.isInteger(argv.matrix) && argv.matrix >= 32 && argv.matrix <= 1024)) {
     throw new UsageError(`--matrix must be a whole number in [32, 1024], got ${String(argv.matrix)}`);
@@ -55,7 +56,7 @@ await runCommand(COMMAND, async (args, { signal }) => {
     // Stop between cases: every case already written is complete (atomic writes).
     throwIfCancelled(signal);
   };
-  if (ct) await writeAbdomenCtDataset(argv.out, { cases: argv.cases, seed: argv.seed, matrix: argv.matrix, body: argv.body, dicom: argv.dicom, onProgress });
+  if (ct) await writeAbdomenCtDataset(argv.out, { cases: argv.cases, seed: argv.seed, matrix: argv.matrix, body: argv.body, shift: argv.shift, dicom: argv.dicom, onProgress });
   else await writePhantomDataset(argv.out, { cases: argv.cases, seed: argv.seed, shift: argv.shift, onProgress });
   progress.finish();
   if (!argv.quiet) process.stdout.write(`wrote ${argv.cases} case(s) and dataset.json to ${argv.out}\n`);

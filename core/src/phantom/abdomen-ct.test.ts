@@ -198,4 +198,19 @@ describe('CT phantom body size', () => {
     expect(a128[1]).toBeGreaterThan(20 * f128[1] / 8);
     expect(() => generateAbdomenCtCase({ seed: SEED, index: 0, matrix: 64, body: 'giant' as never })).toThrow(/body must be "fov" or "adult"/);
   });
+
+  it('an acquisition shift keeps the anatomy and labels, lowers organ contrast and raises the noise; severity 0 is the in-domain case', () => {
+    const base = cases[3];
+    const same = generateAbdomenCtCase({ seed: SEED, index: 3, matrix: MATRIX, shift: 0 });
+    expect(Buffer.from(same.image.data.buffer).equals(Buffer.from(base.image.data.buffer))).toBe(true);
+    const shifted = generateAbdomenCtCase({ seed: SEED, index: 3, matrix: MATRIX, shift: 2 });
+    expect(Buffer.from(shifted.label.data.buffer).equals(Buffer.from(base.label.data.buffer))).toBe(true);
+    expect(shifted.phase).toBe(base.phase);
+    expect(shifted.noiseSigma).toBeGreaterThan(1.9 * base.noiseSigma);
+    // Liver against the visceral fat around it: the medians move closer together.
+    const contrast = (c: AbdomenCtCase) => Math.abs(median(interiorValues(c, ABDOMEN_CT_LABELS.liver)) - median(interiorValues(c, 0).filter((v) => v > -200 && v < 0)));
+    expect(contrast(shifted)).toBeLessThan(0.85 * contrast(base));
+    expect(shifted.image.meta.description).toMatch(/shift 2$/);
+    expect(() => generateAbdomenCtCase({ seed: SEED, index: 0, matrix: 64, shift: 3 })).toThrow(/shift severity must be in \[0, 2\]/);
+  });
 });

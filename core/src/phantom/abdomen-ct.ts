@@ -47,6 +47,12 @@ export interface AbdomenCtCaseOptions {
    * adult size, fewer voxels), for fast experiments whose organs must keep their real volume.
    */
   body?: 'fov' | 'adult';
+  /**
+   * Acquisition shift severity (0 = in-domain, the default; up to 2): organ contrast pulled
+   * toward soft tissue (poorly timed or no contrast, low kV), more reconstruction blur, and
+   * low-dose noise. The anatomy and labels stay those of severity 0.
+   */
+  shift?: number;
 }
 
 export interface AbdomenCtCase {
@@ -297,6 +303,8 @@ export function generateAbdomenCtCase(opts: AbdomenCtCaseOptions): AbdomenCtCase
     throw new InputError(`phantom seed and index must be integers (index ≥ 0), got seed ${seed}, index ${index}`);
   }
   if (!Number.isInteger(matrix) || matrix < 32 || matrix > 1024) throw new InputError(`CT phantom matrix must be a whole number in [32, 1024], got ${matrix}`);
+  const shift = opts.shift ?? 0;
+  if (!(Number.isFinite(shift) && shift >= 0 && shift <= 2)) throw new InputError(`CT phantom shift severity must be in [0, 2], got ${opts.shift}`);
   // Independent streams per purpose: geometry, anatomy, intensities, noise.
   const root = new Rng(seed).fork(index);
   const geoRng = root.fork(1);
@@ -389,9 +397,18 @@ export function generateAbdomenCtCase(opts: AbdomenCtCaseOptions): AbdomenCtCase
     image[n] = hu[tissue[n]];
     label[n] = TISSUE_LABEL[tissue[n]];
   }
+  // The shift draws from its own stream, so severity 0's draws (and every in-domain case) are unchanged.
+  const shiftRng = root.fork(5);
+  const squeeze = shift > 0 ? 1 - Math.min(0.85, shift * shiftRng.uniform(0.2, 0.4)) : 1;
+  const extraBlur = shift > 0 ? shift * shiftRng.uniform(0.5, 1.5) : 0;
+  const noiseGain = shift > 0 ? 1 + shift * shiftRng.uniform(1, 2.5) : 1;
+  if (squeeze < 1) {
+    // Soft tissue (fat to enhanced parenchyma) converges on 40 HU; air, bowel gas and bone keep theirs.
+    for (let n = 0; n < image.length; n++) if (image[n] > -200 && image[n] < 400) image[n] = 40 + (image[n] - 40) * squeeze;
+  }
   // Reconstruction blur, then quantum noise; values stored as whole HU in the CT range.
-  blurSlices(image, nx, ny, nz, noiseRng.uniform(0.4, 0.8), new Float32Array(plane));
-  const noiseSigma = noiseRng.uniform(8, 25);
+  blurSlices(image, nx, ny, nz, noiseRng.uniform(0.4, 0.8) + extraBlur, new Float32Array(plane));
+  const noiseSigma = noiseRng.uniform(8, 25) * noiseGain;
   for (let n = 0; n < image.length; n++) {
     image[n] = Math.min(CT_HU_MAX, Math.max(CT_HU_MIN, Math.round(image[n] + noiseSigma * noiseRng.normal())));
   }
@@ -404,7 +421,7 @@ export function generateAbdomenCtCase(opts: AbdomenCtCaseOptions): AbdomenCtCase
     [0, 0, thickness, zStart],
     [0, 0, 0, 1],
   ];
-  const description = `ALHVR abdomen CT phantom seed ${seed} case ${index} ${phase}`;
+  const description = `ALHVR abdomen CT phantom seed ${seed} case ${index} ${phase}${shift > 0 ? ` shift ${shift}` : ''}`;
   const meta = { kind: 'generated' as const, description, warnings: [] };
   return {
     image: new Volume({ data: image, dims: [nx, ny, nz], affine, meta }),
