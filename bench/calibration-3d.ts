@@ -13,9 +13,12 @@
  * training run are kept in --dir and not redone; --no-train measures the run as far as it got.
  *
  * The same measurement for a run trained elsewhere (e.g. the shipped CT model's):
- *   npx tsx bench/calibration-3d.ts --run RUN_DIR --calibration DIR [--calibration DIR …] --test DIR --out FILE
+ *   npx tsx bench/calibration-3d.ts --run RUN_DIR --calibration DIR [--calibration DIR …] --test DIR [--test DIR …] --out FILE
  * calibrates on the --calibration folders exactly as `alhvr-export --calibration` does and tests
- * on --test (nnU-Net raw layouts); nothing is generated or trained.
+ * on every --test folder (nnU-Net raw layouts; e.g. in-domain phantoms and `alhvr-phantom --shift`
+ * ones), reporting each folder and all of them pooled, with how the verdicts split the cases the
+ * model got wrong (true Dice below the accept threshold) from the rest; nothing is generated or
+ * trained.
  */
 // Before anything that may load onnxruntime-node (the export package does): nothing leaves the machine.
 import '@alhvr/inference/no-telemetry';
@@ -79,8 +82,8 @@ async function timed<T>(phases: Record<string, { wallS: number; cpuS: number }>,
 }
 
 const calibrationDirs = givenRun ? all('calibration') : [join(dir, 'calibration')];
-const testDir = givenRun ? arg('test', '') : join(dir, 'test');
-if (givenRun && (!calibrationDirs.length || !testDir)) throw new Error('--run needs --calibration DIR (one or more) and --test DIR');
+const testDirs = givenRun ? all('test') : [join(dir, 'test')];
+if (givenRun && (!calibrationDirs.length || !testDirs.length)) throw new Error('--run needs --calibration DIR (one or more) and --test DIR (one or more)');
 const runDir = givenRun || join(dir, 'run');
 const latest = join(runDir, 'latest.ckpt');
 if (!givenRun) {
@@ -117,8 +120,9 @@ load.push(loadavg());
 const foreground = card.classes.map((c) => c.value).filter((v) => v !== 0);
 const cases: Record<string, unknown>[] = [];
 const ece = { tempered: { conf: [] as number[], correct: [] as number[] }, untempered: { conf: [] as number[], correct: [] as number[] } };
+const setName = (folder: string) => folder.replace(/\/+$/, '').split('/').at(-1)!;
 await timed(phases, 'test', async () => {
-  for (const c of await calibrationCaseFiles(testDir)) {
+  for (const testDir of testDirs) for (const c of await calibrationCaseFiles(testDir)) {
     const { image, label } = await c.load();
     const result = await segmentVolume(image, model.model);
     const stats = computeCaseStats(result.label, result.confidence, result.region, model.identity.card);
@@ -134,6 +138,7 @@ await timed(phases, 'test', async () => {
     }
     const s = assessed.signals;
     cases.push({
+      set: setName(testDir),
       id: c.id,
       dice: Number((metrics.reduce((x, m) => x + m.dice, 0) / metrics.length).toFixed(4)),
       classDice: Object.fromEntries(metrics.map((m) => [m.label, Number(m.dice.toFixed(4))])),
@@ -142,21 +147,50 @@ await timed(phases, 'test', async () => {
       verdictFrom: assessed.quality ? 'predicted Dice' : 'fixed triage thresholds (no student agreement in 3D)',
       signals: { foregroundMeanConfidence: s.foregroundMeanConfidence, foregroundReliable: s.foregroundRegions?.[0] ?? null, foregroundEntropy: s.foregroundEntropy, agreement: s.agreement },
     });
-    say(`${c.id}: Dice ${(cases.at(-1) as { dice: number }).dice}, predicted ${(cases.at(-1) as { predictedDice: number }).predictedDice}, ${assessed.triage.verdict}`);
+    say(`${setName(testDir)}/${c.id}: Dice ${(cases.at(-1) as { dice: number }).dice}, predicted ${(cases.at(-1) as { predictedDice: number }).predictedDice}, ${assessed.triage.verdict}`);
   }
 });
 await model.model.release();
 await untempered.model.release();
 load.push(loadavg());
 
-const col = (key: string) => cases.map((c) => c[key] as number);
-const signal = (key: string) => cases.map((c) => (c.signals as Record<string, number>)[key] ?? 0);
-const dice = col('dice');
 const r3 = (x: number) => Number(x.toFixed(3));
+/** Ranking, error and verdicts over a group of test cases. */
+function summarise(group: Record<string, unknown>[]) {
+  const col = (key: string) => group.map((c) => c[key] as number);
+  const signal = (key: string) => group.map((c) => (c.signals as Record<string, number>)[key] ?? 0);
+  const dice = col('dice');
+  // A case the model got wrong: true Dice below the card's accept threshold.
+  const wrong = group.filter((c) => (c.dice as number) < quality.acceptDice);
+  const right = group.filter((c) => (c.dice as number) >= quality.acceptDice);
+  return {
+    cases: group.length,
+    meanDice: r3(dice.reduce((s, v) => s + v, 0) / dice.length),
+    worstDice: r3(Math.min(...dice)),
+    spearman: {
+      predictedDice: r3(spearman(col('predictedDice'), dice)),
+      foregroundMeanConfidence: r3(spearman(signal('foregroundMeanConfidence'), dice)),
+      foregroundReliable: r3(spearman(signal('foregroundReliable'), dice)),
+      negativeForegroundEntropy: r3(spearman(signal('foregroundEntropy').map((x) => -x), dice)),
+    },
+    meanAbsError: r3(group.reduce((s, c) => s + Math.abs((c.predictedDice as number) - (c.dice as number)), 0) / group.length),
+    verdicts: Object.fromEntries(['accept', 'review', 'reject'].map((v) => [v, group.filter((c) => c.verdict === v).length])),
+    verdictsAgainstTruth: {
+      rule: `wrong = true Dice < ${quality.acceptDice} (the card's accept threshold); flagged = review or reject`,
+      wrong: wrong.length,
+      wrongFlagged: wrong.filter((c) => c.verdict !== 'accept').length,
+      wrongAccepted: wrong.filter((c) => c.verdict === 'accept').map((c) => `${c.set}/${c.id} (Dice ${c.dice}, predicted ${c.predictedDice})`),
+      right: right.length,
+      rightAccepted: right.filter((c) => c.verdict === 'accept').length,
+      rightFlagged: right.filter((c) => c.verdict !== 'accept').map((c) => `${c.set}/${c.id} (Dice ${c.dice}, predicted ${c.predictedDice}, ${c.verdict})`),
+    },
+  };
+}
+const dice = cases.map((c) => c.dice as number);
 const result = {
   what: 'Calibrated 3D (vnet3d) model: does the predicted Dice track the true Dice on unseen CT phantoms? (bench/calibration-3d.ts)',
   setup: givenRun
-    ? { run: runDir, config: run.card.training, calibration: calibrationDirs.map(describeData), test: describeData(testDir), trainedIterations, students: run.sources.map((f) => f.split('/').at(-1)) }
+    ? { run: runDir, config: run.card.training, calibration: calibrationDirs.map(describeData), test: testDirs.map(describeData), trainedIterations, students: run.sources.map((f) => f.split('/').at(-1)) }
     : { data: DATA, matrix: 64, train: TRAIN, trainedIterations, students: run.sources.map((f) => f.split('/').at(-1)) },
   machine: { cpus: cpus().length, loadavg1: load.map((l) => r3(l[0])), note: 'load average (1 min) at the start, after calibration and after the test' },
   phases,
@@ -170,20 +204,12 @@ const result = {
     inSample: { spearman: r3(spearman(calibrated.cases.map((c) => c.predictedDice), calibrated.cases.map((c) => c.dice))), dice: calibrated.cases.map((c) => r3(c.dice)), predicted: calibrated.cases.map((c) => r3(c.predictedDice)) },
   },
   test: {
-    cases: cases.length,
-    meanDice: r3(dice.reduce((s, v) => s + v, 0) / dice.length),
-    spearman: {
-      predictedDice: r3(spearman(col('predictedDice'), dice)),
-      foregroundMeanConfidence: r3(spearman(signal('foregroundMeanConfidence'), dice)),
-      foregroundReliable: r3(spearman(signal('foregroundReliable'), dice)),
-      negativeForegroundEntropy: r3(spearman(signal('foregroundEntropy').map((x) => -x), dice)),
-    },
-    meanAbsError: r3(cases.reduce((s, c) => s + Math.abs((c.predictedDice as number) - (c.dice as number)), 0) / cases.length),
+    ...summarise(cases),
+    ...(testDirs.length > 1 ? { bySet: Object.fromEntries(testDirs.map((d) => [setName(d), summarise(cases.filter((c) => c.set === setName(d)))])) } : {}),
     foregroundEce: {
       fitted: r3(expectedCalibrationError(Float32Array.from(ece.tempered.conf), Uint8Array.from(ece.tempered.correct))),
       temperature1: r3(expectedCalibrationError(Float32Array.from(ece.untempered.conf), Uint8Array.from(ece.untempered.correct))),
     },
-    verdicts: Object.fromEntries(['accept', 'review', 'reject'].map((v) => [v, cases.filter((c) => c.verdict === v).length])),
     perCase: cases,
   },
   // Spearman says nothing when the true Dice does not vary (e.g. a model that finds no organ).
