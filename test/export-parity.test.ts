@@ -112,8 +112,9 @@ describe('the exported file in other ONNX consumers', () => {
 
   test('onnxruntime-web (wasm, one thread) under Node gives the same outputs as onnxruntime-node', async () => {
     ortWeb.env.wasm.numThreads = 1;
-    for (const fp16 of [false, true]) {
-      const { onnx, card } = exportOnnx([a, b], makeCard([64, 48], 0.5), { fp16 });
+    for (const precision of ['fp32', 'fp16', 'fp16-weights'] as const) {
+      const fp16 = precision !== 'fp32';
+      const { onnx, card } = exportOnnx([a, b], makeCard([64, 48], 0.5), { precision });
       const x = phantomSlices(card, 2, 7);
       const node = await (await ortNode.InferenceSession.create(onnx)).run({ image: new ortNode.Tensor('float32', x, [2, 1, 48, 64]) });
       const web = await (await ortWeb.InferenceSession.create(onnx, { executionProviders: ['wasm'] })).run({
@@ -125,14 +126,14 @@ describe('the exported file in other ONNX consumers', () => {
         expect(q.length).toBe(p.length);
         let d = 0;
         for (let i = 0; i < p.length; i++) d = Math.max(d, Math.abs(p[i] - q[i]));
-        expect(d, `${name} fp16=${fp16}`).toBeLessThanOrEqual(fp16 ? FP16_PARITY.maxAbsProbabilities : 1e-5);
+        expect(d, `${name} ${precision}`).toBeLessThanOrEqual(fp16 ? FP16_PARITY.maxAbsProbabilities : 1e-5);
       }
       for (const name of ['label', 'region']) {
         const p = node[name].data as Uint8Array;
         const q = web[name].data as Uint8Array;
         let differ = 0;
         for (let i = 0; i < p.length; i++) if (p[i] !== q[i]) differ++;
-        expect(differ / p.length, `${name} fp16=${fp16}`).toBeLessThanOrEqual(fp16 ? 1e-3 : 0);
+        expect(differ / p.length, `${name} ${precision}`).toBeLessThanOrEqual(fp16 ? 1e-3 : 0);
       }
       expect(web.region.dims).toEqual([2, 48, 64]);
     }
