@@ -7,7 +7,9 @@
  *   npx tsx bench/segment-child.ts e2e MODEL INPUT_LIST.json OUT_DIR THREADS BATCH [--save-probabilities]
  *     alhvr-segment end to end (runSegmentation: read, preprocess, both students, maps back,
  *     every NIfTI output, preview, report, manifest), timed from "model loaded" to the end.
- *     With SEGMENT_BENCH_INFERENCE=/path/to/dist/node.js, that build's runSegmentation.
+ *     With SEGMENT_BENCH_INFERENCE=/path/to/dist/node.js, that build's runSegmentation; with
+ *     SEGMENT_BENCH_NO_PREVIEW=1, without preview.png (what the preview costs). Both modes report
+ *     cpuSeconds: the process's CPU time, all threads, over the timed span.
  *
  * Prints one JSON line.
  */
@@ -34,15 +36,17 @@ async function ortAlone(args: string[]): Promise<object> {
   // Warm-up, as PyTorch's is.
   await opened.model.run(slices, Math.min(B, N), H, W, fetch);
   const t1 = performance.now();
+  const cpu0 = process.cpuUsage();
   for (let s = 0; s < N; s += B) {
     const count = Math.min(B, N - s);
     const out = await opened.model.run(slices.subarray(s * H * W), count, H, W, fetch);
     labels.set(out.label!, s * H * W);
   }
   const seconds = (performance.now() - t1) / 1000;
+  const cpu = process.cpuUsage(cpu0);
   if (labelsOut) writeFileSync(labelsOut, labels);
   await opened.model.release();
-  return { slices: N, seconds, slicesPerSec: N / seconds, sessionLoadMs: loadMs, peakRssMb: peakRssMb() };
+  return { slices: N, seconds, slicesPerSec: N / seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, sessionLoadMs: loadMs, peakRssMb: peakRssMb() };
 }
 
 async function endToEnd(args: string[]): Promise<object> {
@@ -50,6 +54,7 @@ async function endToEnd(args: string[]): Promise<object> {
   const sources = JSON.parse(readFileSync(listPath, 'utf8')) as CaseSource[];
   const t0 = performance.now();
   let loaded = 0;
+  let cpuAtLoad = process.cpuUsage();
   let slices = 0;
   const run = await runSegmentation(sources, {
     output: outDir,
@@ -59,19 +64,22 @@ async function endToEnd(args: string[]): Promise<object> {
     batch: Number(batch),
     formats: new Set(['nifti']),
     saveProbabilities: flag === '--save-probabilities',
+    preview: process.env.SEGMENT_BENCH_NO_PREVIEW === '1' ? false : undefined,
     onStart: () => {
       loaded = performance.now();
+      cpuAtLoad = process.cpuUsage();
     },
     onSlices: (_id, done, total) => {
       if (done === total) slices += total;
     },
   });
   const end = performance.now();
+  const cpu = process.cpuUsage(cpuAtLoad);
   if (run.failed) throw new Error(`${run.failed} case(s) failed: ${run.entries.find((e) => e.status === 'failed')?.error}`);
   const seconds = (end - loaded) / 1000;
   const phases: Record<string, number> = {};
   for (const e of run.entries) for (const [k, v] of Object.entries(e.timingsMs)) phases[k] = (phases[k] ?? 0) + v;
-  return { cases: run.entries.length, slices, seconds, slicesPerSec: slices / seconds, modelLoadMs: loaded - t0, phasesMs: phases, peakRssMb: peakRssMb() };
+  return { cases: run.entries.length, slices, seconds, slicesPerSec: slices / seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, modelLoadMs: loaded - t0, phasesMs: phases, peakRssMb: peakRssMb() };
 }
 
 const [mode, ...rest] = process.argv.slice(2);

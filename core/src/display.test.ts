@@ -24,6 +24,27 @@ describe('displayWindow', () => {
     expect(displayWindow(new Float32Array(0))).toEqual([0, 1]);
   });
 
+  test('equals the percentiles of a sorted copy, with ties, negatives and runs', () => {
+    let seed = 12345;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+    const cases: Float32Array[] = [
+      Float32Array.from({ length: 5001 }, () => Math.round(rand() * 40) - 20),
+      Float32Array.from({ length: 20000 }, () => (rand() - 0.3) * 1e3),
+      Float32Array.from({ length: 3000 }, (_, i) => i),
+      Float32Array.from({ length: 3000 }, (_, i) => 3000 - i),
+      Float32Array.from({ length: 777 }, () => 7),
+      Float32Array.from({ length: 2 }, (_, i) => i),
+      Float32Array.from([5]),
+    ];
+    for (const data of cases) {
+      const sorted = Float64Array.from(data).sort();
+      const n = sorted.length;
+      const lo = sorted[Math.floor(0.005 * (n - 1))];
+      const hi = sorted[Math.ceil(0.995 * (n - 1))];
+      expect(displayWindow(data)).toEqual(hi > lo ? [lo, hi] : [lo, lo + 1]);
+    }
+  });
+
   test('estimates large volumes from a strided sample of at most 2^16 values', () => {
     const n = 4 * DISPLAY_WINDOW_SAMPLE + 3;
     const data = Float32Array.from({ length: n }, (_, i) => i / n);

@@ -33,9 +33,49 @@ export function displayWindow(values: ArrayLike<number>): [number, number] {
   let n = 0;
   for (let i = 0; i < values.length; i += step) if (Number.isFinite(values[i])) sample[n++] = values[i];
   if (n === 0) return [0, 1];
-  // A typed sort is numeric and needs no comparator calls: ~10× faster than Array.sort on 100k values.
-  const sorted = sample.subarray(0, n).sort();
-  const lo = sorted[Math.floor(DISPLAY_WINDOW_PERCENTILES[0] * (n - 1))];
-  const hi = sorted[Math.ceil(DISPLAY_WINDOW_PERCENTILES[1] * (n - 1))];
+  // Two order statistics need no full sort: selection is linear (one preview per case pays for it).
+  const kLo = Math.floor(DISPLAY_WINDOW_PERCENTILES[0] * (n - 1));
+  const kHi = Math.ceil(DISPLAY_WINDOW_PERCENTILES[1] * (n - 1));
+  const lo = selectKth(sample, 0, n, kLo);
+  const hi = selectKth(sample, kLo, n, kHi);
   return hi > lo ? [lo, hi] : [lo, lo + 1];
+}
+
+/**
+ * The k-th smallest of a[from…to) (k absolute, from ≤ k < to), as a sorted copy would hold it;
+ * a is reordered so that a[from…k) ≤ a[k] ≤ a[k+1…to). Hoare partitioning around the median of
+ * three, iterating into the side that holds k.
+ */
+function selectKth(a: Float64Array, from: number, to: number, k: number): number {
+  let left = from;
+  let right = to - 1;
+  while (right > left) {
+    const mid = (left + right) >>> 1;
+    // median of three as the pivot, so sorted or constant runs stay linear
+    if (a[mid] < a[left]) swap(a, mid, left);
+    if (a[right] < a[left]) swap(a, right, left);
+    if (a[right] < a[mid]) swap(a, right, mid);
+    const pivot = a[mid];
+    let i = left;
+    let j = right;
+    while (i <= j) {
+      while (a[i] < pivot) i++;
+      while (a[j] > pivot) j--;
+      if (i <= j) {
+        swap(a, i, j);
+        i++;
+        j--;
+      }
+    }
+    if (k <= j) right = j;
+    else if (k >= i) left = i;
+    else return a[k];
+  }
+  return a[k];
+}
+
+function swap(a: Float64Array, i: number, j: number): void {
+  const t = a[i];
+  a[i] = a[j];
+  a[j] = t;
 }

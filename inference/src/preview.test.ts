@@ -43,6 +43,30 @@ describe('renderPreview', () => {
   });
 });
 
+describe('renderPreview on non-finite voxels', () => {
+  it('draws a NaN voxel black, plain or under a colour, and an infinite one at the top of the window', () => {
+    const dims: [number, number, number] = [4, 4, 3];
+    const data = Float32Array.from({ length: 48 }, (_, n) => 50 * Math.floor(n / 16));
+    // slice 1: NaN at (0, 0) without label and at (3, 3) under RV; +Infinity at (1, 0)
+    data[16] = NaN;
+    data[16 + 15] = NaN;
+    data[16 + 1] = Infinity;
+    const image = new Volume({ data, dims, affine: scalingAffine([1, 1, 3]) });
+    const label = image.withData(Uint8Array.from({ length: 48 }, (_, n) => (n === 16 + 15 ? 1 : 0)));
+    const orientation = canonicalOrientation(image.affine, 'largest-spacing');
+    const png = PNG.sync.read(Buffer.from(renderPreview(image, label, undefined, card, orientation, { tileSize: 4 })));
+    // Single foreground slice (1), one 4×4 tile at (2, 2); both in-plane axes flipped for display.
+    const pixel = (i: number, j: number) => {
+      const o = ((2 + 3 - j) * png.width + 2 + 3 - i) * 4;
+      return Array.from(png.data.subarray(o, o + 4));
+    };
+    expect(pixel(0, 0)).toEqual([0, 0, 0, 255]);
+    expect(pixel(3, 3)).toEqual([0, 0, 0, 255]);
+    expect(pixel(1, 0)).toEqual([255, 255, 255, 255]);
+    expect(pixel(2, 0)).toEqual([128, 128, 128, 255]);
+  });
+});
+
 describe('missed-slice rule', () => {
   // A 4×4×10 label whose per-slice foreground is given: slice s holds counts[s] voxels of class 1.
   const labelWith = (counts: number[]) => {

@@ -235,12 +235,21 @@ function renderMontage(
   const srcX = Int32Array.from({ length: tw }, (_, x) => w - 1 - Math.min(w - 1, Math.floor(x / scale)));
   const srcY = Int32Array.from({ length: th }, (_, y) => h - 1 - Math.min(h - 1, Math.floor(y / scale)));
 
-  // Per-class and per-region overlay colours by value, so the pixel loop does no lookups.
-  const classColor: ([number, number, number] | undefined)[] = new Array(256);
-  for (const [value, color] of colors) if (value !== 0) classColor[value] = color;
-  const regionColor: (RgbColor | undefined)[] = new Array(256);
-  for (const [value, color] of Object.entries(REGION_COLORS)) regionColor[Number(value)] = color;
-  const gray = new Float64Array(tw * th);
+  // Every blended colour the pixel loop can write, by overlay value and grey level (256 = a
+  // non-finite image value, drawn black as a NaN byte would be): the loop only indexes tables.
+  const NAN_GRAY = 256;
+  const blendTable = (palette: ReadonlyMap<number, RgbColor>) => {
+    const has = new Uint8Array(256);
+    const rgbOf = new Uint8Array(256 * 257 * 3);
+    for (const [value, color] of palette) {
+      has[value] = 1;
+      for (let g = 0; g < 256; g++) for (let ch = 0; ch < 3; ch++) rgbOf[(value * 257 + g) * 3 + ch] = Math.round(0.55 * g + 0.45 * color[ch]);
+    }
+    return { has, rgbOf };
+  };
+  const classBlend = blendTable(new Map([...colors].filter(([value]) => value !== 0)));
+  const regionBlend = blendTable(new Map(Object.entries(REGION_COLORS).map(([value, color]) => [Number(value), color] as const)));
+  const gray = new Uint16Array(tw * th);
   const srcIndex = new Int32Array(tw * th);
   for (let y = 0; y < th; y++) for (let x = 0; x < tw; x++) srcIndex[y * tw + x] = srcY[y] * w + srcX[x];
   const range = hi - lo;
@@ -251,28 +260,32 @@ function renderMontage(
     gatherPlane(grid, image.data, k, img);
     gatherPlane(grid, label.data, k, lab);
     if (region) gatherPlane(grid, region.data, k, reg);
-    // Kept as a float (NaN stays NaN) so both panels compute exactly what a per-pixel formula would.
-    for (let t = 0; t < gray.length; t++) gray[t] = Math.round(255 * Math.min(1, Math.max(0, (img[srcIndex[t]] - lo) / range)));
+    for (let t = 0; t < gray.length; t++) {
+      const g = Math.round(255 * Math.min(1, Math.max(0, (img[srcIndex[t]] - lo) / range)));
+      gray[t] = g === g ? g : NAN_GRAY;
+    }
     const ox = GAP + (n % perRow) * panels * (tw + GAP);
     const oy = GAP + Math.floor(n / perRow) * (th + GAP);
     tiles.push({ slice: k, x: ox, y: oy });
     for (let panel = 0; panel < panels; panel++) {
       const px = ox + panel * (tw + GAP);
       const values = panel === 0 ? lab : reg;
-      const palette = panel === 0 ? classColor : regionColor;
+      const { has, rgbOf } = panel === 0 ? classBlend : regionBlend;
       for (let y = 0; y < th; y++) {
         let o = ((oy + y) * width + px) * 4;
         for (let x = 0, t = y * tw; x < tw; x++, t++, o += 4) {
           const g = gray[t];
-          const overlay = palette[values[srcIndex[t]]];
-          if (overlay) {
-            data[o] = Math.round(0.55 * g + 0.45 * overlay[0]);
-            data[o + 1] = Math.round(0.55 * g + 0.45 * overlay[1]);
-            data[o + 2] = Math.round(0.55 * g + 0.45 * overlay[2]);
+          const v = values[srcIndex[t]];
+          if (has[v] === 1) {
+            const b = (v * 257 + g) * 3;
+            data[o] = rgbOf[b];
+            data[o + 1] = rgbOf[b + 1];
+            data[o + 2] = rgbOf[b + 2];
           } else {
-            data[o] = g;
-            data[o + 1] = g;
-            data[o + 2] = g;
+            const shade = g === NAN_GRAY ? 0 : g;
+            data[o] = shade;
+            data[o + 1] = shade;
+            data[o + 2] = shade;
           }
         }
       }
