@@ -74,6 +74,11 @@ export interface SslSetting {
   recipe: Record<string, unknown> & { backend: string };
   /** Training threads (each wall-time segment records the threads it ran with). */
   threads: number;
+  /**
+   * Trainings run at once (default 1). Two lanes of one thread each keep both cores busy, where
+   * one two-thread training leaves much of the second core waiting on the first.
+   */
+  lanes?: number;
   /** Every run the results report (whatever is on disk), in priority order. */
   known: TrainingSpec[];
   /** The runs this invocation trains. */
@@ -120,6 +125,8 @@ interface WallSegment {
   loadavg1: number;
   /** Training threads of this segment (absent: the recipe's 2). */
   threads?: number;
+  /** Trainings that ran at once in this benchmark invocation (absent: 1). */
+  lanes?: number;
   exit?: number;
 }
 interface MetricsLine {
@@ -209,13 +216,14 @@ export function sslBenchmark(S: SslSetting) {
   }
 
   // ---- children --------------------------------------------------------------------------------
-  let current: ReturnType<typeof spawn> | undefined;
+  const LANES = Math.max(1, Math.floor(S.lanes ?? 1));
+  const children = new Set<ReturnType<typeof spawn>>();
   let stopping = false;
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.on(sig, () => {
       stopping = true;
-      log(`${sig}: stopping the current child at its next safe point`);
-      current?.kill('SIGINT');
+      log(`${sig}: stopping the running children at their next safe point`);
+      for (const child of children) child.kill('SIGINT');
     });
   }
 
@@ -224,7 +232,7 @@ export function sslBenchmark(S: SslSetting) {
     return new Promise((resolve, reject) => {
       const t0 = performance.now();
       const child = spawn(cmd, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-      current = child;
+      children.add(child);
       let stdout = '';
       child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
       const tail: string[] = [];
@@ -235,7 +243,7 @@ export function sslBenchmark(S: SslSetting) {
       });
       child.on('error', reject);
       child.on('close', (code) => {
-        current = undefined;
+        children.delete(child);
         const seconds = (performance.now() - t0) / 1000;
         if (code !== 0 && !stopping) reject(new Error(`${cmd} ${args.join(' ')} exited ${code}:\n${tail.join('\n')}`));
         else resolve({ code: code ?? 1, stdout, seconds });
@@ -311,7 +319,7 @@ export function sslBenchmark(S: SslSetting) {
     // A start that died before its first checkpoint left metrics lines no checkpoint backs.
     if (!resume) rmSync(join(out, 'metrics.jsonl'), { force: true });
     const from = resume ? lastIteration(t.name) : 0;
-    const seg: WallSegment = { start: new Date().toISOString(), seconds: null, fromIteration: from, toIteration: null, loadavg1: loadavg()[0], threads: S.threads };
+    const seg: WallSegment = { start: new Date().toISOString(), seconds: null, fromIteration: from, toIteration: null, loadavg1: loadavg()[0], threads: S.threads, ...(LANES > 1 ? { lanes: LANES } : {}) };
     segments.push(seg);
     writeJsonAtomic(wallPath, segments);
     log(`training ${t.name} (${t.role}) to iteration ${target}${resume ? `, resuming from iteration ${from}` : ''}`);
@@ -529,7 +537,7 @@ export function sslBenchmark(S: SslSetting) {
     };
     const previous = existsSync(S.results) ? readJson<{ sessions?: unknown[] }>(S.results) : {};
     const sessions = (previous.sessions ?? []) as { startedAt: string }[];
-    const session = { startedAt: startedAt ?? '', updatedAt: new Date().toISOString(), loadavg: loadavg(), cpus: cpus().length, node: process.version, toolkit: toolkitCommit() };
+    const session = { startedAt: startedAt ?? '', updatedAt: new Date().toISOString(), loadavg: loadavg(), cpus: cpus().length, node: process.version, toolkit: toolkitCommit(), lanes: LANES, threads: S.threads };
     const idx = sessions.findIndex((s) => s.startedAt === startedAt);
     if (startedAt === null) {
       // report only
@@ -610,19 +618,33 @@ export function sslBenchmark(S: SslSetting) {
     await ensureData(TRAIN_DATA, S.train);
     await ensureData(TEST_DATA, S.test);
     writeResults(startedAt);
-    for (const t of S.trainings) {
-      if (stopping) break;
-      const ok = await ensureTrained(t);
-      writeResults(startedAt);
-      if (!ok) break;
+    // Lanes take trainings in priority order; whichever finishes one scores what became scorable.
+    const queue = [...S.trainings];
+    const scoring = new Set<string>();
+    let failed = false;
+    const scoreReady = async () => {
       for (const e of EVALS) {
         if (stopping) break;
-        if (e.runs.every(trained)) {
+        if (scoring.has(e.name) || !e.runs.every(trained)) continue;
+        scoring.add(e.name);
+        try {
           await evaluate(e);
-          writeResults(startedAt);
+        } finally {
+          scoring.delete(e.name);
         }
+        writeResults(startedAt);
       }
-    }
+    };
+    const lane = async () => {
+      for (let t = queue.shift(); t && !stopping && !failed; t = queue.shift()) {
+        const ok = await ensureTrained(t);
+        writeResults(startedAt);
+        if (!ok) failed = true;
+        else await scoreReady();
+      }
+    };
+    if (LANES > 1) log(`${LANES} trainings at once, ${S.threads} thread(s) each`);
+    await Promise.all(Array.from({ length: LANES }, lane));
     writeResults(startedAt);
     await writeFigure();
     const left = S.trainings.filter((t) => !trained(t.name)).map((t) => t.name);

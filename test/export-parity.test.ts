@@ -37,6 +37,8 @@ describe('parity with TensorFlow.js (small widths)', () => {
     expect(r.argmaxAgreement).toBeGreaterThanOrEqual(0.9999);
     expect(r.regionMismatches).toBe(0);
     expect(r.regionTies).toBe(0);
+    // A region flip is a tie only within the probability bound of γ: the bound and the margin agree.
+    expect(r.thresholds.regionTieMargin).toBe(r.thresholds.maxAbsProbabilities);
     expect(r.pass).toBe(true);
   });
 

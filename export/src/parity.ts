@@ -29,7 +29,10 @@ export const FP32_PARITY: ParityThresholds = {
   maxAbsProbabilities: 1e-4,
   minArgmaxAgreement: 0.9999,
   minRegionAgreement: 1,
-  regionTieMargin: 0,
+  // A student confidence the probability bound away from γ may fall on either side of it: such a
+  // flip is the float order of the two runtimes, not the graph (a 3-iteration 3D run had one, and
+  // its export was refused).
+  regionTieMargin: 1e-4,
 };
 
 /**
