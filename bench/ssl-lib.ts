@@ -620,6 +620,10 @@ export function sslBenchmark(S: SslSetting) {
     await ensureData(TRAIN_DATA, S.train);
     await ensureData(TEST_DATA, S.test);
     writeResults(startedAt);
+    // The session's end is its last write: a minute's heartbeat keeps it true to a minute even when
+    // the process is killed without a chance to write (a session's end kills it).
+    const heartbeat = setInterval(() => writeResults(startedAt), 60_000);
+    heartbeat.unref();
     // Lanes take trainings in priority order; whichever finishes one scores what became scorable.
     const queue = [...S.trainings];
     const scoring = new Set<string>();
@@ -647,10 +651,13 @@ export function sslBenchmark(S: SslSetting) {
     };
     if (LANES > 1) log(`${LANES} trainings at once, ${S.threads} thread(s) each`);
     await Promise.all(Array.from({ length: LANES }, lane));
+    clearInterval(heartbeat);
     writeResults(startedAt);
     await writeFigure();
     const left = S.trainings.filter((t) => !trained(t.name)).map((t) => t.name);
-    const evalsLeft = EVALS.filter((e) => !scored(e.name)).map((e) => e.name);
+    // only this invocation's evaluations: those of parts not asked for are not "left"
+    const selected = new Set(S.trainings.flatMap((t) => (t.snapshotAt ? [t.name, snapshotName(t)] : [t.name])));
+    const evalsLeft = EVALS.filter((e) => e.runs.every((r) => selected.has(r)) && !scored(e.name)).map((e) => e.name);
     log(left.length || evalsLeft.length ? `stopped; left: trainings [${left.join(', ')}], evaluations [${evalsLeft.join(', ')}]` : 'all runs finished');
   }
 
