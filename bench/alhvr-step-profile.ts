@@ -15,6 +15,8 @@
  * prints the two medians and the median of the per-pair differences; the profiled step then runs
  * with the kernel.
  *
+ * PROFILE_SHAPES=Multiply,Add splits those kernels' time by input shapes.
+ *
  * Prints a JSON summary on the last line (the human-readable table goes to stderr).
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -151,6 +153,19 @@ console.error(`step CPU ms (all threads): median ${cpuMedian.toFixed(0)} of [${c
 console.error(`profiled step: wall ${profWall.toFixed(0)} ms, in kernels ${kernelMs.toFixed(0)} ms, ${prof.kernels.length} kernel calls`);
 console.error(`wasm heap ${heapMB.toFixed(0)} MiB, peak RSS ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MB`);
 for (const k of kernels.slice(0, 25)) console.error(`  ${k.name.padEnd(24)} ${String(k.ms).padStart(6)} ms  ${k.calls} calls`);
+// PROFILE_SHAPES=Name1,Name2: those kernels' time split by input shapes (which calls to replace first)
+const byShape = new Map<string, { ms: number; calls: number }>();
+const shapeKernels = new Set((process.env.PROFILE_SHAPES ?? '').split(',').filter(Boolean));
+for (const k of prof.kernels) {
+  if (!shapeKernels.has(k.name)) continue;
+  const key = `${k.name} ${k.inputShapes.map((sh) => `[${(sh ?? []).join(',')}]`).join(' ')}`;
+  const e = byShape.get(key) ?? { ms: 0, calls: 0 };
+  e.ms += typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
+  e.calls++;
+  byShape.set(key, e);
+}
+const shapes = [...byShape].map(([key, v]) => ({ key, ms: Math.round(v.ms * 10) / 10, calls: v.calls })).sort((p, q) => q.ms - p.ms);
+for (const e of shapes.slice(0, 40)) console.error(`  ${e.key.padEnd(60)} ${e.ms.toFixed(1).padStart(7)} ms  ${e.calls} calls`);
 console.log(JSON.stringify({ net, bl, bu, size, widths, threads, resize, medianMs: median, times, cpuMedianMs: cpuMedian, cpuTimes, paired, profWallMs: profWall, kernelMs,
-  kernelCalls: prof.kernels.length, wasmHeapMB: heapMB, peakRssMB: process.resourceUsage().maxRSS / 1024, kernels }));
+  kernelCalls: prof.kernels.length, wasmHeapMB: heapMB, peakRssMB: process.resourceUsage().maxRSS / 1024, kernels, ...(shapes.length > 0 ? { shapes } : {}) }));
 process.exit(0);

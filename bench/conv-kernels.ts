@@ -5,9 +5,9 @@
  * run. It separates what the wasm backend can reach at all (forward, which is XNNPACK's own code)
  * from what our kernels add (dW), and so bounds how close a whole training step can get.
  *
- *   npx tsx bench/conv-kernels.ts [--batch 2] [--size 256] [--widths 16,32,64,128,256] [--reps 5] [--threads 2]
+ *   npx tsx bench/conv-kernels.ts [--batch 2] [--size 256] [--widths 16,32,64,128,256] [--reps 5] [--threads 2] [--out conv-kernels]
  *
- * Writes bench/results/conv-kernels.json.
+ * Writes bench/results/<out>.json.
  */
 import { execFileSync } from 'node:child_process';
 import { renameSync, writeFileSync } from 'node:fs';
@@ -118,7 +118,7 @@ for (const r of rows) {
 console.error(`one network's 3×3 convs, wasm / torch: fwd ${ratio.fwd.toFixed(2)}×, dX ${ratio.dx.toFixed(2)}×, dW ${ratio.dw.toFixed(2)}×, all ${ratio.all.toFixed(2)}×`);
 const result = { date: new Date().toISOString(), node: process.version, torch: torchOut.torch, threads, batch, size, widths, reps,
   loadavg: (await import('node:os')).loadavg(), totals, ratio, layers: rows };
-const path = join(here, 'results', 'conv-kernels.json');
+const path = join(here, 'results', `${arg('out', 'conv-kernels')}.json`);
 writeFileSync(`${path}.tmp`, JSON.stringify(result, null, 2) + '\n');
 renameSync(`${path}.tmp`, path);
 process.exit(0);
