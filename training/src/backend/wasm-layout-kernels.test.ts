@@ -86,3 +86,26 @@ describe('wasm Sum / Concat / SplitV over channels match the cpu backend', () =>
     expect(r.wasm).toEqual(r.cpu);
   });
 });
+
+describe('wasm Multiply broadcast along the last axis (or along all but it) matches the cpu backend', () => {
+  test.each([
+    { a: [4, 9, 7, 1], b: [4, 9, 7, 4] },
+    { a: [4, 9, 7, 3], b: [4, 9, 7, 1] },
+    { a: [300, 32], b: [300, 1] },
+    { a: [1, 1, 1, 4], b: [2, 5, 6, 4] },
+    { a: [2, 5, 6, 4], b: [4] },
+    { a: [3, 1, 4], b: [3, 5, 4] }, // a middle axis: the backend's own kernel
+    { a: [3, 5, 4], b: [3, 5, 4] },
+    { a: [6, 4], b: [] },
+  ])('$a × $b, and the gradient to each', async ({ a, b }) => {
+    const [x, y] = [random(a, 3), random(b, 4)];
+    const r = await onBoth(() => {
+      const [ta, tb] = [tf.tensor(x, a), tf.tensor(y, b)];
+      const weights = tf.tensor(random(tf.broadcast_util.assertAndGetBroadcastShape(a, b), 5), tf.broadcast_util.assertAndGetBroadcastShape(a, b));
+      const grads = tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.sum(tf.mul(tf.mul(p, q), weights)))([ta, tb]);
+      return [tf.mul(ta, tb), tf.mul(tb, ta), ...grads];
+    });
+    expectClose(r.wasm, r.cpu, 1e-5);
+  });
+});
+
