@@ -53,6 +53,8 @@ describe('wasm Sum / Concat / SplitV over channels match the cpu backend', () =>
     { shape: [2, 17, 13, 12], axis: [2, 0, 1], keepDims: true },
     { shape: [3, 4, 5], axis: [1], keepDims: false },
     { shape: [3, 4, 5], axis: [0, 1, 2], keepDims: false },
+    { shape: [2, 9, 7, 16], axis: [0, 1, 2], keepDims: false },
+    { shape: [700, 24], axis: [0], keepDims: true },
   ])('sum of $shape over $axis (keepDims $keepDims)', async ({ shape, axis, keepDims }) => {
     const x = random(shape, 1);
     const r = await onBoth(() => tf.sum(tf.tensor(x, shape), axis, keepDims));
@@ -85,6 +87,21 @@ describe('wasm Sum / Concat / SplitV over channels match the cpu backend', () =>
       [tf.tensor(a, [1, 4, 4, 3]), tf.tensor(b, [1, 4, 4, 5])], tf.tensor(dy, [1, 4, 4, 8])));
     expect(r.wasm).toEqual(r.cpu);
   });
+});
+
+test('wasm channel sums are the double-precision sums of the rows in order, rounded once (8 columns at a time or not)', async () => {
+  await selectBackend('wasm', { threads: 1, log: () => {} });
+  for (const c of [16, 12]) {
+    const rows = 999;
+    const x = random([rows, c], 11);
+    const want = Array.from({ length: c }, (_, k) => {
+      let acc = 0;
+      for (let r = 0; r < rows; r++) acc += x[r * c + k];
+      return Math.fround(acc);
+    });
+    const got = tf.tidy(() => Array.from(tf.sum(tf.tensor(x, [rows, c]), 0).dataSync()));
+    expect(got).toEqual(want);
+  }
 });
 
 describe('wasm Multiply broadcast along the last axis (or along all but it) matches the cpu backend', () => {
