@@ -114,6 +114,8 @@ describe('wasm Multiply broadcast along the last axis (or along all but it) matc
     { a: [3, 1, 4], b: [3, 5, 4] }, // a middle axis: the backend's own kernel
     { a: [3, 5, 4], b: [3, 5, 4] },
     { a: [6, 4], b: [] },
+    { a: [1, 1, 1], b: [3, 5, 4] },
+    { a: [2, 3, 1], b: [1] },
   ])('$a × $b, and the gradient to each', async ({ a, b }) => {
     const [x, y] = [random(a, 3), random(b, 4)];
     const r = await onBoth(() => {

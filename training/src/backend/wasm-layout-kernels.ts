@@ -15,7 +15,8 @@
  * - `Multiply` of a tensor by one that is broadcast along its last axis only (a [..., 1] mask
  *   or weight over [..., C] class maps, in the losses) or along every axis but the last (a [C]
  *   vector): the backend's broadcasting loop computes an index per element and took 5–10 ns per
- *   element (2.5 ms for [4,128,128,1] by [4,128,128,4], where the same-shape product takes 0.12).
+ *   element (2.5 ms for [4,128,128,1] by [4,128,128,4], where the same-shape product takes 0.12);
+ *   also one value of shape [1, …, 1] over a tensor (a full reduction's gradient).
  *
  * Every other case (other axes, other dtypes) goes to the backend's own kernel, kept when these
  * are registered.
@@ -136,13 +137,16 @@ const lastAxisSplit: KernelFunc = (args) => {
 };
 
 /**
- * How `small` broadcasts against `big` (whose shape is the product's): 'rows' when it is big's shape
- * with the last axis 1, 'channels' when it is [1, …, 1, C] with big's last axis C; otherwise null.
+ * How `small` broadcasts against `big` (whose shape is the product's): 'scalar' when it is one value
+ * of rank ≥ 1 (a rank-0 scalar the backend's own kernel multiplies fast), 'rows' when it is big's
+ * shape with the last axis 1, 'channels' when it is [1, …, 1, C] with big's last axis C; otherwise null.
  */
-function lastAxisBroadcast(big: number[], small: number[]): 'rows' | 'channels' | null {
+function lastAxisBroadcast(big: number[], small: number[]): 'rows' | 'channels' | 'scalar' | null {
   const rank = big.length;
   const c = big[rank - 1];
-  if (rank < 1 || c <= 1 || small.length > rank) return null;
+  if (rank < 1 || small.length > rank) return null;
+  if (small.length >= 1 && small.every((d) => d === 1)) return 'scalar';
+  if (c <= 1) return null;
   if (small.length === rank && small[rank - 1] === 1 && small.slice(0, -1).every((d, i) => d === big[i])) return 'rows';
   if (small.length >= 1 && small[small.length - 1] === c && small.slice(0, -1).every((d) => d === 1)) return 'channels';
   return null;
@@ -160,7 +164,10 @@ const broadcastMultiply: KernelFunc = (args) => {
   const rows = util.sizeFromShape(big.shape) / c;
   const out = backend.makeOutput([...big.shape], 'float32');
   const [bv, sv, ov] = [floats(backend, big), floats(backend, small), floats(backend, out)];
-  if (kind === 'rows') {
+  if (kind === 'scalar') {
+    const s = sv[0];
+    for (let p = 0; p < ov.length; p++) ov[p] = bv[p] * s;
+  } else if (kind === 'rows') {
     for (let r = 0, p = 0; r < rows; r++) {
       const s = sv[r];
       for (let k = 0; k < c; k++, p++) ov[p] = bv[p] * s;

@@ -22,6 +22,7 @@ import { fastBatchMatMul } from './wasm-batch-matmul.js';
 import { conv2DBackpropFilterKernel, type FilterGradientPath } from './wasm-conv-filter-gradient.js';
 import { conv2DBackpropInputWasm } from './wasm-conv-input-gradient.js';
 import { conv3dBackpropFilterWasm, conv3dWasm } from './wasm-conv3d.js';
+import { installReductionGradients } from './reduction-gradients.js';
 import { replaceWasmKernel, wasmInternals } from './wasm-internals.js';
 import { LAYOUT_KERNELS } from './wasm-layout-kernels.js';
 import { transposeKeepingLastAxisWasm } from './wasm-transpose.js';
@@ -54,4 +55,5 @@ export async function installWasmTrainingKernels(backend: object, opts: WasmTrai
   await loadWasmSimd(backend);
   await registerWasmBatchNormKernels(backend);
   await registerWasmResizeKernels(backend);
+  installReductionGradients();
 }
