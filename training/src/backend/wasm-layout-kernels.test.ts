@@ -65,6 +65,8 @@ describe('wasm Sum / Concat / SplitV over channels match the cpu backend', () =>
     { shapes: [[2, 9, 7, 8], [2, 9, 7, 8]], axis: 3 },
     { shapes: [[2, 9, 7, 3], [2, 9, 7, 5], [2, 9, 7, 1]], axis: -1 },
     { shapes: [[2, 9, 7, 3], [4, 9, 7, 3]], axis: 0 },
+    { shapes: [[3, 5, 4], [3, 5, 3], [3, 5, 8]], axis: 2 },
+    { shapes: [[2, 33, 64], [2, 33, 16]], axis: -1 },
   ])('concat of $shapes along $axis', async ({ shapes, axis }) => {
     const xs = shapes.map((s, i) => random(s, 10 + i));
     const r = await onBoth(() => tf.concat(xs.map((x, i) => tf.tensor(x, shapes[i])), axis));
@@ -75,6 +77,8 @@ describe('wasm Sum / Concat / SplitV over channels match the cpu backend', () =>
     { shape: [2, 9, 7, 16], sizes: [8, 8], axis: 3 },
     { shape: [2, 9, 7, 9], sizes: [2, 3, 4], axis: -1 },
     { shape: [6, 9, 7, 3], sizes: [2, 4], axis: 0 },
+    { shape: [3, 5, 16], sizes: [8, 4, 3, 1], axis: 2 },
+    { shape: [2, 33, 80], sizes: [64, 16], axis: -1 },
   ])('split of $shape into $sizes along $axis', async ({ shape, sizes, axis }) => {
     const x = random(shape, 3);
     const r = await onBoth(() => tf.split(tf.tensor(x, shape), sizes, axis));

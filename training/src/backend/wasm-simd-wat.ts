@@ -1,7 +1,7 @@
 /** WebAssembly text of the SIMD training kernels (see wasm-simd.ts), compiled when the wasm backend starts. */
 export const WASM_SIMD_WAT = String.raw`;; Training kernels in wasm SIMD: BatchNorm (+ LeakyReLU) over NHWC tensors viewed as [rows, c],
-;; c a multiple of 4 (batchnorm-kernels.ts), and the filter gradient of a 3×3 convolution
-;; (wasm-training-kernels.ts).
+;; c a multiple of 4 (batchnorm-kernels.ts), the filter gradient of a 3×3 convolution
+;; (wasm-training-kernels.ts), and strided row copies (last-axis Concat/SplitV, wasm-layout-kernels.ts).
 ;; Runs on the TensorFlow.js wasm backend's own heap (the memory is imported), so tensors are
 ;; read and written in place. Every pointer is a byte offset; per-channel vectors are c floats.
 ;; The memory declaration below is filled in by the loader: shared for the threaded build, plain otherwise.
@@ -183,5 +183,21 @@ export const WASM_SIMD_WAT = String.raw`;; Training kernels in wasm SIMD: BatchN
     (local.set $out (i32.add (local.get $out) (local.get $os)))
     (v128.store (local.get $out) (local.get $a30))
     (v128.store offset=16 (local.get $out) (local.get $a31)))
-)
+
+  ;; rows times: copy bytes (a multiple of 16) from src to dst, then step src by srcStride and dst
+  ;; by dstStride bytes: one input's channels into (or out of) a last-axis concatenation.
+  (func (export "copy_rows") (param $src i32) (param $dst i32) (param $rows i32) (param $bytes i32)
+        (param $srcStride i32) (param $dstStride i32)
+    (local $k i32)
+    (block $done (loop $row
+      (br_if $done (i32.eqz (local.get $rows)))
+      (local.set $k (i32.const 0))
+      (loop $col
+        (v128.store (i32.add (local.get $dst) (local.get $k)) (v128.load (i32.add (local.get $src) (local.get $k))))
+        (local.set $k (i32.add (local.get $k) (i32.const 16)))
+        (br_if $col (i32.lt_u (local.get $k) (local.get $bytes))))
+      (local.set $src (i32.add (local.get $src) (local.get $srcStride)))
+      (local.set $dst (i32.add (local.get $dst) (local.get $dstStride)))
+      (local.set $rows (i32.sub (local.get $rows) (i32.const 1)))
+      (br $row)))))
 `;
