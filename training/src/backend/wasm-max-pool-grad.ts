@@ -30,6 +30,10 @@ export const maxPoolGradWasm: KernelFunc = ({ inputs, backend: b, attrs }) => {
   const dyv = backend.typedArrayFromHeap(dy);
   const dxv = backend.typedArrayFromHeap(dx);
   dxv.fill(0);
+  if (KH === 2 && KW === 2 && sh === 2 && sw === 2 && pt === 0 && pl === 0 && OH * 2 <= H && OW * 2 <= W) {
+    maxPool2x2Grad(xv, dyv, dxv, B, H, W, C, OH, OW);
+    return dx;
+  }
   const best = new Float32Array(C);
   const where = new Int32Array(C);
   for (let bi = 0; bi < B; bi++) {
@@ -60,3 +64,39 @@ export const maxPoolGradWasm: KernelFunc = ({ inputs, backend: b, attrs }) => {
   }
   return dx;
 };
+
+/**
+ * The U-Net's 2×2, stride-2 pooling without padding: the same rule (scan order (0,0), (0,1),
+ * (1,0), (1,1); a later element wins only when strictly greater, so the first maximum wins ties
+ * and a NaN first element keeps the window) with the four candidates in locals instead of the
+ * per-channel best/where arrays, which the general loop fills and rescans for every window.
+ */
+function maxPool2x2Grad(
+  xv: Float32Array, dyv: Float32Array, dxv: Float32Array, B: number, H: number, W: number, C: number, OH: number, OW: number,
+): void {
+  const row = W * C;
+  for (let bi = 0; bi < B; bi++) {
+    for (let oh = 0; oh < OH; oh++) {
+      for (let ow = 0; ow < OW; ow++) {
+        const p00 = ((bi * H + 2 * oh) * W + 2 * ow) * C;
+        const o = ((bi * OH + oh) * OW + ow) * C;
+        for (let c = 0; c < C; c++) {
+          const a = p00 + c;
+          let at = a;
+          let m = xv[a];
+          if (xv[a + C] > m) {
+            m = xv[a + C];
+            at = a + C;
+          }
+          if (xv[a + row] > m) {
+            m = xv[a + row];
+            at = a + row;
+          }
+          if (xv[a + row + C] > m) at = a + row + C;
+          dxv[at] += dyv[o + c];
+        }
+      }
+    }
+  }
+}
+

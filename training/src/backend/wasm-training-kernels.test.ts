@@ -184,6 +184,24 @@ describe('wasm training kernels match the cpu backend', () => {
     });
   }
 
+  // The 2×2 stride-2 fast path: odd sides (a row and a column left out), 'same' on even sides, and ties.
+  for (const c of [
+    { h: 11, w: 9, pad: 'valid' as const, ties: false },
+    { h: 8, w: 10, pad: 'same' as const, ties: false },
+    { h: 9, w: 7, pad: 'same' as const, ties: false },
+    { h: 10, w: 12, pad: 'valid' as const, ties: true },
+  ]) {
+    it(`maxPool 2×2 stride 2 pad ${c.pad} on ${c.h}×${c.w}${c.ties ? ', values with ties' : ''}`, async () => {
+      const r = rng(c.h * 13 + c.w);
+      const data = randomArray(2 * c.h * c.w * 8, r).map((v) => (c.ties ? Math.round(v * 3) / 3 : v - 0.2));
+      const oh = c.pad === 'same' ? Math.ceil(c.h / 2) : Math.floor(c.h / 2);
+      const ow = c.pad === 'same' ? Math.ceil(c.w / 2) : Math.floor(c.w / 2);
+      const wy = randomArray(2 * oh * ow * 8, r);
+      await compare('maxPool 2×2', [{ data, shape: [2, c.h, c.w, 8] }], (xt) =>
+        tf.sum(tf.mul(tf.maxPool(xt as tf.Tensor4D, 2, 2, c.pad), tf.tensor(wy, [2, oh, ow, 8]))));
+    });
+  }
+
   it('a U-Net block: conv, batch-norm from moments, LeakyReLU, dropout mask, maxpool, 1×1 conv, bilinear ×2, concat, softmax CE', async () => {
     const r = rng(42);
     const B = 2, H = 16, W = 16, C = 8, K = 4;
