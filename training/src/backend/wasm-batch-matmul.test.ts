@@ -54,4 +54,23 @@ describe('wasm BatchMatMul on XNNPACK', () => {
     const got = await grads('wasm');
     for (let i = 0; i < 2; i++) for (let n = 0; n < ref[i].length; n++) expect(got[i][n]).toBeCloseTo(ref[i][n], 4);
   });
+
+  // Aᵀ·B over long K runs as 4×8 pixel-sum blocks: C directly (M of 4, N of 8), or Cᵀ then
+  // transposed (N of 4, M of 8); rank 2 and batched.
+  it.each([
+    [[2, 1100, 8], [2, 1100, 16]],
+    [[2, 1100, 16], [2, 1100, 4]],
+    [[1100, 12], [1100, 8]],
+    [[3, 1030, 8], [3, 1030, 8]],
+  ])('long-K aᵀ·b: a %j, b %j matches cpu', async (sa, sb) => {
+    const av = Float32Array.from({ length: sa.reduce((x, y) => x * y, 1) }, (_, n) => Math.sin(n * 1.3));
+    const bv = Float32Array.from({ length: sb.reduce((x, y) => x * y, 1) }, (_, n) => Math.cos(n * 0.7));
+    const run = () => tf.matMul(tf.tensor(av, sa), tf.tensor(bv, sb), true, false);
+    const ref = await on('cpu', run);
+    const got = await on('wasm', run);
+    expect(got.length).toBe(ref.length);
+    // terms of magnitude ≤ 1: float32 sums of ~1000 of them in another order differ by ≲ 1000·2⁻²⁴
+    expect(Math.max(...ref.map(Math.abs))).toBeGreaterThan(0.5);
+    for (let n = 0; n < ref.length; n++) expect(Math.abs(got[n] - ref[n])).toBeLessThanOrEqual(1e-4);
+  });
 });
