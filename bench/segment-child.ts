@@ -6,7 +6,9 @@
  *     preprocessed slices, batches of BATCH, every output the pipeline fetches.
  *   npx tsx bench/segment-child.ts e2e MODEL INPUT_LIST.json OUT_DIR THREADS BATCH [--save-probabilities]
  *     alhvr-segment end to end (runSegmentation: read, preprocess, both students, maps back,
- *     every NIfTI output, preview, report, manifest), timed from "model loaded" to the end.
+ *     every NIfTI output, preview with the CLI's text rasterizer as alhvr-segment passes it, report,
+ *     manifest), timed from "model loaded" to the end. (Before 2026-12-04 late evening the preview
+ *     was the montage alone: about 60 ms of CPU per case less than the CLI spends.)
  *     With SEGMENT_BENCH_INFERENCE=/path/to/dist/node.js, that build's runSegmentation; with
  *     SEGMENT_BENCH_NO_PREVIEW=1, without preview.png (what the preview costs). Both modes report
  *     cpuSeconds: the process's CPU time, all threads, over the timed span.
@@ -16,6 +18,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as inference from '@alhvr/inference/node';
 import type { CaseSource, SliceOutputKind } from '@alhvr/inference/node';
+import { rasterizeSvgLayer } from '../cli/src/lib/plots/render.js';
 
 // SEGMENT_BENCH_INFERENCE: another build of inference's Node entry (an earlier commit's), so one
 // bench run compares before and after a change under the same load.
@@ -65,6 +68,8 @@ async function endToEnd(args: string[]): Promise<object> {
     formats: new Set(['nifti']),
     saveProbabilities: flag === '--save-probabilities',
     preview: process.env.SEGMENT_BENCH_NO_PREVIEW === '1' ? false : undefined,
+    // as alhvr-segment does: the header, slice numbers and legend drawn by the CLI's rasterizer
+    previewRasterizer: rasterizeSvgLayer,
     onStart: () => {
       loaded = performance.now();
       cpuAtLoad = process.cpuUsage();
