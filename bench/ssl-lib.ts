@@ -43,6 +43,19 @@ export function chooseTrainings(
   return { known, trainings: smoke ? known : known.filter((t) => chosen.has(t.part)) };
 }
 
+/**
+ * Trainings at once and threads per training, from SSL_BENCH_LANES (default 2) and
+ * SSL_BENCH_THREADS (default 1 with lanes, else the recipe's). Two one-thread runs do 1.4–1.5×
+ * the steps per second of one two-thread run in 2D, 1.6–2× in 3D (bench/results/training-lanes.json);
+ * SSL_BENCH_LANES=1 trains one at a time at the recipe's threads, as the committed runs were, and
+ * SSL_BENCH_LANES=1 SSL_BENCH_THREADS=1 leaves a core to another job. Each wall-time segment
+ * records its threads and lanes.
+ */
+export function lanesAndThreads(recipeThreads: number): { lanes: number; threads: number } {
+  const lanes = Number(process.env.SSL_BENCH_LANES ?? 2);
+  return { lanes, threads: Number(process.env.SSL_BENCH_THREADS ?? (lanes > 1 ? 1 : recipeThreads)) };
+}
+
 export interface TrainingSpec {
   name: string;
   method: 'supervised' | 'alhvr';
@@ -210,9 +223,12 @@ export function sslBenchmark(S: SslSetting) {
   const TOOLKIT = process.env.SSL_BENCH_TOOLKIT ?? root;
   const cli = (bin: string) => join(TOOLKIT, 'cli', 'bin', `${bin}.js`);
   const toolkitModule = (path: string) => import(pathToFileURL(join(TOOLKIT, path)).href);
+  // Read once: the session records the toolkit it started with (the heartbeat rewrites it every minute).
+  let toolkit: { path: string; commit: string; dirty: boolean } | undefined;
   function toolkitCommit(): { path: string; commit: string; dirty: boolean } {
     const git = (args: string[]) => execFileSync('git', ['-C', TOOLKIT, ...args], { encoding: 'utf8' }).trim();
-    return { path: TOOLKIT, commit: git(['rev-parse', 'HEAD']), dirty: git(['status', '--porcelain', '--untracked-files=no']) !== '' };
+    toolkit ??= { path: TOOLKIT, commit: git(['rev-parse', 'HEAD']), dirty: git(['status', '--porcelain', '--untracked-files=no']) !== '' };
+    return toolkit;
   }
 
   // ---- children --------------------------------------------------------------------------------

@@ -33,7 +33,7 @@
  */
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chooseTrainings, sslBenchmark, type TrainingSpec } from './ssl-lib.js';
+import { chooseTrainings, lanesAndThreads, sslBenchmark, type TrainingSpec } from './ssl-lib.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const SMOKE = process.env.SSL_BENCH_SMOKE === '1';
@@ -72,12 +72,7 @@ const FIXED = SMOKE
     };
 /** The CPU recipe of models/recipes/alhvr-default.train.json; everything else is the published default. */
 const RECIPE = { format: 'nnunet', batchLabeled: 4, batchUnlabeled: 4, patch: 128, widths: [8, 16, 32, 64, 128], backend: 'wasm', threads: 2, checkpointEvery: 25 };
-// SSL_BENCH_LANES=1 SSL_BENCH_THREADS=1 shares the 2 cores with another job; each wall-time segment records its threads and lanes.
-// Two runs train at once, one thread each (SSL_BENCH_LANES, SSL_BENCH_THREADS): 1.4–1.5× the steps
-// per second of one two-thread run in 2D, 1.6–2× in 3D (bench/results/training-lanes.json).
-// SSL_BENCH_LANES=1 trains one at a time at the recipe's 2 threads, as the committed runs were.
-const LANES = Number(process.env.SSL_BENCH_LANES ?? 2);
-const THREADS = Number(process.env.SSL_BENCH_THREADS ?? (LANES > 1 ? 1 : RECIPE.threads));
+const { lanes: LANES, threads: THREADS } = lanesAndThreads(RECIPE.threads);
 
 /**
  * SSL_BENCH_PARTS chooses among the parts (default all): the comparison (main), the region
