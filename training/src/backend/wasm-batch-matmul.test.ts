@@ -23,18 +23,24 @@ async function on(backend: string, fn: () => tf.Tensor): Promise<Float32Array> {
   return v;
 }
 
+/** tf.matMul of fixed sin/cos operands of these shapes on cpu (ref) and on wasm (got), same length. */
+async function matMulBothWays(sa: number[], sb: number[], ta: boolean, tb: boolean): Promise<{ ref: Float32Array; got: Float32Array }> {
+  const av = Float32Array.from({ length: sa.reduce((x, y) => x * y, 1) }, (_, n) => Math.sin(n * 1.3));
+  const bv = Float32Array.from({ length: sb.reduce((x, y) => x * y, 1) }, (_, n) => Math.cos(n * 0.7));
+  const run = () => tf.matMul(tf.tensor(av, sa), tf.tensor(bv, sb), ta, tb);
+  const ref = await on('cpu', run);
+  const got = await on('wasm', run);
+  expect(got.length).toBe(ref.length);
+  return { ref, got };
+}
+
 beforeAll(async () => {
   await selectBackend('wasm', { log: () => {} });
 });
 
 describe('wasm BatchMatMul on XNNPACK', () => {
   it.each(cases)('a %j × b %j (transposeA %s, transposeB %s) matches cpu', async (sa, sb, ta, tb) => {
-    const av = Float32Array.from({ length: sa.reduce((x, y) => x * y, 1) }, (_, n) => Math.sin(n * 1.3));
-    const bv = Float32Array.from({ length: sb.reduce((x, y) => x * y, 1) }, (_, n) => Math.cos(n * 0.7));
-    const run = () => tf.matMul(tf.tensor(av, sa), tf.tensor(bv, sb), ta, tb);
-    const ref = await on('cpu', run);
-    const got = await on('wasm', run);
-    expect(got.length).toBe(ref.length);
+    const { ref, got } = await matMulBothWays(sa, sb, ta, tb);
     for (let n = 0; n < ref.length; n++) expect(got[n]).toBeCloseTo(ref[n], 4);
   });
 
@@ -63,12 +69,7 @@ describe('wasm BatchMatMul on XNNPACK', () => {
     [[1100, 12], [1100, 8]],
     [[3, 1030, 8], [3, 1030, 8]],
   ])('long-K aᵀ·b: a %j, b %j matches cpu', async (sa, sb) => {
-    const av = Float32Array.from({ length: sa.reduce((x, y) => x * y, 1) }, (_, n) => Math.sin(n * 1.3));
-    const bv = Float32Array.from({ length: sb.reduce((x, y) => x * y, 1) }, (_, n) => Math.cos(n * 0.7));
-    const run = () => tf.matMul(tf.tensor(av, sa), tf.tensor(bv, sb), true, false);
-    const ref = await on('cpu', run);
-    const got = await on('wasm', run);
-    expect(got.length).toBe(ref.length);
+    const { ref, got } = await matMulBothWays(sa, sb, true, false);
     // terms of magnitude ≤ 1: float32 sums of ~1000 of them in another order differ by ≲ 1000·2⁻²⁴
     expect(Math.max(...ref.map(Math.abs))).toBeGreaterThan(0.5);
     for (let n = 0; n < ref.length; n++) expect(Math.abs(got[n] - ref[n])).toBeLessThanOrEqual(1e-4);
