@@ -119,7 +119,7 @@ describe('missed-slice rule', () => {
         maxSlices: 4,
         annotation,
         rasterize: (s) => {
-          svg = s;
+          svg += s;
           const [width, height] = [/width="(\d+)"/, /height="(\d+)"/].map((r) => Number(r.exec(s)![1]));
           return { width, height, pixels: new Uint8Array(width * height * 4) };
         },
@@ -147,4 +147,41 @@ describe('missed-slice rule', () => {
     expect(shown(absent)).toEqual([2, 4, 5, 6]);
     expect(absent).toContain('no LV predicted');
   });
+
+  it('rasterizes a piece of the annotation once per rasterizer and reuses it in later pictures', () => {
+    const label = labelWith([0, 0, 4, 4, 4, 4, 0, 0, 0, 0]);
+    const image = label.withData(Float32Array.from({ length: label.data.length }, (_, n) => n % 7));
+    const orientation = orientationOf(label);
+    const asked: string[] = [];
+    // Each piece drawn as an opaque fill of a colour taken from its document, so a piece put in the wrong place or reused for another document shows.
+    const rasterize = (svg: string) => {
+      asked.push(svg);
+      const [width, height] = [/width="(\d+)"/, /height="(\d+)"/].map((r) => Number(r.exec(svg)![1]));
+      const shade = [...svg].reduce((h, c) => (h * 31 + c.charCodeAt(0)) % 251, 7);
+      const pixels = new Uint8Array(width * height * 4);
+      for (let p = 0; p < pixels.length; p += 4) pixels.set([shade, 255 - shade, 128, 255], p);
+      return { width, height, pixels };
+    };
+    const render = (caseId: string) => renderPreview(image, label, undefined, card, orientation, { tileSize: 40, annotation: { caseId, verdict: 'accept', reasons: [], predictedDice: 0.9 }, rasterize });
+    const first = render('case-1');
+    const pieces = asked.length;
+    expect(new Set(asked).size).toBe(pieces);
+    expect(Buffer.from(render('case-1')).equals(Buffer.from(first))).toBe(true);
+    expect(asked.length).toBe(pieces);
+    // Another case id: only the header line that names it is new.
+    const other = PNG.sync.read(Buffer.from(render('case-2')));
+    expect(asked.length).toBe(pieces + 1);
+    expect(asked.at(-1)).toContain('case case-2');
+    const again = PNG.sync.read(Buffer.from(first));
+    let differing = 0;
+    for (let p = 0; p < again.data.length; p += 4) if (again.data[p] !== other.data[p]) differing++;
+    // The case line's box is the picture's width by 23 rows.
+    expect(differing).toBe(again.width * 23);
+    // A piece fills its own box: the legend swatch's piece starts 6 pixels from the left edge.
+    const legendY = again.height - 6 - 22;
+    const at = (x: number) => Array.from(again.data.subarray((legendY * again.width + x) * 4, (legendY * again.width + x) * 4 + 3));
+    expect(at(5)).toEqual([0, 0, 0]);
+    expect(at(6)).not.toEqual([0, 0, 0]);
+  });
 });
+
