@@ -26,8 +26,10 @@ export interface WasmBackendInternals {
     delete(dataId: object): void;
   };
   dataIdNextNumber: number;
-  makeOutput(shape: number[], dtype: 'float32'): TensorInfo;
+  makeOutput(shape: number[], dtype: 'float32' | 'bool'): TensorInfo;
   disposeData(dataId: object, force?: boolean): boolean;
+  /** A view of the tensor's values: Float32Array for float32, Uint8Array for bool. */
+  typedArrayFromHeap(t: TensorInfo & { dtype: 'bool' }): Uint8Array;
   typedArrayFromHeap(t: TensorInfo): Float32Array;
   incRef(dataId: object): void;
   wasm: EmscriptenModule;

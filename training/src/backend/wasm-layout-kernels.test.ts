@@ -132,3 +132,31 @@ describe('wasm Multiply broadcast along the last axis (or along all but it) matc
   });
 });
 
+describe('wasm comparisons against one value per sample, or one value, match the cpu backend', () => {
+  test.each([
+    { a: [4, 9, 7, 1], b: [4, 1, 1, 1] },
+    { a: [4, 1, 1, 1], b: [4, 9, 7, 1] },
+    { a: [3, 5, 4], b: [3, 1, 1] },
+    { a: [3, 5, 4], b: [] },
+    { a: [], b: [3, 5, 4] },
+    { a: [3, 5, 4], b: [1, 1, 1] },
+    { a: [3, 5, 4], b: [3, 5, 1] }, // per pixel: the backend's own kernel
+    { a: [3, 5, 4], b: [3, 5, 4] },
+  ])('$a against $b', async ({ a, b }) => {
+    // Ties and NaN: every third value of the larger operand equals the value it is compared with, one is NaN.
+    const [big, small] = a.length >= b.length && a.reduce((m, d) => m * d, 1) >= b.reduce((m, d) => m * d, 1) ? [a, b] : [b, a];
+    const x = random(big, 8);
+    const y = random(small, 9);
+    const perSample = small.length === big.length && small[0] === big[0] && small.slice(1).every((d) => d === 1);
+    const block = x.length / (perSample ? big[0] : 1);
+    if (perSample || y.length === 1) for (let p = 0; p < x.length; p += 3) x[p] = y[Math.floor(p / block)];
+    x[1] = NaN;
+    const [ta, tb] = big === a ? [x, y] : [y, x];
+    const r = await onBoth(() => {
+      const [pa, pb] = [tf.tensor(ta, a), tf.tensor(tb, b)];
+      return [tf.less(pa, pb), tf.lessEqual(pa, pb), tf.greater(pa, pb), tf.greaterEqual(pa, pb)];
+    });
+    expect(r.wasm).toEqual(r.cpu);
+    for (const mask of r.cpu) expect(mask.some((v) => v === 1) && mask.some((v) => v === 0)).toBe(true);
+  });
+});
