@@ -6,6 +6,7 @@
 import wabtInit from 'wabt';
 import { wasmHeapMemory, wasmInternals } from './wasm-internals.js';
 import { WASM_SIMD_WAT } from './wasm-simd-wat.js';
+import type { SimdHelper } from './wasm-simd-helper-node.js';
 
 export interface WasmSimdExports {
   sum_rows(x: number, rows: number, c: number, acc: number): void;
@@ -20,6 +21,8 @@ export interface WasmSimdExports {
 export interface WasmSimd {
   memory: WebAssembly.Memory;
   exports: WasmSimdExports;
+  /** A second thread running the same kernels on the same memory (Node, threaded backend); see wasm-simd-helper-node.ts. */
+  helper?: SimdHelper;
 }
 
 const loaded = new WeakMap<object, WasmSimd>();
@@ -35,8 +38,10 @@ export async function loadWasmSimd(backend: object): Promise<WasmSimd> {
   const mod = wabt.parseWat('wasm-simd.wat', text, { simd: true, threads: true });
   try {
     const { buffer } = mod.toBinary({});
-    const { instance } = await WebAssembly.instantiate(new Uint8Array(buffer) as BufferSource, { env: { memory } });
-    const simd = { memory, exports: instance.exports as unknown as WasmSimdExports };
+    const bytes = new Uint8Array(buffer);
+    const { instance } = await WebAssembly.instantiate(bytes as BufferSource, { env: { memory } });
+    const simd: WasmSimd = { memory, exports: instance.exports as unknown as WasmSimdExports };
+    if (shared && typeof process !== 'undefined' && process.versions?.node) simd.helper = (await import('./wasm-simd-helper-node.js')).startSimdHelper(memory, bytes);
     loaded.set(backend, simd);
     return simd;
   } finally {

@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { selectBackend } from './select-backend.js';
 import { installWasmTrainingKernels, type FilterGradientPath } from './wasm-training-kernels.js';
+import { wasmSimdOf } from './wasm-simd.js';
 
 /**
  * Every gradient the U-Net training needs is computed twice, once on the reference `cpu` backend
@@ -170,6 +171,32 @@ describe('wasm training kernels match the cpu backend', () => {
         tf.sum(tf.mul(tf.conv2d(xt as tf.Tensor4D, wt as tf.Tensor4D, 1, c.pad), tf.tensor(wy, [c.b, oh, ow, c.co])))));
     });
   }
+
+  it('the SIMD filter gradient gives the same bits with its helper thread as on one thread', async () => {
+    await tf.setBackend('wasm');
+    const simd = wasmSimdOf(tf.backend())!;
+    expect(simd.helper, 'a threaded wasm backend in Node starts the helper').toBeDefined();
+    const x = tf.randomNormal([3, 17, 13, 12], 0, 1, 'float32', 5);
+    const dy = tf.randomNormal([3, 17, 13, 16], 0, 1, 'float32', 6);
+    const dw = async () => {
+      let values: number[] = [];
+      await withFilterGradientPath('simd', async () => {
+        const t = tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { strides: 1, pad: 'same', dataFormat: 'NHWC', filterShape: [3, 3, 12, 16] } as never) as tf.Tensor;
+        values = Array.from(await t.data());
+        t.dispose();
+      });
+      return values;
+    };
+    const both = await dw();
+    const helper = simd.helper;
+    simd.helper = undefined;
+    try {
+      expect(await dw()).toEqual(both);
+    } finally {
+      simd.helper = helper;
+    }
+    tf.dispose([x, dy]);
+  });
 
   // tfjs-backend-wasm 4.22's own MaxPoolGrad misroutes gradients in all-negative windows.
   for (const [k, s, pad] of [[2, 2, 'valid'], [3, 2, 'same'], [3, 1, 'same']] as const) {
