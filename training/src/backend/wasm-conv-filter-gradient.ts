@@ -9,6 +9,7 @@
  */
 import { backend_util, type KernelFunc, type TensorInfo } from '@tensorflow/tfjs-core';
 import { aliasTensor, cKernels, disposeAlias, heapOffset, idOf, runKernel, shapeBytes, wasmInternals, type WasmBackendInternals } from './wasm-internals.js';
+import { copyRows } from './wasm-layout-kernels.js';
 import { wasmSimdOf, type WasmSimd } from './wasm-simd.js';
 
 /**
@@ -123,22 +124,17 @@ function im2colTransposed(
 
 /**
  * An NHWC tensor with zeros around its images ([before, after] images, rows and columns): a fresh
- * zeroed tensor and one SIMD row copy per input image when a pixel's channels are a multiple of 4
- * floats, else the backend's PadV2. The backend's PadV2 took 5 ms for [8,128,128,8], longer than
- * our two-thread filter gradient of that layer.
+ * zeroed tensor and each input image's rows copied in (copyRows: wasm SIMD when a row's floats
+ * are a multiple of 4). The backend's PadV2 took 5 ms for [8,128,128,8], longer than our
+ * two-thread filter gradient of that layer.
  */
 function zeroPadNhwc(backend: WasmBackendInternals, t: TensorInfo, pad: [[number, number], [number, number], [number, number]]): TensorInfo {
   const [B, H, W, C] = t.shape;
-  const simd = wasmSimdOf(backend);
-  if (simd === undefined || C % 4 !== 0 || B * H * W === 0) {
-    return runKernel('PadV2', { x: t }, backend, { paddings: [...pad, [0, 0]], constantValue: 0 });
-  }
   const [Bp, Hp, Wp] = [B + pad[0][0] + pad[0][1], H + pad[1][0] + pad[1][1], W + pad[2][0] + pad[2][1]];
   const out = backend.makeOutput([Bp, Hp, Wp, C], 'float32');
   backend.typedArrayFromHeap(out).fill(0);
-  const [src, dst] = [heapOffset(backend, t), heapOffset(backend, out)];
   for (let b = 0; b < B; b++) {
-    simd.exports.copy_rows(src + b * H * W * C * 4, dst + (((b + pad[0][0]) * Hp + pad[1][0]) * Wp + pad[2][0]) * C * 4, H, W * C * 4, W * C * 4, Wp * C * 4);
+    copyRows(backend, t, b * H * W * C, W * C, out, (((b + pad[0][0]) * Hp + pad[1][0]) * Wp + pad[2][0]) * C, Wp * C, H, W * C);
   }
   return out;
 }

@@ -111,7 +111,7 @@ const lastAxisConcat: KernelFunc = (args) => {
  * stride dstStride, starting dstOffset in): with the SIMD kernel when w is a multiple of 4 (every
  * U-Net width) and it is loaded, otherwise element by element.
  */
-function copyRows(
+export function copyRows(
   backend: WasmBackendInternals, src: TensorInfo, srcOffset: number, srcStride: number,
   dst: TensorInfo, dstOffset: number, dstStride: number, rows: number, w: number,
 ): void {
