@@ -114,6 +114,12 @@ export function sessionOptionsFor(device: Device, opts: ThreadOptions = {}): Inf
     // when the cores are free, ~1.5× faster when other work (ours: writing the previous case's
     // outputs; or other jobs) takes a core, because a spinning pool stalls on a preempted thread.
     extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
+    // No memory pattern. With it, the second run of each input shape allocates one planned block
+    // beside the arena's chunks from the first: a second warm-up in fresh pages (~12 µs each on
+    // these VMs) for every batch shape a run meets (a full batch and each case's remainder), and
+    // both held at once. Measured on the 256² benchmark model: one warm-up run instead of two,
+    // peak RSS 617 MB against 847 end to end, the same speed once warm (bench/results/segment-session-options.json).
+    enableMemPattern: false,
   };
   if (opts.threads !== undefined) {
     if (!Number.isInteger(opts.threads) || opts.threads < 1) throw new InputError(`--threads must be a positive integer (got ${opts.threads})`);
