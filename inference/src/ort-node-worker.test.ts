@@ -47,6 +47,26 @@ describe('onnxruntime-node in a worker thread', () => {
     await expect(worker.model.run(batch, 1, h, w, ['label'])).rejects.toThrow(/released/);
   });
 
+  it('runs without a memory pattern, with outputs identical to a session that has one, shape after shape', async () => {
+    // Each new batch shape would warm up twice with the pattern (see device.ts).
+    const options = sessionOptionsFor('cpu', { threads: 1 });
+    expect(options.enableMemPattern).toBe(false);
+    expect(options.enableCpuMemArena).not.toBe(false);
+    const bytes = new Uint8Array(readFileSync(shipped));
+    const plain = await createSliceModel(bytes, ort as unknown as OrtRuntime, options, shipped);
+    const patterned = await createSliceModel(bytes, ort as unknown as OrtRuntime, { ...options, enableMemPattern: true }, shipped);
+    const [h, w] = [128, 128];
+    const batch = phantomLikeBatch(4, h, w);
+    for (const n of [4, 1, 4, 3, 4]) {
+      const a = await plain.model.run(batch, n, h, w, FETCH);
+      const b = await patterned.model.run(batch, n, h, w, FETCH);
+      expect(new Set(a.region).size).toBeGreaterThan(1);
+      for (const k of FETCH) expect(a[k]).toEqual(b[k]);
+    }
+    await plain.model.release();
+    await patterned.model.release();
+  });
+
   it('segments a phantom exactly as the calling-thread session does', async () => {
     const bytes = new Uint8Array(readFileSync(shipped));
     const options = sessionOptionsFor('cpu', { threads: 1 });
