@@ -13,7 +13,7 @@
  */
 import { crc32, deflateSync, constants as zlibConstants } from 'node:zlib';
 import { REGION, REGION_COLORS, displayWindow, type ModelCard, type Orientation, type RgbColor, type Volume, type VoxelArray } from '@alhvr/core';
-import { canonicalGrid, gatherPlane } from './canonical-grid.js';
+import { canonicalGrid, gatherPlane, type CanonicalGrid } from './canonical-grid.js';
 import type { Verdict } from './report.js';
 
 /** A rasterized SVG layer: RGBA with premultiplied alpha, transparent where nothing is drawn. */
@@ -76,16 +76,19 @@ export function missedReason(a: PreviewAnnotation): string | undefined {
 /** Foreground voxel count of each slice along the canonical slice axis. */
 function foregroundPerSlice(label: Volume<Uint8Array>, orientation: Orientation): number[] {
   const grid = canonicalGrid(label.dims, orientation);
-  const [w, h, k] = grid.dims;
-  const plane = new Uint8Array(w * h);
-  const counts: number[] = [];
-  for (let s = 0; s < k; s++) {
-    gatherPlane(grid, label.data, s, plane);
-    let n = 0;
-    for (const v of plane) if (v !== 0) n++;
-    counts.push(n);
+  return Array.from({ length: grid.dims[2] }, (_, k) => nonZeroInPlane(grid, label.data, k));
+}
+
+/** Voxels of canonical plane k that are not 0, counted where they lie (no copy of the plane). */
+function nonZeroInPlane(grid: CanonicalGrid, data: Uint8Array, k: number): number {
+  const [w, h] = grid.dims;
+  const [s0, s1, s2] = grid.step;
+  let n = 0;
+  for (let j = 0; j < h; j++) {
+    let q = grid.start + j * s1 + k * s2;
+    for (let i = 0; i < w; i++, q += s0) if (data[q] !== 0) n++;
   }
-  return counts;
+  return n;
 }
 
 /**
@@ -324,46 +327,70 @@ function drawMontage(
   // Every colour the pixel loop can write, by overlay value and grey level (256 = a non-finite
   // image value, drawn black as a NaN byte would be): the loop only indexes tables. An overlay
   // value without a colour has no SET bit, and the plain grey is drawn.
-  const NAN_GRAY = 256;
   const greyOf = Uint32Array.from({ length: 257 }, (_, g) => (g === NAN_GRAY ? 0 : rgbWord(g, g, g)));
-  const blendTable = (palette: ReadonlyMap<number, RgbColor>) => {
-    const table = new Uint32Array(256 * 257);
-    for (const [value, color] of palette) {
-      for (let g = 0; g < 256; g++) table[value * 257 + g] = (SET | rgbWord(...(color.map((c) => Math.round(0.55 * g + 0.45 * c)) as [number, number, number]))) >>> 0;
-    }
-    return table;
-  };
   const classBlend = blendTable(new Map([...colors].filter(([value]) => value !== 0)));
   const regionBlend = blendTable(new Map(Object.entries(REGION_COLORS).map(([value, color]) => [Number(value), color] as const)));
   const gray = new Uint16Array(tw * th);
-  const srcIndex = new Int32Array(tw * th);
-  for (let y = 0; y < th; y++) for (let x = 0; x < tw; x++) srcIndex[y * tw + x] = srcY[y] * w + srcX[x];
-  const range = hi - lo;
-  const out = canvas.rgb;
-  const COLOUR = SET - 1;
+  const srcIndex = sourceIndex(srcX, srcY, w);
 
   for (const tile of layout.tiles) {
     gatherPlane(grid, image.data, tile.slice, img);
     gatherPlane(grid, label.data, tile.slice, lab);
     if (region) gatherPlane(grid, region.data, tile.slice, reg);
-    for (let t = 0; t < gray.length; t++) {
-      const g = Math.round(255 * Math.min(1, Math.max(0, (img[srcIndex[t]] - lo) / range)));
-      gray[t] = g === g ? g : NAN_GRAY;
-    }
+    greyLevels(img, srcIndex, lo, hi - lo, gray);
     for (let panel = 0; panel < layout.panels; panel++) {
       const px = tile.x + panel * (tw + GAP);
-      const values = panel === 0 ? lab : reg;
-      const blend = panel === 0 ? classBlend : regionBlend;
-      for (let y = 0; y < th; y++) {
-        let o = (top + tile.y + y) * canvas.width + px;
-        for (let x = 0, t = y * tw; x < tw; x++, t++, o++) {
-          const g = gray[t];
-          const mixed = blend[values[srcIndex[t]] * 257 + g];
-          out[o] = mixed !== 0 ? mixed & COLOUR : greyOf[g];
-        }
-      }
+      paintPanel(canvas, top + tile.y, px, tw, th, gray, panel === 0 ? lab : reg, srcIndex, panel === 0 ? classBlend : regionBlend, greyOf);
     }
   }
+}
+
+// drawMontage's per-pixel loops are functions of their own, so V8 optimises each once (inside the
+// long function they were recompiled several times per run).
+
+/** The plane index each tile pixel shows: row srcY[y], column srcX[x] of a plane `w` wide. */
+function sourceIndex(srcX: Int32Array, srcY: Int32Array, w: number): Int32Array {
+  const tw = srcX.length;
+  const index = new Int32Array(tw * srcY.length);
+  for (let y = 0; y < srcY.length; y++) for (let x = 0; x < tw; x++) index[y * tw + x] = srcY[y] * w + srcX[x];
+  return index;
+}
+
+/** A grey level (0…255, or NAN_GRAY) per tile pixel, from the plane's values at the pixel's source voxel. */
+function greyLevels(img: Float32Array, srcIndex: Int32Array, lo: number, range: number, gray: Uint16Array): void {
+  for (let t = 0; t < gray.length; t++) {
+    const g = Math.round(255 * Math.min(1, Math.max(0, (img[srcIndex[t]] - lo) / range)));
+    gray[t] = g === g ? g : NAN_GRAY;
+  }
+}
+
+/** One panel of a tile: each pixel the blend of its grey level and its overlay value, or the grey alone. */
+function paintPanel(
+  canvas: Canvas, y0: number, x0: number, tw: number, th: number, gray: Uint16Array,
+  values: Uint8Array, srcIndex: Int32Array, blend: Uint32Array, greyOf: Uint32Array,
+): void {
+  const out = canvas.rgb;
+  const COLOUR = SET - 1;
+  for (let y = 0; y < th; y++) {
+    let o = (y0 + y) * canvas.width + x0;
+    for (let x = 0, t = y * tw; x < tw; x++, t++, o++) {
+      const g = gray[t];
+      const mixed = blend[values[srcIndex[t]] * 257 + g];
+      out[o] = mixed !== 0 ? mixed & COLOUR : greyOf[g];
+    }
+  }
+}
+
+/** Grey level of a non-finite image value (drawn black, as a NaN byte would be). */
+const NAN_GRAY = 256;
+
+/** The blended colour word (with the SET bit) per overlay value and grey level; 0 where a value has no colour. */
+function blendTable(palette: ReadonlyMap<number, RgbColor>): Uint32Array {
+  const table = new Uint32Array(256 * 257);
+  for (const [value, color] of palette) {
+    for (let g = 0; g < 256; g++) table[value * 257 + g] = (SET | rgbWord(...(color.map((c) => Math.round(0.55 * g + 0.45 * c)) as [number, number, number]))) >>> 0;
+  }
+  return table;
 }
 
 const HEADER = 44;
