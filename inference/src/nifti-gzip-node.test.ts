@@ -1,11 +1,11 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { gunzipSync } from 'node:zlib';
+import { constants as zlibConstants, gunzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { InputError, Volume, encodeNifti, scalingAffine } from '@alhvr/core';
 import { readNiftiFile } from '@alhvr/core/node';
-import { writeNiftiGzip } from './nifti-gzip-node.js';
+import { deflateStrategyFor, OUTPUT_GZIP_LEVEL, writeNiftiGzip } from './nifti-gzip-node.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'alhvr-nifti-gzip-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -38,5 +38,31 @@ describe('writeNiftiGzip', () => {
     const bad = join(dir, 'bad.nii.gz');
     await expect(writeNiftiGzip(bad, volume(), { datatype: 'uint8' })).rejects.toThrow(InputError);
     await expect(writeNiftiGzip(bad, volume(), { datatype: 'uint8' })).rejects.toThrow(/bad\.nii\.gz/);
+  });
+
+  it('compresses a float map with few repeated strings by Huffman coding alone, one with repeated values with string matching', async () => {
+    const n = 512 * 1024;
+    // A confidence-like map: smooth with float noise in the low mantissa bits, as a network gives it.
+    let seed = 12345;
+    const noisy = Float32Array.from({ length: n }, (_, i) => {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      return 0.6 + 0.39 * Math.sin(i / 3000) + (seed / 2 ** 32) * 1e-3;
+    });
+    // Mostly exact 1.0 with a band of noise in every window: string matching compresses the ones.
+    const repeats = Float32Array.from(noisy, (v, i) => (i % 65536 < 8192 ? v : 1));
+    const bytes = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+    expect(await deflateStrategyFor(bytes(noisy), OUTPUT_GZIP_LEVEL)).toBe(zlibConstants.Z_HUFFMAN_ONLY);
+    expect(await deflateStrategyFor(bytes(repeats), OUTPUT_GZIP_LEVEL)).toBe(zlibConstants.Z_DEFAULT_STRATEGY);
+    expect(await deflateStrategyFor(bytes(noisy.subarray(0, 1000)), OUTPUT_GZIP_LEVEL)).toBe(zlibConstants.Z_DEFAULT_STRATEGY);
+
+    // Either way the file holds exactly the voxels.
+    const dims: [number, number, number] = [128, 64, 64];
+    for (const data of [noisy, repeats]) {
+      const vol = new Volume({ data, dims, affine: scalingAffine([1, 1, 1]) });
+      const path = join(dir, 'float-map.nii.gz');
+      await writeNiftiGzip(path, vol, { datatype: 'float32' });
+      const expected = encodeNifti(vol, { datatype: 'float32', gzip: false });
+      expect(new Uint8Array(gunzipSync(readFileSync(path)))).toEqual(expected);
+    }
   });
 });
