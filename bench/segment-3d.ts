@@ -24,7 +24,7 @@
 // Before anything that may load onnxruntime-node (the export package does): nothing leaves the machine.
 import '@alhvr/inference/no-telemetry';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -63,7 +63,8 @@ function segment(input: string, out: string, extra: string[] = []) {
   const [kb, seconds] = readFileSync(timeFile, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
   const caseId = readdirSync(out).find((f) => !f.includes('.'))!;
   const report = JSON.parse(readFileSync(join(out, caseId, 'report.json'), 'utf8'));
-  return { peakRssMb: kb / 1024, wallSeconds: seconds, report };
+  const outputBytes = Object.fromEntries(readdirSync(join(out, caseId)).filter((f) => f.endsWith('.nii.gz')).map((f) => [f, statSync(join(out, caseId, f)).size]));
+  return { peakRssMb: kb / 1024, wallSeconds: seconds, report, outputBytes };
 }
 
 try {
@@ -171,6 +172,7 @@ try {
     fixedCostPeakRssMb: baseline.peakRssMb,
     wallSeconds: run.wallSeconds,
     timingsMs: run.report.timingsMs,
+    outputBytes: run.outputBytes,
     bound: {
       rule: 'model grid: normalised input + one float32 accumulator per class + one per student confidence (2) + one weight volume; source grid: uint8 label + float32 confidence + uint8 region',
       accumulatorsMb: accumulatorBytes / MB,
