@@ -76,11 +76,9 @@ export async function segmentVolume3d(vol: Volume<VoxelArray>, model: SliceModel
   const overlap = agree ? { a: new Float64Array(256), b: new Float64Array(256), both: new Float64Array(256) } : undefined;
   const patchVoxels = patch[0] * patch[1] * patch[2];
   const stacked = new Float32Array((classes + (two ? 2 : 0)) * patchVoxels);
-  let inferenceMs = 0;
+  // The shared `stacked` is written only once the call has settled, as slidingWindowInference asks.
   const windowModel = async (window: Float32Array, _patch: unknown, place: WindowPlace) => {
-    const t = now();
     const out = await model.runPatches!(window, 1, patch, fetch);
-    inferenceMs += now() - t;
     stacked.set(out.probabilities as Float32Array, 0);
     if (two) stacked.set(out.studentConfidence as Float32Array, classes * patchVoxels);
     if (overlap) tallyStudentOverlap(out.studentLabel as Uint8Array, patch, place, overlap);
@@ -97,8 +95,8 @@ export async function segmentVolume3d(vol: Volume<VoxelArray>, model: SliceModel
     onWindow: (done, total) => opts.onProgress?.(done, total),
   });
   image = undefined;
-  timings.inferenceMs += inferenceMs;
-  timings.preprocessMs += now() - tWindows - inferenceMs; // window gathering and accumulation
+  timings.inferenceMs += sw.waitMs;
+  timings.preprocessMs += now() - tWindows - sw.waitMs; // window gathering and accumulation, beside the model's runs
   const tPost = now();
 
   const { labels, confidence } = argmaxClasses(sw.probabilities);

@@ -18,6 +18,7 @@ import {
 import { makeToyModel, toyReference } from '../../test/segment-toy-model.js';
 import { openModelFile, type OpenedModel } from './session-node.js';
 import { segmentVolume } from './pipeline.js';
+import type { SliceModel } from './session.js';
 
 let dir: string;
 const models: Record<string, OpenedModel> = {};
@@ -135,6 +136,38 @@ describe('segmentVolume', () => {
     expect(b.label.data).toEqual(a.label.data);
     expect(b.region!.data).toEqual(a.region!.data);
     expect(b.confidence.data).toEqual(a.confidence.data);
+  });
+
+  it('keeps the model busy: the next batch runs while one is mapped back, and no batch is written while its call runs', async () => {
+    const vol = obliqueVolume();
+    const inner = models.recipe.model;
+    const events: string[] = [];
+    let calls = 0;
+    let untouched = true;
+    const slow: SliceModel = {
+      card: inner.card,
+      available: inner.available,
+      async run(batch, n, h, w, fetch) {
+        const call = calls++;
+        events.push(`run ${call}`);
+        const sent = batch.slice(0, n * h * w);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        if (!sent.every((v, i) => Object.is(v, batch[i]))) untouched = false;
+        return inner.run(sent, n, h, w, fetch);
+      },
+    };
+    let mapped = 0;
+    const tap = { fetch: [], onBatch: () => events.push(`mapped ${mapped++}`) };
+    const pipelined = await segmentVolume(vol, slow, { batch: 3, tap });
+    const direct = await segmentVolume(vol, inner, { batch: 3 });
+    expect(untouched).toBe(true);
+    expect(calls).toBe(3); // 9 slices in batches of 3
+    // Batch n + 1 is running before batch n is mapped back.
+    expect(events).toEqual(['run 0', 'run 1', 'mapped 0', 'run 2', 'mapped 1', 'mapped 2']);
+    expect(pipelined.label.data).toEqual(direct.label.data);
+    expect(pipelined.confidence.data).toEqual(direct.confidence.data);
+    expect(pipelined.region!.data).toEqual(direct.region!.data);
+    expect(pipelined.signals).toEqual(direct.signals);
   });
 
   it('recomputes regions with the per-volume β-quantile γ of the training rule', async () => {

@@ -141,7 +141,6 @@ export async function segmentVolume(vol: Volume<VoxelArray>, model: SliceModel, 
   if (tapRef && (tapRef.dims.some((d, i) => d !== vol.dims[i]) || tapRef.frames !== 1)) throw new InputError('reference label does not match the image grid', tapRef.meta.path);
   // Reference labels go to the model grid as training's labels did (older cards: nearest, the image's alignment).
   const refToModel = new PlaneResizer(width, height, mw, mh, card.resize.label ?? { interpolation: 'nearest', alignment: card.resize.image.alignment });
-  const refBatch = tapRef ? new Uint8Array(Math.min(batch, slices) * planeModel) : undefined;
   const refPlane = tapRef ? new Uint8Array(planeIn) : undefined;
 
   // Reference-free signals for the quality estimate.
@@ -152,8 +151,11 @@ export async function segmentVolume(vol: Volume<VoxelArray>, model: SliceModel, 
   const intensityTally = new Float64Array(3);
   const entropyTally = new Float64Array(2);
 
-  // Buffers reused by every batch.
-  const batchBuf = new Float32Array(Math.min(batch, slices) * planeModel);
+  // Two batch buffers: while the model runs one batch, the next is prepared in the other, and the
+  // batch before is mapped back while the next runs. Slices are prepared and mapped back in order,
+  // so every running sum adds up exactly as one batch at a time would.
+  const batchBufs = [0, 1].map(() => new Float32Array(Math.min(batch, slices) * planeModel));
+  const refBatches = [0, 1].map(() => (tapRef ? new Uint8Array(Math.min(batch, slices) * planeModel) : undefined));
   const rawPlane = new Float64Array(planeIn);
   const sourcePlane = new Float32Array(planeIn);
   const backU8 = new Uint8Array(planeIn);
@@ -161,8 +163,7 @@ export async function segmentVolume(vol: Volume<VoxelArray>, model: SliceModel, 
   const timings: SegmentTimings = { preprocessMs: 0, inferenceMs: 0, postprocessMs: 0 };
   timings.preprocessMs += now() - t0;
 
-  for (let k0 = 0; k0 < slices; k0 += batch) {
-    const count = Math.min(batch, slices - k0);
+  const prepare = (k0: number, count: number, batchBuf: Float32Array, refBatch: Uint8Array | undefined) => {
     const tPre = now();
     for (let b = 0; b < count; b++) {
       gatherPlane(grid, vol.data, k0 + b, rawPlane);
@@ -174,8 +175,9 @@ export async function segmentVolume(vol: Volume<VoxelArray>, model: SliceModel, 
         refToModel.resize(refPlane, 0, refBatch, b * planeModel);
       }
     }
-    const tRun = now();
-    const out: SliceOutputs = await model.run(batchBuf, count, mh, mw, fetch);
+    timings.preprocessMs += now() - tPre;
+  };
+  const mapBackBatch = (k0: number, count: number, out: SliceOutputs, refBatch: Uint8Array | undefined) => {
     const tPost = now();
     opts.tap?.onBatch(out, refBatch, count, planeModel);
     tallyForegroundEntropy(out.probabilities as Float32Array, out.label!, count, planeModel, classes, entropyTally);
@@ -204,10 +206,29 @@ export async function segmentVolume(vol: Volume<VoxelArray>, model: SliceModel, 
         }
       }
     }
-    const tEnd = now();
-    timings.preprocessMs += tRun - tPre;
-    timings.inferenceMs += tPost - tRun;
-    timings.postprocessMs += tEnd - tPost;
+    timings.postprocessMs += now() - tPost;
+  };
+  const start = (index: number): Promise<SliceOutputs> => {
+    const k0 = index * batch;
+    const run = model.run(batchBufs[index % 2], Math.min(batch, slices - k0), mh, mw, fetch);
+    // Awaited in the next round; until then a failure must not count as unhandled.
+    run.catch(() => undefined);
+    return run;
+  };
+
+  const batches = Math.ceil(slices / batch);
+  prepare(0, Math.min(batch, slices), batchBufs[0], refBatches[0]);
+  let running = start(0);
+  for (let index = 0; index < batches; index++) {
+    const k0 = index * batch;
+    const count = Math.min(batch, slices - k0);
+    const next = index + 1 < batches ? index + 1 : undefined;
+    if (next !== undefined) prepare(next * batch, Math.min(batch, slices - next * batch), batchBufs[next % 2], refBatches[next % 2]);
+    const tWait = now();
+    const out = await running;
+    timings.inferenceMs += now() - tWait;
+    if (next !== undefined) running = start(next);
+    mapBackBatch(k0, count, out, refBatches[index % 2]);
     opts.onProgress?.(k0 + count, slices);
   }
 

@@ -59,6 +59,11 @@ export interface SliceModel {
   readonly card: ModelCard;
   /** Which of the contract's outputs this model has. */
   readonly available: ReadonlySet<SliceOutputKind>;
+  /**
+   * The pipelines keep one call in flight while they prepare the next batch and map the last one
+   * back: a call's outputs must stay as returned until the next call settles, and `batch` is not
+   * written again before its call has settled.
+   */
   run(batch: Float32Array, n: number, height: number, width: number, fetch: readonly SliceOutputKind[]): Promise<SliceOutputs>;
   /** 3D models: `n` patches of [x, y, z] voxels (x fastest), outputs in the same order per channel. */
   runPatches?(batch: Float32Array, n: number, patch: readonly [number, number, number], fetch: readonly SliceOutputKind[]): Promise<SliceOutputs>;

@@ -109,6 +109,43 @@ describe('sliding-window inference', () => {
     }
   });
 
+  it('an async model runs the next window while one is added up, gets each window untouched, and gives the synchronous result', async () => {
+    const dims: Dims3 = [45, 30, 7];
+    const patch: Dims3 = [16, 16, 16];
+    const stride: Dims3 = [10, 12, 11];
+    const data = randomVolume(dims, 4);
+    // Outputs written into one shared buffer once the call settles, as pipeline-3d's model does.
+    const shared = new Float32Array(2 * 16 * 16 * 16);
+    const events: string[] = [];
+    let calls = 0;
+    let untouched = true;
+    const slow = async (w: Float32Array) => {
+      const call = calls++;
+      events.push(`run ${call}`);
+      const sent = w.slice();
+      await new Promise((resolve) => setTimeout(resolve, 2));
+      if (!sent.every((v, i) => v === w[i])) untouched = false;
+      shared.set(pointwise(sent));
+      return shared;
+    };
+    const r = await slidingWindowInference(data, dims, slow, { patch, stride, numClasses: 2, gaussian: true, onWindow: (done) => events.push(`added ${done}`) });
+    const reference = await slidingWindowInference(data, dims, pointwise, { patch, stride, numClasses: 2, gaussian: true });
+    expect(untouched).toBe(true);
+    expect(r.windows).toBe(calls);
+    // Window n + 1 is running before window n is added up.
+    const expected = ['run 0'];
+    for (let n = 1; n < calls; n++) expected.push(`run ${n}`, `added ${n}`);
+    expected.push(`added ${calls}`);
+    expect(events).toEqual(expected);
+    // A synchronous model computes at the call: each window is added up before the next call.
+    const syncEvents: string[] = [];
+    let syncCalls = 0;
+    await slidingWindowInference(data, dims, (w) => (syncEvents.push(`run ${syncCalls++}`), pointwise(w)), { patch, stride, numClasses: 2, onWindow: (done) => syncEvents.push(`added ${done}`) });
+    expect(syncEvents.slice(0, 4)).toEqual(['run 0', 'added 1', 'run 1', 'added 2']);
+    expect(r.probabilities[1]).toEqual(reference.probabilities[1]);
+    expect(r.waitMs).toBeGreaterThan(0);
+  });
+
   it('Gaussian weighting: nnU-Net’s map (σ = P/8, peak 1 at ⌊P/2⌋) weights each window’s voxels', async () => {
     const patch: Dims3 = [16, 8, 12];
     const g = gaussianImportance(patch);

@@ -23,7 +23,9 @@ export type Dims3 = [number, number, number];
 /**
  * Outputs for one window: numClasses × patch voxels of class logits (or probabilities, see
  * `outputs`), then `extraChannels` × patch voxels of further maps, channel slowest. May be async
- * (ONNX sessions are).
+ * (ONNX sessions are). The next window is gathered while a call runs; an async model's next call
+ * starts before this call's outputs are added up, so they must stay as returned until the next
+ * call settles. The window a call is given is not written again before that call has settled.
  */
 export type WindowModel = (window: Float32Array, patch: Dims3, place: WindowPlace) => Float32Array | Promise<Float32Array>;
 
@@ -82,6 +84,8 @@ export interface SlidingWindowResult {
   extra: Float32Array[];
   /** Windows run. */
   windows: number;
+  /** Milliseconds spent waiting for the model (the rest of the call gathers and adds up windows). */
+  waitMs: number;
 }
 
 /**
@@ -160,73 +164,107 @@ export async function slidingWindowInference(data: Float32Array, dims: Dims3, mo
   const sums = [...probabilities, ...extra];
   const outChannels = numClasses + extraChannels;
   const weight = new Float32Array(voxels);
-  const window = new Float32Array(patchVoxels * channels);
-  let done = 0;
+  // Two window buffers: the next window is gathered while the model runs on one, and a window's
+  // outputs are added up while the model runs on the next. Windows are added in order, so every
+  // voxel's sums are the same as one window at a time.
+  const windowBufs = [0, 1].map(() => new Float32Array(patchVoxels * channels));
+  const places: { si: number; sj: number; sk: number; wi: number; wj: number; wk: number }[] = [];
   for (let wk = 0; wk < starts[2].length; wk++) {
-    const sk = starts[2][wk];
     for (let wj = 0; wj < starts[1].length; wj++) {
-      const sj = starts[1][wj];
-      for (let wi = 0; wi < starts[0].length; wi++) {
-        const si = starts[0][wi];
-        opts.signal?.throwIfAborted();
-        // Window voxel (a, b, c) is padded-grid voxel (si + a, …), i.e. volume voxel (si + a − pad_i, …).
-        const ox = si - pad[0];
-        const oy = sj - pad[1];
-        const oz = sk - pad[2];
-        for (let ch = 0; ch < channels; ch++) {
-          let w = ch * patchVoxels;
-          for (let c = 0; c < pz; c++) {
-            const z = oz + c;
-            for (let b = 0; b < py; b++) {
-              const y = oy + b;
-              const inside = z >= 0 && z < nz && y >= 0 && y < ny;
-              const row = ch * voxels + (z * ny + y) * nx;
-              for (let a = 0; a < px; a++, w++) {
-                const x = ox + a;
-                window[w] = inside && x >= 0 && x < nx ? data[row + x] : padValue;
-              }
-            }
+      for (let wi = 0; wi < starts[0].length; wi++) places.push({ si: starts[0][wi], sj: starts[1][wj], sk: starts[2][wk], wi, wj, wk });
+    }
+  }
+  const placeOf = (index: number): WindowPlace => {
+    const { si, sj, sk, wi, wj, wk } = places[index];
+    // Window voxel (a, b, c) is padded-grid voxel (si + a, …), i.e. volume voxel (si + a − pad_i, …).
+    const owned = [ownedAlong(starts[0], wi, px, pad[0], nx), ownedAlong(starts[1], wj, py, pad[1], ny), ownedAlong(starts[2], wk, pz, pad[2], nz)];
+    return { origin: [si - pad[0], sj - pad[1], sk - pad[2]], owned: { lo: [owned[0][0], owned[1][0], owned[2][0]], hi: [owned[0][1], owned[1][1], owned[2][1]] } };
+  };
+  const gather = (place: WindowPlace, window: Float32Array) => {
+    const [ox, oy, oz] = place.origin;
+    for (let ch = 0; ch < channels; ch++) {
+      let w = ch * patchVoxels;
+      for (let c = 0; c < pz; c++) {
+        const z = oz + c;
+        for (let b = 0; b < py; b++) {
+          const y = oy + b;
+          const inside = z >= 0 && z < nz && y >= 0 && y < ny;
+          const row = ch * voxels + (z * ny + y) * nx;
+          for (let a = 0; a < px; a++, w++) {
+            const x = ox + a;
+            window[w] = inside && x >= 0 && x < nx ? data[row + x] : padValue;
           }
         }
-        const owned = [ownedAlong(starts[0], wi, px, pad[0], nx), ownedAlong(starts[1], wj, py, pad[1], ny), ownedAlong(starts[2], wk, pz, pad[2], nz)];
-        const place: WindowPlace = { origin: [ox, oy, oz], owned: { lo: [owned[0][0], owned[1][0], owned[2][0]], hi: [owned[0][1], owned[1][1], owned[2][1]] } };
-        const logits = await model(window, patch, place);
-        if (logits.length !== outChannels * patchVoxels) {
-          throw new Error(`sliding window: the model returned ${logits.length} values for a ${patch.join('×')} window, expected ${outChannels}×${patchVoxels}`);
-        }
-        let probs = logits;
-        if (softmax) {
-          probs = Float32Array.from(logits);
-          softmaxInPlace(probs, numClasses, patchVoxels);
-        }
-        // Add the window's part inside the volume (padding is never accumulated).
-        const a0 = Math.max(0, -ox);
-        const a1 = Math.min(px, nx - ox);
-        const b0 = Math.max(0, -oy);
-        const b1 = Math.min(py, ny - oy);
-        const c0 = Math.max(0, -oz);
-        const c1 = Math.min(pz, nz - oz);
-        for (let c = c0; c < c1; c++) {
-          for (let b = b0; b < b1; b++) {
-            const src = (c * py + b) * px;
-            const dst = ((oz + c) * ny + (oy + b)) * nx + ox;
-            for (let a = a0; a < a1; a++) {
-              const wv = importance ? importance[src + a] : 1;
-              weight[dst + a] += wv;
-              for (let k = 0; k < outChannels; k++) sums[k][dst + a] += wv * probs[k * patchVoxels + src + a];
-            }
-          }
-        }
-        done++;
-        opts.onWindow?.(done, total);
       }
     }
+  };
+  const accumulate = (place: WindowPlace, logits: Float32Array) => {
+    if (logits.length !== outChannels * patchVoxels) {
+      throw new Error(`sliding window: the model returned ${logits.length} values for a ${patch.join('×')} window, expected ${outChannels}×${patchVoxels}`);
+    }
+    let probs = logits;
+    if (softmax) {
+      probs = Float32Array.from(logits);
+      softmaxInPlace(probs, numClasses, patchVoxels);
+    }
+    // Add the window's part inside the volume (padding is never accumulated).
+    const [ox, oy, oz] = place.origin;
+    const a0 = Math.max(0, -ox);
+    const a1 = Math.min(px, nx - ox);
+    const b0 = Math.max(0, -oy);
+    const b1 = Math.min(py, ny - oy);
+    const c0 = Math.max(0, -oz);
+    const c1 = Math.min(pz, nz - oz);
+    for (let c = c0; c < c1; c++) {
+      for (let b = b0; b < b1; b++) {
+        const src = (c * py + b) * px;
+        const dst = ((oz + c) * ny + (oy + b)) * nx + ox;
+        for (let a = a0; a < a1; a++) {
+          const wv = importance ? importance[src + a] : 1;
+          weight[dst + a] += wv;
+          for (let k = 0; k < outChannels; k++) sums[k][dst + a] += wv * probs[k * patchVoxels + src + a];
+        }
+      }
+    }
+  };
+  const start = (index: number, place: WindowPlace): Float32Array | Promise<Float32Array> => {
+    const run = model(windowBufs[index % 2], patch, place);
+    // Awaited in the next round; until then a failure must not count as unhandled.
+    if (run instanceof Promise) run.catch(() => undefined);
+    return run;
+  };
+
+  let waitMs = 0;
+  opts.signal?.throwIfAborted();
+  let place = placeOf(0);
+  gather(place, windowBufs[0]);
+  let running = start(0, place);
+  for (let index = 0; index < total; index++) {
+    const nextPlace = index + 1 < total ? placeOf(index + 1) : undefined;
+    if (nextPlace) gather(nextPlace, windowBufs[(index + 1) % 2]);
+    const async = running instanceof Promise;
+    const t = globalThis.performance.now();
+    const logits = await running;
+    waitMs += globalThis.performance.now() - t;
+    // An async model computes the next window while this one is added up; a synchronous one
+    // would compute it right here, so this window is added up first.
+    const add = () => {
+      accumulate(place, logits);
+      opts.onWindow?.(index + 1, total);
+    };
+    if (!async) add();
+    if (nextPlace) {
+      opts.signal?.throwIfAborted();
+      running = start(index + 1, nextPlace);
+    }
+    if (async) add();
+    if (nextPlace) place = nextPlace;
   }
   for (let v = 0; v < voxels; v++) {
     const inv = 1 / weight[v];
     for (let k = 0; k < outChannels; k++) sums[k][v] *= inv;
   }
-  return { probabilities, extra, windows: total };
+  return { probabilities, extra, windows: total, waitMs };
 }
 
 /** Per voxel the most probable class (first on ties) and its probability. */
