@@ -1,7 +1,8 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { constants as zlibConstants, gunzipSync } from 'node:zlib';
+import { execFileSync } from 'node:child_process';
+import { constants as zlibConstants, crc32, gunzipSync, inflateRawSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { InputError, Volume, encodeNifti, scalingAffine } from '@alhvr/core';
 import { readNiftiFile } from '@alhvr/core/node';
@@ -63,6 +64,32 @@ describe('writeNiftiGzip', () => {
       await writeNiftiGzip(path, vol, { datatype: 'float32' });
       const expected = encodeNifti(vol, { datatype: 'float32', gzip: false });
       expect(new Uint8Array(gunzipSync(readFileSync(path)))).toEqual(expected);
+    }
+  });
+
+  it('writes a large map as pieces compressed side by side, joined into one gzip member', async () => {
+    const dims: [number, number, number] = [96, 80, 70];
+    let seed = 7;
+    const data = Float32Array.from({ length: dims[0] * dims[1] * dims[2] }, (_, i) => {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      return i % 5000 < 2500 ? 1 : 0.5 + (seed / 2 ** 32) * 0.5;
+    });
+    const vol = new Volume({ data, dims, affine: scalingAffine([1, 1, 2]) });
+    const expected = encodeNifti(vol, { datatype: 'float32', gzip: false });
+    for (const pieceBytes of [64 * 1024, 1000 * 1000 + 3]) {
+      const path = join(dir, `pieces-${pieceBytes}.nii.gz`);
+      await writeNiftiGzip(path, vol, { datatype: 'float32', pieceBytes });
+      const file = readFileSync(path);
+      expect(new Uint8Array(gunzipSync(file))).toEqual(expected);
+      // One member: the deflate stream after the 10-byte header holds every byte, and the trailer
+      // carries the CRC and size of all of them.
+      expect(Array.from(file.subarray(0, 4))).toEqual([0x1f, 0x8b, 8, 0]);
+      expect(new Uint8Array(inflateRawSync(file.subarray(10, file.length - 8)))).toEqual(expected);
+      expect(file.readUInt32LE(file.length - 8)).toBe(crc32(expected) >>> 0);
+      expect(file.readUInt32LE(file.length - 4)).toBe(expected.length);
+      execFileSync('gzip', ['-t', path]); // another implementation accepts it
+      const back = await readNiftiFile(path);
+      expect(back.data).toEqual(vol.data);
     }
   });
 });

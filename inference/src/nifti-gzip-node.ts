@@ -1,8 +1,9 @@
 import { createWriteStream } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
-import { constants as zlibConstants, createGzip, deflateRaw } from 'node:zlib';
+import { constants as zlibConstants, crc32, createGzip, deflateRaw } from 'node:zlib';
 import { InputError, encodeNiftiParts, type Volume } from '@alhvr/core';
 import { writeAtomicWith } from '@alhvr/core/node';
 
@@ -44,6 +45,53 @@ export interface NiftiGzipOptions {
   datatype?: 'uint8' | 'float32';
   description?: string;
   level?: number;
+  /** Voxel bytes per independently compressed piece of a large map (default PIECE_BYTES). */
+  pieceBytes?: number;
+}
+
+/**
+ * Maps of more than two pieces are compressed piece by piece in the thread pool, several at once
+ * (a 512×512×300 float32 map is 38 pieces), into one gzip member as pigz writes it: each piece a
+ * deflate stream of its own, ended by a sync flush (the last one finished), so the pieces join into
+ * one deflate stream any gzip reader takes. At most PIECES_IN_FLIGHT compressed pieces are held.
+ */
+export const PIECE_BYTES = 8 << 20;
+const PIECES_IN_FLIGHT = 4;
+
+async function writeGzipInPieces(tmp: string, parts: Uint8Array[], level: number, strategy: number, pieceBytes: number): Promise<void> {
+  const pieces: Uint8Array[] = [];
+  let crc = 0;
+  let size = 0;
+  for (const part of parts) {
+    crc = crc32(part, crc);
+    size += part.byteLength;
+    for (let at = 0; at < part.byteLength; at += pieceBytes) pieces.push(part.subarray(at, Math.min(part.byteLength, at + pieceBytes)));
+  }
+  const compress = (n: number) => {
+    const piece = pieces[n];
+    const last = n === pieces.length - 1;
+    const run = deflateRawAsync(Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength), { level, strategy, finishFlush: last ? zlibConstants.Z_FINISH : zlibConstants.Z_SYNC_FLUSH });
+    run.catch(() => undefined); // awaited in order below
+    return run;
+  };
+  const file = await open(tmp, 'w');
+  try {
+    // gzip header: deflate, no flags, mtime 0 (the same map always gives the same bytes), OS unknown.
+    await file.write(Uint8Array.of(0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255));
+    const running = pieces.slice(0, PIECES_IN_FLIGHT).map((_, n) => compress(n));
+    for (let n = 0; n < pieces.length; n++) {
+      const compressed = await running[n];
+      if (n + PIECES_IN_FLIGHT < pieces.length) running.push(compress(n + PIECES_IN_FLIGHT));
+      await file.write(compressed);
+      delete running[n];
+    }
+    const trailer = Buffer.alloc(8);
+    trailer.writeUInt32LE(crc >>> 0, 0);
+    trailer.writeUInt32LE(size % 2 ** 32, 4);
+    await file.write(trailer);
+  } finally {
+    await file.close();
+  }
 }
 
 /**
@@ -62,16 +110,20 @@ export async function writeNiftiGzip(path: string, vol: Volume, opts: NiftiGzipO
     throw err;
   }
   // Streamed: header and voxels (views, no copy) through node:zlib in libuv's thread pool straight
-  // into the temporary file, so no compressed copy of a CT-sized map is ever held in memory.
+  // into the temporary file, so no compressed copy of a CT-sized map is ever held in memory (large
+  // maps: a few compressed pieces at a time).
   const level = opts.level ?? OUTPUT_GZIP_LEVEL;
   const strategy = opts.datatype === 'float32' || (opts.datatype === undefined && vol.data instanceof Float32Array) ? await deflateStrategyFor(parts[1], level) : zlibConstants.Z_DEFAULT_STRATEGY;
+  const pieceBytes = opts.pieceBytes ?? PIECE_BYTES;
   try {
     await writeAtomicWith(path, (tmp) =>
-      pipeline(
-        Readable.from(parts.map((p) => Buffer.from(p.buffer, p.byteOffset, p.byteLength))),
-        createGzip({ level, strategy, chunkSize: 1 << 20 }),
-        createWriteStream(tmp),
-      ),
+      parts[1].byteLength > 2 * pieceBytes
+        ? writeGzipInPieces(tmp, parts, level, strategy, pieceBytes)
+        : pipeline(
+            Readable.from(parts.map((p) => Buffer.from(p.buffer, p.byteOffset, p.byteLength))),
+            createGzip({ level, strategy, chunkSize: 1 << 20 }),
+            createWriteStream(tmp),
+          ),
     );
   } catch (err) {
     const code = (err as NodeJS.ErrnoException)?.code;
