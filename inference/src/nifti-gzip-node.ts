@@ -70,7 +70,7 @@ async function writeGzipInPieces(tmp: string, parts: Uint8Array[], level: number
   const compress = (n: number) => {
     const piece = pieces[n];
     const last = n === pieces.length - 1;
-    const run = deflateRawAsync(Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength), { level, strategy, finishFlush: last ? zlibConstants.Z_FINISH : zlibConstants.Z_SYNC_FLUSH });
+    const run = deflateRawAsync(Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength), { level, strategy, chunkSize: 1 << 20, finishFlush: last ? zlibConstants.Z_FINISH : zlibConstants.Z_SYNC_FLUSH });
     run.catch(() => undefined); // awaited in order below
     return run;
   };
