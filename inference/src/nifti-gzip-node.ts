@@ -75,20 +75,23 @@ async function writeGzipInPieces(tmp: string, parts: Uint8Array[], level: number
     return run;
   };
   const file = await open(tmp, 'w');
+  const writeAll = async (bytes: Uint8Array) => {
+    for (let at = 0; at < bytes.byteLength; ) at += (await file.write(bytes, at, bytes.byteLength - at)).bytesWritten;
+  };
   try {
     // gzip header: deflate, no flags, mtime 0 (the same map always gives the same bytes), OS unknown.
-    await file.write(Uint8Array.of(0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255));
+    await writeAll(Uint8Array.of(0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255));
     const running = pieces.slice(0, PIECES_IN_FLIGHT).map((_, n) => compress(n));
     for (let n = 0; n < pieces.length; n++) {
       const compressed = await running[n];
       if (n + PIECES_IN_FLIGHT < pieces.length) running.push(compress(n + PIECES_IN_FLIGHT));
-      await file.write(compressed);
+      await writeAll(compressed);
       delete running[n];
     }
     const trailer = Buffer.alloc(8);
     trailer.writeUInt32LE(crc >>> 0, 0);
     trailer.writeUInt32LE(size % 2 ** 32, 4);
-    await file.write(trailer);
+    await writeAll(trailer);
   } finally {
     await file.close();
   }
