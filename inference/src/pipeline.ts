@@ -208,22 +208,22 @@ export async function segmentVolume(vol: Volume<VoxelArray>, model: SliceModel, 
     }
     timings.postprocessMs += now() - tPost;
   };
+  const batches = Math.ceil(slices / batch);
+  const countOf = (index: number) => Math.min(batch, slices - index * batch);
   const start = (index: number): Promise<SliceOutputs> => {
-    const k0 = index * batch;
-    const run = model.run(batchBufs[index % 2], Math.min(batch, slices - k0), mh, mw, fetch);
+    const run = model.run(batchBufs[index % 2], countOf(index), mh, mw, fetch);
     // Awaited in the next round; until then a failure must not count as unhandled.
     run.catch(() => undefined);
     return run;
   };
 
-  const batches = Math.ceil(slices / batch);
-  prepare(0, Math.min(batch, slices), batchBufs[0], refBatches[0]);
+  prepare(0, countOf(0), batchBufs[0], refBatches[0]);
   let running = start(0);
   for (let index = 0; index < batches; index++) {
     const k0 = index * batch;
-    const count = Math.min(batch, slices - k0);
+    const count = countOf(index);
     const next = index + 1 < batches ? index + 1 : undefined;
-    if (next !== undefined) prepare(next * batch, Math.min(batch, slices - next * batch), batchBufs[next % 2], refBatches[next % 2]);
+    if (next !== undefined) prepare(next * batch, countOf(next), batchBufs[next % 2], refBatches[next % 2]);
     const tWait = now();
     const out = await running;
     timings.inferenceMs += now() - tWait;

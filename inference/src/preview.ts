@@ -13,7 +13,7 @@
  */
 import { crc32, deflateSync, constants as zlibConstants } from 'node:zlib';
 import { REGION, REGION_COLORS, displayWindow, type ModelCard, type Orientation, type RgbColor, type Volume, type VoxelArray } from '@alhvr/core';
-import { canonicalGrid, gatherPlane, type CanonicalGrid } from './canonical-grid.js';
+import { canonicalGrid, gatherPlane } from './canonical-grid.js';
 import type { Verdict } from './report.js';
 
 /** A rasterized SVG layer: RGBA with premultiplied alpha, transparent where nothing is drawn. */
@@ -76,18 +76,17 @@ export function missedReason(a: PreviewAnnotation): string | undefined {
 /** Foreground voxel count of each slice along the canonical slice axis. */
 function foregroundPerSlice(label: Volume<Uint8Array>, orientation: Orientation): number[] {
   const grid = canonicalGrid(label.dims, orientation);
-  return Array.from({ length: grid.dims[2] }, (_, k) => nonZeroInPlane(grid, label.data, k));
+  const plane = new Uint8Array(grid.dims[0] * grid.dims[1]);
+  return Array.from({ length: grid.dims[2] }, (_, k) => {
+    gatherPlane(grid, label.data, k, plane);
+    return countNonZero(plane);
+  });
 }
 
-/** Voxels of canonical plane k that are not 0, counted where they lie (no copy of the plane). */
-function nonZeroInPlane(grid: CanonicalGrid, data: Uint8Array, k: number): number {
-  const [w, h] = grid.dims;
-  const [s0, s1, s2] = grid.step;
+/** Values that are not 0; a function of its own so V8 optimises the loop once. */
+function countNonZero(values: Uint8Array): number {
   let n = 0;
-  for (let j = 0; j < h; j++) {
-    let q = grid.start + j * s1 + k * s2;
-    for (let i = 0; i < w; i++, q += s0) if (data[q] !== 0) n++;
-  }
+  for (let i = 0; i < values.length; i++) if (values[i] !== 0) n++;
   return n;
 }
 

@@ -168,18 +168,19 @@ export async function slidingWindowInference(data: Float32Array, dims: Dims3, mo
   // outputs are added up while the model runs on the next. Windows are added in order, so every
   // voxel's sums are the same as one window at a time.
   const windowBufs = [0, 1].map(() => new Float32Array(patchVoxels * channels));
-  const places: { si: number; sj: number; sk: number; wi: number; wj: number; wk: number }[] = [];
+  const places: WindowPlace[] = [];
   for (let wk = 0; wk < starts[2].length; wk++) {
     for (let wj = 0; wj < starts[1].length; wj++) {
-      for (let wi = 0; wi < starts[0].length; wi++) places.push({ si: starts[0][wi], sj: starts[1][wj], sk: starts[2][wk], wi, wj, wk });
+      for (let wi = 0; wi < starts[0].length; wi++) {
+        // Window voxel (a, b, c) is padded-grid voxel (si + a, …), i.e. volume voxel (si + a − pad_i, …).
+        const owned = [ownedAlong(starts[0], wi, px, pad[0], nx), ownedAlong(starts[1], wj, py, pad[1], ny), ownedAlong(starts[2], wk, pz, pad[2], nz)];
+        places.push({
+          origin: [starts[0][wi] - pad[0], starts[1][wj] - pad[1], starts[2][wk] - pad[2]],
+          owned: { lo: [owned[0][0], owned[1][0], owned[2][0]], hi: [owned[0][1], owned[1][1], owned[2][1]] },
+        });
+      }
     }
   }
-  const placeOf = (index: number): WindowPlace => {
-    const { si, sj, sk, wi, wj, wk } = places[index];
-    // Window voxel (a, b, c) is padded-grid voxel (si + a, …), i.e. volume voxel (si + a − pad_i, …).
-    const owned = [ownedAlong(starts[0], wi, px, pad[0], nx), ownedAlong(starts[1], wj, py, pad[1], ny), ownedAlong(starts[2], wk, pz, pad[2], nz)];
-    return { origin: [si - pad[0], sj - pad[1], sk - pad[2]], owned: { lo: [owned[0][0], owned[1][0], owned[2][0]], hi: [owned[0][1], owned[1][1], owned[2][1]] } };
-  };
   const gather = (place: WindowPlace, window: Float32Array) => {
     const [ox, oy, oz] = place.origin;
     for (let ch = 0; ch < channels; ch++) {
@@ -227,8 +228,8 @@ export async function slidingWindowInference(data: Float32Array, dims: Dims3, mo
       }
     }
   };
-  const start = (index: number, place: WindowPlace): Float32Array | Promise<Float32Array> => {
-    const run = model(windowBufs[index % 2], patch, place);
+  const start = (index: number): Float32Array | Promise<Float32Array> => {
+    const run = model(windowBufs[index % 2], patch, places[index]);
     // Awaited in the next round; until then a failure must not count as unhandled.
     if (run instanceof Promise) run.catch(() => undefined);
     return run;
@@ -236,12 +237,11 @@ export async function slidingWindowInference(data: Float32Array, dims: Dims3, mo
 
   let waitMs = 0;
   opts.signal?.throwIfAborted();
-  let place = placeOf(0);
-  gather(place, windowBufs[0]);
-  let running = start(0, place);
+  gather(places[0], windowBufs[0]);
+  let running = start(0);
   for (let index = 0; index < total; index++) {
-    const nextPlace = index + 1 < total ? placeOf(index + 1) : undefined;
-    if (nextPlace) gather(nextPlace, windowBufs[(index + 1) % 2]);
+    const next = index + 1 < total ? index + 1 : undefined;
+    if (next !== undefined) gather(places[next], windowBufs[next % 2]);
     const async = running instanceof Promise;
     const t = globalThis.performance.now();
     const logits = await running;
@@ -249,16 +249,15 @@ export async function slidingWindowInference(data: Float32Array, dims: Dims3, mo
     // An async model computes the next window while this one is added up; a synchronous one
     // would compute it right here, so this window is added up first.
     const add = () => {
-      accumulate(place, logits);
+      accumulate(places[index], logits);
       opts.onWindow?.(index + 1, total);
     };
     if (!async) add();
-    if (nextPlace) {
+    if (next !== undefined) {
       opts.signal?.throwIfAborted();
-      running = start(index + 1, nextPlace);
+      running = start(next);
     }
     if (async) add();
-    if (nextPlace) place = nextPlace;
   }
   for (let v = 0; v < voxels; v++) {
     const inv = 1 / weight[v];
