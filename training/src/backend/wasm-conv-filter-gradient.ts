@@ -1,7 +1,8 @@
 /**
  * `Conv2DBackpropFilter` (dW) for the wasm backend, which tfjs-backend-wasm 4.22 lacks (tf.grad of
- * a conv2d filter throws). Stride 1: our SIMD kernel for up to 16 channels, otherwise one XNNPACK
- * GEMM per filter tap on shifted views of xᵀ; other strides: im2colᵀ(x) · dy per chunk of pixels.
+ * a conv2d filter throws). 3×3 'same' stride 1 (every U-Net convolution but the 1×1 heads): our
+ * SIMD kernel; other stride-1 convolutions: one XNNPACK GEMM per filter tap on shifted views of
+ * xᵀ; other strides: im2colᵀ(x) · dy per chunk of pixels.
  *
  * Only the BatchMatMul fast path of the wasm backend uses XNNPACK (no transposes, batch 1; every
  * other case is a naive triple loop), so the GEMMs here are laid out to hit exactly that path,
@@ -11,6 +12,7 @@ import { backend_util, type KernelFunc, type TensorInfo } from '@tensorflow/tfjs
 import { aliasTensor, cKernels, disposeAlias, heapOffset, idOf, runKernel, shapeBytes, wasmInternals, type WasmBackendInternals } from './wasm-internals.js';
 import { copyRows } from './wasm-layout-kernels.js';
 import { wasmSimdOf, type WasmSimd } from './wasm-simd.js';
+import { FILTER_GRADIENT_BLOCKS } from './wasm-simd-wat.js';
 
 /**
  * Floats per im2col chunk. 2^21 floats = 8 MiB keeps the scratch buffer and one dy chunk's packed
@@ -21,19 +23,10 @@ import { wasmSimdOf, type WasmSimd } from './wasm-simd.js';
 const IM2COL_CHUNK_FLOATS = 1 << 21;
 
 /**
- * Where the SIMD dW kernel beats the nine-GEMM path (bench/conv-kernels.ts, U-Net layers at 8×128²
- * and 2×256²): up to 16 input and 16 output channels (1.2–1.5× faster; equal at 16→16 on 2×256²).
- * With more channels its passes over x multiply and fall out of cache, and the GEMMs, which use
- * both threads, win by up to 4×.
+ * Input floats per pixel chunk of the SIMD kernel: 32 KiB of x, which stays in the first-level
+ * cache while every block of the chunk reads it (the chunk is at least 64 pixels).
  */
-const SIMD_DW_MAX_CHANNELS = 16;
-/**
- * With the helper thread (wasm-simd-helper-node.ts) the SIMD kernel uses both cores too: then it
- * beats or ties the nine GEMMs up to 32 input channels on every recipe layer (8×128² … 8×16²,
- * e.g. 4.6 against 8.6 ms at 8→8 on 128², 3.9 against 4.3 at 32→32 on 32²), and the GEMMs are
- * ahead by 5–10 % from 64 input channels on (2026-12-05, kernel against kernel in one process).
- */
-const SIMD_DW_MAX_INPUT_CHANNELS_TWO_THREADS = 32;
+const DW_CHUNK_INPUT_FLOATS = 8192;
 
 function toNhwc(t: TensorInfo, backend: object): TensorInfo {
   return runKernel('Transpose', { x: t }, backend, { perm: [0, 2, 3, 1] });
@@ -194,39 +187,33 @@ function backpropFilterByTaps(backend: WasmBackendInternals, x: TensorInfo, dy: 
 }
 
 /**
- * 3×3 stride-1 dW with our SIMD kernel (wasm-simd-wat.ts): x and dy on the same zero-padded
- * pixel grid as in the taps path, then per tap and per block of 4 input × 8 output channels one
- * pass over the pixels with the 8 accumulators in registers, writing dW in its final
- * [3, 3, Cin, Cout] layout. No im2col buffer, no GEMM packing; one thread.
+ * dW of a 3×3, stride-1, 'same' convolution with our SIMD kernel (dw_3x3 in wasm-simd-wat.ts):
+ * per block of 4 input × 8 output channels and per tap, the 8 accumulators stay in registers
+ * while the kernel runs over the pixels whose tap input lies in the image, chunk of rows by chunk
+ * of rows, writing dW in its final [3, 3, Cin, Cout] layout. x and dy are read where they lie: no
+ * padded copies, no im2col buffer, no GEMM packing; with the helper thread both cores.
  */
-function backpropFilterSimd(backend: WasmBackendInternals, x: TensorInfo, dy: TensorInfo, info: backend_util.Conv2DInfo, simd: WasmSimd): TensorInfo {
-  const { inChannels: Cin, outChannels: Cout } = info;
-  const { top: pt, bottom: pb, left: pl, right: pr } = info.padInfo;
-  const { Wp, Hp, pixels } = paddedGrid(info);
-  // One extra zero image keeps every tap's window inside xpad.
-  const xpad = zeroPadNhwc(backend, x, [[0, 1], [pt, pb], [pl, pr]]);
-  const dyGrid = dyOnGrid(backend, dy, info, Hp, Wp);
+function backpropFilterSimd(
+  backend: WasmBackendInternals, x: TensorInfo, dy: TensorInfo, info: backend_util.Conv2DInfo, simd: WasmSimd, block: number,
+): TensorInfo {
+  const { batchSize: B, inHeight: H, inWidth: W, inChannels: Cin, outChannels: Cout } = info;
+  const [r, c] = FILTER_GRADIENT_BLOCKS[block];
   const out = backend.makeOutput([3, 3, Cin, Cout], 'float32');
-  const [xo, dyo, oo] = [heapOffset(backend, xpad), heapOffset(backend, dyGrid), heapOffset(backend, out)];
-  // Blocks j = (tap, input block, output block); with the helper thread it takes the second half.
-  const [ciBlocks, coBlocks] = [Cin / 4, Cout / 8];
-  const blocks = 9 * ciBlocks * coBlocks;
+  backend.typedArrayFromHeap(out).fill(0);
+  const job = {
+    block, x: heapOffset(backend, x), dy: heapOffset(backend, dy), rows: B * H, h: H, w: W, cin: Cin, cout: Cout, out: heapOffset(backend, out),
+    chunkRows: Math.ceil(Math.max(64, DW_CHUNK_INPUT_FLOATS / Cin) / W),
+  };
+  // Blocks are (tap, input block, output block); with the helper thread it takes the second half.
+  const blocks = 9 * (Cin / r) * (Cout / c);
   const mine = simd.helper ? Math.ceil(blocks / 2) : blocks;
-  simd.helper?.startFilterGradient({ x: xo, dy: dyo, out: oo, pixels, cin: Cin, cout: Cout, wp: Wp }, mine, blocks);
+  simd.helper?.startFilterGradient(job, mine, blocks);
   try {
-    for (let j = 0; j < mine; j++) {
-      const tap = Math.floor(j / (ciBlocks * coBlocks));
-      const ci = Math.floor((j % (ciBlocks * coBlocks)) / coBlocks) * 4;
-      const co = (j % coBlocks) * 8;
-      const off = Math.floor(tap / 3) * Wp + (tap % 3);
-      simd.exports.dw_tap_4x8(xo + (off * Cin + ci) * 4, dyo + co * 4, pixels, Cin, Cout, oo + ((tap * Cin + ci) * Cout + co) * 4);
-    }
+    simd.exports[`dw_3x3_${r}x${c}`](job.x, job.dy, job.rows, job.h, job.w, job.cin, job.cout, job.out, 0, mine, job.chunkRows);
   } finally {
     // Never free what the helper may still be reading.
     simd.helper?.finish();
   }
-  backend.disposeData(xpad.dataId);
-  if (dyGrid !== dy) backend.disposeData(dyGrid.dataId);
   return out;
 }
 
@@ -313,11 +300,13 @@ function filterGradient(
 ): TensorInfo {
   const stride1 = info.strideHeight === 1 && info.strideWidth === 1 && info.dilationHeight === 1 && info.dilationWidth === 1;
   const simd = wasmSimdOf(backend);
-  const simdApplies = simd !== undefined && stride1 && info.filterHeight === 3 && info.filterWidth === 3 &&
-    info.inChannels % 4 === 0 && info.outChannels % 8 === 0;
-  const simdPays = simd?.helper ? info.inChannels <= SIMD_DW_MAX_INPUT_CHANNELS_TWO_THREADS : info.outChannels <= SIMD_DW_MAX_CHANNELS && info.inChannels <= SIMD_DW_MAX_CHANNELS;
-  if (simdApplies && (path === 'simd' || (path === 'auto' && simdPays))) {
-    return backpropFilterSimd(backend, x, dy, info, simd);
+  const { top, bottom, left, right } = info.padInfo;
+  const samePadding = top === 1 && bottom === 1 && left === 1 && right === 1;
+  // the largest channel blocks that divide the channels
+  const block = FILTER_GRADIENT_BLOCKS.findIndex(([r, c]) => info.inChannels % r === 0 && info.outChannels % c === 0);
+  if (simd !== undefined && stride1 && samePadding && info.filterHeight === 3 && info.filterWidth === 3 && block >= 0 &&
+    (path === 'simd' || path === 'auto')) {
+    return backpropFilterSimd(backend, x, dy, info, simd, block);
   }
   // Stride 1 beyond the SIMD kernel's range: the nine GEMMs beat the block-copy (taps) path on
   // every U-Net layer measured (up to 1.8×) and tie the per-element im2col on 8×8 planes. The

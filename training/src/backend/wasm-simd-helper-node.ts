@@ -10,12 +10,13 @@
  * costs more than a small layer's whole gradient).
  */
 import { Worker } from 'node:worker_threads';
+import { FILTER_GRADIENT_BLOCKS } from './wasm-simd-wat.js';
 
 /** Slots of the control array. */
 const GO = 0;
 const DONE = 1;
 const ARGS = 2;
-const ARG_COUNT = 9;
+const ARG_COUNT = 12;
 /** DONE values. */
 const RUNNING = 0;
 const FINISHED = 1;
@@ -23,25 +24,18 @@ const FAILED = 2;
 /** A helper that has not answered in this long is dead (its thread crashed): the caller stops waiting and says so. */
 const WAIT_LIMIT_MS = 120_000;
 
-// Plain JavaScript evaluated in the worker. Block j of a job is (tap, input block, output block)
-// in that order, as the caller enumerates them.
+// Plain JavaScript evaluated in the worker: the blocks of a job it was given, by the same kernel
+// the caller runs on the others (dw_3x3_RxC in wasm-simd-wat.ts).
 const WORKER_SOURCE = `
 const { workerData } = require('node:worker_threads');
 const { memory, bytes, control } = workerData;
-const dw = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports.dw_tap_4x8;
+const kernels = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports;
 for (;;) {
   Atomics.wait(control, ${GO}, 0);
   Atomics.store(control, ${GO}, 0);
   try {
-    const [x, dy, out, pixels, cin, cout, wp, from, to] = control.subarray(${ARGS}, ${ARGS + ARG_COUNT});
-    const perTap = (cin / 4) * (cout / 8);
-    for (let j = from; j < to; j++) {
-      const tap = Math.floor(j / perTap);
-      const ci = Math.floor((j % perTap) / (cout / 8)) * 4;
-      const co = (j % (cout / 8)) * 8;
-      const off = Math.floor(tap / 3) * wp + (tap % 3);
-      dw(x + (off * cin + ci) * 4, dy + co * 4, pixels, cin, cout, out + ((tap * cin + ci) * cout + co) * 4);
-    }
+    const [block, ...args] = control.subarray(${ARGS}, ${ARGS + ARG_COUNT});
+    kernels[${JSON.stringify(FILTER_GRADIENT_BLOCKS.map(([r, c]) => `dw_3x3_${r}x${c}`))}[block]](...args);
     Atomics.store(control, ${DONE}, ${FINISHED});
   } catch {
     Atomics.store(control, ${DONE}, ${FAILED});
@@ -50,12 +44,19 @@ for (;;) {
 }
 `;
 
+/** A 3×3 filter gradient as dw_3x3_RxC takes it (byte offsets into the shared heap; image rows per chunk). */
+export interface FilterGradientJob {
+  /** Index into FILTER_GRADIENT_BLOCKS: which dw_3x3_RxC runs. */
+  block: number;
+  x: number; dy: number; rows: number; h: number; w: number; cin: number; cout: number; out: number; chunkRows: number;
+}
+
 export interface SimdHelper {
   /**
    * 3×3 filter-gradient blocks [from, to) of a job (see WORKER_SOURCE) on the helper thread; returns
    * at once. `finish` waits for them.
    */
-  startFilterGradient(args: { x: number; dy: number; out: number; pixels: number; cin: number; cout: number; wp: number }, from: number, to: number): void;
+  startFilterGradient(args: FilterGradientJob, from: number, to: number): void;
   finish(): void;
 }
 
@@ -67,7 +68,7 @@ export function startSimdHelper(memory: WebAssembly.Memory, bytes: Uint8Array): 
   worker.unref();
   return {
     startFilterGradient(a, from, to) {
-      control.set([a.x, a.dy, a.out, a.pixels, a.cin, a.cout, a.wp, from, to], ARGS);
+      control.set([a.block, a.x, a.dy, a.rows, a.h, a.w, a.cin, a.cout, a.out, from, to, a.chunkRows], ARGS);
       Atomics.store(control, DONE, RUNNING);
       Atomics.store(control, GO, 1);
       Atomics.notify(control, GO);

@@ -1,3 +1,109 @@
+/** Blocks of input × output channels the 3×3 filter-gradient kernel comes in: export `dw_3x3_${r}x${c}` each. */
+export const FILTER_GRADIENT_BLOCKS = [[4, 8], [4, 4], [1, 8], [1, 4]] as const;
+
+/**
+ * The 3×3 filter-gradient kernels for blocks of r input × c output channels (c a multiple of 4):
+ * r·c/4 accumulators (at most 8, so that with dy's c/4 vectors and the splat they fit the 16
+ * SIMD registers of x64).
+ */
+function filterGradientKernels(r: number, c: number): string {
+  const name = `${r}x${c}`;
+  const rows = [...Array(r).keys()];
+  const vecs = [...Array(c / 4).keys()];
+  const acc = (i: number, v: number) => `$a${i}${v}`;
+  const each = (f: (i: number, v: number) => string) => rows.map((i) => vecs.map((v) => f(i, v)).join('\n')).join('\n');
+  const rowsOfOut = (f: (i: number, v: number) => string) => rows.map((i) => [
+    ...(i > 0 ? ['      (local.set $o (i32.add (local.get $o) (local.get $ds)))'] : []),
+    ...vecs.map((v) => f(i, v)),
+  ].join('\n')).join('\n');
+  return String.raw`
+  ;; One ${name} block of the 3×3 filter gradient over n pixels: out[${r} rows, ${c}] (+)= sum over the
+  ;; pixels of x[p, ${r} input channels]ᵀ · dy[p, ${c} output channels], x and dy stepping by xs and ds
+  ;; bytes. first = 1 starts from zero, otherwise from what out holds (the sums of earlier chunks:
+  ;; stored and reloaded exactly, so a chunked sum is bit for bit the one-pass sum).
+  (func $dw_run_${name} (param $x i32) (param $dy i32) (param $n i32) (param $xs i32) (param $ds i32)
+        (param $out i32) (param $first i32)
+    (local $s v128) (local $o i32) ${vecs.map((v) => `(local $d${v} v128)`).join(' ')}
+    ${rows.map((i) => vecs.map((v) => `(local ${acc(i, v)} v128)`).join(' ')).join(' ')}
+    (local.set $o (local.get $out))
+    (if (i32.eqz (local.get $first)) (then
+${rowsOfOut((i, v) => `      (local.set ${acc(i, v)} (v128.load offset=${16 * v} (local.get $o)))`)}))
+    (block $done (loop $px
+      (br_if $done (i32.eqz (local.get $n)))
+${vecs.map((v) => `      (local.set $d${v} (v128.load offset=${16 * v} (local.get $dy)))`).join('\n')}
+${rows.map((i) => [`      (local.set $s (v128.load32_splat offset=${4 * i} (local.get $x)))`,
+    ...vecs.map((v) => `      (local.set ${acc(i, v)} (f32x4.add (local.get ${acc(i, v)}) (f32x4.mul (local.get $s) (local.get $d${v}))))`)].join('\n')).join('\n')}
+      (local.set $x (i32.add (local.get $x) (local.get $xs)))
+      (local.set $dy (i32.add (local.get $dy) (local.get $ds)))
+      (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+      (br $px)))
+    (local.set $o (local.get $out))
+${rowsOfOut((i, v) => `      (v128.store offset=${16 * v} (local.get $o) (local.get ${acc(i, v)}))`)})
+
+  ;; Rows [r0, r0 + n) of one ${name} block (tap kh, kw; see dw_3x3_${name}), added to out: for each
+  ;; output row r = b·h + oh whose input row oh + kh - 1 lies in the image, the run of output
+  ;; columns whose input column lies in it too. x and dy point to channel ci and co of pixel 0.
+  (func $dw_rows_${name} (param $x i32) (param $dy i32) (param $r0 i32) (param $n i32) (param $h i32) (param $w i32)
+        (param $kh i32) (param $kw i32) (param $xs i32) (param $ds i32) (param $out i32)
+    (local $r i32) (local $end i32) (local $ih i32) (local $c0 i32) (local $cols i32)
+    ;; valid output columns [c0, c0 + cols): kw = 0 misses the first, kw = 2 the last
+    (local.set $c0 (i32.eqz (local.get $kw)))
+    (local.set $cols (i32.sub (local.get $w) (i32.ne (local.get $kw) (i32.const 1))))
+    (local.set $r (local.get $r0))
+    (local.set $end (i32.add (local.get $r0) (local.get $n)))
+    (block $done (loop $row
+      (br_if $done (i32.ge_u (local.get $r) (local.get $end)))
+      (local.set $ih (i32.sub (i32.add (i32.rem_u (local.get $r) (local.get $h)) (local.get $kh)) (i32.const 1)))
+      (if (i32.and (i32.ge_s (local.get $ih) (i32.const 0)) (i32.lt_s (local.get $ih) (local.get $h))) (then
+        (call $dw_run_${name}
+          ;; x[b, ih, c0 + kw - 1] = x[(r + kh - 1)·w + c0 + kw - 1]
+          (i32.add (local.get $x) (i32.mul (i32.sub (i32.add (i32.add (i32.mul (i32.add (local.get $r) (local.get $kh)) (local.get $w))
+            (local.get $c0)) (local.get $kw)) (i32.add (local.get $w) (i32.const 1))) (local.get $xs)))
+          (i32.add (local.get $dy) (i32.mul (i32.add (i32.mul (local.get $r) (local.get $w)) (local.get $c0)) (local.get $ds)))
+          (local.get $cols) (local.get $xs) (local.get $ds) (local.get $out) (i32.const 0))))
+      (local.set $r (i32.add (local.get $r) (i32.const 1)))
+      (br $row))))
+
+  ;; Blocks [from, to) of the filter gradient of a 3×3, stride-1, 'same' convolution: x [rows, w,
+  ;; cin] and dy [rows, w, cout], rows = batch·h, block j being (tap, block of ${r} input channels,
+  ;; block of ${c} output channels) in that order: dW[tap, ci..ci+${r}, co..co+${c}] += the sum over output
+  ;; pixels of x at the tap's input pixel (inside the image) · dy. The rows go by in chunks, every
+  ;; block of this thread per chunk, so a chunk of x and dy is read from cache by all of them
+  ;; instead of once per block from memory. out must start zeroed. Pixels are summed in row-major
+  ;; order: the same sums as over a zero-padded grid.
+  (func (export "dw_3x3_${name}") (param $x i32) (param $dy i32) (param $rows i32) (param $h i32) (param $w i32)
+        (param $cin i32) (param $cout i32) (param $out i32) (param $from i32) (param $to i32) (param $chunkRows i32)
+    (local $xs i32) (local $ds i32) (local $r0 i32) (local $n i32) (local $j i32) (local $perTap i32)
+    (local $coBlocks i32) (local $tap i32) (local $rem i32) (local $ci i32) (local $co i32)
+    (local.set $xs (i32.shl (local.get $cin) (i32.const 2)))
+    (local.set $ds (i32.shl (local.get $cout) (i32.const 2)))
+    (local.set $coBlocks (i32.div_u (local.get $cout) (i32.const ${c})))
+    (local.set $perTap (i32.mul (i32.div_u (local.get $cin) (i32.const ${r})) (local.get $coBlocks)))
+    (block $done (loop $chunks
+      (br_if $done (i32.ge_u (local.get $r0) (local.get $rows)))
+      (local.set $n (i32.sub (local.get $rows) (local.get $r0)))
+      (if (i32.gt_u (local.get $n) (local.get $chunkRows)) (then (local.set $n (local.get $chunkRows))))
+      (local.set $j (local.get $from))
+      (block $blocksDone (loop $blocks
+        (br_if $blocksDone (i32.ge_u (local.get $j) (local.get $to)))
+        (local.set $tap (i32.div_u (local.get $j) (local.get $perTap)))
+        (local.set $rem (i32.rem_u (local.get $j) (local.get $perTap)))
+        (local.set $ci (i32.mul (i32.div_u (local.get $rem) (local.get $coBlocks)) (i32.const ${r})))
+        (local.set $co (i32.mul (i32.rem_u (local.get $rem) (local.get $coBlocks)) (i32.const ${c})))
+        (call $dw_rows_${name}
+          (i32.add (local.get $x) (i32.shl (local.get $ci) (i32.const 2)))
+          (i32.add (local.get $dy) (i32.shl (local.get $co) (i32.const 2)))
+          (local.get $r0) (local.get $n) (local.get $h) (local.get $w)
+          (i32.div_u (local.get $tap) (i32.const 3)) (i32.rem_u (local.get $tap) (i32.const 3))
+          (local.get $xs) (local.get $ds)
+          (i32.add (local.get $out) (i32.shl (i32.add (i32.mul (i32.add (i32.mul (local.get $tap) (local.get $cin)) (local.get $ci)) (local.get $cout)) (local.get $co)) (i32.const 2))))
+        (local.set $j (i32.add (local.get $j) (i32.const 1)))
+        (br $blocks)))
+      (local.set $r0 (i32.add (local.get $r0) (local.get $n)))
+      (br $chunks))))
+`;
+}
+
 /** WebAssembly text of the SIMD training kernels (see wasm-simd.ts), compiled when the wasm backend starts. */
 export const WASM_SIMD_WAT = String.raw`;; Training kernels in wasm SIMD: BatchNorm (+ LeakyReLU) over NHWC tensors viewed as [rows, c],
 ;; c a multiple of 4 (batchnorm-kernels.ts), the filter gradient of a 3×3 convolution
@@ -142,48 +248,13 @@ export const WASM_SIMD_WAT = String.raw`;; Training kernels in wasm SIMD: BatchN
   ;; xpad: [pixels + off, cin] (input zero-padded, on the same padded pixel grid as dy);
   ;; dy: [pixels, cout] (zero outside the real output). The 8 accumulators stay in registers.
   ;; x and dy are byte pointers to element (off, ci0) and (0, co0); out to (tap, ci0, co0).
+  ;; One pass over all pixels; dw_3x3 below runs the whole gradient chunk by chunk instead.
   (func (export "dw_tap_4x8") (param $x i32) (param $dy i32) (param $pixels i32) (param $cin i32) (param $cout i32)
         (param $out i32)
-    (local $xs i32) (local $ds i32) (local $xv v128) (local $d0 v128) (local $d1 v128) (local $s v128)
-    (local $a00 v128) (local $a01 v128) (local $a10 v128) (local $a11 v128)
-    (local $a20 v128) (local $a21 v128) (local $a30 v128) (local $a31 v128) (local $os i32)
-    (local.set $xs (i32.shl (local.get $cin) (i32.const 2)))
-    (local.set $ds (i32.shl (local.get $cout) (i32.const 2)))
-    (block $done (loop $px
-      (br_if $done (i32.eqz (local.get $pixels)))
-      (local.set $xv (v128.load (local.get $x)))
-      (local.set $d0 (v128.load (local.get $dy)))
-      (local.set $d1 (v128.load offset=16 (local.get $dy)))
-      (local.set $s (i8x16.shuffle 0 1 2 3 0 1 2 3 0 1 2 3 0 1 2 3 (local.get $xv) (local.get $xv)))
-      (local.set $a00 (f32x4.add (local.get $a00) (f32x4.mul (local.get $s) (local.get $d0))))
-      (local.set $a01 (f32x4.add (local.get $a01) (f32x4.mul (local.get $s) (local.get $d1))))
-      (local.set $s (i8x16.shuffle 4 5 6 7 4 5 6 7 4 5 6 7 4 5 6 7 (local.get $xv) (local.get $xv)))
-      (local.set $a10 (f32x4.add (local.get $a10) (f32x4.mul (local.get $s) (local.get $d0))))
-      (local.set $a11 (f32x4.add (local.get $a11) (f32x4.mul (local.get $s) (local.get $d1))))
-      (local.set $s (i8x16.shuffle 8 9 10 11 8 9 10 11 8 9 10 11 8 9 10 11 (local.get $xv) (local.get $xv)))
-      (local.set $a20 (f32x4.add (local.get $a20) (f32x4.mul (local.get $s) (local.get $d0))))
-      (local.set $a21 (f32x4.add (local.get $a21) (f32x4.mul (local.get $s) (local.get $d1))))
-      (local.set $s (i8x16.shuffle 12 13 14 15 12 13 14 15 12 13 14 15 12 13 14 15 (local.get $xv) (local.get $xv)))
-      (local.set $a30 (f32x4.add (local.get $a30) (f32x4.mul (local.get $s) (local.get $d0))))
-      (local.set $a31 (f32x4.add (local.get $a31) (f32x4.mul (local.get $s) (local.get $d1))))
-      (local.set $x (i32.add (local.get $x) (local.get $xs)))
-      (local.set $dy (i32.add (local.get $dy) (local.get $ds)))
-      (local.set $pixels (i32.sub (local.get $pixels) (i32.const 1)))
-      (br $px)))
-    ;; rows of out are cout floats apart
-    (local.set $os (local.get $ds))
-    (v128.store (local.get $out) (local.get $a00))
-    (v128.store offset=16 (local.get $out) (local.get $a01))
-    (local.set $out (i32.add (local.get $out) (local.get $os)))
-    (v128.store (local.get $out) (local.get $a10))
-    (v128.store offset=16 (local.get $out) (local.get $a11))
-    (local.set $out (i32.add (local.get $out) (local.get $os)))
-    (v128.store (local.get $out) (local.get $a20))
-    (v128.store offset=16 (local.get $out) (local.get $a21))
-    (local.set $out (i32.add (local.get $out) (local.get $os)))
-    (v128.store (local.get $out) (local.get $a30))
-    (v128.store offset=16 (local.get $out) (local.get $a31)))
+    (call $dw_run_4x8 (local.get $x) (local.get $dy) (local.get $pixels) (i32.shl (local.get $cin) (i32.const 2))
+      (i32.shl (local.get $cout) (i32.const 2)) (local.get $out) (i32.const 1)))
 
+${FILTER_GRADIENT_BLOCKS.map(([r, c]) => filterGradientKernels(r, c)).join('\n')}
   ;; rows times: copy bytes (a multiple of 16) from src to dst, then step src by srcStride and dst
   ;; by dstStride bytes: one input's channels into (or out of) a last-axis concatenation.
   (func (export "copy_rows") (param $src i32) (param $dst i32) (param $rows i32) (param $bytes i32)

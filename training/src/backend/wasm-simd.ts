@@ -8,7 +8,12 @@ import { wasmHeapMemory, wasmInternals } from './wasm-internals.js';
 import { WASM_SIMD_WAT } from './wasm-simd-wat.js';
 import type { SimdHelper } from './wasm-simd-helper-node.js';
 
+/** dw_3x3_RxC of wasm-simd-wat.ts: blocks [from, to) of a 3×3 'same' filter gradient (byte offsets; see there). */
+export type FilterGradient3x3 = (x: number, dy: number, rows: number, h: number, w: number, cin: number, cout: number, out: number,
+  from: number, to: number, chunkRows: number) => void;
+
 export interface WasmSimdExports {
+  [dw3x3: `dw_3x3_${number}x${number}`]: FilterGradient3x3;
   sum_rows(x: number, rows: number, c: number, acc: number): void;
   sum_sq_centered(x: number, rows: number, c: number, mean: number, acc: number): void;
   affine_leaky(x: number, out: number, rows: number, c: number, scale: number, shift: number, slope: number): void;

@@ -153,12 +153,21 @@ describe('wasm training kernels match the cpu backend', () => {
     tf.dispose([x, dy]);
   });
 
-  // The SIMD dW kernel (3×3, input channels in 4s, output channels in 8s), pinned.
+  // The SIMD dW kernel (3×3 'same'; blocks of 4 or 1 input × 8 or 4 output channels), pinned;
+  // 'valid' falls back to the GEMMs.
   for (const c of [
     { b: 2, h: 9, w: 8, ci: 4, co: 8, pad: 'same' as const },
     { b: 2, h: 11, w: 9, ci: 8, co: 16, pad: 'valid' as const },
     { b: 1, h: 7, w: 12, ci: 40, co: 24, pad: 'same' as const },
     { b: 3, h: 32, w: 16, ci: 16, co: 8, pad: 'same' as const },
+    // blocks 1×8 (the first layer), 4×4 (the 4-class head), 1×4
+    { b: 2, h: 10, w: 7, ci: 1, co: 8, pad: 'same' as const },
+    { b: 2, h: 9, w: 11, ci: 8, co: 4, pad: 'same' as const },
+    { b: 1, h: 6, w: 5, ci: 3, co: 12, pad: 'same' as const },
+    // chunks of rows: 2048 pixels / 24 columns = 86 rows, a chunk ending inside the second image
+    { b: 2, h: 64, w: 24, ci: 4, co: 8, pad: 'same' as const },
+    // 128 pixels / 20 columns = 7 rows a chunk, six chunks, every image row a tap row at some chunk's edge
+    { b: 1, h: 40, w: 20, ci: 64, co: 8, pad: 'same' as const },
   ]) {
     it(`conv2d filter gradient, simd path: 3×3 pad ${c.pad}, x [${c.b},${c.h},${c.w},${c.ci}] → ${c.co}`, async () => {
       const r = rng(c.b * 13 + c.ci * 5 + c.co);
