@@ -16,7 +16,9 @@ export function conv(store: ParameterStore, prefix: string, x: tf.Tensor4D): tf.
   const kernel = store.get(`${prefix}.kernel`) as unknown as tf.Tensor4D;
   const bias = store.get(`${prefix}.bias`);
   const pad = kernel.shape[0] === 1 ? 'valid' : 'same';
-  return tf.add(tf.conv2d(x, kernel, 1, pad), bias);
+  // fused: the backend adds the bias inside the convolution (XNNPACK on wasm) instead of in a
+  // second pass over the output; the gradient is the same three (dx, dW, the bias's sum of dy)
+  return tf.fused.conv2d({ x, filter: kernel, strides: 1, pad, bias });
 }
 
 export interface BatchNormMode {
