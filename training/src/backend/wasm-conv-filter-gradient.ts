@@ -200,16 +200,15 @@ function backpropFilterSimd(
   const [r, c] = FILTER_GRADIENT_BLOCKS[block];
   const out = backend.makeOutput([3, 3, Cin, Cout], 'float32');
   backend.typedArrayFromHeap(out).fill(0);
-  const job = {
-    block, x: heapOffset(backend, x), dy: heapOffset(backend, dy), rows: B * H, h: H, w: W, cin: Cin, cout: Cout, out: heapOffset(backend, out),
-    chunkRows: Math.ceil(Math.max(64, DW_CHUNK_INPUT_FLOATS / Cin) / W),
-  };
+  const kernel = `dw_3x3_${r}x${c}` as const;
+  const args = [heapOffset(backend, x), heapOffset(backend, dy), B * H, H, W, Cin, Cout, heapOffset(backend, out)];
+  const chunkRows = Math.ceil(Math.max(64, DW_CHUNK_INPUT_FLOATS / Cin) / W);
   // Blocks are (tap, input block, output block); with the helper thread it takes the second half.
   const blocks = 9 * (Cin / r) * (Cout / c);
   const mine = simd.helper ? Math.ceil(blocks / 2) : blocks;
-  simd.helper?.startFilterGradient(job, mine, blocks);
+  simd.helper?.start(kernel, [...args, mine, blocks, chunkRows]);
   try {
-    simd.exports[`dw_3x3_${r}x${c}`](job.x, job.dy, job.rows, job.h, job.w, job.cin, job.cout, job.out, 0, mine, job.chunkRows);
+    simd.exports[kernel](...args as [number, number, number, number, number, number, number, number], 0, mine, chunkRows);
   } finally {
     // Never free what the helper may still be reading.
     simd.helper?.finish();

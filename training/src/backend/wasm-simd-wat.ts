@@ -104,6 +104,157 @@ ${rowsOfOut((i, v) => `      (v128.store offset=${16 * v} (local.get $o) (local.
 `;
 }
 
+/** Output-channel blocks of the convolution kernels: exports `conv3x3_${c}` and `conv1x1_${c}` each. */
+export const CONVOLUTION_BLOCKS = [8, 4] as const;
+
+/**
+ * 3×3 'same' and 1×1 stride-1 convolutions of NHWC tensors for blocks of c output channels: p
+ * pixels of one row at a time (4 in a row's interior, 1 at its edges), the p·c/4 accumulators in
+ * registers over every tap and input channel, started from the bias.
+ */
+function convolutionKernels(c: number): string {
+  const vecs = [...Array(c / 4).keys()];
+  const pixelKernel = (p: number) => {
+    const px = [...Array(p).keys()];
+    const acc = (i: number, v: number) => `$a${i}${v}`;
+    const xAt = (i: number) => (i === 0 ? '(local.get $xp)' : `(i32.add (local.get $xp) (local.get $xs${i}))`);
+    return String.raw`
+  ;; out[i, co..co+${c}] = bias + sum over the taps (kh, kw) in [kh0, kh1) × [kw0, kw1) and the input
+  ;; channels of x[i + tap] · w[tap, ci, co..co+${c}], for the ${p} pixel(s) i of a row starting at x, the
+  ;; input element of pixel 0 under tap (0, 0) (xs bytes a pixel, rowBytes a row; ws bytes a filter row).
+  (func $conv_px_${p}x${c} (param $x i32) (param $w i32) (param $cin i32) (param $xs i32) (param $rowBytes i32) (param $ws i32)
+        (param $kh0 i32) (param $kh1 i32) (param $kw0 i32) (param $kw1 i32) (param $bias i32) (param $out i32) (param $os i32)
+    (local $kh i32) (local $kw i32) (local $xp i32) (local $wp i32) (local $end i32) (local $s v128)
+    (local $xs1 i32) (local $xs2 i32) (local $xs3 i32) ${vecs.map((v) => `(local $w${v} v128)`).join(' ')}
+    ${px.map((i) => vecs.map((v) => `(local ${acc(i, v)} v128)`).join(' ')).join(' ')}
+    (local.set $xs1 (local.get $xs))
+    (local.set $xs2 (i32.shl (local.get $xs) (i32.const 1)))
+    (local.set $xs3 (i32.add (local.get $xs2) (local.get $xs)))
+${vecs.map((v) => `    (local.set $w${v} (v128.load offset=${16 * v} (local.get $bias)))`).join('\n')}
+${px.map((i) => vecs.map((v) => `    (local.set ${acc(i, v)} (local.get $w${v}))`).join('\n')).join('\n')}
+    (local.set $kh (local.get $kh0))
+    (block $khDone (loop $khLoop
+      (br_if $khDone (i32.ge_u (local.get $kh) (local.get $kh1)))
+      (local.set $kw (local.get $kw0))
+      (block $kwDone (loop $kwLoop
+        (br_if $kwDone (i32.ge_u (local.get $kw) (local.get $kw1)))
+        (local.set $xp (i32.add (local.get $x) (i32.add (i32.mul (local.get $kh) (local.get $rowBytes)) (i32.mul (local.get $kw) (local.get $xs)))))
+        (local.set $wp (i32.add (local.get $w) (i32.mul (i32.mul (i32.add (i32.mul (local.get $kh) (i32.const 3)) (local.get $kw)) (local.get $cin)) (local.get $ws))))
+        (local.set $end (i32.add (local.get $xp) (i32.shl (local.get $cin) (i32.const 2))))
+        (loop $ci
+${vecs.map((v) => `          (local.set $w${v} (v128.load offset=${16 * v} (local.get $wp)))`).join('\n')}
+${px.map((i) => [`          (local.set $s (v128.load32_splat ${xAt(i)}))`,
+    ...vecs.map((v) => `          (local.set ${acc(i, v)} (f32x4.add (local.get ${acc(i, v)}) (f32x4.mul (local.get $s) (local.get $w${v}))))`)].join('\n')).join('\n')}
+          (local.set $xp (i32.add (local.get $xp) (i32.const 4)))
+          (local.set $wp (i32.add (local.get $wp) (local.get $ws)))
+          (br_if $ci (i32.lt_u (local.get $xp) (local.get $end))))
+        (local.set $kw (i32.add (local.get $kw) (i32.const 1)))
+        (br $kwLoop)))
+      (local.set $kh (i32.add (local.get $kh) (i32.const 1)))
+      (br $khLoop)))
+${px.map((i) => [...(i > 0 ? ['    (local.set $out (i32.add (local.get $out) (local.get $os)))'] : []),
+    ...vecs.map((v) => `    (v128.store offset=${16 * v} (local.get $out) (local.get ${acc(i, v)}))`)].join('\n')).join('\n')})
+`;
+  };
+  return String.raw`${pixelKernel(4)}${pixelKernel(1)}
+  ;; Output rows [r0, r1) (row r = b·h + oh) of a 3×3 'same' stride-1 convolution, x [rows, w, cin],
+  ;; filter [3, 3, cin, cout], bias [cout], out [rows, w, cout], cout a multiple of ${c}. Taps outside
+  ;; the image are skipped (zero padding).
+  (func (export "conv3x3_${c}") (param $x i32) (param $w i32) (param $bias i32) (param $out i32) (param $h i32) (param $width i32)
+        (param $cin i32) (param $cout i32) (param $r0 i32) (param $r1 i32)
+    (local $xs i32) (local $ws i32) (local $rowBytes i32) (local $r i32) (local $oh i32) (local $kh0 i32) (local $kh1 i32)
+    (local $xrow i32) (local $orow i32) (local $co i32) (local $col i32) (local $wc i32) (local $bc i32) (local $oc i32)
+    (local.set $xs (i32.shl (local.get $cin) (i32.const 2)))
+    (local.set $ws (i32.shl (local.get $cout) (i32.const 2)))
+    (local.set $rowBytes (i32.mul (local.get $width) (local.get $xs)))
+    (local.set $r (local.get $r0))
+    (block $rowsDone (loop $rows
+      (br_if $rowsDone (i32.ge_u (local.get $r) (local.get $r1)))
+      (local.set $oh (i32.rem_u (local.get $r) (local.get $h)))
+      (local.set $kh0 (i32.eqz (local.get $oh)))
+      (local.set $kh1 (i32.sub (i32.const 3) (i32.eq (local.get $oh) (i32.sub (local.get $h) (i32.const 1)))))
+      ;; pixel (r, 0) under tap (0, 0): x[r - 1, -1] (never read itself)
+      (local.set $xrow (i32.add (local.get $x) (i32.mul (i32.sub (i32.mul (i32.sub (local.get $r) (i32.const 1)) (local.get $width)) (i32.const 1)) (local.get $xs))))
+      (local.set $orow (i32.add (local.get $out) (i32.mul (i32.mul (local.get $r) (local.get $width)) (local.get $ws))))
+      (local.set $co (i32.const 0))
+      (block $coDone (loop $cos
+        (br_if $coDone (i32.ge_u (local.get $co) (local.get $cout)))
+        (local.set $wc (i32.add (local.get $w) (i32.shl (local.get $co) (i32.const 2))))
+        (local.set $bc (i32.add (local.get $bias) (i32.shl (local.get $co) (i32.const 2))))
+        (local.set $oc (i32.add (local.get $orow) (i32.shl (local.get $co) (i32.const 2))))
+        ;; column 0 has no left neighbour (nor a right one when the row is one pixel)
+        (call $conv_px_1x${c} (local.get $xrow) (local.get $wc) (local.get $cin) (local.get $xs) (local.get $rowBytes) (local.get $ws)
+          (local.get $kh0) (local.get $kh1) (i32.const 1) (i32.sub (i32.const 3) (i32.eq (local.get $width) (i32.const 1)))
+          (local.get $bc) (local.get $oc) (local.get $ws))
+        (local.set $col (i32.const 1))
+        (block $quadsDone (loop $quads
+          (br_if $quadsDone (i32.gt_s (i32.add (local.get $col) (i32.const 4)) (i32.sub (local.get $width) (i32.const 1))))
+          (call $conv_px_4x${c} (i32.add (local.get $xrow) (i32.mul (local.get $col) (local.get $xs))) (local.get $wc) (local.get $cin)
+            (local.get $xs) (local.get $rowBytes) (local.get $ws) (local.get $kh0) (local.get $kh1) (i32.const 0) (i32.const 3)
+            (local.get $bc) (i32.add (local.get $oc) (i32.mul (local.get $col) (local.get $ws))) (local.get $ws))
+          (local.set $col (i32.add (local.get $col) (i32.const 4)))
+          (br $quads)))
+        (block $onesDone (loop $ones
+          (br_if $onesDone (i32.ge_s (local.get $col) (i32.sub (local.get $width) (i32.const 1))))
+          (call $conv_px_1x${c} (i32.add (local.get $xrow) (i32.mul (local.get $col) (local.get $xs))) (local.get $wc) (local.get $cin)
+            (local.get $xs) (local.get $rowBytes) (local.get $ws) (local.get $kh0) (local.get $kh1) (i32.const 0) (i32.const 3)
+            (local.get $bc) (i32.add (local.get $oc) (i32.mul (local.get $col) (local.get $ws))) (local.get $ws))
+          (local.set $col (i32.add (local.get $col) (i32.const 1)))
+          (br $ones)))
+        ;; the last column has no right neighbour
+        (if (i32.gt_u (local.get $width) (i32.const 1)) (then
+          (call $conv_px_1x${c} (i32.add (local.get $xrow) (i32.mul (local.get $col) (local.get $xs))) (local.get $wc) (local.get $cin)
+            (local.get $xs) (local.get $rowBytes) (local.get $ws) (local.get $kh0) (local.get $kh1) (i32.const 0) (i32.const 2)
+            (local.get $bc) (i32.add (local.get $oc) (i32.mul (local.get $col) (local.get $ws))) (local.get $ws))))
+        (local.set $co (i32.add (local.get $co) (i32.const ${c})))
+        (br $cos)))
+      (local.set $r (i32.add (local.get $r) (i32.const 1)))
+      (br $rows))))
+
+  ;; Output pixels [p0, p1) of a 1×1 convolution, x [pixels, cin], filter [cin, cout], bias [cout],
+  ;; out [pixels, cout]: the 3×3 pixel kernels with the centre tap alone.
+  (func (export "conv1x1_${c}") (param $x i32) (param $w i32) (param $bias i32) (param $out i32) (param $cin i32) (param $cout i32)
+        (param $p0 i32) (param $p1 i32)
+    (local $xs i32) (local $ws i32) (local $p i32) (local $co i32) (local $wc i32)
+    (local.set $xs (i32.shl (local.get $cin) (i32.const 2)))
+    (local.set $ws (i32.shl (local.get $cout) (i32.const 2)))
+    (local.set $co (i32.const 0))
+    (block $coDone (loop $cos
+      (br_if $coDone (i32.ge_u (local.get $co) (local.get $cout)))
+      ;; the pixel kernels read tap (1, 1): the filter 4·cin rows on from w, and the pixel one pixel on
+      ;; from its origin (rows 0 bytes apart): both are handed over shifted back by that much
+      (local.set $wc (i32.sub (i32.add (local.get $w) (i32.shl (local.get $co) (i32.const 2)))
+        (i32.mul (i32.shl (local.get $cin) (i32.const 2)) (local.get $ws))))
+      (local.set $p (local.get $p0))
+      (block $quadsDone (loop $quads
+        (br_if $quadsDone (i32.gt_u (i32.add (local.get $p) (i32.const 4)) (local.get $p1)))
+        (call $conv_px_4x${c} (i32.add (local.get $x) (i32.mul (i32.sub (local.get $p) (i32.const 1)) (local.get $xs)))
+          (local.get $wc) (local.get $cin) (local.get $xs) (i32.const 0) (local.get $ws) (i32.const 1) (i32.const 2) (i32.const 1) (i32.const 2)
+          (i32.add (local.get $bias) (i32.shl (local.get $co) (i32.const 2)))
+          (i32.add (local.get $out) (i32.add (i32.mul (local.get $p) (local.get $ws)) (i32.shl (local.get $co) (i32.const 2)))) (local.get $ws))
+        (local.set $p (i32.add (local.get $p) (i32.const 4)))
+        (br $quads)))
+      (block $onesDone (loop $ones
+        (br_if $onesDone (i32.ge_u (local.get $p) (local.get $p1)))
+        (call $conv_px_1x${c} (i32.add (local.get $x) (i32.mul (i32.sub (local.get $p) (i32.const 1)) (local.get $xs)))
+          (local.get $wc) (local.get $cin) (local.get $xs) (i32.const 0) (local.get $ws) (i32.const 1) (i32.const 2) (i32.const 1) (i32.const 2)
+          (i32.add (local.get $bias) (i32.shl (local.get $co) (i32.const 2)))
+          (i32.add (local.get $out) (i32.add (i32.mul (local.get $p) (local.get $ws)) (i32.shl (local.get $co) (i32.const 2)))) (local.get $ws))
+        (local.set $p (i32.add (local.get $p) (i32.const 1)))
+        (br $ones)))
+      (local.set $co (i32.add (local.get $co) (i32.const ${c})))
+      (br $cos))))
+`;
+}
+
+/** The exports the helper thread (wasm-simd-helper-node.ts) may run. */
+export const HELPER_KERNELS = [
+  ...FILTER_GRADIENT_BLOCKS.map(([r, c]) => `dw_3x3_${r}x${c}` as const),
+  ...CONVOLUTION_BLOCKS.map((c) => `conv3x3_${c}` as const),
+  ...CONVOLUTION_BLOCKS.map((c) => `conv1x1_${c}` as const),
+];
+export type HelperKernel = (typeof HELPER_KERNELS)[number];
+
 /** WebAssembly text of the SIMD training kernels (see wasm-simd.ts), compiled when the wasm backend starts. */
 export const WASM_SIMD_WAT = String.raw`;; Training kernels in wasm SIMD: BatchNorm (+ LeakyReLU) over NHWC tensors viewed as [rows, c],
 ;; c a multiple of 4 (batchnorm-kernels.ts), the filter gradient of a 3×3 convolution
@@ -255,6 +406,7 @@ export const WASM_SIMD_WAT = String.raw`;; Training kernels in wasm SIMD: BatchN
       (i32.shl (local.get $cout) (i32.const 2)) (local.get $out) (i32.const 1)))
 
 ${FILTER_GRADIENT_BLOCKS.map(([r, c]) => filterGradientKernels(r, c)).join('\n')}
+${CONVOLUTION_BLOCKS.map((c) => convolutionKernels(c)).join('\n')}
   ;; rows times: copy bytes (a multiple of 16) from src to dst, then step src by srcStride and dst
   ;; by dstStride bytes: one input's channels into (or out of) a last-axis concatenation.
   (func (export "copy_rows") (param $src i32) (param $dst i32) (param $rows i32) (param $bytes i32)

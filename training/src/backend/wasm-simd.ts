@@ -12,7 +12,16 @@ import type { SimdHelper } from './wasm-simd-helper-node.js';
 export type FilterGradient3x3 = (x: number, dy: number, rows: number, h: number, w: number, cin: number, cout: number, out: number,
   from: number, to: number, chunkRows: number) => void;
 
+/** conv3x3_C of wasm-simd-wat.ts: output rows [r0, r1) of a 3×3 'same' convolution (byte offsets; see there). */
+export type Convolution3x3 = (x: number, w: number, bias: number, out: number, h: number, width: number, cin: number, cout: number,
+  r0: number, r1: number) => void;
+
+/** conv1x1_C of wasm-simd-wat.ts: output pixels [p0, p1) of a 1×1 convolution (byte offsets; see there). */
+export type Convolution1x1 = (x: number, w: number, bias: number, out: number, cin: number, cout: number, p0: number, p1: number) => void;
+
 export interface WasmSimdExports {
+  [conv3x3: `conv3x3_${number}`]: Convolution3x3;
+  [conv1x1: `conv1x1_${number}`]: Convolution1x1;
   [dw3x3: `dw_3x3_${number}x${number}`]: FilterGradient3x3;
   sum_rows(x: number, rows: number, c: number, acc: number): void;
   sum_sq_centered(x: number, rows: number, c: number, mean: number, acc: number): void;
