@@ -2,10 +2,12 @@
  * `MaxPoolGrad` for the wasm backend. tfjs-backend-wasm 4.22 has one, but it is wrong whenever a
  * pooling window holds only negative values (it routes the gradient to the wrong element — its
  * running maximum evidently does not start at −∞); after LeakyReLU that is most windows, so we
- * replace it with a JS loop on the wasm heap.
+ * replace it: the U-Net's 2×2 stride-2 pooling by our SIMD kernel (maxpool2x2_grad in
+ * wasm-simd-wat.ts, channels in 4s, both threads), anything else by a JS loop on the wasm heap.
  */
 import { backend_util, type KernelFunc, type TensorInfo } from '@tensorflow/tfjs-core';
-import { wasmInternals } from './wasm-internals.js';
+import { heapOffset, wasmInternals, type WasmBackendInternals } from './wasm-internals.js';
+import { wasmSimdOf } from './wasm-simd.js';
 
 /**
  * dx[b, argmax of window, c] += dy[b, oh, ow, c], the first maximum winning ties (as the cpu
@@ -25,12 +27,14 @@ export const maxPoolGradWasm: KernelFunc = ({ inputs, backend: b, attrs }) => {
     strideHeight: sh, strideWidth: sw, effectiveFilterHeight: KH, effectiveFilterWidth: KW } = info;
   const pt = info.padInfo.top;
   const pl = info.padInfo.left;
+  const pool2x2 = KH === 2 && KW === 2 && sh === 2 && sw === 2 && pt === 0 && pl === 0 && OH * 2 <= H && OW * 2 <= W;
+  if (pool2x2 && C % 4 === 0 && wasmSimdOf(backend) !== undefined) return maxPool2x2GradSimd(backend, input, dy, info);
   const dx = backend.makeOutput([...input.shape], 'float32');
   const xv = backend.typedArrayFromHeap(input);
   const dyv = backend.typedArrayFromHeap(dy);
   const dxv = backend.typedArrayFromHeap(dx);
   dxv.fill(0);
-  if (KH === 2 && KW === 2 && sh === 2 && sw === 2 && pt === 0 && pl === 0 && OH * 2 <= H && OW * 2 <= W) {
+  if (pool2x2) {
     maxPool2x2Grad(xv, dyv, dxv, B, H, W, C, OH, OW);
     return dx;
   }
@@ -100,3 +104,22 @@ function maxPool2x2Grad(
   }
 }
 
+
+/** The 2×2 case by the SIMD kernel, the second half of the output rows on the helper thread. */
+function maxPool2x2GradSimd(backend: WasmBackendInternals, input: TensorInfo, dy: TensorInfo, info: backend_util.Conv2DInfo): TensorInfo {
+  const simd = wasmSimdOf(backend)!;
+  const { batchSize: B, inHeight: H, inWidth: W, inChannels: C, outHeight: OH, outWidth: OW } = info;
+  const dx = backend.makeOutput([...input.shape], 'float32');
+  // the kernel writes every element of a window; rows and columns past the last window stay 0
+  if (OH * 2 < H || OW * 2 < W) backend.typedArrayFromHeap(dx).fill(0);
+  const args = [heapOffset(backend, input), heapOffset(backend, dy), heapOffset(backend, dx), H, W, C, OH, OW] as const;
+  const rows = B * OH;
+  const mine = simd.helper && rows > 1 ? Math.ceil(rows / 2) : rows;
+  if (mine < rows) simd.helper!.start('maxpool2x2_grad', [...args, mine, rows]);
+  try {
+    simd.exports.maxpool2x2_grad(...args, 0, mine);
+  } finally {
+    if (mine < rows) simd.helper!.finish();
+  }
+  return dx;
+}

@@ -252,7 +252,8 @@ export const HELPER_KERNELS = [
   ...FILTER_GRADIENT_BLOCKS.map(([r, c]) => `dw_3x3_${r}x${c}` as const),
   ...CONVOLUTION_BLOCKS.map((c) => `conv3x3_${c}` as const),
   ...CONVOLUTION_BLOCKS.map((c) => `conv1x1_${c}` as const),
-];
+  'maxpool2x2_grad',
+] as const;
 export type HelperKernel = (typeof HELPER_KERNELS)[number];
 
 /** WebAssembly text of the SIMD training kernels (see wasm-simd.ts), compiled when the wasm backend starts. */
@@ -407,6 +408,60 @@ export const WASM_SIMD_WAT = String.raw`;; Training kernels in wasm SIMD: BatchN
 
 ${FILTER_GRADIENT_BLOCKS.map(([r, c]) => filterGradientKernels(r, c)).join('\n')}
 ${CONVOLUTION_BLOCKS.map((c) => convolutionKernels(c)).join('\n')}
+;; The gradient of 2×2, stride-2 max pooling without padding, NHWC, c a multiple of 4, for output
+  ;; rows [r0, r1) (r = b·oh_count + oh): each window's four dx values are dy where that element
+  ;; is the window's first maximum (scan order (0,0), (0,1), (1,0), (1,1), a later one winning only
+  ;; when strictly greater, so NaN or ties keep the earlier) and 0 elsewhere. Input rows and columns
+  ;; past 2·oh_count and 2·ow_count are not written.
+  (func (export "maxpool2x2_grad") (param $x i32) (param $dy i32) (param $dx i32) (param $h i32) (param $w i32) (param $c i32)
+        (param $oh i32) (param $ow i32) (param $r0 i32) (param $r1 i32)
+    (local $rowBytes i32) (local $cb i32) (local $r i32) (local $in i32) (local $o i32) (local $q i32) (local $k i32) (local $d i32)
+    (local $a v128) (local $b v128) (local $cc v128) (local $dd v128) (local $m v128) (local $g v128)
+    (local $gB v128) (local $gC v128) (local $gD v128) (local $dv v128)
+    (local.set $cb (i32.shl (local.get $c) (i32.const 2)))
+    (local.set $rowBytes (i32.mul (local.get $w) (local.get $cb)))
+    (local.set $r (local.get $r0))
+    (block $rowsDone (loop $rows
+      (br_if $rowsDone (i32.ge_u (local.get $r) (local.get $r1)))
+      ;; input row 2·oh of image b = (r / oh)·h + 2·(r % oh)
+      (local.set $in (i32.mul (i32.add (i32.mul (i32.div_u (local.get $r) (local.get $oh)) (local.get $h))
+        (i32.shl (i32.rem_u (local.get $r) (local.get $oh)) (i32.const 1))) (local.get $rowBytes)))
+      (local.set $o (i32.mul (i32.mul (local.get $r) (local.get $ow)) (local.get $cb)))
+      (local.set $q (i32.const 0))
+      (block $colsDone (loop $cols
+        (br_if $colsDone (i32.ge_u (local.get $q) (local.get $ow)))
+        (local.set $k (i32.const 0))
+        (loop $chans
+          (local.set $d (i32.add (local.get $in) (local.get $k)))
+          (local.set $a (v128.load (i32.add (local.get $x) (local.get $d))))
+          (local.set $b (v128.load (i32.add (local.get $x) (i32.add (local.get $d) (local.get $cb)))))
+          (local.set $cc (v128.load (i32.add (local.get $x) (i32.add (local.get $d) (local.get $rowBytes)))))
+          (local.set $dd (v128.load (i32.add (local.get $x) (i32.add (local.get $d) (i32.add (local.get $rowBytes) (local.get $cb))))))
+          (local.set $gB (f32x4.gt (local.get $b) (local.get $a)))
+          (local.set $m (v128.bitselect (local.get $b) (local.get $a) (local.get $gB)))
+          (local.set $gC (f32x4.gt (local.get $cc) (local.get $m)))
+          (local.set $m (v128.bitselect (local.get $cc) (local.get $m) (local.get $gC)))
+          (local.set $gD (f32x4.gt (local.get $dd) (local.get $m)))
+          (local.set $dv (v128.load (i32.add (local.get $dy) (i32.add (local.get $o) (local.get $k)))))
+          ;; winners: d if gD; c if gC and not gD; b if gB and neither; a if none
+          (local.set $g (v128.or (local.get $gC) (local.get $gD)))
+          (v128.store (i32.add (local.get $dx) (i32.add (local.get $d) (i32.add (local.get $rowBytes) (local.get $cb))))
+            (v128.and (local.get $dv) (local.get $gD)))
+          (v128.store (i32.add (local.get $dx) (i32.add (local.get $d) (local.get $rowBytes)))
+            (v128.and (local.get $dv) (v128.andnot (local.get $gC) (local.get $gD))))
+          (v128.store (i32.add (local.get $dx) (i32.add (local.get $d) (local.get $cb)))
+            (v128.and (local.get $dv) (v128.andnot (local.get $gB) (local.get $g))))
+          (v128.store (i32.add (local.get $dx) (local.get $d))
+            (v128.andnot (local.get $dv) (v128.or (local.get $gB) (local.get $g))))
+          (local.set $k (i32.add (local.get $k) (i32.const 16)))
+          (br_if $chans (i32.lt_u (local.get $k) (local.get $cb))))
+        (local.set $in (i32.add (local.get $in) (i32.shl (local.get $cb) (i32.const 1))))
+        (local.set $o (i32.add (local.get $o) (local.get $cb)))
+        (local.set $q (i32.add (local.get $q) (i32.const 1)))
+        (br $cols)))
+      (local.set $r (i32.add (local.get $r) (i32.const 1)))
+      (br $rows))))
+
   ;; rows times: copy bytes (a multiple of 16) from src to dst, then step src by srcStride and dst
   ;; by dstStride bytes: one input's channels into (or out of) a last-axis concatenation.
   (func (export "copy_rows") (param $src i32) (param $dst i32) (param $rows i32) (param $bytes i32)

@@ -29,6 +29,7 @@ export interface WasmSimdExports {
   grad_sums(dy: number, y: number, x: number, rows: number, c: number, slope: number, mean: number, rstd: number, accDz: number, accDzx: number): void;
   grad_input(dy: number, y: number, x: number, out: number, rows: number, c: number, slope: number, a: number, b: number, cc: number): void;
   dw_tap_4x8(x: number, dy: number, pixels: number, cin: number, cout: number, out: number): void;
+  maxpool2x2_grad(x: number, dy: number, dx: number, h: number, w: number, c: number, oh: number, ow: number, r0: number, r1: number): void;
   copy_rows(src: number, dst: number, rows: number, bytes: number, srcStride: number, dstStride: number): void;
 }
 
