@@ -6,8 +6,9 @@
  * backend: per layer a dozen passes over the activation (sums by transposition, broadcasts, a
  * diagonal GEMM), each a separate kernel call. Here the forward pass reads x three times (sum,
  * centred sum of squares, normalise) and the backward pass reads dy, y and x twice; both use
- * wasm SIMD on the backend's own heap (c a multiple of 4) or plain loops otherwise. Per-channel
- * sums are accumulated per block of rows in float32 and across blocks in float64.
+ * wasm SIMD on the backend's own heap (c a multiple of 4; with the helper thread on both cores)
+ * or plain loops otherwise. Per-channel sums are accumulated per block of rows in float32 and
+ * across blocks in float64.
  *
  *   AlhvrBatchNormTrain     {x, gamma, beta} {slope, eps} → [y, mean, variance (biased), rstd]
  *   AlhvrBatchNormTrainGrad {dy, x, y, mean, rstd, gamma} {slope} → [dx, dGamma, dBeta]
@@ -16,7 +17,8 @@
  */
 import { getKernel, registerKernel, util, type TensorInfo } from '@tensorflow/tfjs-core';
 import { heapOffset, wasmInternals } from './wasm-internals.js';
-import { loadWasmSimd, type WasmSimdExports } from './wasm-simd.js';
+import { loadWasmSimd, type WasmSimd } from './wasm-simd.js';
+import type { HelperKernel } from './wasm-simd-wat.js';
 
 export const BATCHNORM_TRAIN = 'AlhvrBatchNormTrain';
 export const BATCHNORM_TRAIN_GRAD = 'AlhvrBatchNormTrainGrad';
@@ -31,33 +33,49 @@ export function hasFusedBatchNorm(backendName: string): boolean {
 
 /**
  * The passes over [rows, c] data, on one memory: plain loops over Float32Arrays (cpu, and wasm
- * when c is not a multiple of 4) or the SIMD exports. Offsets are in floats from the start of
- * `heap()`, per-channel vectors are Float32Array views that the SIMD version reads in place.
+ * when c is not a multiple of 4) or the SIMD exports (on both threads when the helper runs).
+ * Offsets are in floats from the start of `heap()`, per-channel vectors are Float32Array views
+ * that the SIMD version reads in place. The sums are float32 per block of BLOCK_ROWS rows, block
+ * b's into partials[b·c …]; the caller adds the blocks in order in float64, so splitting blocks
+ * between threads never changes a bit.
  */
 interface Passes {
-  sumRows(x: number, rows: number, c: number, acc: Float32Array): void;
-  sumSqCentered(x: number, rows: number, c: number, mean: Float32Array, acc: Float32Array): void;
+  sumRows(x: number, rows: number, c: number, partials: Float32Array): void;
+  sumSqCentered(x: number, rows: number, c: number, mean: Float32Array, partials: Float32Array): void;
   affineLeaky(x: number, out: number, rows: number, c: number, scale: Float32Array, shift: Float32Array, slope: number): void;
-  gradSums(dy: number, y: number, x: number, rows: number, c: number, slope: number, mean: Float32Array, rstd: Float32Array, accDz: Float32Array, accDzx: Float32Array): void;
+  gradSums(dy: number, y: number, x: number, rows: number, c: number, slope: number, mean: Float32Array, rstd: Float32Array, partialsDz: Float32Array, partialsDzx: Float32Array): void;
   gradInput(dy: number, y: number, x: number, out: number, rows: number, c: number, slope: number, a: Float32Array, b: Float32Array, cc: Float32Array): void;
+}
+
+const blockCount = (rows: number) => Math.ceil(rows / BLOCK_ROWS);
+
+/** Runs `f(r0, n, b)` for every block b of rows. */
+function forBlocks(rows: number, f: (r0: number, n: number, b: number) => void): void {
+  for (let b = 0, r0 = 0; r0 < rows; b++, r0 += BLOCK_ROWS) f(r0, Math.min(BLOCK_ROWS, rows - r0), b);
 }
 
 function loopPasses(heap: () => Float32Array): Passes {
   return {
-    sumRows(x, rows, c, acc) {
+    sumRows(x, rows, c, partials) {
       const h = heap();
-      acc.fill(0);
-      for (let r = 0, p = x; r < rows; r++) for (let k = 0; k < c; k++, p++) acc[k] += h[p];
+      partials.fill(0, 0, blockCount(rows) * c);
+      forBlocks(rows, (r0, n, b) => {
+        const acc = b * c;
+        for (let r = 0, p = x + r0 * c; r < n; r++) for (let k = 0; k < c; k++, p++) partials[acc + k] += h[p];
+      });
     },
-    sumSqCentered(x, rows, c, mean, acc) {
+    sumSqCentered(x, rows, c, mean, partials) {
       const h = heap();
-      acc.fill(0);
-      for (let r = 0, p = x; r < rows; r++) {
-        for (let k = 0; k < c; k++, p++) {
-          const d = h[p] - mean[k];
-          acc[k] += d * d;
+      partials.fill(0, 0, blockCount(rows) * c);
+      forBlocks(rows, (r0, n, b) => {
+        const acc = b * c;
+        for (let r = 0, p = x + r0 * c; r < n; r++) {
+          for (let k = 0; k < c; k++, p++) {
+            const d = h[p] - mean[k];
+            partials[acc + k] += d * d;
+          }
         }
-      }
+      });
     },
     affineLeaky(x, out, rows, c, scale, shift, slope) {
       const h = heap();
@@ -68,17 +86,20 @@ function loopPasses(heap: () => Float32Array): Passes {
         }
       }
     },
-    gradSums(dy, y, x, rows, c, slope, mean, rstd, accDz, accDzx) {
+    gradSums(dy, y, x, rows, c, slope, mean, rstd, partialsDz, partialsDzx) {
       const h = heap();
-      accDz.fill(0);
-      accDzx.fill(0);
-      for (let r = 0, o = 0; r < rows; r++) {
-        for (let k = 0; k < c; k++, o++) {
-          const dz = h[dy + o] * (h[y + o] > 0 ? 1 : slope);
-          accDz[k] += dz;
-          accDzx[k] += dz * (h[x + o] - mean[k]) * rstd[k];
+      partialsDz.fill(0, 0, blockCount(rows) * c);
+      partialsDzx.fill(0, 0, blockCount(rows) * c);
+      forBlocks(rows, (r0, n, b) => {
+        const acc = b * c;
+        for (let r = 0, o = r0 * c; r < n; r++) {
+          for (let k = 0; k < c; k++, o++) {
+            const dz = h[dy + o] * (h[y + o] > 0 ? 1 : slope);
+            partialsDz[acc + k] += dz;
+            partialsDzx[acc + k] += dz * (h[x + o] - mean[k]) * rstd[k];
+          }
         }
-      }
+      });
     },
     gradInput(dy, y, x, out, rows, c, slope, a, b, cc) {
       const h = heap();
@@ -92,23 +113,77 @@ function loopPasses(heap: () => Float32Array): Passes {
   };
 }
 
+/**
+ * Floats of a tensor from which a pass splits its work with the helper thread: below it the
+ * handshake costs more than the second core gains (bench/results/batchnorm-threads.json: tensors
+ * of 2^18 floats and less took longer with the helper, 2^19 and more 1.3–1.8× less).
+ */
+let helperMinFloats = 1 << 19;
+
+/** Sets the helper threshold (benches compare both ways on every shape); returns the previous one. */
+export function setBatchNormHelperMinFloats(floats: number): number {
+  const before = helperMinFloats;
+  helperMinFloats = floats;
+  return before;
+}
+
+/**
+ * Runs `run(from, to)` over [0, count) units of a [rows, c] pass: the second half on the helper
+ * thread when there is one and the tensor is large enough, the first here.
+ */
+function split(simd: WasmSimd, floats: number, count: number, kernel: HelperKernel, args: number[], run: (from: number, to: number) => void): void {
+  const mine = simd.helper && count > 1 && floats >= helperMinFloats ? Math.ceil(count / 2) : count;
+  if (mine < count) simd.helper!.start(kernel, [...args, mine, count]);
+  try {
+    run(0, mine);
+  } finally {
+    // Never let the caller free what the helper may still be reading.
+    if (mine < count) simd.helper!.finish();
+  }
+}
+
 /** SIMD passes; per-channel vectors must be views on the same memory (byte offset = view.byteOffset). */
-function simdPasses(e: WasmSimdExports): Passes {
+function simdPasses(simd: WasmSimd): Passes {
+  const e = simd.exports;
   const at = (v: Float32Array) => v.byteOffset;
+  const bits = new Int32Array(1);
+  const f32 = new Float32Array(bits.buffer);
+  const slopeBits = (slope: number) => {
+    f32[0] = slope;
+    return bits[0];
+  };
   return {
-    sumRows: (x, rows, c, acc) => e.sum_rows(x * 4, rows, c, at(acc)),
-    sumSqCentered: (x, rows, c, mean, acc) => e.sum_sq_centered(x * 4, rows, c, at(mean), at(acc)),
-    affineLeaky: (x, out, rows, c, scale, shift, slope) => e.affine_leaky(x * 4, out * 4, rows, c, at(scale), at(shift), slope),
-    gradSums: (dy, y, x, rows, c, slope, mean, rstd, accDz, accDzx) =>
-      e.grad_sums(dy * 4, y * 4, x * 4, rows, c, slope, at(mean), at(rstd), at(accDz), at(accDzx)),
-    gradInput: (dy, y, x, out, rows, c, slope, a, b, cc) => e.grad_input(dy * 4, y * 4, x * 4, out * 4, rows, c, slope, at(a), at(b), at(cc)),
+    sumRows(x, rows, c, partials) {
+      const args = [x * 4, rows, c, BLOCK_ROWS, at(partials)];
+      split(simd, rows * c, blockCount(rows), 'sum_rows_blocks', args, (b0, b1) => e.sum_rows_blocks(x * 4, rows, c, BLOCK_ROWS, at(partials), b0, b1));
+    },
+    sumSqCentered(x, rows, c, mean, partials) {
+      const args = [x * 4, rows, c, BLOCK_ROWS, at(mean), at(partials)];
+      split(simd, rows * c, blockCount(rows), 'sum_sq_centered_blocks', args,
+        (b0, b1) => e.sum_sq_centered_blocks(x * 4, rows, c, BLOCK_ROWS, at(mean), at(partials), b0, b1));
+    },
+    affineLeaky(x, out, rows, c, scale, shift, slope) {
+      const args = [x * 4, out * 4, c, at(scale), at(shift), slopeBits(slope)];
+      split(simd, rows * c, rows, 'affine_leaky_rows', args, (r0, r1) => e.affine_leaky_rows(x * 4, out * 4, c, at(scale), at(shift), slopeBits(slope), r0, r1));
+    },
+    gradSums(dy, y, x, rows, c, slope, mean, rstd, partialsDz, partialsDzx) {
+      const args = [dy * 4, y * 4, x * 4, rows, c, BLOCK_ROWS, slopeBits(slope), at(mean), at(rstd), at(partialsDz), at(partialsDzx)];
+      split(simd, rows * c, blockCount(rows), 'grad_sums_blocks', args,
+        (b0, b1) => e.grad_sums_blocks(dy * 4, y * 4, x * 4, rows, c, BLOCK_ROWS, slopeBits(slope), at(mean), at(rstd), at(partialsDz), at(partialsDzx), b0, b1));
+    },
+    gradInput(dy, y, x, out, rows, c, slope, a, b, cc) {
+      const args = [dy * 4, y * 4, x * 4, out * 4, c, slopeBits(slope), at(a), at(b), at(cc)];
+      split(simd, rows * c, rows, 'grad_input_rows', args,
+        (r0, r1) => e.grad_input_rows(dy * 4, y * 4, x * 4, out * 4, c, slopeBits(slope), at(a), at(b), at(cc), r0, r1));
+    },
   };
 }
 
-/** Per-channel float32 vectors the passes read and write: 9 × c floats. */
+/** Per-channel float32 vectors the passes read and write (7 × c floats), and two partial-sum areas of n floats. */
 interface ChannelVectors {
   mean: Float32Array; rstd: Float32Array; scale: Float32Array; shift: Float32Array;
-  acc: Float32Array; acc2: Float32Array; a: Float32Array; b: Float32Array; cc: Float32Array;
+  a: Float32Array; b: Float32Array; cc: Float32Array;
+  partials: Float32Array; partials2: Float32Array;
 }
 
 /** What a backend provides: where tensors live, how outputs are made, and the passes to use. */
@@ -116,8 +191,8 @@ interface BatchNormHost {
   /** Offset in floats of a tensor's data within heap(). */
   offset(t: TensorInfo): number;
   output(shape: number[]): TensorInfo;
-  /** Per-channel vectors for c channels (valid until the next call). */
-  vectors(c: number): ChannelVectors;
+  /** Per-channel vectors for c channels and partial sums of n floats (valid until the next call). */
+  vectors(c: number, n: number): ChannelVectors;
   passes(c: number): Passes;
   /** Writes a small per-channel result as a new [c] tensor. */
   vectorOutput(values: Float32Array | Float64Array): TensorInfo;
@@ -126,15 +201,11 @@ interface BatchNormHost {
   finish(outs: TensorInfo[]): TensorInfo[];
 }
 
-/** Sums over all rows in blocks: float32 within a block (the pass), float64 across blocks. */
-function blockSums(rows: number, c: number, run: (r0: number, n: number) => void, partials: Float32Array[], totals: Float64Array[]): void {
-  for (const t of totals) t.fill(0);
-  for (let r0 = 0; r0 < rows; r0 += BLOCK_ROWS) {
-    run(r0, Math.min(BLOCK_ROWS, rows - r0));
-    partials.forEach((p, i) => {
-      for (let k = 0; k < c; k++) totals[i][k] += p[k];
-    });
-  }
+/** The per-block partial sums added in block order, in float64. */
+function addBlocks(partials: Float32Array, rows: number, c: number): Float64Array {
+  const total = new Float64Array(c);
+  for (let b = 0, n = blockCount(rows); b < n; b++) for (let k = 0; k < c; k++) total[k] += partials[b * c + k];
+  return total;
 }
 
 function forward(host: BatchNormHost, x: TensorInfo, gamma: TensorInfo, beta: TensorInfo, slope: number, eps: number): TensorInfo[] {
@@ -145,14 +216,12 @@ function forward(host: BatchNormHost, x: TensorInfo, gamma: TensorInfo, beta: Te
   const y = host.output([...x.shape]);
   const passes = host.passes(c);
   const xo = host.offset(x);
-  const v = host.vectors(c);
-  const sum = new Float64Array(c);
-  blockSums(rows, c, (r0, n) => passes.sumRows(xo + r0 * c, n, c, v.acc), [v.acc], [sum]);
-  const mean = sum.map((s) => s / rows);
+  const v = host.vectors(c, blockCount(rows) * c);
+  passes.sumRows(xo, rows, c, v.partials);
+  const mean = addBlocks(v.partials, rows, c).map((s) => s / rows);
   v.mean.set(mean);
-  const sq = new Float64Array(c);
-  blockSums(rows, c, (r0, n) => passes.sumSqCentered(xo + r0 * c, n, c, v.mean, v.acc), [v.acc], [sq]);
-  const variance = sq.map((s) => s / rows);
+  passes.sumSqCentered(xo, rows, c, v.mean, v.partials);
+  const variance = addBlocks(v.partials, rows, c).map((s) => s / rows);
   const rstd = variance.map((s) => 1 / Math.sqrt(s + eps));
   for (let k = 0; k < c; k++) {
     v.scale[k] = g[k] * rstd[k];
@@ -170,14 +239,13 @@ function backward(host: BatchNormHost, t: BackwardInputs, slope: number): Tensor
   const g = Float64Array.from(host.readVector(t.gamma));
   const dx = host.output([...t.x.shape]);
   const passes = host.passes(c);
-  const v = host.vectors(c);
+  const v = host.vectors(c, blockCount(rows) * c);
   v.mean.set(mean);
   v.rstd.set(rstd);
   const [dyo, yo, xo] = [host.offset(t.dy), host.offset(t.y), host.offset(t.x)];
-  const dBeta = new Float64Array(c);
-  const dGamma = new Float64Array(c);
-  blockSums(rows, c, (r0, n) => passes.gradSums(dyo + r0 * c, yo + r0 * c, xo + r0 * c, n, c, slope, v.mean, v.rstd, v.acc, v.acc2),
-    [v.acc, v.acc2], [dBeta, dGamma]);
+  passes.gradSums(dyo, yo, xo, rows, c, slope, v.mean, v.rstd, v.partials, v.partials2);
+  const dBeta = addBlocks(v.partials, rows, c);
+  const dGamma = addBlocks(v.partials2, rows, c);
   for (let k = 0; k < c; k++) {
     const gr = g[k] * rstd[k];
     v.a[k] = gr;
@@ -188,9 +256,15 @@ function backward(host: BatchNormHost, t: BackwardInputs, slope: number): Tensor
   return [dx, host.vectorOutput(dGamma), host.vectorOutput(dBeta)];
 }
 
-function viewsOn(buffer: ArrayBufferLike, byteOffset: number, c: number): ChannelVectors {
-  const at = (i: number) => new Float32Array(buffer, byteOffset + i * c * 4, c);
-  return { mean: at(0), rstd: at(1), scale: at(2), shift: at(3), acc: at(4), acc2: at(5), a: at(6), b: at(7), cc: at(8) };
+/** Floats of scratch for `viewsOn(…, c, n)`. */
+const scratchFloats = (c: number, n: number) => 7 * c + 2 * n;
+
+function viewsOn(buffer: ArrayBufferLike, byteOffset: number, c: number, n: number): ChannelVectors {
+  const at = (i: number, length = c) => new Float32Array(buffer, byteOffset + i * c * 4, length);
+  return {
+    mean: at(0), rstd: at(1), scale: at(2), shift: at(3), a: at(4), b: at(5), cc: at(6),
+    partials: new Float32Array(buffer, byteOffset + 7 * c * 4, n), partials2: new Float32Array(buffer, byteOffset + (7 * c + n) * 4, n),
+  };
 }
 
 type BackwardInputs = Record<'dy' | 'x' | 'y' | 'mean' | 'rstd' | 'gamma', TensorInfo>;
@@ -258,7 +332,7 @@ function cpuHost(backend: unknown, floats: number): BatchNormHost {
       pending.set(dataId, reserve(util.sizeFromShape(shape)));
       return { dataId, shape, dtype: 'float32' };
     },
-    vectors: (c) => viewsOn(new ArrayBuffer(9 * c * 4), 0, c),
+    vectors: (c, n) => viewsOn(new ArrayBuffer(scratchFloats(c, n) * 4), 0, c, n),
     passes: () => loopPasses(() => heap),
     vectorOutput: (values) => b.makeTensorInfo([values.length], 'float32', Float32Array.from(values)),
     readVector: (t) => b.data.get(t.dataId).values,
@@ -284,23 +358,25 @@ export function registerCpuBatchNormKernels(): void {
 export async function registerWasmBatchNormKernels(backend: object): Promise<void> {
   if (hasFusedBatchNorm('wasm')) return;
   const b = wasmInternals(backend);
-  const { memory, exports } = await loadWasmSimd(backend);
-  const simd = simdPasses(exports);
+  const simdKernels = await loadWasmSimd(backend);
+  const { memory } = simdKernels;
+  const simd = simdPasses(simdKernels);
   const heap = () => new Float32Array(memory.buffer);
   const loops = loopPasses(heap);
   let scratch = 0;
-  let scratchChannels = 0;
+  let scratchSize = 0;
   const host: BatchNormHost = {
     offset: (t) => heapOffset(b, t) / 4,
     output: (shape) => b.makeOutput(shape, 'float32'),
-    vectors: (c) => {
-      if (c > scratchChannels) {
+    vectors: (c, n) => {
+      const floats = scratchFloats(c, n);
+      if (floats > scratchSize) {
         // Kept for the life of the backend: a few KiB, reused by every layer.
-        if (scratchChannels > 0) b.wasm._free(scratch);
-        scratch = b.wasm._malloc(9 * c * 4) >>> 0;
-        scratchChannels = c;
+        if (scratchSize > 0) b.wasm._free(scratch);
+        scratch = b.wasm._malloc(floats * 4) >>> 0;
+        scratchSize = floats;
       }
-      return viewsOn(memory.buffer, scratch, c);
+      return viewsOn(memory.buffer, scratch, c, n);
     },
     passes: (c) => (c % 4 === 0 ? simd : loops),
     vectorOutput: (values) => {

@@ -18,7 +18,7 @@ const GO = 0;
 const DONE = 1;
 const ARGS = 2;
 /** The kernel's index in HELPER_KERNELS, then its arguments. */
-const ARG_COUNT = 12;
+const ARG_COUNT = 16;
 /** DONE values. */
 const RUNNING = 0;
 const FINISHED = 1;

@@ -253,6 +253,7 @@ export const HELPER_KERNELS = [
   ...CONVOLUTION_BLOCKS.map((c) => `conv3x3_${c}` as const),
   ...CONVOLUTION_BLOCKS.map((c) => `conv1x1_${c}` as const),
   'maxpool2x2_grad',
+  'sum_rows_blocks', 'sum_sq_centered_blocks', 'grad_sums_blocks', 'affine_leaky_rows', 'grad_input_rows',
 ] as const;
 export type HelperKernel = (typeof HELPER_KERNELS)[number];
 
@@ -276,7 +277,7 @@ export const WASM_SIMD_WAT = String.raw`;; Training kernels in wasm SIMD: BatchN
       (br $next))))
 
   ;; acc[k] = sum over rows of x[r, k]
-  (func (export "sum_rows") (param $x i32) (param $rows i32) (param $c i32) (param $acc i32)
+  (func $sum_rows (export "sum_rows") (param $x i32) (param $rows i32) (param $c i32) (param $acc i32)
     (local $bytes i32) (local $end i32) (local $k i32) (local $a i32)
     (local.set $bytes (i32.shl (local.get $c) (i32.const 2)))
     (call $zero (local.get $acc) (local.get $bytes))
@@ -294,7 +295,7 @@ export const WASM_SIMD_WAT = String.raw`;; Training kernels in wasm SIMD: BatchN
       (br $row))))
 
   ;; acc[k] = sum over rows of (x[r, k] - mean[k])^2
-  (func (export "sum_sq_centered") (param $x i32) (param $rows i32) (param $c i32) (param $mean i32) (param $acc i32)
+  (func $sum_sq_centered (export "sum_sq_centered") (param $x i32) (param $rows i32) (param $c i32) (param $mean i32) (param $acc i32)
     (local $bytes i32) (local $end i32) (local $k i32) (local $a i32) (local $d v128)
     (local.set $bytes (i32.shl (local.get $c) (i32.const 2)))
     (call $zero (local.get $acc) (local.get $bytes))
@@ -313,7 +314,7 @@ export const WASM_SIMD_WAT = String.raw`;; Training kernels in wasm SIMD: BatchN
       (br $row))))
 
   ;; out[r, k] = max(v, slope * v) with v = x[r, k] * scale[k] + shift[k]  (slope 1: no activation)
-  (func (export "affine_leaky") (param $x i32) (param $out i32) (param $rows i32) (param $c i32)
+  (func $affine_leaky (export "affine_leaky") (param $x i32) (param $out i32) (param $rows i32) (param $c i32)
         (param $scale i32) (param $shift i32) (param $slope f32)
     (local $bytes i32) (local $end i32) (local $k i32) (local $v v128) (local $s v128)
     (local.set $s (f32x4.splat (local.get $slope)))
@@ -336,7 +337,7 @@ export const WASM_SIMD_WAT = String.raw`;; Training kernels in wasm SIMD: BatchN
 
   ;; dz = dy * (y > 0 ? 1 : slope); xhat = (x - mean) * rstd;
   ;; accDz[k] = sum dz, accDzx[k] = sum dz * xhat
-  (func (export "grad_sums") (param $dy i32) (param $y i32) (param $x i32) (param $rows i32) (param $c i32)
+  (func $grad_sums (export "grad_sums") (param $dy i32) (param $y i32) (param $x i32) (param $rows i32) (param $c i32)
         (param $slope f32) (param $mean i32) (param $rstd i32) (param $accDz i32) (param $accDzx i32)
     (local $bytes i32) (local $end i32) (local $k i32) (local $a i32) (local $dz v128) (local $xhat v128) (local $s v128)
     (local.set $s (f32x4.splat (local.get $slope)))
@@ -367,7 +368,7 @@ export const WASM_SIMD_WAT = String.raw`;; Training kernels in wasm SIMD: BatchN
       (br $row))))
 
   ;; out = A * dz + B * x + C, dz as in grad_sums
-  (func (export "grad_input") (param $dy i32) (param $y i32) (param $x i32) (param $out i32) (param $rows i32) (param $c i32)
+  (func $grad_input (export "grad_input") (param $dy i32) (param $y i32) (param $x i32) (param $out i32) (param $rows i32) (param $c i32)
         (param $slope f32) (param $A i32) (param $B i32) (param $C i32)
     (local $bytes i32) (local $end i32) (local $k i32) (local $dz v128) (local $s v128)
     (local.set $s (f32x4.splat (local.get $slope)))
@@ -461,6 +462,46 @@ ${CONVOLUTION_BLOCKS.map((c) => convolutionKernels(c)).join('\n')}
         (br $cols)))
       (local.set $r (i32.add (local.get $r) (i32.const 1)))
       (br $rows))))
+
+;; The BatchNorm passes in parts, for two threads (batchnorm-kernels.ts): the sums per block of
+  ;; blockRows rows, blocks [b0, b1), each block's sums into partials + b·c floats; the element-wise
+  ;; passes over rows [r0, r1). The LeakyReLU slope comes as the bits of its float32.
+${[
+  ['sum_rows', '(param $x i32) (param $rows i32) (param $c i32) (param $blockRows i32) (param $partials i32)',
+    '(i32.add (local.get $x) (local.get $skip)) (local.get $n) (local.get $c) (local.get $part)'],
+  ['sum_sq_centered', '(param $x i32) (param $rows i32) (param $c i32) (param $blockRows i32) (param $mean i32) (param $partials i32)',
+    '(i32.add (local.get $x) (local.get $skip)) (local.get $n) (local.get $c) (local.get $mean) (local.get $part)'],
+  ['grad_sums', '(param $dy i32) (param $y i32) (param $x i32) (param $rows i32) (param $c i32) (param $blockRows i32) (param $slope i32) (param $mean i32) (param $rstd i32) (param $partials i32) (param $partials2 i32)',
+    '(i32.add (local.get $dy) (local.get $skip)) (i32.add (local.get $y) (local.get $skip)) (i32.add (local.get $x) (local.get $skip)) (local.get $n) (local.get $c) (f32.reinterpret_i32 (local.get $slope)) (local.get $mean) (local.get $rstd) (local.get $part) (i32.add (local.get $partials2) (i32.sub (local.get $part) (local.get $partials)))'],
+].map(([name, params, args]) => String.raw`
+  (func (export "${name}_blocks") ${params} (param $b0 i32) (param $b1 i32)
+    (local $b i32) (local $n i32) (local $skip i32) (local $part i32)
+    (local.set $b (local.get $b0))
+    (block $done (loop $blocks
+      (br_if $done (i32.ge_u (local.get $b) (local.get $b1)))
+      (local.set $n (i32.sub (local.get $rows) (i32.mul (local.get $b) (local.get $blockRows))))
+      (if (i32.gt_u (local.get $n) (local.get $blockRows)) (then (local.set $n (local.get $blockRows))))
+      (local.set $skip (i32.shl (i32.mul (i32.mul (local.get $b) (local.get $blockRows)) (local.get $c)) (i32.const 2)))
+      (local.set $part (i32.add (local.get $partials) (i32.shl (i32.mul (local.get $b) (local.get $c)) (i32.const 2))))
+      (call $${name} ${args})
+      (local.set $b (i32.add (local.get $b) (i32.const 1)))
+      (br $blocks))))`).join('\n')}
+
+  (func (export "affine_leaky_rows") (param $x i32) (param $out i32) (param $c i32) (param $scale i32) (param $shift i32)
+        (param $slope i32) (param $r0 i32) (param $r1 i32)
+    (local $skip i32)
+    (local.set $skip (i32.shl (i32.mul (local.get $r0) (local.get $c)) (i32.const 2)))
+    (call $affine_leaky (i32.add (local.get $x) (local.get $skip)) (i32.add (local.get $out) (local.get $skip))
+      (i32.sub (local.get $r1) (local.get $r0)) (local.get $c) (local.get $scale) (local.get $shift) (f32.reinterpret_i32 (local.get $slope))))
+
+  (func (export "grad_input_rows") (param $dy i32) (param $y i32) (param $x i32) (param $out i32) (param $c i32)
+        (param $slope i32) (param $A i32) (param $B i32) (param $C i32) (param $r0 i32) (param $r1 i32)
+    (local $skip i32)
+    (local.set $skip (i32.shl (i32.mul (local.get $r0) (local.get $c)) (i32.const 2)))
+    (call $grad_input (i32.add (local.get $dy) (local.get $skip)) (i32.add (local.get $y) (local.get $skip))
+      (i32.add (local.get $x) (local.get $skip)) (i32.add (local.get $out) (local.get $skip))
+      (i32.sub (local.get $r1) (local.get $r0)) (local.get $c) (f32.reinterpret_i32 (local.get $slope))
+      (local.get $A) (local.get $B) (local.get $C)))
 
   ;; rows times: copy bytes (a multiple of 16) from src to dst, then step src by srcStride and dst
   ;; by dstStride bytes: one input's channels into (or out of) a last-axis concatenation.

@@ -28,6 +28,13 @@ export interface WasmSimdExports {
   affine_leaky(x: number, out: number, rows: number, c: number, scale: number, shift: number, slope: number): void;
   grad_sums(dy: number, y: number, x: number, rows: number, c: number, slope: number, mean: number, rstd: number, accDz: number, accDzx: number): void;
   grad_input(dy: number, y: number, x: number, out: number, rows: number, c: number, slope: number, a: number, b: number, cc: number): void;
+  // the same in parts (blocks of rows, ranges of rows), the slope as the bits of its float32
+  sum_rows_blocks(x: number, rows: number, c: number, blockRows: number, partials: number, b0: number, b1: number): void;
+  sum_sq_centered_blocks(x: number, rows: number, c: number, blockRows: number, mean: number, partials: number, b0: number, b1: number): void;
+  grad_sums_blocks(dy: number, y: number, x: number, rows: number, c: number, blockRows: number, slopeBits: number, mean: number, rstd: number,
+    partialsDz: number, partialsDzx: number, b0: number, b1: number): void;
+  affine_leaky_rows(x: number, out: number, c: number, scale: number, shift: number, slopeBits: number, r0: number, r1: number): void;
+  grad_input_rows(dy: number, y: number, x: number, out: number, c: number, slopeBits: number, a: number, b: number, cc: number, r0: number, r1: number): void;
   dw_tap_4x8(x: number, dy: number, pixels: number, cin: number, cout: number, out: number): void;
   maxpool2x2_grad(x: number, dy: number, dx: number, h: number, w: number, c: number, oh: number, ow: number, r0: number, r1: number): void;
   copy_rows(src: number, dst: number, rows: number, bytes: number, srcStride: number, dstStride: number): void;

@@ -4,6 +4,8 @@ import '@tensorflow/tfjs-backend-cpu';
 import { selectBackend } from './select-backend.js';
 import { installWasmTrainingKernels, type FilterGradientPath } from './wasm-training-kernels.js';
 import { wasmSimdOf } from './wasm-simd.js';
+import { BATCHNORM_TRAIN, BATCHNORM_TRAIN_GRAD } from './batchnorm-kernels.js';
+import { BN_EPS, LEAKY_SLOPE } from '../model/unet-spec.js';
 
 /**
  * Every gradient the U-Net training needs is computed twice, once on the reference `cpu` backend
@@ -205,6 +207,37 @@ describe('wasm training kernels match the cpu backend', () => {
       simd.helper = helper;
     }
     tf.dispose([x, dy]);
+  });
+
+  it('BatchNorm on two threads gives the bits of one thread over several row blocks, and matches tfjs ops', async () => {
+    await tf.setBackend('wasm');
+    const simd = wasmSimdOf(tf.backend())!;
+    expect(simd.helper, 'a threaded wasm backend in Node starts the helper').toBeDefined();
+    // 3 full blocks of 4096 rows and a short fourth, so the helper takes blocks 2 and 3
+    const shape = [2, 6194, 1, 8];
+    const r = rng(77);
+    const x = tf.tensor(randomArray(2 * 6194 * 8, r).map((v) => v + 0.3), shape);
+    const gamma = tf.tensor(randomArray(8, r).map((v) => 1 + v), [8]);
+    const beta = tf.tensor(randomArray(8, r), [8]);
+    const dy = tf.tensor(randomArray(2 * 6194 * 8, r), shape);
+    const run = () => tf.tidy(() => {
+      const [y, mean, variance, rstd] = tf.engine().runKernel(BATCHNORM_TRAIN, { x, gamma, beta }, { slope: LEAKY_SLOPE, eps: BN_EPS }) as tf.Tensor[];
+      const grads = tf.engine().runKernel(BATCHNORM_TRAIN_GRAD, { dy, x, y, mean, rstd, gamma }, { slope: LEAKY_SLOPE }) as tf.Tensor[];
+      return [y, mean, variance, ...grads].map((t) => Array.from(t.dataSync()));
+    });
+    const both = run();
+    const helper = simd.helper;
+    simd.helper = undefined;
+    try {
+      expect(run()).toEqual(both);
+    } finally {
+      simd.helper = helper;
+    }
+    const { mean, variance } = tf.moments(x, [0, 1, 2]);
+    const want = tf.leakyRelu(tf.add(tf.mul(tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, BN_EPS))), gamma), beta), LEAKY_SLOPE);
+    expectClose(Float32Array.from(both[0]), want.dataSync() as Float32Array, 'y');
+    expectClose(Float32Array.from(both[2]), variance.dataSync() as Float32Array, 'variance');
+    tf.dispose([x, gamma, beta, dy, mean, variance, want]);
   });
 
   // tfjs-backend-wasm 4.22's own MaxPoolGrad misroutes gradients in all-negative windows.
