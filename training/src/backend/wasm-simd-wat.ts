@@ -11,7 +11,6 @@ function filterGradientKernels(r: number, c: number): string {
   const rows = [...Array(r).keys()];
   const vecs = [...Array(c / 4).keys()];
   const acc = (i: number, v: number) => `$a${i}${v}`;
-  const each = (f: (i: number, v: number) => string) => rows.map((i) => vecs.map((v) => f(i, v)).join('\n')).join('\n');
   const rowsOfOut = (f: (i: number, v: number) => string) => rows.map((i) => [
     ...(i > 0 ? ['      (local.set $o (i32.add (local.get $o) (local.get $ds)))'] : []),
     ...vecs.map((v) => f(i, v)),
