@@ -147,6 +147,22 @@ for (const k of prof.kernels) {
   agg.set(k.name, e);
 }
 const kernels = [...agg].map(([name, v]) => ({ name, ms: Math.round(v.ms), calls: v.calls })).sort((p, q) => q.ms - p.ms);
+// Convolution arithmetic: 2 flops per multiply-add, forward (its output pixels), input gradient
+// (dy's pixels) and filter gradient (dy's pixels, the filter as its output) alike.
+const convolutions: Record<string, { gflop: number; ms: number }> = {};
+for (const k of prof.kernels) {
+  const sizes = (sh: number[] | undefined) => (sh ?? []).reduce((a, b) => a * b, 1);
+  let flops = 0;
+  if (k.name === 'Conv2D' || k.name === 'FusedConv2D') flops = 2 * sizes(k.outputShapes[0]) / k.outputShapes[0]![3] * sizes(k.inputShapes[1]);
+  else if (k.name === 'Conv2DBackpropInput') flops = 2 * sizes(k.inputShapes[0]) / k.inputShapes[0]![3] * sizes(k.inputShapes[1]);
+  else if (k.name === 'Conv2DBackpropFilter') flops = 2 * sizes(k.inputShapes[1]) / k.inputShapes[1]![3] * sizes(k.outputShapes[0]);
+  else continue;
+  const e = convolutions[k.name] ?? { gflop: 0, ms: 0 };
+  e.gflop += flops / 1e9;
+  e.ms += typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
+  convolutions[k.name] = e;
+}
+for (const [name, e] of Object.entries(convolutions)) console.error(`  ${name}: ${e.gflop.toFixed(2)} GFLOP in ${e.ms.toFixed(0)} ms, ${(e.gflop / e.ms * 1000).toFixed(1)} GFLOP/s`);
 const heapMB = ((tf.backend() as unknown as { wasm: { HEAPU8: Uint8Array } }).wasm.HEAPU8.length) / 2 ** 20;
 console.error(`step wall ms: median ${median.toFixed(0)} of [${times.map((t) => t.toFixed(0)).join(', ')}]`);
 console.error(`step CPU ms (all threads): median ${cpuMedian.toFixed(0)} of [${cpuTimes.map((t) => t.toFixed(0)).join(', ')}]`);
@@ -167,5 +183,5 @@ for (const k of prof.kernels) {
 const shapes = [...byShape].map(([key, v]) => ({ key, ms: Math.round(v.ms * 10) / 10, calls: v.calls })).sort((p, q) => q.ms - p.ms);
 for (const e of shapes.slice(0, 40)) console.error(`  ${e.key.padEnd(60)} ${e.ms.toFixed(1).padStart(7)} ms  ${e.calls} calls`);
 console.log(JSON.stringify({ net, bl, bu, size, widths, threads, resize, medianMs: median, times, cpuMedianMs: cpuMedian, cpuTimes, paired, profWallMs: profWall, kernelMs,
-  kernelCalls: prof.kernels.length, wasmHeapMB: heapMB, peakRssMB: process.resourceUsage().maxRSS / 1024, kernels, ...(shapes.length > 0 ? { shapes } : {}) }));
+  kernelCalls: prof.kernels.length, convolutions, wasmHeapMB: heapMB, peakRssMB: process.resourceUsage().maxRSS / 1024, kernels, ...(shapes.length > 0 ? { shapes } : {}) }));
 process.exit(0);

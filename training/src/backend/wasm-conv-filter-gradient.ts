@@ -1,7 +1,7 @@
 /**
  * `Conv2DBackpropFilter` (dW) for the wasm backend, which tfjs-backend-wasm 4.22 lacks (tf.grad of
- * a conv2d filter throws). 3×3 'same' stride 1 (every U-Net convolution but the 1×1 heads): our
- * SIMD kernel; other stride-1 convolutions: one XNNPACK GEMM per filter tap on shifted views of
+ * a conv2d filter throws). 3×3 'same' and 1×1 stride 1 (every U-Net convolution): our SIMD
+ * kernels; other stride-1 convolutions: one XNNPACK GEMM per filter tap on shifted views of
  * xᵀ; other strides: im2colᵀ(x) · dy per chunk of pixels.
  *
  * Only the BatchMatMul fast path of the wasm backend uses XNNPACK (no transposes, batch 1; every
@@ -187,28 +187,30 @@ function backpropFilterByTaps(backend: WasmBackendInternals, x: TensorInfo, dy: 
 }
 
 /**
- * dW of a 3×3, stride-1, 'same' convolution with our SIMD kernel (dw_3x3 in wasm-simd-wat.ts):
- * per block of 4 input × 8 output channels and per tap, the 8 accumulators stay in registers
- * while the kernel runs over the pixels whose tap input lies in the image, chunk of rows by chunk
- * of rows, writing dW in its final [3, 3, Cin, Cout] layout. x and dy are read where they lie: no
+ * dW of a 3×3 'same' or a 1×1 stride-1 convolution with our SIMD kernels (dw_3x3_RxC,
+ * dw_1x1_RxC in wasm-simd-wat.ts): per block of input × output channels and per tap, the
+ * accumulators stay in registers while the kernel runs over the pixels whose tap input lies in
+ * the image, chunk of rows by chunk of rows, writing dW in its final [K, K, Cin, Cout] layout. x and dy are read where they lie: no
  * padded copies, no im2col buffer, no GEMM packing; with the helper thread both cores.
  */
 function backpropFilterSimd(
   backend: WasmBackendInternals, x: TensorInfo, dy: TensorInfo, info: backend_util.Conv2DInfo, simd: WasmSimd, block: number,
 ): TensorInfo {
-  const { batchSize: B, inHeight: H, inWidth: W, inChannels: Cin, outChannels: Cout } = info;
+  const { batchSize: B, inHeight: H, inWidth: W, inChannels: Cin, outChannels: Cout, filterHeight: K } = info;
   const [r, c] = FILTER_GRADIENT_BLOCKS[block];
-  const out = backend.makeOutput([3, 3, Cin, Cout], 'float32');
+  const out = backend.makeOutput([K, K, Cin, Cout], 'float32');
   backend.typedArrayFromHeap(out).fill(0);
-  const kernel = `dw_3x3_${r}x${c}` as const;
-  const args = [heapOffset(backend, x), heapOffset(backend, dy), B * H, H, W, Cin, Cout, heapOffset(backend, out)];
+  const [x0, dy0, out0] = [heapOffset(backend, x), heapOffset(backend, dy), heapOffset(backend, out)];
+  const [kernel, args] = K === 3
+    ? [`dw_3x3_${r}x${c}` as const, [x0, dy0, B * H, H, W, Cin, Cout, out0]]
+    : [`dw_1x1_${r}x${c}` as const, [x0, dy0, B * H, W, Cin, Cout, out0]];
   const chunkRows = Math.ceil(Math.max(64, DW_CHUNK_INPUT_FLOATS / Cin) / W);
   // Blocks are (tap, input block, output block); with the helper thread it takes the second half.
-  const blocks = 9 * (Cin / r) * (Cout / c);
+  const blocks = K * K * (Cin / r) * (Cout / c);
   const mine = simd.helper ? Math.ceil(blocks / 2) : blocks;
   simd.helper?.start(kernel, [...args, mine, blocks, chunkRows]);
   try {
-    simd.exports[kernel](...args as [number, number, number, number, number, number, number, number], 0, mine, chunkRows);
+    (simd.exports[kernel] as (...a: number[]) => void)(...args, 0, mine, chunkRows);
   } finally {
     // Never free what the helper may still be reading.
     simd.helper?.finish();
@@ -300,10 +302,11 @@ function filterGradient(
   const stride1 = info.strideHeight === 1 && info.strideWidth === 1 && info.dilationHeight === 1 && info.dilationWidth === 1;
   const simd = wasmSimdOf(backend);
   const { top, bottom, left, right } = info.padInfo;
-  const samePadding = top === 1 && bottom === 1 && left === 1 && right === 1;
+  const k = info.filterHeight;
+  const samePadding = [top, bottom, left, right].every((p) => p === (k - 1) / 2);
   // the largest channel blocks that divide the channels
   const block = FILTER_GRADIENT_BLOCKS.findIndex(([r, c]) => info.inChannels % r === 0 && info.outChannels % c === 0);
-  if (simd !== undefined && stride1 && samePadding && info.filterHeight === 3 && info.filterWidth === 3 && block >= 0 &&
+  if (simd !== undefined && stride1 && samePadding && (k === 3 || k === 1) && info.filterWidth === k && block >= 0 &&
     (path === 'simd' || path === 'auto')) {
     return backpropFilterSimd(backend, x, dy, info, simd, block);
   }

@@ -1,4 +1,4 @@
-/** Blocks of input × output channels the 3×3 filter-gradient kernel comes in: export `dw_3x3_${r}x${c}` each. */
+/** Blocks of input × output channels the filter-gradient kernels come in: exports `dw_3x3_${r}x${c}` and `dw_1x1_${r}x${c}` each. */
 export const FILTER_GRADIENT_BLOCKS = [[4, 8], [4, 4], [1, 8], [1, 4]] as const;
 
 /**
@@ -96,6 +96,35 @@ ${rowsOfOut((i, v) => `      (v128.store offset=${16 * v} (local.get $o) (local.
           (i32.div_u (local.get $tap) (i32.const 3)) (i32.rem_u (local.get $tap) (i32.const 3))
           (local.get $xs) (local.get $ds)
           (i32.add (local.get $out) (i32.shl (i32.add (i32.mul (i32.add (i32.mul (local.get $tap) (local.get $cin)) (local.get $ci)) (local.get $cout)) (local.get $co)) (i32.const 2))))
+        (local.set $j (i32.add (local.get $j) (i32.const 1)))
+        (br $blocks)))
+      (local.set $r0 (i32.add (local.get $r0) (local.get $n)))
+      (br $chunks))))
+
+  ;; The same for a 1×1 convolution: its one tap is the 3×3's centre, every pixel inside the image;
+  ;; block j is (block of ${r} input channels, block of ${c} output channels), dW [cin, cout].
+  (func (export "dw_1x1_${name}") (param $x i32) (param $dy i32) (param $rows i32) (param $w i32)
+        (param $cin i32) (param $cout i32) (param $out i32) (param $from i32) (param $to i32) (param $chunkRows i32)
+    (local $xs i32) (local $ds i32) (local $r0 i32) (local $n i32) (local $j i32) (local $coBlocks i32) (local $ci i32) (local $co i32)
+    (local.set $xs (i32.shl (local.get $cin) (i32.const 2)))
+    (local.set $ds (i32.shl (local.get $cout) (i32.const 2)))
+    (local.set $coBlocks (i32.div_u (local.get $cout) (i32.const ${c})))
+    (block $done (loop $chunks
+      (br_if $done (i32.ge_u (local.get $r0) (local.get $rows)))
+      (local.set $n (i32.sub (local.get $rows) (local.get $r0)))
+      (if (i32.gt_u (local.get $n) (local.get $chunkRows)) (then (local.set $n (local.get $chunkRows))))
+      (local.set $j (local.get $from))
+      (block $blocksDone (loop $blocks
+        (br_if $blocksDone (i32.ge_u (local.get $j) (local.get $to)))
+        (local.set $ci (i32.mul (i32.div_u (local.get $j) (local.get $coBlocks)) (i32.const ${r})))
+        (local.set $co (i32.mul (i32.rem_u (local.get $j) (local.get $coBlocks)) (i32.const ${c})))
+        ;; one row of the whole chunk: every pixel of it is a valid centre-tap pixel
+        (call $dw_run_${name}
+          (i32.add (local.get $x) (i32.shl (i32.add (i32.mul (i32.mul (local.get $r0) (local.get $w)) (local.get $cin)) (local.get $ci)) (i32.const 2)))
+          (i32.add (local.get $dy) (i32.shl (i32.add (i32.mul (i32.mul (local.get $r0) (local.get $w)) (local.get $cout)) (local.get $co)) (i32.const 2)))
+          (i32.mul (local.get $n) (local.get $w)) (local.get $xs) (local.get $ds)
+          (i32.add (local.get $out) (i32.shl (i32.add (i32.mul (local.get $ci) (local.get $cout)) (local.get $co)) (i32.const 2)))
+          (i32.const 0))
         (local.set $j (i32.add (local.get $j) (i32.const 1)))
         (br $blocks)))
       (local.set $r0 (i32.add (local.get $r0) (local.get $n)))
@@ -249,6 +278,7 @@ ${px.map((i) => [...(i > 0 ? ['    (local.set $out (i32.add (local.get $out) (lo
 /** The exports the helper thread (wasm-simd-helper-node.ts) may run. */
 export const HELPER_KERNELS = [
   ...FILTER_GRADIENT_BLOCKS.map(([r, c]) => `dw_3x3_${r}x${c}` as const),
+  ...FILTER_GRADIENT_BLOCKS.map(([r, c]) => `dw_1x1_${r}x${c}` as const),
   ...CONVOLUTION_BLOCKS.map((c) => `conv3x3_${c}` as const),
   ...CONVOLUTION_BLOCKS.map((c) => `conv1x1_${c}` as const),
   'maxpool2x2_grad',

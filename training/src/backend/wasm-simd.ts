@@ -19,7 +19,12 @@ export type Convolution3x3 = (x: number, w: number, bias: number, out: number, h
 /** conv1x1_C of wasm-simd-wat.ts: output pixels [p0, p1) of a 1×1 convolution (byte offsets; see there). */
 export type Convolution1x1 = (x: number, w: number, bias: number, out: number, cin: number, cout: number, p0: number, p1: number) => void;
 
+/** dw_1x1_RxC of wasm-simd-wat.ts: blocks [from, to) of a 1×1 filter gradient (byte offsets; see there). */
+export type FilterGradient1x1 = (x: number, dy: number, rows: number, w: number, cin: number, cout: number, out: number,
+  from: number, to: number, chunkRows: number) => void;
+
 export interface WasmSimdExports {
+  [dw1x1: `dw_1x1_${number}x${number}`]: FilterGradient1x1;
   [conv3x3: `conv3x3_${number}`]: Convolution3x3;
   [conv1x1: `conv1x1_${number}`]: Convolution1x1;
   [dw3x3: `dw_3x3_${number}x${number}`]: FilterGradient3x3;

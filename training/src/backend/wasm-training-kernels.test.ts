@@ -170,13 +170,18 @@ describe('wasm training kernels match the cpu backend', () => {
     { b: 2, h: 64, w: 24, ci: 4, co: 8, pad: 'same' as const },
     // 128 pixels / 20 columns = 7 rows a chunk, six chunks, every image row a tap row at some chunk's edge
     { b: 1, h: 40, w: 20, ci: 64, co: 8, pad: 'same' as const },
+    // 1×1 (the decoder's channel reductions): blocks 4×8, 4×4, 1×8; several chunks (7 rows of 20)
+    { b: 1, h: 40, w: 20, ci: 64, co: 8, pad: 'same' as const, k: 1 },
+    { b: 2, h: 5, w: 7, ci: 12, co: 4, pad: 'same' as const, k: 1 },
+    { b: 2, h: 3, w: 3, ci: 3, co: 16, pad: 'valid' as const, k: 1 },
   ]) {
-    it(`conv2d filter gradient, simd path: 3×3 pad ${c.pad}, x [${c.b},${c.h},${c.w},${c.ci}] → ${c.co}`, async () => {
+    const k = c.k ?? 3;
+    it(`conv2d filter gradient, simd path: ${k}×${k} pad ${c.pad}, x [${c.b},${c.h},${c.w},${c.ci}] → ${c.co}`, async () => {
       const r = rng(c.b * 13 + c.ci * 5 + c.co);
       const x = { data: randomArray(c.b * c.h * c.w * c.ci, r), shape: [c.b, c.h, c.w, c.ci] };
-      const w = { data: randomArray(9 * c.ci * c.co, r), shape: [3, 3, c.ci, c.co] };
-      const oh = c.pad === 'same' ? c.h : c.h - 2;
-      const ow = c.pad === 'same' ? c.w : c.w - 2;
+      const w = { data: randomArray(k * k * c.ci * c.co, r), shape: [k, k, c.ci, c.co] };
+      const oh = c.pad === 'same' ? c.h : c.h - k + 1;
+      const ow = c.pad === 'same' ? c.w : c.w - k + 1;
       const wy = randomArray(c.b * oh * ow * c.co, r);
       await withFilterGradientPath('simd', () => compare('conv2d simd', [x, w], (xt, wt) =>
         tf.sum(tf.mul(tf.conv2d(xt as tf.Tensor4D, wt as tf.Tensor4D, 1, c.pad), tf.tensor(wy, [c.b, oh, ow, c.co])))));
