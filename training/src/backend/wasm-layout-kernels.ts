@@ -17,7 +17,8 @@
  *   or weight over [..., C] class maps, in the losses) or along every axis but the last (a [C]
  *   vector): the backend's broadcasting loop computes an index per element and took 5–10 ns per
  *   element (2.5 ms for [4,128,128,1] by [4,128,128,4], where the same-shape product takes 0.12);
- *   also one value of shape [1, …, 1] over a tensor (a full reduction's gradient).
+ *   also one value of shape [1, …, 1] over a tensor (a full reduction's gradient). With C in 4s
+ *   the product runs in wasm SIMD (mul_broadcast), large ones on both threads.
  *
  * - `Less`, `LessEqual`, `Greater`, `GreaterEqual` against one value per sample ([N, …] against
  *   [N, 1, …, 1]) or against one value: the same broadcasting loop, at 16 ms for the largest
@@ -170,6 +171,9 @@ function lastAxisBroadcast(big: number[], small: number[]): 'rows' | 'channels' 
   return null;
 }
 
+/** Floats of a product from which the SIMD multiply shares its rows with the helper thread. */
+const HELPER_MIN_FLOATS = 1 << 19;
+
 const broadcastMultiply: KernelFunc = (args) => {
   const backend = wasmInternals(args.backend);
   const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
@@ -181,6 +185,19 @@ const broadcastMultiply: KernelFunc = (args) => {
   const c = big.shape[big.shape.length - 1];
   const rows = util.sizeFromShape(big.shape) / c;
   const out = backend.makeOutput([...big.shape], 'float32');
+  const simd = wasmSimdOf(backend);
+  if (kind !== 'scalar' && c % 4 === 0 && simd !== undefined) {
+    // SIMD, the second half of the rows on the helper thread for large tensors (same products either way)
+    const args = [heapOffset(backend, big), heapOffset(backend, small), heapOffset(backend, out), c, kind === 'rows' ? 1 : 0] as const;
+    const mine = simd.helper && rows * c >= HELPER_MIN_FLOATS ? Math.ceil(rows / 2) : rows;
+    if (mine < rows) simd.helper!.start('mul_broadcast', [...args, mine, rows]);
+    try {
+      simd.exports.mul_broadcast(...args, 0, mine);
+    } finally {
+      if (mine < rows) simd.helper!.finish();
+    }
+    return out;
+  }
   const [bv, sv, ov] = [floats(backend, big), floats(backend, small), floats(backend, out)];
   if (kind === 'scalar') {
     const s = sv[0];

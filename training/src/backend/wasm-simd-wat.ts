@@ -283,6 +283,7 @@ export const HELPER_KERNELS = [
   ...CONVOLUTION_BLOCKS.map((c) => `conv1x1_${c}` as const),
   'maxpool2x2_grad',
   'sum_rows_blocks', 'sum_sq_centered_blocks', 'grad_sums_blocks', 'affine_leaky_rows', 'grad_input_rows',
+  'mul_broadcast',
 ] as const;
 export type HelperKernel = (typeof HELPER_KERNELS)[number];
 
@@ -531,6 +532,29 @@ ${[
       (i32.add (local.get $x) (local.get $skip)) (i32.add (local.get $out) (local.get $skip))
       (i32.sub (local.get $r1) (local.get $r0)) (local.get $c) (f32.reinterpret_i32 (local.get $slope))
       (local.get $A) (local.get $B) (local.get $C)))
+
+;; out[r, k] = big[r, k] · small[r] (rowwise = 1: a [..., 1] factor) or · small[k] (rowwise = 0: a
+  ;; [C] factor) for rows [r0, r1) of [rows, c], c a multiple of 4.
+  (func (export "mul_broadcast") (param $big i32) (param $small i32) (param $out i32) (param $c i32) (param $rowwise i32)
+        (param $r0 i32) (param $r1 i32)
+    (local $bytes i32) (local $p i32) (local $end i32) (local $k i32) (local $s v128) (local $sp i32)
+    (local.set $bytes (i32.shl (local.get $c) (i32.const 2)))
+    (local.set $p (i32.mul (local.get $r0) (local.get $bytes)))
+    (local.set $end (i32.mul (local.get $r1) (local.get $bytes)))
+    (local.set $sp (i32.add (local.get $small) (i32.shl (local.get $r0) (i32.const 2))))
+    (block $done (loop $row
+      (br_if $done (i32.ge_u (local.get $p) (local.get $end)))
+      (local.set $s (v128.load32_splat (local.get $sp)))
+      (local.set $k (i32.const 0))
+      (loop $col
+        (if (i32.eqz (local.get $rowwise)) (then (local.set $s (v128.load (i32.add (local.get $small) (local.get $k))))))
+        (v128.store (i32.add (local.get $out) (i32.add (local.get $p) (local.get $k)))
+          (f32x4.mul (v128.load (i32.add (local.get $big) (i32.add (local.get $p) (local.get $k)))) (local.get $s)))
+        (local.set $k (i32.add (local.get $k) (i32.const 16)))
+        (br_if $col (i32.lt_u (local.get $k) (local.get $bytes))))
+      (local.set $p (i32.add (local.get $p) (local.get $bytes)))
+      (local.set $sp (i32.add (local.get $sp) (i32.const 4)))
+      (br $row))))
 
   ;; rows times: copy bytes (a multiple of 16) from src to dst, then step src by srcStride and dst
   ;; by dstStride bytes: one input's channels into (or out of) a last-axis concatenation.

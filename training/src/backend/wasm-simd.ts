@@ -42,6 +42,7 @@ export interface WasmSimdExports {
   grad_input_rows(dy: number, y: number, x: number, out: number, c: number, slopeBits: number, a: number, b: number, cc: number, r0: number, r1: number): void;
   dw_tap_4x8(x: number, dy: number, pixels: number, cin: number, cout: number, out: number): void;
   maxpool2x2_grad(x: number, dy: number, dx: number, h: number, w: number, c: number, oh: number, ow: number, r0: number, r1: number): void;
+  mul_broadcast(big: number, small: number, out: number, c: number, rowwise: number, r0: number, r1: number): void;
   copy_rows(src: number, dst: number, rows: number, bytes: number, srcStride: number, dstStride: number): void;
 }
 

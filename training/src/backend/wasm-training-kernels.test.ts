@@ -245,6 +245,19 @@ describe('wasm training kernels match the cpu backend', () => {
     tf.dispose([x, gamma, beta, dy, mean, variance, want]);
   });
 
+  it('large broadcast products (2^19 floats, rows shared with the helper thread) are the exactly rounded products', async () => {
+    await tf.setBackend('wasm');
+    expect(wasmSimdOf(tf.backend())!.helper, 'a threaded wasm backend in Node starts the helper').toBeDefined();
+    const r = rng(91);
+    const x = randomArray(1024 * 512, r);
+    for (const shape of [[1024, 1], [512]]) {
+      const y = randomArray(shape[0], r);
+      const got = tf.tidy(() => tf.mul(tf.tensor(x, [1024, 512]), tf.tensor(y, shape)).dataSync());
+      const want = x.map((v, i) => Math.fround(v * y[shape.length === 1 ? i % 512 : Math.floor(i / 512)]));
+      expect(Array.from(got)).toEqual(Array.from(want));
+    }
+  });
+
   // tfjs-backend-wasm 4.22's own MaxPoolGrad misroutes gradients in all-negative windows.
   for (const [k, s, pad] of [[2, 2, 'valid'], [3, 2, 'same'], [3, 1, 'same']] as const) {
     it(`maxPool ${k}×${k} stride ${s} pad ${pad} with mostly negative inputs`, async () => {
