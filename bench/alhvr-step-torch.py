@@ -3,8 +3,10 @@ feature-perturbed auxiliary decoder), the ALHVR objective, one backward pass, bo
 The reference for bench/alhvr-step.ts; network and loss come from the test suite's independent
 PyTorch references (test/oracles/reference_unet.py, test/oracles/reference_losses.py).
 
-Usage: python3 alhvr-step-torch.py BL BU SIZE W0,W1,W2,W3,W4 STEPS THREADS
-Prints one JSON object: {"msPerStep", "times", "peakRssMB", "loss", "torch"}.
+Usage: python3 alhvr-step-torch.py BL BU SIZE W0,W1,W2,W3,W4 STEPS THREADS [--profile]
+Prints one JSON object: {"msPerStep", "times", "peakRssMB", "loss", "torch"}; with --profile also
+"profile": one further step under torch.profiler, self CPU ms of the convolutions (forward,
+backward) and of everything.
 """
 import json
 import os
@@ -72,8 +74,17 @@ def main():
         t0 = time.perf_counter()
         loss = step()
         times.append((time.perf_counter() - t0) * 1000)
-    print(json.dumps({"msPerStep": statistics.median(times), "times": times, "loss": loss,
-                      "peakRssMB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "torch": torch.__version__}))
+    out = {"msPerStep": statistics.median(times), "times": times, "loss": loss,
+           "peakRssMB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "torch": torch.__version__}
+    if "--profile" in sys.argv:
+        from torch.profiler import ProfilerActivity, profile
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            step()
+        ms = {e.key: e.self_cpu_time_total / 1000 for e in prof.key_averages()}
+        out["profile"] = {"convolutionForwardMs": ms.get("aten::mkldnn_convolution", 0.0),
+                          "convolutionBackwardMs": ms.get("aten::convolution_backward", 0.0),
+                          "allMs": sum(ms.values())}
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":
