@@ -62,9 +62,12 @@ describe('wasm convolution kernels (3×3 same, 1×1) match the cpu backend', () 
     { b: 1, h: 4, w: 7, ci: 3, co: 4, k: 3 },
     { b: 2, h: 9, w: 11, ci: 16, co: 16, k: 3 },
     { b: 3, h: 7, w: 10, ci: 12, co: 24, k: 3 },
+    // 4 output channels: groups of 4 pixels and single ones in a wider row
+    { b: 2, h: 5, w: 12, ci: 8, co: 4, k: 3 },
     // 1×1 (the decoder's channel reductions); pixel counts off multiples of 4
     { b: 2, h: 3, w: 5, ci: 7, co: 8, k: 1 },
     { b: 1, h: 1, w: 3, ci: 16, co: 4, k: 1 },
+    { b: 1, h: 3, w: 7, ci: 8, co: 4, k: 1 },
     // the backend's own kernel: output channels not in 4s, stride 2, an activation
     { b: 2, h: 6, w: 7, ci: 4, co: 6, k: 3 },
     { b: 2, h: 8, w: 8, ci: 4, co: 8, k: 3, stride: 2 },
