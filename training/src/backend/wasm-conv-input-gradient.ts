@@ -1,8 +1,9 @@
 /**
  * `Conv2DBackpropInput` (dx) for the wasm backend. tfjs-backend-wasm 4.22 has one, but as a direct
  * C loop; for stride 1 / dilation 1 (NHWC, float32) we compute it as a forward convolution of dy
- * with the spatially flipped, in/out-swapped filter, which runs through XNNPACK. Other cases keep
- * the backend's own kernel.
+ * with the spatially flipped, in/out-swapped filter, run by the backend's Conv2D kernel (ours for
+ * the U-Net's 3×3 and 1×1 cases, wasm-conv2d.ts; XNNPACK otherwise). Other cases keep the
+ * backend's own kernel.
  */
 import { backend_util, Conv2DBackpropInput, util, type KernelFunc, type NamedAttrMap, type TensorInfo } from '@tensorflow/tfjs-core';
 import { nativeKernel, runKernel, wasmInternals } from './wasm-internals.js';
@@ -49,7 +50,7 @@ export const conv2DBackpropInputWasm: KernelFunc = (args) => {
   const dx = runKernel('Conv2D', { x: dy, filter: flipped }, b, {
     strides: [1, 1], pad, dataFormat: 'NHWC', dilations: [1, 1], dimRoundingMode: a.dimRoundingMode ?? null,
   } as unknown as NamedAttrMap);
-  // disposing the flipped filter also drops the XNNPACK operator cached under its id
+  // disposing the flipped filter also drops any XNNPACK operator cached under its id
   backend.disposeData(flipped.dataId);
   if (!util.arraysEqual(dx.shape, a.inputShape)) {
     backend.disposeData(dx.dataId);
