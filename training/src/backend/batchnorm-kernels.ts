@@ -17,7 +17,7 @@
  */
 import { getKernel, registerKernel, util, type TensorInfo } from '@tensorflow/tfjs-core';
 import { heapOffset, wasmInternals } from './wasm-internals.js';
-import { loadWasmSimd, type WasmSimd } from './wasm-simd.js';
+import { loadWasmSimd, splitWithHelper, type WasmSimd } from './wasm-simd.js';
 import type { HelperKernel } from './wasm-simd-wat.js';
 
 export const BATCHNORM_TRAIN = 'AlhvrBatchNormTrain';
@@ -127,19 +127,9 @@ export function setBatchNormHelperMinFloats(floats: number): number {
   return before;
 }
 
-/**
- * Runs `run(from, to)` over [0, count) units of a [rows, c] pass: the second half on the helper
- * thread when there is one and the tensor is large enough, the first here.
- */
+/** A [rows, c] pass of `count` units, split with the helper thread when the tensor is large enough. */
 function split(simd: WasmSimd, floats: number, count: number, kernel: HelperKernel, args: number[], run: (from: number, to: number) => void): void {
-  const mine = simd.helper && count > 1 && floats >= helperMinFloats ? Math.ceil(count / 2) : count;
-  if (mine < count) simd.helper!.start(kernel, [...args, mine, count]);
-  try {
-    run(0, mine);
-  } finally {
-    // Never let the caller free what the helper may still be reading.
-    if (mine < count) simd.helper!.finish();
-  }
+  splitWithHelper(simd, count, kernel, args, run, { worthIt: floats >= helperMinFloats });
 }
 
 /** SIMD passes; per-channel vectors must be views on the same memory (byte offset = view.byteOffset). */

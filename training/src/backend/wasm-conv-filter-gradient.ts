@@ -11,7 +11,7 @@
 import { backend_util, type KernelFunc, type TensorInfo } from '@tensorflow/tfjs-core';
 import { aliasTensor, cKernels, disposeAlias, heapOffset, idOf, runKernel, shapeBytes, wasmInternals, type WasmBackendInternals } from './wasm-internals.js';
 import { copyRows } from './wasm-layout-kernels.js';
-import { wasmSimdOf, type WasmSimd } from './wasm-simd.js';
+import { splitWithHelper, wasmSimdOf, type WasmSimd } from './wasm-simd.js';
 import { FILTER_GRADIENT_BLOCKS } from './wasm-simd-wat.js';
 
 /**
@@ -207,14 +207,8 @@ function backpropFilterSimd(
   const chunkRows = Math.ceil(Math.max(64, DW_CHUNK_INPUT_FLOATS / Cin) / W);
   // Blocks are (tap, input block, output block); with the helper thread it takes the second half.
   const blocks = K * K * (Cin / r) * (Cout / c);
-  const mine = simd.helper ? Math.ceil(blocks / 2) : blocks;
-  simd.helper?.start(kernel, [...args, mine, blocks, chunkRows]);
-  try {
-    (simd.exports[kernel] as (...a: number[]) => void)(...args, 0, mine, chunkRows);
-  } finally {
-    // Never free what the helper may still be reading.
-    simd.helper?.finish();
-  }
+  splitWithHelper(simd, blocks, kernel, args, (from, to) => (simd.exports[kernel] as (...a: number[]) => void)(...args, from, to, chunkRows),
+    { after: [chunkRows] });
   return out;
 }
 

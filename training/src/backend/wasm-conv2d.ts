@@ -13,7 +13,7 @@
  */
 import { backend_util, Conv2D, FusedConv2D, type KernelFunc, type TensorInfo } from '@tensorflow/tfjs-core';
 import { heapOffset, nativeKernel, wasmInternals, type WasmBackendInternals } from './wasm-internals.js';
-import { wasmSimdOf } from './wasm-simd.js';
+import { splitWithHelper, wasmSimdOf } from './wasm-simd.js';
 
 interface ConvAttrs {
   strides: [number, number] | number;
@@ -61,14 +61,7 @@ export function convolve(backend: WasmBackendInternals, x: TensorInfo, filter: T
   const [kernel, args, units] = info.filterHeight === 3
     ? [`conv3x3_${block}` as const, [x0, w0, b0, o0, H, W, Cin, Cout], B * H]
     : [`conv1x1_${block}` as const, [x0, w0, b0, o0, Cin, Cout], B * H * W];
-  const mine = simd.helper && units > 1 ? Math.ceil(units / 2) : units;
-  if (mine < units) simd.helper!.start(kernel, [...args, mine, units]);
-  try {
-    (simd.exports[kernel] as (...a: number[]) => void)(...args, 0, mine);
-  } finally {
-    // Never free what the helper may still be reading.
-    if (mine < units) simd.helper!.finish();
-  }
+  splitWithHelper(simd, units, kernel, args, (from, to) => (simd.exports[kernel] as (...a: number[]) => void)(...args, from, to));
   if (zeros !== undefined) backend.disposeData(zeros.dataId);
   return out;
 }

@@ -29,7 +29,7 @@
  */
 import { util, type KernelFunc, type TensorInfo } from '@tensorflow/tfjs-core';
 import { heapOffset, nativeKernel as fallback, wasmInternals, type WasmBackendInternals } from './wasm-internals.js';
-import { wasmSimdOf } from './wasm-simd.js';
+import { splitWithHelper, wasmSimdOf } from './wasm-simd.js';
 
 /** Where a tensor's floats live on the heap; re-read after any allocation (the heap may grow). */
 function floats(backend: WasmBackendInternals, t: TensorInfo): Float32Array {
@@ -189,13 +189,8 @@ const broadcastMultiply: KernelFunc = (args) => {
   if (kind !== 'scalar' && c % 4 === 0 && simd !== undefined) {
     // SIMD, the second half of the rows on the helper thread for large tensors (same products either way)
     const args = [heapOffset(backend, big), heapOffset(backend, small), heapOffset(backend, out), c, kind === 'rows' ? 1 : 0] as const;
-    const mine = simd.helper && rows * c >= HELPER_MIN_FLOATS ? Math.ceil(rows / 2) : rows;
-    if (mine < rows) simd.helper!.start('mul_broadcast', [...args, mine, rows]);
-    try {
-      simd.exports.mul_broadcast(...args, 0, mine);
-    } finally {
-      if (mine < rows) simd.helper!.finish();
-    }
+    splitWithHelper(simd, rows, 'mul_broadcast', args, (from, to) => simd.exports.mul_broadcast(...args, from, to),
+      { worthIt: rows * c >= HELPER_MIN_FLOATS });
     return out;
   }
   const [bv, sv, ov] = [floats(backend, big), floats(backend, small), floats(backend, out)];

@@ -7,7 +7,7 @@
  */
 import { backend_util, type KernelFunc, type TensorInfo } from '@tensorflow/tfjs-core';
 import { heapOffset, wasmInternals, type WasmBackendInternals } from './wasm-internals.js';
-import { wasmSimdOf } from './wasm-simd.js';
+import { splitWithHelper, wasmSimdOf } from './wasm-simd.js';
 
 /**
  * dx[b, argmax of window, c] += dy[b, oh, ow, c], the first maximum winning ties (as the cpu
@@ -113,13 +113,6 @@ function maxPool2x2GradSimd(backend: WasmBackendInternals, input: TensorInfo, dy
   // the kernel writes every element of a window; rows and columns past the last window stay 0
   if (OH * 2 < H || OW * 2 < W) backend.typedArrayFromHeap(dx).fill(0);
   const args = [heapOffset(backend, input), heapOffset(backend, dy), heapOffset(backend, dx), H, W, C, OH, OW] as const;
-  const rows = B * OH;
-  const mine = simd.helper && rows > 1 ? Math.ceil(rows / 2) : rows;
-  if (mine < rows) simd.helper!.start('maxpool2x2_grad', [...args, mine, rows]);
-  try {
-    simd.exports.maxpool2x2_grad(...args, 0, mine);
-  } finally {
-    if (mine < rows) simd.helper!.finish();
-  }
+  splitWithHelper(simd, B * OH, 'maxpool2x2_grad', args, (from, to) => simd.exports.maxpool2x2_grad(...args, from, to));
   return dx;
 }

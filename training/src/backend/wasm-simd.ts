@@ -7,6 +7,7 @@ import wabtInit from 'wabt';
 import { wasmHeapMemory, wasmInternals } from './wasm-internals.js';
 import { WASM_SIMD_WAT } from './wasm-simd-wat.js';
 import type { SimdHelper } from './wasm-simd-helper-node.js';
+import type { HelperKernel } from './wasm-simd-wat.js';
 
 /** dw_3x3_RxC of wasm-simd-wat.ts: blocks [from, to) of a 3×3 'same' filter gradient (byte offsets; see there). */
 export type FilterGradient3x3 = (x: number, dy: number, rows: number, h: number, w: number, cin: number, cout: number, out: number,
@@ -74,6 +75,26 @@ export async function loadWasmSimd(backend: object): Promise<WasmSimd> {
     return simd;
   } finally {
     mod.destroy();
+  }
+}
+
+/**
+ * Runs a job of `count` units (rows, blocks) by one of our kernels: `run(from, to)` here, and when
+ * there is a helper thread, more than one unit and `worthIt`, the second half on the helper as
+ * `kernel(...args, from, to, ...after)`. Every unit is computed whole by one thread, so the result
+ * has the bits of one thread. Returns once both halves are done.
+ */
+export function splitWithHelper(
+  simd: WasmSimd, count: number, kernel: HelperKernel, args: readonly number[], run: (from: number, to: number) => void,
+  opts: { worthIt?: boolean; after?: readonly number[] } = {},
+): void {
+  const mine = simd.helper && count > 1 && (opts.worthIt ?? true) ? Math.ceil(count / 2) : count;
+  if (mine < count) simd.helper!.start(kernel, [...args, mine, count, ...(opts.after ?? [])]);
+  try {
+    run(0, mine);
+  } finally {
+    // Never let the caller free what the helper may still be reading.
+    if (mine < count) simd.helper!.finish();
   }
 }
 
