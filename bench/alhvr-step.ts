@@ -7,7 +7,10 @@
  * alternate the three so that a noisy neighbour slows all alike; figures are medians over every
  * timed step of every round.
  *
- *   npx tsx bench/alhvr-step.ts [--rounds 3] [--steps 3] [--only recipe|method-1+1|published]
+ *   npx tsx bench/alhvr-step.ts [--rounds 3] [--steps 3] [--only recipe|method-1+1|published] [--compare-direct]
+ *
+ * --compare-direct adds, in every round, the wasm step with the direct convolution kernels only
+ * (no Winograd), recorded as `wasmDirect`.
  *
  * Each measurement runs in its own child process, so peak RSS belongs to it alone and a wasm run
  * that exhausts the 4 GB heap is recorded as not fitting instead of ending the benchmark.
@@ -23,6 +26,7 @@ import { Rng } from '../core/src/index.js';
 import { selectBackend } from '../training/src/backend/select-backend.js';
 import { leanVariableGrads } from '../training/src/backend/lean-gradients.js';
 import { guardStepMemory } from '../training/src/backend/out-of-memory.js';
+import { setWinogradMinChannels } from '../training/src/backend/wasm-conv2d.js';
 import { UNet } from '../training/src/model/unet.js';
 import { alhvrLoss } from '../training/src/losses/alhvr.js';
 import { Sgd } from '../training/src/sgd.js';
@@ -39,8 +43,9 @@ const here = dirname(fileURLToPath(import.meta.url));
 
 interface Timing { times: number[]; peakRssMB: number; loss: number }
 
-async function child(cfg: Config, steps: number): Promise<void> {
+async function child(cfg: Config, steps: number, direct: boolean): Promise<void> {
   const backend = await selectBackend('wasm', { threads: THREADS, log: (m) => console.error(m) });
+  if (direct) setWinogradMinChannels(Infinity);
   const rng = new Rng(1);
   const nets = [new UNet({ numClasses: 4, widths: cfg.widths }, rng, 'a'), new UNet({ numClasses: 4, widths: cfg.widths }, rng, 'b')];
   const sgds = [new Sgd(0.01, 0.9, 1e-4), new Sgd(0.01, 0.9, 1e-4)];
@@ -81,8 +86,8 @@ async function child(cfg: Config, steps: number): Promise<void> {
   process.exit(0);
 }
 
-function runWasm(cfg: Config, steps: number): Timing | { error: string } {
-  const r = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--child', cfg.key, String(steps)], {
+function runWasm(cfg: Config, steps: number, direct = false): Timing | { error: string } {
+  const r = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--child', cfg.key, String(steps), ...(direct ? ['direct'] : [])], {
     encoding: 'utf8', maxBuffer: 1 << 26,
   });
   if (r.status !== 0) {
@@ -104,11 +109,12 @@ const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
-  if (argv[0] === '--child') return child(CONFIGS.find((c) => c.key === argv[1])!, Number(argv[2]));
+  if (argv[0] === '--child') return child(CONFIGS.find((c) => c.key === argv[1])!, Number(argv[2]), argv[3] === 'direct');
   const opt = (name: string, fallback: string) => (argv.includes(`--${name}`) ? argv[argv.indexOf(`--${name}`) + 1] : fallback);
   const rounds = Number(opt('rounds', '3'));
   const steps = Number(opt('steps', '3'));
   const only = opt('only', '');
+  const compareDirect = argv.includes('--compare-direct');
   const results: unknown[] = [];
   for (const cfg of CONFIGS) {
     if (only && cfg.key !== only) continue;
@@ -116,6 +122,7 @@ async function main(): Promise<void> {
     const torch: Timing[] = [];
     const torchJemalloc: Timing[] = [];
     const wasm: Timing[] = [];
+    const wasmDirect: Timing[] = [];
     let wasmError: string | undefined;
     // The published batch is slow in PyTorch too (tens of seconds per step): one round, one step.
     const [r, s] = cfg.key === 'published' ? [1, 1] : [rounds, steps];
@@ -126,7 +133,10 @@ async function main(): Promise<void> {
       const w = runWasm(cfg, s);
       if ('error' in w) wasmError = w.error;
       else wasm.push(w);
-      console.error(`round ${i + 1}: torch ${median(torch[i].times).toFixed(0)} ms, jemalloc ${median(torchJemalloc[i].times).toFixed(0)} ms, wasm ${'error' in w ? 'did not fit' : `${median(w.times).toFixed(0)} ms`}`);
+      const d = compareDirect && !('error' in w) ? runWasm(cfg, s, true) : undefined;
+      if (d !== undefined && !('error' in d)) wasmDirect.push(d);
+      console.error(`round ${i + 1}: torch ${median(torch[i].times).toFixed(0)} ms, jemalloc ${median(torchJemalloc[i].times).toFixed(0)} ms, wasm ${'error' in w ? 'did not fit' : `${median(w.times).toFixed(0)} ms`}` +
+        (d === undefined ? '' : `, wasm direct ${'error' in d ? 'did not fit' : `${median(d.times).toFixed(0)} ms`}`));
     }
     const glibcMs = median(torch.flatMap((t) => t.times));
     const jemallocMs = median(torchJemalloc.flatMap((t) => t.times));
@@ -141,6 +151,11 @@ async function main(): Promise<void> {
       const wasmMs = median(wasm.flatMap((t) => t.times));
       row.wasm = { msPerStep: wasmMs, peakRssMB: Math.max(...wasm.map((t) => t.peakRssMB)), times: wasm.flatMap((t) => t.times), ratioVsTorch: wasmMs / torchMs };
       console.error(`median: torch ${glibcMs.toFixed(0)} ms (glibc) / ${jemallocMs.toFixed(0)} ms (jemalloc), wasm ${wasmMs.toFixed(0)} ms → wasm/best torch ${(wasmMs / torchMs).toFixed(2)}×`);
+      if (wasmDirect.length > 0) {
+        const directMs = median(wasmDirect.flatMap((t) => t.times));
+        row.wasmDirect = { msPerStep: directMs, peakRssMB: Math.max(...wasmDirect.map((t) => t.peakRssMB)), times: wasmDirect.flatMap((t) => t.times), ratioVsTorch: directMs / torchMs };
+        console.error(`direct kernels only: wasm ${directMs.toFixed(0)} ms → ${(directMs / torchMs).toFixed(2)}×`);
+      }
     } else {
       row.wasm = { fits: false, error: wasmError };
       console.error(`median: torch ${torchMs.toFixed(0)} ms; wasm: ${wasmError}`);

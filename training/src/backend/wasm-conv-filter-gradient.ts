@@ -1,7 +1,8 @@
 /**
  * `Conv2DBackpropFilter` (dW) for the wasm backend, which tfjs-backend-wasm 4.22 lacks (tf.grad of
  * a conv2d filter throws). 3×3 'same' and 1×1 stride 1 (every U-Net convolution): our SIMD
- * kernels; other stride-1 convolutions: one XNNPACK GEMM per filter tap on shifted views of
+ * kernels, by Winograd F(2×2, 3×3) where the forward goes that way (wasm-conv2d.ts: 3×3, 16 or
+ * more channels each way) and the input has 32 channels or more; other stride-1 convolutions: one XNNPACK GEMM per filter tap on shifted views of
  * xᵀ; other strides: im2colᵀ(x) · dy per chunk of pixels.
  *
  * Only the BatchMatMul fast path of the wasm backend uses XNNPACK (no transposes, batch 1; every
@@ -13,6 +14,8 @@ import { aliasTensor, cKernels, disposeAlias, heapOffset, idOf, runKernel, shape
 import { copyRows } from './wasm-layout-kernels.js';
 import { splitWithHelper, wasmSimdOf, type WasmSimd } from './wasm-simd.js';
 import { FILTER_GRADIENT_BLOCKS } from './wasm-simd-wat.js';
+import { takesWinograd, winogradTilesPerGroup } from './wasm-conv2d.js';
+import { WINOGRAD_GRADIENT_BLOCKS } from './wasm-winograd-wat.js';
 
 /**
  * Floats per im2col chunk. 2^21 floats = 8 MiB keeps the scratch buffer and one dy chunk's packed
@@ -213,6 +216,55 @@ function backpropFilterSimd(
 }
 
 /**
+ * Bytes of transformed input and dy per group of tiles of the Winograd filter gradient. Larger
+ * than the forward's: every group adds into all 16·cin·cout sums, so fewer groups mean fewer
+ * passes over them. Settable for benchmarks and tests.
+ */
+export const WINOGRAD_GRADIENT_GROUP_BYTES = 512 * 1024;
+
+/**
+ * The filter gradient goes by Winograd where the forward does and the input has at least this many
+ * channels: with 16 its transforms cost more than they save on the large planes (0.7–0.9× on
+ * 256² and 128² planes of 16 channels, bench/results/winograd-*.json).
+ */
+export const WINOGRAD_GRADIENT_MIN_INPUT_CHANNELS = 32;
+let winogradGradientGroupBytes = WINOGRAD_GRADIENT_GROUP_BYTES;
+
+export function setWinogradGradientGroupBytes(bytes = WINOGRAD_GRADIENT_GROUP_BYTES): void {
+  winogradGradientGroupBytes = bytes;
+}
+
+/**
+ * dW of a wide 3×3 'same' stride-1 convolution by Winograd F(2×2, 3×3) (wino_dw_RxC in
+ * wasm-winograd-wat.ts): the tiles' transformed inputs times their transformed output gradients,
+ * summed per element ξ of the 4×4 tile over all tiles, then Gᵀ · G. The tiles are summed in two
+ * fixed halves (the helper thread takes the second), added at the end, so the bits do not depend
+ * on the threads.
+ */
+function backpropFilterWinograd(backend: WasmBackendInternals, x: TensorInfo, dy: TensorInfo, info: backend_util.Conv2DInfo, simd: WasmSimd): TensorInfo {
+  const { batchSize: B, inHeight: H, inWidth: W, inChannels: Cin, outChannels: Cout } = info;
+  const [r, c] = WINOGRAD_GRADIENT_BLOCKS.find(([r, c]) => Cin % r === 0 && Cout % c === 0)!;
+  const out = backend.makeOutput([3, 3, Cin, Cout], 'float32');
+  const tiles = B * Math.ceil(H / 2) * Math.ceil(W / 2);
+  const perGroup = winogradTilesPerGroup(16 * (Cin + Cout), winogradGradientGroupBytes);
+  const scratchFloats = 16 * perGroup * (Cin + Cout);
+  const sums = backend.makeOutput([2, 16, Cin, Cout], 'float32');
+  const scratch = backend.makeOutput([2, scratchFloats], 'float32');
+  try {
+    const [x0, dy0, sums0, s0] = [heapOffset(backend, x), heapOffset(backend, dy), heapOffset(backend, sums), heapOffset(backend, scratch)];
+    const kernel = `wino_dw_${r}x${c}` as const;
+    const args = [x0, dy0, sums0, H, W, Cin, Cout, tiles, perGroup];
+    splitWithHelper(simd, 2, kernel, args, (from, to) => (simd.exports[kernel] as (...a: number[]) => void)(...args, from, to, s0),
+      { after: [s0 + 4 * scratchFloats] });
+    simd.exports.wino_filter_grad(sums0, sums0 + 4 * 16 * Cin * Cout, heapOffset(backend, out), Cin, Cout, 0, (Cin * Cout) / 4);
+  } finally {
+    backend.disposeData(sums.dataId);
+    backend.disposeData(scratch.dataId);
+  }
+  return out;
+}
+
+/**
  * Stride-1, dilation-1 dW as one GEMM per filter tap, with nothing copied per tap. x and dy lie
  * on the same padded pixel grid (see backpropFilterByTaps); x is transposed once to xᵀ [Cin, Mg].
  * Tap t's matrix [Cin, Mg] starts off_t floats into xᵀ: its rows run on into the next channel's
@@ -252,7 +304,7 @@ function backpropFilterNineGemms(backend: WasmBackendInternals, x: TensorInfo, d
 }
 
 /** Which dW algorithm runs; 'auto' picks per shape (see `filterGradient`). Tests and benches pin each one. */
-export type FilterGradientPath = 'auto' | 'simd' | 'gemm9' | 'taps' | 'im2col';
+export type FilterGradientPath = 'auto' | 'winograd' | 'simd' | 'gemm9' | 'taps' | 'im2col';
 
 const kernels = new Map<FilterGradientPath, KernelFunc>();
 
@@ -300,6 +352,11 @@ function filterGradient(
   const samePadding = [top, bottom, left, right].every((p) => p === (k - 1) / 2);
   // the largest channel blocks that divide the channels
   const block = FILTER_GRADIENT_BLOCKS.findIndex(([r, c]) => info.inChannels % r === 0 && info.outChannels % c === 0);
+  const winograd = (path === 'winograd' || (path === 'auto' && takesWinograd(info.inChannels, info.outChannels) && info.inChannels >= WINOGRAD_GRADIENT_MIN_INPUT_CHANNELS)) &&
+    info.inChannels % 4 === 0 && info.outChannels % 4 === 0;
+  if (simd !== undefined && stride1 && samePadding && k === 3 && info.filterWidth === 3 && winograd) {
+    return backpropFilterWinograd(backend, x, dy, info, simd);
+  }
   if (simd !== undefined && stride1 && samePadding && (k === 3 || k === 1) && info.filterWidth === k && block >= 0 &&
     (path === 'simd' || path === 'auto')) {
     return backpropFilterSimd(backend, x, dy, info, simd, block);

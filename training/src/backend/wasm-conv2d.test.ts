@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { selectBackend } from './select-backend.js';
 import { wasmSimdOf } from './wasm-simd.js';
+import { setWinogradGroupBytes, setWinogradMinChannels } from './wasm-conv2d.js';
 
 /** Our 3×3 / 1×1 convolution kernels on wasm against the cpu backend's convolution, from the same inputs. */
 
@@ -61,6 +62,12 @@ describe('wasm convolution kernels (3×3 same, 1×1) match the cpu backend', () 
     { b: 2, h: 3, w: 6, ci: 1, co: 8, k: 3 },
     { b: 1, h: 4, w: 7, ci: 3, co: 4, k: 3 },
     { b: 2, h: 9, w: 11, ci: 16, co: 16, k: 3 },
+    // Winograd F(2×2, 3×3) (16 or more channels each way): odd and even sides, one-pixel rows and
+    // columns, output channels in 8s and in 4s
+    { b: 2, h: 8, w: 6, ci: 16, co: 32, k: 3 },
+    { b: 1, h: 1, w: 9, ci: 20, co: 16, k: 3 },
+    { b: 3, h: 7, w: 1, ci: 16, co: 20, k: 3 },
+    { b: 1, h: 2, w: 3, ci: 64, co: 16, k: 3 },
     { b: 3, h: 7, w: 10, ci: 12, co: 24, k: 3 },
     // 4 output channels: groups of 4 pixels and single ones in a wider row
     { b: 2, h: 5, w: 12, ci: 8, co: 4, k: 3 },
@@ -83,7 +90,7 @@ describe('wasm convolution kernels (3×3 same, 1×1) match the cpu backend', () 
   }
 
   // The input gradient runs as the convolution of dy with the flipped filter, so through these kernels.
-  for (const c of [{ b: 2, h: 5, w: 9, ci: 8, co: 4 }, { b: 1, h: 6, w: 6, ci: 4, co: 12 }]) {
+  for (const c of [{ b: 2, h: 5, w: 9, ci: 8, co: 4 }, { b: 1, h: 6, w: 6, ci: 4, co: 12 }, { b: 2, h: 5, w: 6, ci: 16, co: 24 }]) {
     it(`input gradient of a 3×3 convolution, x [${c.b},${c.h},${c.w},${c.ci}] → ${c.co}`, async () => {
       const grad = async (backend: 'cpu' | 'wasm') => {
         await tf.setBackend(backend);
@@ -98,6 +105,32 @@ describe('wasm convolution kernels (3×3 same, 1×1) match the cpu backend', () 
     });
   }
 
+  it('takes the Winograd path from 16 channels each way, in groups of tiles of any size', async () => {
+    const c: Case = { b: 2, h: 11, w: 13, ci: 16, co: 24, k: 3 };
+    const want = await convOn('cpu', c, true);
+    const byWinograd = await convOn('wasm', c, true);
+    setWinogradMinChannels(Infinity);
+    let direct: Float32Array;
+    try {
+      direct = await convOn('wasm', c, true);
+    } finally {
+      setWinogradMinChannels();
+    }
+    expectClose(direct, want, 'direct');
+    expectClose(byWinograd, want, 'Winograd');
+    // a different order of operations: the bits differ from the direct kernel's somewhere
+    expect(byWinograd.some((v, i) => v !== direct[i]), 'the Winograd path ran').toBe(true);
+    // the smallest groups (4 tiles; 2·6·7 = 84 tiles, so many groups on both threads) give the same bits
+    setWinogradGroupBytes(1);
+    try {
+      expect(Array.from(await convOn('wasm', c, true))).toEqual(Array.from(byWinograd));
+      const odd: Case = { ...c, h: 5, w: 5 }; // 2·3·3 = 18 tiles: four groups of 4 and one of 2
+      expectClose(await convOn('wasm', odd, false), await convOn('cpu', odd, false), 'small groups');
+    } finally {
+      setWinogradGroupBytes();
+    }
+  });
+
   it('gives the same bits with its helper thread as on one thread, and leaves no buffer behind', async () => {
     await tf.setBackend('wasm');
     const simd = wasmSimdOf(tf.backend())!;
@@ -105,15 +138,18 @@ describe('wasm convolution kernels (3×3 same, 1×1) match the cpu backend', () 
     const backend = tf.backend() as unknown as { numDataIds(): number };
     const x = tf.tensor4d(values(3 * 13 * 17 * 12, 8), [3, 13, 17, 12]);
     const filter3 = tf.tensor4d(values(9 * 12 * 16, 9), [3, 3, 12, 16]);
+    const x16 = tf.tensor4d(values(2 * 9 * 15 * 16, 12), [2, 9, 15, 16]);
+    const filterWinograd = tf.tensor4d(values(9 * 16 * 16, 13), [3, 3, 16, 16]);
     const filter1 = tf.tensor4d(values(12 * 8, 10), [1, 1, 12, 8]);
     const bias = tf.tensor1d(values(16, 11));
     const run = () => {
       const before = backend.numDataIds();
       const y3 = tf.fused.conv2d({ x, filter: filter3, strides: 1, pad: 'same', bias });
       const y1 = tf.conv2d(x, filter1, 1, 'valid');
-      expect(backend.numDataIds()).toBe(before + 2);
-      const out = [Array.from(y3.dataSync()), Array.from(y1.dataSync())];
-      tf.dispose([y3, y1]);
+      const yw = tf.fused.conv2d({ x: x16, filter: filterWinograd, strides: 1, pad: 'same', bias });
+      expect(backend.numDataIds()).toBe(before + 3);
+      const out = [Array.from(y3.dataSync()), Array.from(y1.dataSync()), Array.from(yw.dataSync())];
+      tf.dispose([y3, y1, yw]);
       return out;
     };
     const both = run();
@@ -124,6 +160,6 @@ describe('wasm convolution kernels (3×3 same, 1×1) match the cpu backend', () 
     } finally {
       simd.helper = helper;
     }
-    tf.dispose([x, filter3, filter1, bias]);
+    tf.dispose([x, filter3, filter1, bias, x16, filterWinograd]);
   });
 });

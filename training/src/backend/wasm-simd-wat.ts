@@ -1,3 +1,5 @@
+import { WINOGRAD_GRADIENT_BLOCKS, winogradKernels } from './wasm-winograd-wat.js';
+
 /** Blocks of input × output channels the filter-gradient kernels come in: exports `dw_3x3_${r}x${c}` and `dw_1x1_${r}x${c}` each. */
 export const FILTER_GRADIENT_BLOCKS = [[4, 8], [4, 4], [1, 8], [1, 4]] as const;
 
@@ -281,6 +283,8 @@ export const HELPER_KERNELS = [
   ...FILTER_GRADIENT_BLOCKS.map(([r, c]) => `dw_1x1_${r}x${c}` as const),
   ...CONVOLUTION_BLOCKS.map((c) => `conv3x3_${c}` as const),
   ...CONVOLUTION_BLOCKS.map((c) => `conv1x1_${c}` as const),
+  ...CONVOLUTION_BLOCKS.map((c) => `wino3x3_${c}` as const),
+  ...WINOGRAD_GRADIENT_BLOCKS.map(([r, c]) => `wino_dw_${r}x${c}` as const),
   'maxpool2x2_grad',
   'sum_rows_blocks', 'sum_sq_centered_blocks', 'grad_sums_blocks', 'affine_leaky_rows', 'grad_input_rows',
   'mul_broadcast',
@@ -439,6 +443,7 @@ export const WASM_SIMD_WAT = String.raw`;; Training kernels in wasm SIMD: BatchN
 
 ${FILTER_GRADIENT_BLOCKS.map(([r, c]) => filterGradientKernels(r, c)).join('\n')}
 ${CONVOLUTION_BLOCKS.map((c) => convolutionKernels(c)).join('\n')}
+${winogradKernels(CONVOLUTION_BLOCKS, WINOGRAD_GRADIENT_BLOCKS)}
 ;; The gradient of 2×2, stride-2 max pooling without padding, NHWC, c a multiple of 4, for output
   ;; rows [r0, r1) (r = b·oh_count + oh): each window's four dx values are dy where that element
   ;; is the window's first maximum (scan order (0,0), (0,1), (1,0), (1,1), a later one winning only

@@ -24,7 +24,19 @@ export type Convolution1x1 = (x: number, w: number, bias: number, out: number, c
 export type FilterGradient1x1 = (x: number, dy: number, rows: number, w: number, cin: number, cout: number, out: number,
   from: number, to: number, chunkRows: number) => void;
 
+/** wino3x3_C of wasm-winograd-wat.ts: groups [from, to) of tiles of a 3×3 'same' convolution by Winograd F(2×2, 3×3) (byte offsets; see there). */
+export type Winograd3x3 = (x: number, u: number, bias: number, out: number, h: number, w: number, cin: number, cout: number,
+  tiles: number, tilesPerGroup: number, from: number, to: number, scratch: number) => void;
+
+/** wino_dw_RxC of wasm-winograd-wat.ts: halves [from, to) of a 3×3 'same' filter gradient's transformed sums (byte offsets; see there). */
+export type WinogradFilterGradient = (x: number, dy: number, sums: number, h: number, w: number, cin: number, cout: number,
+  tiles: number, tilesPerGroup: number, from: number, to: number, scratch: number) => void;
+
 export interface WasmSimdExports {
+  [winoDw: `wino_dw_${number}x${number}`]: WinogradFilterGradient;
+  wino_filter_grad(s0: number, s1: number, out: number, cin: number, cout: number, k0: number, k1: number): void;
+  [wino3x3: `wino3x3_${number}`]: Winograd3x3;
+  wino_filter(w: number, u: number, cin: number, cout: number, k0: number, k1: number): void;
   [dw1x1: `dw_1x1_${number}x${number}`]: FilterGradient1x1;
   [conv3x3: `conv3x3_${number}`]: Convolution3x3;
   [conv1x1: `conv1x1_${number}`]: Convolution1x1;

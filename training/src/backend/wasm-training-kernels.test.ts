@@ -4,6 +4,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import { selectBackend } from './select-backend.js';
 import { installWasmTrainingKernels, type FilterGradientPath } from './wasm-training-kernels.js';
 import { wasmSimdOf } from './wasm-simd.js';
+import { setWinogradGradientGroupBytes } from './wasm-conv-filter-gradient.js';
 import { BATCHNORM_TRAIN, BATCHNORM_TRAIN_GRAD } from './batchnorm-kernels.js';
 import { BN_EPS, LEAKY_SLOPE } from '../model/unet-spec.js';
 
@@ -143,7 +144,7 @@ describe('wasm training kernels match the cpu backend', () => {
     const backend = tf.backend() as unknown as { numDataIds(): number };
     const x = tf.randomNormal([2, 12, 10, 8]);
     const dy = tf.randomNormal([2, 12, 10, 8]);
-    for (const path of ['auto', 'simd', 'gemm9', 'taps', 'im2col'] as const) {
+    for (const path of ['auto', 'winograd', 'simd', 'gemm9', 'taps', 'im2col'] as const) {
       await withFilterGradientPath(path, async () => {
         const before = backend.numDataIds();
         const dw = tf.engine().runKernel('Conv2DBackpropFilter', { x, dy },
@@ -187,6 +188,68 @@ describe('wasm training kernels match the cpu backend', () => {
         tf.sum(tf.mul(tf.conv2d(xt as tf.Tensor4D, wt as tf.Tensor4D, 1, c.pad), tf.tensor(wy, [c.b, oh, ow, c.co])))));
     });
   }
+
+  // The Winograd dW kernel (3×3 'same', input channels in 4s, output channels in 8s or 4s), pinned.
+  for (const c of [
+    { b: 2, h: 8, w: 6, ci: 16, co: 16 },
+    { b: 1, h: 9, w: 7, ci: 4, co: 12 },
+    { b: 3, h: 1, w: 5, ci: 8, co: 8 },
+    { b: 2, h: 5, w: 1, ci: 20, co: 24 },
+    // one tile: one group, so the second half is empty (its sums zeroed)
+    { b: 1, h: 2, w: 1, ci: 4, co: 8 },
+    // 2·28·28 = 1568 tiles; 512 KB / (64·(32 + 16)) → 168 tiles a group: ten groups, five a half, the last one short
+    { b: 2, h: 56, w: 55, ci: 32, co: 16 },
+  ]) {
+    it(`conv2d filter gradient, winograd path: 3×3 pad same, x [${c.b},${c.h},${c.w},${c.ci}] → ${c.co}`, async () => {
+      const r = rng(c.b * 17 + c.ci * 3 + c.co);
+      const x = { data: randomArray(c.b * c.h * c.w * c.ci, r), shape: [c.b, c.h, c.w, c.ci] };
+      const w = { data: randomArray(9 * c.ci * c.co, r), shape: [3, 3, c.ci, c.co] };
+      const wy = randomArray(c.b * c.h * c.w * c.co, r);
+      await withFilterGradientPath('winograd', () => compare('conv2d winograd', [x, w], (xt, wt) =>
+        tf.sum(tf.mul(tf.conv2d(xt as tf.Tensor4D, wt as tf.Tensor4D, 1, 'same'), tf.tensor(wy, [c.b, c.h, c.w, c.co])))));
+    });
+  }
+
+  it('the Winograd filter gradient: automatic from 32 input and 16 output channels, the same bits on one thread and two, and in groups of any size', async () => {
+    await tf.setBackend('wasm');
+    const simd = wasmSimdOf(tf.backend())!;
+    const dw = async (path: FilterGradientPath, x: tf.Tensor4D, dy: tf.Tensor4D) => {
+      let values: number[] = [];
+      await withFilterGradientPath(path, async () => {
+        const t = tf.engine().runKernel('Conv2DBackpropFilter', { x, dy },
+          { strides: 1, pad: 'same', dataFormat: 'NHWC', filterShape: [3, 3, x.shape[3], dy.shape[3]] } as never) as tf.Tensor;
+        values = Array.from(await t.data());
+        t.dispose();
+      });
+      return values;
+    };
+    // 16 input channels: the forward's Winograd, but the direct filter gradient
+    const x16 = tf.randomNormal([2, 9, 8, 16], 0, 1, 'float32', 9);
+    const dy16 = tf.randomNormal([2, 9, 8, 16], 0, 1, 'float32', 10);
+    expect(await dw('auto', x16, dy16)).toEqual(await dw('simd', x16, dy16));
+    const x = tf.randomNormal([2, 13, 11, 32], 0, 1, 'float32', 7);
+    const dy = tf.randomNormal([2, 13, 11, 16], 0, 1, 'float32', 8);
+    const both = await dw('winograd', x, dy);
+    expect(await dw('auto', x, dy)).toEqual(both);
+    const direct = await dw('simd', x, dy);
+    expectClose(Float32Array.from(both), Float32Array.from(direct), 'Winograd against the direct kernel');
+    expect(both.some((v, i) => v !== direct[i]), 'a different order of sums: the Winograd path ran').toBe(true);
+    const helper = simd.helper;
+    simd.helper = undefined;
+    try {
+      expect(await dw('winograd', x, dy)).toEqual(both);
+    } finally {
+      simd.helper = helper;
+    }
+    // 4 tiles a group (2·7·6 = 84 tiles: 21 groups) sums in another order, to the same values
+    setWinogradGradientGroupBytes(1);
+    try {
+      expectClose(Float32Array.from(await dw('winograd', x, dy)), Float32Array.from(direct), 'small groups');
+    } finally {
+      setWinogradGradientGroupBytes();
+    }
+    tf.dispose([x, dy, x16, dy16]);
+  });
 
   it('the SIMD filter gradient gives the same bits with its helper thread as on one thread', async () => {
     await tf.setBackend('wasm');
