@@ -5,7 +5,7 @@
  * kernel calls, per-kernel totals and peak wasm heap.
  *
  *   npx tsx bench/alhvr-step-profile.ts [--batch 4+4] [--size 128] [--widths 8,16,32,64,128] [--steps 5] [--threads 2]
- *                                       [--resize kernel|products|alternate] [--net unet2d|vnet3d]
+ *                                       [--resize kernel|products|alternate] [--net unet2d|vnet3d] [--direct]
  *
  * --net vnet3d profiles the 3D step instead: two VNets on [bl+bu, size, size, size, 1] crops
  * (then give --size, e.g. 32 or 48, and the VNet's --widths, e.g. 4,8,16,32,64).
@@ -14,6 +14,8 @@
  * times the steps in pairs, one of each, in one process (paired samples see the same load) and
  * prints the two medians and the median of the per-pair differences; the profiled step then runs
  * with the kernel.
+ *
+ * --direct runs every convolution by the direct kernels (no Winograd).
  *
  * PROFILE_SHAPES=Multiply,Add splits those kernels' time by input shapes.
  *
@@ -28,6 +30,7 @@ import { VNet3d } from '../training/src/model/vnet3d.js';
 import { alhvrLoss } from '../training/src/losses/alhvr.js';
 import { leanVariableGrads } from '../training/src/backend/lean-gradients.js';
 import { installWasmTrainingKernels, type FilterGradientPath } from '../training/src/backend/wasm-training-kernels.js';
+import { setWinogradMinChannels } from '../training/src/backend/wasm-conv2d.js';
 import { RESIZE_LINEAR } from '../training/src/backend/wasm-resize-kernel.js';
 
 function arg(name: string, fallback: string): string {
@@ -49,6 +52,7 @@ if (net !== 'unet2d' && net !== 'vnet3d') throw new Error(`alhvr-step-profile: -
 
 await selectBackend('wasm', { threads, log: (m) => console.error(m) });
 // pin one dW algorithm to compare
+if (process.argv.includes('--direct')) setWinogradMinChannels(Infinity);
 if (process.env.DW_PATH) await installWasmTrainingKernels(tf.findBackend('wasm')!, { filterGradientPath: process.env.DW_PATH as FilterGradientPath });
 const resizeKernel = getKernel(RESIZE_LINEAR, 'wasm')!;
 /** Takes the resize kernel away (resizing then runs as matrix products) or puts it back. */
