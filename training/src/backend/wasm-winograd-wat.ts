@@ -64,6 +64,26 @@ export function winogradKernels(blocks: readonly number[], gradientBlocks: reado
   const t = (i: number, j: number) => `$t${i}${j}`;
   const d = (i: number, j: number) => `$d${i}${j}`;
   const e = (i: number, j: number) => `$e${i}${j}`;
+  /** $wino_input's loop over the input channels of one tile, loads `checked` against rowOk and colOk. */
+  const channelLoop = (checked: boolean) => {
+    const at = (r: number, c: number) => `(i32.add (local.get $p${r}) ${c === 0 ? '(local.get $ci)' : `(i32.add (local.get $ci) (local.get $c${c}))`})`;
+    const load = (r: number, c: number) => (checked
+      ? `(if (result v128) (i32.and (i32.ne (i32.and (local.get $rowOk) (i32.const ${1 << r})) (i32.const 0)) (i32.ne (i32.and (local.get $colOk) (i32.const ${1 << c})) (i32.const 0)))
+          (then (v128.load ${at(r, c)})) (else (v128.const i32x4 0 0 0 0)))`
+      : `(v128.load ${at(r, c)})`);
+    return String.raw`
+      (local.set $ci (i32.const 0))
+      (block $chansDone (loop $chans
+        (br_if $chansDone (i32.ge_u (local.get $ci) (local.get $xs)))
+${range(4).map((r) => range(4).map((c) => `        (local.set ${d(r, c)} ${load(r, c)})`).join('\n')).join('\n')}
+        ;; e = Bᵀ d, then v = e B
+${range(4).map((c) => inputRows(range(4).map((r) => get(d(r, c)))).map((v, r) => `        (local.set ${e(r, c)} ${v})`).join('\n')).join('\n')}
+        (local.set $q (i32.add (local.get $vp) (local.get $ci)))
+${range(4).map((r) => inputRows(range(4).map((c) => get(e(r, c)))).map((v, c) =>
+    `        (v128.store (local.get $q) ${v})\n        (local.set $q (i32.add (local.get $q) (local.get $vs)))`).join('\n')).join('\n')}
+        (local.set $ci (i32.add (local.get $ci) (i32.const 16)))
+        (br $chans)))`;
+  };
   return String.raw`
   ;; The transformed filter u[ξ, ci, co] = (G g Gᵀ)[ξ] of a filter w [3, 3, cin, cout], for the
   ;; groups [k0, k1) of 4 consecutive (ci, co) elements (cout a multiple of 4); ξ = 4·row + column.
@@ -91,7 +111,8 @@ ${range(4).map((i) => filterRows(range(3).map((j) => get(t(i, j)))).map((v, j) =
         (param $tile0 i32) (param $n i32)
     (local $i i32) (local $tile i32) (local $perImage i32) (local $tilesW i32) (local $y0 i32) (local $x0 i32)
     (local $base i32) (local $xs i32) (local $rowBytes i32) (local $vs i32) (local $vp i32) (local $ci i32)
-    (local $rowOk i32) (local $colOk i32)
+    (local $rowOk i32) (local $colOk i32) (local $q i32) (local $p0 i32) (local $p1 i32) (local $p2 i32) (local $p3 i32)
+    (local $c1 i32) (local $c2 i32) (local $c3 i32)
     ${range(4).map((i) => range(4).map((j) => `(local ${d(i, j)} v128) (local ${e(i, j)} v128)`).join(' ')).join(' ')}
     (local.set $tilesW (i32.shr_u (i32.add (local.get $w) (i32.const 1)) (i32.const 1)))
     (local.set $perImage (i32.mul (i32.shr_u (i32.add (local.get $h) (i32.const 1)) (i32.const 1)) (local.get $tilesW)))
@@ -99,6 +120,9 @@ ${range(4).map((i) => filterRows(range(3).map((j) => get(t(i, j)))).map((v, j) =
     (local.set $rowBytes (i32.mul (local.get $w) (local.get $xs)))
     ;; bytes between the planes ξ of the group's transformed input
     (local.set $vs (i32.mul (local.get $n) (local.get $xs)))
+    (local.set $c1 (local.get $xs))
+    (local.set $c2 (i32.shl (local.get $xs) (i32.const 1)))
+    (local.set $c3 (i32.add (local.get $c2) (local.get $xs)))
     (block $done (loop $tiles
       (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
       (local.set $tile (i32.add (local.get $tile0) (local.get $i)))
@@ -116,18 +140,14 @@ ${range(4).map((r) => `      (if (i32.and (i32.ge_s (i32.add (local.get $y0) (i3
         (i32.mul (i32.add (i32.mul (i32.div_u (local.get $tile) (local.get $perImage)) (local.get $h)) (local.get $y0)) (local.get $rowBytes))
         (i32.mul (local.get $x0) (local.get $xs)))))
       (local.set $vp (i32.add (local.get $v) (i32.mul (local.get $i) (local.get $xs))))
-      (local.set $ci (i32.const 0))
-      (block $chansDone (loop $chans
-        (br_if $chansDone (i32.ge_u (local.get $ci) (local.get $xs)))
-${range(4).map((r) => range(4).map((c) => `        (local.set ${d(r, c)} (if (result v128) (i32.and (i32.ne (i32.and (local.get $rowOk) (i32.const ${1 << r})) (i32.const 0)) (i32.ne (i32.and (local.get $colOk) (i32.const ${1 << c})) (i32.const 0)))
-          (then (v128.load (i32.add (i32.add (local.get $base) (local.get $ci)) (i32.add (i32.mul (local.get $rowBytes) (i32.const ${r})) (i32.mul (local.get $xs) (i32.const ${c}))))))
-          (else (v128.const i32x4 0 0 0 0))))`).join('\n')).join('\n')}
-        ;; e = Bᵀ d, then v = e B
-${range(4).map((c) => inputRows(range(4).map((r) => get(d(r, c)))).map((v, r) => `        (local.set ${e(r, c)} ${v})`).join('\n')).join('\n')}
-${range(4).map((r) => inputRows(range(4).map((c) => get(e(r, c)))).map((v, c) =>
-    `        (v128.store (i32.add (i32.add (local.get $vp) (local.get $ci)) (i32.mul (local.get $vs) (i32.const ${4 * r + c}))) ${v})`).join('\n')).join('\n')}
-        (local.set $ci (i32.add (local.get $ci) (i32.const 16)))
-        (br $chans)))
+      (local.set $p0 (local.get $base))
+      (local.set $p1 (i32.add (local.get $p0) (local.get $rowBytes)))
+      (local.set $p2 (i32.add (local.get $p1) (local.get $rowBytes)))
+      (local.set $p3 (i32.add (local.get $p2) (local.get $rowBytes)))
+      ;; a tile inside the image on all sides reads without checks
+      (if (i32.eq (i32.and (local.get $rowOk) (local.get $colOk)) (i32.const 15))
+        (then ${channelLoop(false)})
+        (else ${channelLoop(true)}))
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
       (br $tiles))))
 
@@ -137,7 +157,7 @@ ${range(4).map((r) => inputRows(range(4).map((c) => get(e(r, c)))).map((v, c) =>
         (param $tile0 i32) (param $n i32)
     (local $i i32) (local $tile i32) (local $perImage i32) (local $tilesW i32) (local $y0 i32) (local $x0 i32)
     (local $base i32) (local $os i32) (local $rowBytes i32) (local $ms i32) (local $mp i32) (local $co i32)
-    (local $right i32) (local $down i32) (local $b v128)
+    (local $right i32) (local $down i32) (local $b v128) (local $q i32) (local $row0 i32) (local $row1 i32)
     ${range(4).map((i) => range(4).map((j) => `(local ${d(i, j)} v128)`).join(' ')).join(' ')}
     ${range(2).map((i) => range(4).map((j) => `(local ${e(i, j)} v128)`).join(' ')).join(' ')}
     (local.set $tilesW (i32.shr_u (i32.add (local.get $w) (i32.const 1)) (i32.const 1)))
@@ -156,15 +176,19 @@ ${range(4).map((r) => inputRows(range(4).map((c) => get(e(r, c)))).map((v, c) =>
         (i32.mul (i32.add (i32.mul (i32.div_u (local.get $tile) (local.get $perImage)) (local.get $h)) (local.get $y0)) (local.get $rowBytes))
         (i32.mul (local.get $x0) (local.get $os)))))
       (local.set $mp (i32.add (local.get $m) (i32.mul (local.get $i) (local.get $os))))
+      (local.set $row0 (local.get $base))
+      (local.set $row1 (i32.add (local.get $base) (local.get $rowBytes)))
       (local.set $co (i32.const 0))
       (block $chansDone (loop $chans
         (br_if $chansDone (i32.ge_u (local.get $co) (local.get $os)))
-${range(16).map((k) => `        (local.set ${d(Math.floor(k / 4), k % 4)} (v128.load (i32.add (i32.add (local.get $mp) (local.get $co)) (i32.mul (local.get $ms) (i32.const ${k})))))`).join('\n')}
+        (local.set $q (i32.add (local.get $mp) (local.get $co)))
+${range(16).map((k) => `${k > 0 ? '        (local.set $q (i32.add (local.get $q) (local.get $ms)))\n' : ''}        (local.set ${d(Math.floor(k / 4), k % 4)} (v128.load (local.get $q)))`).join('\n')}
         (local.set $b (v128.load (i32.add (local.get $bias) (local.get $co))))
         ;; e = Aᵀ m (2 × 4), then the block = e A + bias
 ${range(4).map((c) => outputRows(range(4).map((r) => get(d(r, c)))).map((v, r) => `        (local.set ${e(r, c)} ${v})`).join('\n')).join('\n')}
 ${range(2).map((r) => outputRows(range(4).map((c) => get(e(r, c)))).map((v, c) => {
-    const store = `(v128.store (i32.add (i32.add (local.get $base) (local.get $co)) (i32.add (i32.mul (local.get $rowBytes) (i32.const ${r})) (i32.mul (local.get $os) (i32.const ${c})))) (f32x4.add ${v} (local.get $b)))`;
+    const at = `(i32.add (local.get $row${r}) (local.get $co))`;
+    const store = `(v128.store ${c === 0 ? at : `(i32.add ${at} (local.get $os))`} (f32x4.add ${v} (local.get $b)))`;
     const cond = [r === 1 ? '(local.get $down)' : '', c === 1 ? '(local.get $right)' : ''].filter(Boolean);
     if (cond.length === 0) return `        ${store}`;
     const test = cond.length === 2 ? `(i32.and ${cond[0]} ${cond[1]})` : cond[0];
