@@ -64,6 +64,31 @@ export function winogradKernels(blocks: readonly number[], gradientBlocks: reado
   const t = (i: number, j: number) => `$t${i}${j}`;
   const d = (i: number, j: number) => `$d${i}${j}`;
   const e = (i: number, j: number) => `$e${i}${j}`;
+  /**
+   * The head of $wino_output's and $wino_dy's loop over the tiles of a group: for tile i, the
+   * output-side block (2×2 pixels of `tensor` [images·h, w, cout]) at row0 and row1, whether its
+   * second row and column lie in the image (down, right), and the tile's entry in the group's
+   * planes `planes` [16, n, cout] at mp, ms bytes between planes.
+   */
+  const outputSideTiles = (tensor: string, planes: string) => String.raw`
+    (local.set $tilesW (i32.shr_u (i32.add (local.get $w) (i32.const 1)) (i32.const 1)))
+    (local.set $perImage (i32.mul (i32.shr_u (i32.add (local.get $h) (i32.const 1)) (i32.const 1)) (local.get $tilesW)))
+    (local.set $os (i32.shl (local.get $cout) (i32.const 2)))
+    (local.set $rowBytes (i32.mul (local.get $w) (local.get $os)))
+    (local.set $ms (i32.mul (local.get $n) (local.get $os)))
+    (block $done (loop $tiles
+      (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+      (local.set $tile (i32.add (local.get $tile0) (local.get $i)))
+      (local.set $y0 (i32.shl (i32.div_u (i32.rem_u (local.get $tile) (local.get $perImage)) (local.get $tilesW)) (i32.const 1)))
+      (local.set $x0 (i32.shl (i32.rem_u (local.get $tile) (local.get $tilesW)) (i32.const 1)))
+      (local.set $down (i32.lt_u (i32.add (local.get $y0) (i32.const 1)) (local.get $h)))
+      (local.set $right (i32.lt_u (i32.add (local.get $x0) (i32.const 1)) (local.get $w)))
+      (local.set $base (i32.add (local.get ${tensor}) (i32.add
+        (i32.mul (i32.add (i32.mul (i32.div_u (local.get $tile) (local.get $perImage)) (local.get $h)) (local.get $y0)) (local.get $rowBytes))
+        (i32.mul (local.get $x0) (local.get $os)))))
+      (local.set $mp (i32.add (local.get ${planes}) (i32.mul (local.get $i) (local.get $os))))
+      (local.set $row0 (local.get $base))
+      (local.set $row1 (i32.add (local.get $base) (local.get $rowBytes)))`;
   /** $wino_input's loop over the input channels of one tile, loads `checked` against rowOk and colOk. */
   const channelLoop = (checked: boolean) => {
     const at = (r: number, c: number) => `(i32.add (local.get $p${r}) ${c === 0 ? '(local.get $ci)' : `(i32.add (local.get $ci) (local.get $c${c}))`})`;
@@ -79,7 +104,8 @@ ${range(4).map((r) => range(4).map((c) => `        (local.set ${d(r, c)} ${load(
         ;; e = Bᵀ d, then v = e B
 ${range(4).map((c) => inputRows(range(4).map((r) => get(d(r, c)))).map((v, r) => `        (local.set ${e(r, c)} ${v})`).join('\n')).join('\n')}
         (local.set $q (i32.add (local.get $vp) (local.get $ci)))
-${range(4).map((r) => inputRows(range(4).map((c) => get(e(r, c)))).map((v, c) =>
+        ;; planes ξ = 0, 1, …, 15 in turn, vs bytes apart
+${range(4).map((r) => inputRows(range(4).map((c) => get(e(r, c)))).map((v) =>
     `        (v128.store (local.get $q) ${v})\n        (local.set $q (i32.add (local.get $q) (local.get $vs)))`).join('\n')).join('\n')}
         (local.set $ci (i32.add (local.get $ci) (i32.const 16)))
         (br $chans)))`;
@@ -160,24 +186,7 @@ ${range(4).map((r) => `      (if (i32.and (i32.ge_s (i32.add (local.get $y0) (i3
     (local $right i32) (local $down i32) (local $b v128) (local $q i32) (local $row0 i32) (local $row1 i32)
     ${range(4).map((i) => range(4).map((j) => `(local ${d(i, j)} v128)`).join(' ')).join(' ')}
     ${range(2).map((i) => range(4).map((j) => `(local ${e(i, j)} v128)`).join(' ')).join(' ')}
-    (local.set $tilesW (i32.shr_u (i32.add (local.get $w) (i32.const 1)) (i32.const 1)))
-    (local.set $perImage (i32.mul (i32.shr_u (i32.add (local.get $h) (i32.const 1)) (i32.const 1)) (local.get $tilesW)))
-    (local.set $os (i32.shl (local.get $cout) (i32.const 2)))
-    (local.set $rowBytes (i32.mul (local.get $w) (local.get $os)))
-    (local.set $ms (i32.mul (local.get $n) (local.get $os)))
-    (block $done (loop $tiles
-      (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
-      (local.set $tile (i32.add (local.get $tile0) (local.get $i)))
-      (local.set $y0 (i32.shl (i32.div_u (i32.rem_u (local.get $tile) (local.get $perImage)) (local.get $tilesW)) (i32.const 1)))
-      (local.set $x0 (i32.shl (i32.rem_u (local.get $tile) (local.get $tilesW)) (i32.const 1)))
-      (local.set $down (i32.lt_u (i32.add (local.get $y0) (i32.const 1)) (local.get $h)))
-      (local.set $right (i32.lt_u (i32.add (local.get $x0) (i32.const 1)) (local.get $w)))
-      (local.set $base (i32.add (local.get $out) (i32.add
-        (i32.mul (i32.add (i32.mul (i32.div_u (local.get $tile) (local.get $perImage)) (local.get $h)) (local.get $y0)) (local.get $rowBytes))
-        (i32.mul (local.get $x0) (local.get $os)))))
-      (local.set $mp (i32.add (local.get $m) (i32.mul (local.get $i) (local.get $os))))
-      (local.set $row0 (local.get $base))
-      (local.set $row1 (i32.add (local.get $base) (local.get $rowBytes)))
+${outputSideTiles('$out', '$m')}
       (local.set $co (i32.const 0))
       (block $chansDone (loop $chans
         (br_if $chansDone (i32.ge_u (local.get $co) (local.get $os)))
@@ -262,31 +271,17 @@ ${blocks.map((c) => String.raw`
   ;; (zero past the image's last row or column), every output channel.
   (func $wino_dy (param $dy i32) (param $dq i32) (param $h i32) (param $w i32) (param $cout i32) (param $tile0 i32) (param $n i32)
     (local $i i32) (local $tile i32) (local $perImage i32) (local $tilesW i32) (local $y0 i32) (local $x0 i32)
-    (local $base i32) (local $os i32) (local $rowBytes i32) (local $ds i32) (local $dp i32) (local $co i32)
-    (local $right i32) (local $down i32)
+    (local $base i32) (local $os i32) (local $rowBytes i32) (local $ms i32) (local $mp i32) (local $co i32)
+    (local $right i32) (local $down i32) (local $row0 i32) (local $row1 i32)
     ${range(2).map((i) => range(2).map((j) => `(local ${d(i, j)} v128)`).join(' ')).join(' ')}
     ${range(4).map((i) => range(2).map((j) => `(local ${e(i, j)} v128)`).join(' ')).join(' ')}
-    (local.set $tilesW (i32.shr_u (i32.add (local.get $w) (i32.const 1)) (i32.const 1)))
-    (local.set $perImage (i32.mul (i32.shr_u (i32.add (local.get $h) (i32.const 1)) (i32.const 1)) (local.get $tilesW)))
-    (local.set $os (i32.shl (local.get $cout) (i32.const 2)))
-    (local.set $rowBytes (i32.mul (local.get $w) (local.get $os)))
-    (local.set $ds (i32.mul (local.get $n) (local.get $os)))
-    (block $done (loop $tiles
-      (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
-      (local.set $tile (i32.add (local.get $tile0) (local.get $i)))
-      (local.set $y0 (i32.shl (i32.div_u (i32.rem_u (local.get $tile) (local.get $perImage)) (local.get $tilesW)) (i32.const 1)))
-      (local.set $x0 (i32.shl (i32.rem_u (local.get $tile) (local.get $tilesW)) (i32.const 1)))
-      (local.set $down (i32.lt_u (i32.add (local.get $y0) (i32.const 1)) (local.get $h)))
-      (local.set $right (i32.lt_u (i32.add (local.get $x0) (i32.const 1)) (local.get $w)))
-      (local.set $base (i32.add (local.get $dy) (i32.add
-        (i32.mul (i32.add (i32.mul (i32.div_u (local.get $tile) (local.get $perImage)) (local.get $h)) (local.get $y0)) (local.get $rowBytes))
-        (i32.mul (local.get $x0) (local.get $os)))))
-      (local.set $dp (i32.add (local.get $dq) (i32.mul (local.get $i) (local.get $os))))
+${outputSideTiles('$dy', '$dq')}
       (local.set $co (i32.const 0))
       (block $chansDone (loop $chans
         (br_if $chansDone (i32.ge_u (local.get $co) (local.get $os)))
 ${range(2).map((r) => range(2).map((c) => {
-    const load = `(v128.load (i32.add (i32.add (local.get $base) (local.get $co)) (i32.add (i32.mul (local.get $rowBytes) (i32.const ${r})) (i32.mul (local.get $os) (i32.const ${c})))))`;
+    const at = `(i32.add (local.get $row${r}) (local.get $co))`;
+    const load = `(v128.load ${c === 0 ? at : `(i32.add ${at} (local.get $os))`})`;
     const cond = [r === 1 ? '(local.get $down)' : '', c === 1 ? '(local.get $right)' : ''].filter(Boolean);
     if (cond.length === 0) return `        (local.set ${d(r, c)} ${load})`;
     const test = cond.length === 2 ? `(i32.and ${cond[0]} ${cond[1]})` : cond[0];
@@ -295,7 +290,7 @@ ${range(2).map((r) => range(2).map((c) => {
         ;; e = A q (4 × 2), then dq = e Aᵀ
 ${range(2).map((c) => gradientRows(range(2).map((r) => get(d(r, c)))).map((v, r) => `        (local.set ${e(r, c)} ${v})`).join('\n')).join('\n')}
 ${range(4).map((r) => gradientRows(range(2).map((c) => get(e(r, c)))).map((v, c) =>
-    `        (v128.store (i32.add (i32.add (local.get $dp) (local.get $co)) (i32.mul (local.get $ds) (i32.const ${4 * r + c}))) ${v})`).join('\n')).join('\n')}
+    `        (v128.store (i32.add (i32.add (local.get $mp) (local.get $co)) (i32.mul (local.get $ms) (i32.const ${4 * r + c}))) ${v})`).join('\n')).join('\n')}
         (local.set $co (i32.add (local.get $co) (i32.const 16)))
         (br $chans)))
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
