@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { selectBackend } from './select-backend.js';
@@ -129,6 +129,22 @@ describe('wasm convolution kernels (3×3 same, 1×1) match the cpu backend', () 
     } finally {
       setWinogradGroupBytes();
     }
+  });
+
+  it('ALHVR_WASM_WINOGRAD=0 keeps every convolution on the direct kernels', async () => {
+    vi.stubEnv('ALHVR_WASM_WINOGRAD', '0');
+    vi.resetModules();
+    try {
+      const fresh = await import('./wasm-conv2d.js');
+      expect(fresh.takesWinograd(64, 64)).toBe(false);
+      fresh.setWinogradMinChannels();
+      expect(fresh.takesWinograd(64, 64), 'the default it returns to').toBe(false);
+    } finally {
+      vi.unstubAllEnvs();
+      vi.resetModules();
+    }
+    const fresh = await import('./wasm-conv2d.js');
+    expect(fresh.takesWinograd(64, 64)).toBe(true);
   });
 
   it('gives the same bits with its helper thread as on one thread, and leaves no buffer behind', async () => {

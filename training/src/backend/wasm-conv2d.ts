@@ -54,10 +54,12 @@ export const WINOGRAD_MIN_CHANNELS = 16;
  * (64 KB was level with 32 KB and 128 KB, ahead of 256 KB, on the U-Net's layers: bench/winograd.ts).
  */
 export const WINOGRAD_GROUP_BYTES = 64 * 1024;
-let winogradMinChannels = WINOGRAD_MIN_CHANNELS;
+/** `ALHVR_WASM_WINOGRAD=0` keeps every convolution on the direct kernels: to compare, or to rule Winograd out. */
+const winogradOff = typeof process !== 'undefined' && process.env?.ALHVR_WASM_WINOGRAD === '0';
+let winogradMinChannels = winogradOff ? Infinity : WINOGRAD_MIN_CHANNELS;
 let winogradGroupBytes = WINOGRAD_GROUP_BYTES;
 
-export function setWinogradMinChannels(channels = WINOGRAD_MIN_CHANNELS): void {
+export function setWinogradMinChannels(channels = winogradOff ? Infinity : WINOGRAD_MIN_CHANNELS): void {
   winogradMinChannels = channels;
 }
 
