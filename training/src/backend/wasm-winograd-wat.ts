@@ -8,7 +8,7 @@
  *
  * Tiles are numbered b·tilesH·tilesW + ty·tilesW + tx and taken in groups that fit in cache: a
  * thread transforms a group's inputs into its scratch, multiplies, and transforms the products
- * back into the output, so the transformed tensors never leave the cache.
+ * back into the output while they are still in cache (the group size is chosen for that).
  */
 
 /** Blocks of input × output channels of the Winograd filter gradient: exports `wino_dw_${r}x${c}`. */
