@@ -2,8 +2,9 @@
  * `Conv2DBackpropFilter` (dW) for the wasm backend, which tfjs-backend-wasm 4.22 lacks (tf.grad of
  * a conv2d filter throws). 3×3 'same' and 1×1 stride 1 (every U-Net convolution): our SIMD
  * kernels, by Winograd F(2×2, 3×3) where the forward goes that way (wasm-conv2d.ts: 3×3, 16 or
- * more channels each way) and the input has 32 channels or more; other stride-1 convolutions: one XNNPACK GEMM per filter tap on shifted views of
- * xᵀ; other strides: im2colᵀ(x) · dy per chunk of pixels.
+ * more channels each way) and the input has 32 channels or more; other stride-1 convolutions: one
+ * XNNPACK GEMM per filter tap on shifted views of xᵀ; other strides: im2colᵀ(x) · dy per chunk of
+ * pixels.
  *
  * Only the BatchMatMul fast path of the wasm backend uses XNNPACK (no transposes, batch 1; every
  * other case is a naive triple loop), so the GEMMs here are laid out to hit exactly that path,

@@ -55,11 +55,11 @@ export const WINOGRAD_MIN_CHANNELS = 16;
  */
 export const WINOGRAD_GROUP_BYTES = 64 * 1024;
 /** `ALHVR_WASM_WINOGRAD=0` keeps every convolution on the direct kernels: to compare, or to rule Winograd out. */
-const winogradOff = typeof process !== 'undefined' && process.env?.ALHVR_WASM_WINOGRAD === '0';
-let winogradMinChannels = winogradOff ? Infinity : WINOGRAD_MIN_CHANNELS;
+const defaultMinChannels = typeof process !== 'undefined' && process.env?.ALHVR_WASM_WINOGRAD === '0' ? Infinity : WINOGRAD_MIN_CHANNELS;
+let winogradMinChannels = defaultMinChannels;
 let winogradGroupBytes = WINOGRAD_GROUP_BYTES;
 
-export function setWinogradMinChannels(channels = winogradOff ? Infinity : WINOGRAD_MIN_CHANNELS): void {
+export function setWinogradMinChannels(channels = defaultMinChannels): void {
   winogradMinChannels = channels;
 }
 
@@ -113,7 +113,7 @@ export function convolve(backend: WasmBackendInternals, x: TensorInfo, filter: T
       const s0 = heapOffset(backend, scratch);
       const kernel = `wino3x3_${block}` as const;
       const args = [x0, u0, b0, o0, H, W, Cin, Cout, tiles, perGroup];
-      splitWithHelper(simd, groups, kernel, args, (from, to) => simd.exports[kernel](...(args as [number, number, number, number, number, number, number, number, number, number]), from, to, s0),
+      splitWithHelper(simd, groups, kernel, args, (from, to) => (simd.exports[kernel] as (...a: number[]) => void)(...args, from, to, s0),
         { after: [s0 + 4 * scratchFloats] });
       return out;
     }
