@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import * as ortNode from 'onnxruntime-node';
 import * as ortWeb from 'onnxruntime-web';
-import { MODEL_CARD_KEY } from '@alhvr/core';
+import { generatePhantomCase, MODEL_CARD_KEY } from '@alhvr/core';
+import { createSliceModel, segmentVolume, type SliceModel } from '@alhvr/inference';
 import type { UNet } from '@alhvr/training';
 import { checkParity, exportOnnx, formatParity, FP16_PARITY, FP16_WEIGHTS_PARITY, phantomSlices, readOnnxModelCard } from '@alhvr/export';
 import { makeCard, makeStudent, onnxChecker, useBackend } from './export-fixtures.js';
@@ -49,6 +50,57 @@ describe('parity with TensorFlow.js (small widths)', () => {
     const out = await session.run({ image: new ortNode.Tensor('float32', x, [2, 1, 48, 64]) });
     expect(new Set(out.label.data as Uint8Array).size).toBeGreaterThanOrEqual(3);
     expect(new Set(out.region.data as Uint8Array)).toEqual(new Set([1, 2, 3]));
+  });
+
+  test('the entropy output is each pixel\'s entropy of the probabilities over ln C; the pipeline\'s signal is the same from it', async () => {
+    const { onnx } = exportOnnx([a, b], makeCard([64, 48], 0.5));
+    const session = await ortNode.InferenceSession.create(onnx);
+    const x = phantomSlices(readOnnxModelCard(onnx), 2, 20250101);
+    const out = await session.run({ image: new ortNode.Tensor('float32', x, [2, 1, 48, 64]) });
+    const p = out.probabilities.data as Float32Array;
+    const entropy = out.entropy.data as Float32Array;
+    const plane = 48 * 64;
+    expect(out.entropy.dims).toEqual([2, 48, 64]);
+    let worst = 0;
+    let spread = 0;
+    for (let s = 0; s < 2; s++) {
+      for (let q = 0; q < plane; q++) {
+        let h = 0;
+        for (let c = 0; c < 4; c++) {
+          const pc = p[(s * 4 + c) * plane + q];
+          if (pc > 0) h -= pc * Math.log(pc);
+        }
+        h /= Math.log(4);
+        worst = Math.max(worst, Math.abs(h - entropy[s * plane + q]));
+        spread = Math.max(spread, h);
+      }
+    }
+    expect(spread).toBeGreaterThan(0.3);
+    expect(worst).toBeLessThanOrEqual(1e-6);
+
+    // The 2D pipeline takes the model's entropy plane when there is one, else the probabilities.
+    const { model } = await createSliceModel(onnx, ortNode, {}, 'entropy.onnx');
+    const withoutEntropy: SliceModel = {
+      card: model.card,
+      available: new Set([...model.available].filter((k) => k !== 'entropy')),
+      run: (batch, n, h, w, fetch) => model.run(batch, n, h, w, fetch),
+    };
+    const fetched: string[][] = [];
+    const watched: SliceModel = { ...withoutEntropy, available: model.available, run: (batch, n, h, w, fetch) => (fetched.push([...fetch]), model.run(batch, n, h, w, fetch)) };
+    const { image } = generatePhantomCase({ seed: 11, index: 0 });
+    const fromPlane = await segmentVolume(image, watched, { batch: 4 });
+    const fromProbabilities = await segmentVolume(image, withoutEntropy, { batch: 4 });
+    expect(fetched[0]).toContain('entropy');
+    expect(fetched[0]).not.toContain('probabilities');
+    expect(fromPlane.label.data).toEqual(fromProbabilities.label.data);
+    expect(fromPlane.signals.foregroundEntropyCount).toBe(fromProbabilities.signals.foregroundEntropyCount);
+    expect(fromPlane.signals.foregroundEntropyCount).toBeGreaterThan(1000);
+    expect(Math.abs(fromPlane.signals.foregroundEntropySum / fromProbabilities.signals.foregroundEntropySum - 1)).toBeLessThanOrEqual(1e-6);
+    // Kept probabilities are still fetched, beside the entropy plane.
+    const kept = await segmentVolume(image, watched, { batch: 4, saveProbabilities: true });
+    expect(fetched.at(-1)).toEqual(expect.arrayContaining(['entropy', 'probabilities']));
+    expect(kept.signals.foregroundEntropySum).toBe(fromPlane.signals.foregroundEntropySum);
+    await model.release();
   });
 
   test('dynamic dims: a model carded at 32×32 runs at 64×48 with batch 3 and still matches', async () => {
@@ -122,7 +174,7 @@ describe('the exported file in other ONNX consumers', () => {
       const web = await (await ortWeb.InferenceSession.create(onnx, { executionProviders: ['wasm'] })).run({
         image: new ortWeb.Tensor('float32', x, [2, 1, 48, 64]),
       });
-      for (const name of ['probabilities', 'confidence', 'student_confidence']) {
+      for (const name of ['probabilities', 'confidence', 'student_confidence', 'entropy']) {
         const p = node[name].data as Float32Array;
         const q = web[name].data as Float32Array;
         expect(q.length).toBe(p.length);

@@ -33,6 +33,7 @@ describe('exportOnnx graph', () => {
       ['probabilities', ElemType.FLOAT, ['N', 4, 'H', 'W']],
       ['label', ElemType.UINT8, ['N', 'H', 'W']],
       ['confidence', ElemType.FLOAT, ['N', 'H', 'W']],
+      ['entropy', ElemType.FLOAT, ['N', 'H', 'W']],
       ['student_confidence', ElemType.FLOAT, ['N', 2, 'H', 'W']],
       ['region', ElemType.UINT8, ['N', 'H', 'W']],
       ['student_label', ElemType.UINT8, ['N', 2, 'H', 'W']],
@@ -56,7 +57,7 @@ describe('exportOnnx graph', () => {
     for (const l of g.node.filter((n) => n.opType === 'LeakyRelu')) expect(attr(l, 'alpha').f).toBeCloseTo(0.01, 7);
     const gamma = g.initializer.find((t) => t.name === GAMMA_INITIALIZER)!;
     expect(gamma.floatData![0]).toBeCloseTo(0.7, 7);
-    expect(summary.outputs.map((o) => o.name)).toEqual(['probabilities', 'label', 'confidence', 'student_confidence', 'region', 'student_label']);
+    expect(summary.outputs.map((o) => o.name)).toEqual(['probabilities', 'label', 'confidence', 'entropy', 'student_confidence', 'region', 'student_label']);
     expect(summary.parameters).toBe(
       g.initializer.filter((t) => t.dataType === ElemType.FLOAT && t.dims!.length > 0).reduce((s, t) => s + t.dims!.reduce((p, d) => p * Number(d), 1), 0),
     );
@@ -65,7 +66,7 @@ describe('exportOnnx graph', () => {
 
   test('one student: no region or student_confidence, and b really is the second network', () => {
     const onlyB = exportOnnx([a, b], makeCard([32, 32]), { students: 'b' });
-    expect(onlyB.summary.outputs.map((o) => o.name)).toEqual(['probabilities', 'label', 'confidence']);
+    expect(onlyB.summary.outputs.map((o) => o.name)).toEqual(['probabilities', 'label', 'confidence', 'entropy']);
     expect(onlyB.card.students).toBe('b');
     expect(onlyB.card.outputs.region).toBeUndefined();
     const weights = (bytes: Uint8Array) =>
@@ -85,7 +86,7 @@ describe('exportOnnx graph', () => {
     expect(weights.length).toBeGreaterThan(0);
     expect(weights.every((t) => t.dataType === ElemType.FLOAT16)).toBe(true);
     expect(g.input[0].type!.tensorType!.elemType).toBe(ElemType.FLOAT);
-    expect(g.output.map((o) => o.type!.tensorType!.elemType)).toEqual([ElemType.FLOAT, ElemType.UINT8, ElemType.FLOAT, ElemType.FLOAT, ElemType.UINT8, ElemType.UINT8]);
+    expect(g.output.map((o) => o.type!.tensorType!.elemType)).toEqual([ElemType.FLOAT, ElemType.UINT8, ElemType.FLOAT, ElemType.FLOAT, ElemType.FLOAT, ElemType.UINT8, ElemType.UINT8]);
     expect(half.summary.weightBytes * 2).toBe(full.summary.weightBytes);
     expect(half.summary.precision).toBe('fp16');
   });

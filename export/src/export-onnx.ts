@@ -20,6 +20,7 @@ export const ONNX_OUTPUTS = {
   studentConfidence: 'student_confidence',
   studentLabel: 'student_label',
   region: 'region',
+  entropy: 'entropy',
 } as const;
 /** Extra outputs of `debugLogits` exports (parity checks only): `logits_a`, `logits_b`. */
 export const logitsOutputName = (student: 'a' | 'b') => `logits_${student}`;
@@ -136,8 +137,9 @@ function foldStudent(net: unknown, label: 'a' | 'b', dimensions: 2 | 3): FoldedS
 
 /**
  * Export one or two students (their clean branch, eval mode) with the card. Two students give
- * the ensemble graph: probabilities (mean softmax), label, confidence, student_confidence and
- * region; one student gives probabilities, label and confidence. A card with `dimensions: 3`
+ * the ensemble graph: probabilities (mean softmax), label, confidence, student_confidence,
+ * student_label and region; one student gives probabilities, label and confidence. 2D graphs also
+ * give each pixel's normalised entropy (`entropy`). A card with `dimensions: 3`
  * exports VNet3d students (training/src/model/vnet3d.ts) with the same heads over [D, H, W].
  */
 export function exportOnnx(students: readonly unknown[], card: ExportCard, opts: ExportOptions = {}): ExportResult {
@@ -192,6 +194,17 @@ export function exportOnnx(students: readonly unknown[], card: ExportCard, opts:
   g.output(probabilities, ElemType.FLOAT, ['N', C, ...spatial]);
   g.output(label, ElemType.UINT8, plane);
   g.output(confidence, ElemType.FLOAT, plane);
+  if (dimensions === 2 && C > 1) {
+    // Each pixel's entropy of the ensemble probabilities over ln C, for the case's foreground-entropy
+    // signal: ONNX Runtime takes the logarithms vectorised, and the 2D pipeline fetches one plane per
+    // slice instead of C. (3D averages the windows' probabilities first, so it keeps computing its own.)
+    // p ln p is taken as 0 at p = 0: p is raised to the smallest normal float before the logarithm.
+    const clipped = g.op('Max', [probabilities, g.floatConstant('smallest_normal', 2 ** -126)], 'probabilities_clipped');
+    const pLogP = g.op('Mul', [probabilities, g.op('Log', [clipped], 'log_probabilities')], 'p_log_p');
+    const sumPLogP = g.op('ReduceSum', [pLogP, g.int64Tensor('class_axis', [1])], 'sum_p_log_p', { keepdims: 0 });
+    const entropy = g.op('Mul', [sumPLogP, g.floatConstant('minus_inverse_log_classes', -1 / Math.log(C))], ONNX_OUTPUTS.entropy);
+    g.output(entropy, ElemType.FLOAT, plane);
+  }
 
   if (softmax.length === 2) {
     const own = softmax.map((p, i) => g.op('ReduceMax', [p], `${nets[i].label}/confidence`, { axes: [1], keepdims: 1 }));

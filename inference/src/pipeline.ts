@@ -81,6 +81,19 @@ function tallyForegroundEntropy(probs: Float32Array, label: Uint8Array | Float32
   tally[1] = n;
 }
 
+/** The same tally from the model's own entropy plane (the normalised entropy of each pixel). */
+function tallyForegroundEntropyPlane(entropy: Float32Array, label: Uint8Array | Float32Array, pixels: number, tally: Float64Array): void {
+  let sum = tally[0];
+  let n = tally[1];
+  for (let p = 0; p < pixels; p++) {
+    if (label[p] === 0) continue;
+    sum += entropy[p];
+    n++;
+  }
+  tally[0] = sum;
+  tally[1] = n;
+}
+
 function tallyOverlap(a: Uint8Array, b: Uint8Array, overlap: { a: Float64Array; b: Float64Array; both: Float64Array }): void {
   for (let p = 0; p < a.length; p++) {
     overlap.a[a[p]]++;
@@ -131,7 +144,11 @@ export async function segmentVolume(vol: Volume<VoxelArray>, model: SliceModel, 
   // The per-volume rule needs every slice's student confidences before any region is known.
   const student = gammaMode === 'volume' ? new Float32Array(slices * 2 * planeModel) : undefined;
 
-  const fetch: SliceOutputKind[] = ['label', 'confidence', 'probabilities'];
+  // A model with an entropy output saves fetching C probability planes per slice and taking their
+  // logarithms here; the probabilities are then fetched only to be kept.
+  const entropyInGraph = model.available.has('entropy');
+  const fetch: SliceOutputKind[] = ['label', 'confidence', entropyInGraph ? 'entropy' : 'probabilities'];
+  if (entropyInGraph && probabilities) fetch.push('probabilities');
   if (hasRegion && gammaMode === 'model') fetch.push('region');
   if (student) fetch.push('studentConfidence');
   const hasStudentLabel = model.available.has('studentLabel');
@@ -180,7 +197,8 @@ export async function segmentVolume(vol: Volume<VoxelArray>, model: SliceModel, 
   const mapBackBatch = (k0: number, count: number, out: SliceOutputs, refBatch: Uint8Array | undefined) => {
     const tPost = now();
     opts.tap?.onBatch(out, refBatch, count, planeModel);
-    tallyForegroundEntropy(out.probabilities as Float32Array, out.label!, count, planeModel, classes, entropyTally);
+    if (entropyInGraph) tallyForegroundEntropyPlane(out.entropy as Float32Array, out.label!, count * planeModel, entropyTally);
+    else tallyForegroundEntropy(out.probabilities as Float32Array, out.label!, count, planeModel, classes, entropyTally);
     for (let b = 0; b < count; b++) {
       const k = k0 + b;
       const off = b * planeModel;

@@ -25,12 +25,14 @@ export interface OrtSession {
 }
 
 /** Output of the model contract: which tensor, its element type. */
-export type SliceOutputKind = 'probabilities' | 'label' | 'confidence' | 'region' | 'studentConfidence' | 'studentLabel' | 'logitsA' | 'logitsB';
+export type SliceOutputKind = 'probabilities' | 'label' | 'confidence' | 'region' | 'studentConfidence' | 'studentLabel' | 'entropy' | 'logitsA' | 'logitsB';
 
 /** Graph output name of the per-student confidence map (fixed by the exporter contract). */
 export const STUDENT_CONFIDENCE_OUTPUT = 'student_confidence';
 /** Each student's own label (two-student models exported since calibration). */
 export const STUDENT_LABEL_OUTPUT = 'student_label';
+/** Each pixel's entropy of the probabilities over ln C (2D models exported since 2026-12-05). */
+export const ENTROPY_OUTPUT = 'entropy';
 
 const OUTPUT_TYPES: Record<SliceOutputKind, 'float32' | 'uint8'> = {
   probabilities: 'float32',
@@ -39,6 +41,7 @@ const OUTPUT_TYPES: Record<SliceOutputKind, 'float32' | 'uint8'> = {
   region: 'uint8',
   studentConfidence: 'float32',
   studentLabel: 'uint8',
+  entropy: 'float32',
   logitsA: 'float32',
   logitsB: 'float32',
 };
@@ -125,6 +128,7 @@ export class OrtSliceModel implements SliceModel {
       region: card.outputs.region ?? 'region',
       studentConfidence: STUDENT_CONFIDENCE_OUTPUT,
       studentLabel: STUDENT_LABEL_OUTPUT,
+      entropy: ENTROPY_OUTPUT,
       // Only in exports made for parity checks and calibration (raw logits before temperature).
       logitsA: 'logits_a',
       logitsB: 'logits_b',
