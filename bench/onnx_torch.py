@@ -103,6 +103,13 @@ def _run(node, values, a):
         return i[0] / i[1]
     if op == "Greater":
         return i[0] > i[1]
+    if op == "Max":
+        out = i[0]
+        for t in i[1:]:
+            out = torch.maximum(out, t)
+        return out
+    if op == "Log":
+        return torch.log(i[0])
     if op == "Softmax":
         return torch.softmax(i[0], a.get("axis", -1))
     if op == "ArgMax":
